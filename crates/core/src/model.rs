@@ -1,0 +1,178 @@
+//! The records Switchyard keeps. The store reads and writes these; the server turns them into API
+//! responses (leaving out sealed secrets).
+
+use crate::ids::*;
+use crate::retry::RetryPolicy;
+use crate::Millis;
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// An event's rollup over its deliveries.
+    EventStatus {
+        Pending => "pending",
+        Processing => "processing",
+        Completed => "completed",
+        Failed => "failed",
+    }
+);
+
+string_enum!(
+    /// Where one delivery stands.
+    DeliveryStatus {
+        Pending => "pending",
+        Delivering => "delivering",
+        Succeeded => "succeeded",
+        Retrying => "retrying",
+        Dead => "dead",
+    }
+);
+
+string_enum!(
+    /// What an embed session may do inside its workspace.
+    SessionRole {
+        Viewer => "viewer",
+        Editor => "editor",
+        Admin => "admin",
+    }
+);
+
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishableKey {
+    pub id: PublishableKeyId,
+    pub workspace_id: WorkspaceId,
+    pub hint: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminKey {
+    pub id: AdminKeyId,
+    pub name: String,
+    pub hint: String,
+    pub created_at: Millis,
+}
+
+/// A configured destination. Secrets are held sealed (see `crypto::SecretBox`), bound to the id.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub workspace_id: WorkspaceId,
+    pub kind: String,
+    pub name: String,
+    pub config: serde_json::Value,
+    pub credentials_sealed: Option<String>,
+    pub signing_secret_sealed: Option<String>,
+    /// The secret replaced by the last rotation, still used to sign until `previous_secret_expires_at`.
+    pub previous_secret_sealed: Option<String>,
+    pub previous_secret_expires_at: Option<Millis>,
+    pub retry_policy: RetryPolicy,
+    pub timeout_ms: u64,
+    /// The most requests to this destination in flight at once, across the whole deployment.
+    pub max_in_flight: u32,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: RuleId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub event: String,
+    pub connection_id: ConnectionId,
+    pub action: String,
+    pub action_config: serde_json::Value,
+    pub conditions: Option<serde_json::Value>,
+    pub active: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// An accepted event. The payload stays the JSON text it arrived as.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: EventId,
+    pub workspace_id: WorkspaceId,
+    pub event: String,
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
+    pub payload: String,
+    pub occurred_at: Option<Millis>,
+    pub received_at: Millis,
+    pub status: EventStatus,
+    pub test: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub workspace_id: WorkspaceId,
+    pub event_id: EventId,
+    pub rule_id: RuleId,
+    pub connection_id: ConnectionId,
+    pub status: DeliveryStatus,
+    pub attempt_count: u32,
+    /// Attempts made before the last replay; the retry budget counts from here.
+    pub replay_base: u32,
+    pub next_attempt_at: Option<Millis>,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub delivery_id: DeliveryId,
+    pub number: u32,
+    pub started_at: Millis,
+    pub duration_ms: u64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: SessionId,
+    pub workspace_id: WorkspaceId,
+    pub role: SessionRole,
+    pub scopes: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub external_user_id: Option<String>,
+    pub expires_at: Millis,
+    pub created_at: Millis,
+}

@@ -1,0 +1,160 @@
+//! The one HTTP client every connector sends through: pooled connections, no redirects, a timeout
+//! per attempt, the address guard, and a bounded read of the response.
+
+use crate::guard::{self, ForbiddenAddress, GuardedResolver};
+use crate::OutboundRequest;
+use bytes::{Bytes, BytesMut};
+use reqwest::header::HeaderMap;
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How much of a response is kept in the attempt history.
+pub const EXCERPT_BYTES: usize = 2048;
+/// How much of a response body is read for classification; the rest is dropped unread.
+const READ_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    allow_private: bool,
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct ResponseSummary {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The start of the body (up to 64 KiB), for connectors that classify by content.
+    pub body: Bytes,
+}
+
+impl ResponseSummary {
+    /// The first 2 KiB of the body as text, for the attempt history.
+    pub fn excerpt(&self) -> String {
+        let end = self.body.len().min(EXCERPT_BYTES);
+        String::from_utf8_lossy(&self.body[..end]).into_owned()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportErrorKind {
+    Timeout,
+    Connect,
+    /// The address guard refused the destination.
+    Forbidden,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    pub kind: TransportErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub result: Result<ResponseSummary, TransportError>,
+    pub duration: Duration,
+}
+
+impl Sender {
+    pub fn new(allow_private: bool) -> Self {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true);
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver));
+        }
+        let client = builder.build().expect("the HTTP client's static configuration is valid");
+        Self { client, allow_private }
+    }
+
+    pub async fn send(&self, req: OutboundRequest, timeout: Duration) -> Sent {
+        let started = Instant::now();
+        let result = self.send_inner(req, timeout).await;
+        Sent { result, duration: started.elapsed() }
+    }
+
+    async fn send_inner(&self, req: OutboundRequest, timeout: Duration) -> Result<ResponseSummary, TransportError> {
+        // Literal addresses never reach the resolver, so they are checked here.
+        if !self.allow_private {
+            let literal = match req.url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+                _ => None,
+            };
+            if let Some(ip) = literal.filter(|ip| guard::is_forbidden(*ip)) {
+                return Err(TransportError { kind: TransportErrorKind::Forbidden, message: ForbiddenAddress(ip.to_string()).to_string() });
+            }
+            if guard::check_url(&req.url, false).is_err() {
+                let host = req.url.host_str().unwrap_or_default().to_owned();
+                return Err(TransportError { kind: TransportErrorKind::Forbidden, message: ForbiddenAddress(host).to_string() });
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let response = self
+            .client
+            .request(req.method, req.url)
+            .headers(req.headers)
+            .body(req.body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = tokio::time::timeout_at(deadline.into(), read_bounded(response))
+            .await
+            .map_err(|_| TransportError { kind: TransportErrorKind::Timeout, message: "timed out reading the response".into() })??;
+        Ok(ResponseSummary { status, headers, body })
+    }
+}
+
+async fn read_bounded(mut response: reqwest::Response) -> Result<Bytes, TransportError> {
+    let mut buf = BytesMut::new();
+    while buf.len() < READ_LIMIT {
+        match response.chunk().await.map_err(transport_error)? {
+            Some(chunk) => buf.extend_from_slice(&chunk[..chunk.len().min(READ_LIMIT - buf.len())]),
+            None => break,
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn transport_error(e: reqwest::Error) -> TransportError {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(forbidden) = s.downcast_ref::<ForbiddenAddress>() {
+            return TransportError { kind: TransportErrorKind::Forbidden, message: forbidden.to_string() };
+        }
+        source = s.source();
+    }
+    let kind = if e.is_timeout() {
+        TransportErrorKind::Timeout
+    } else if e.is_connect() {
+        TransportErrorKind::Connect
+    } else {
+        TransportErrorKind::Other
+    };
+    let message = match kind {
+        TransportErrorKind::Timeout => "timed out waiting for the destination".to_owned(),
+        TransportErrorKind::Connect => format!("could not connect: {}", root_cause(&e)),
+        _ => format!("request failed: {}", root_cause(&e)),
+    };
+    TransportError { kind, message }
+}
+
+/// The innermost error message (reqwest's own wraps it in context that repeats the URL).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}

@@ -1,0 +1,260 @@
+//! Persistence for Switchyard: one interface in the language of the domain, implemented for the
+//! embedded SQLite default (and, behind the same traits, for PostgreSQL).
+//!
+//! The interface is split by concept ([`WorkspaceStore`], [`ConnectionStore`], [`RuleStore`],
+//! [`EventStore`], [`DeliveryStore`]); [`Store`] is all of them. Every method that reads tenant data
+//! takes a [`Scope`], so workspace isolation is enforced here, once, and not in each handler.
+
+mod migrate;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use switchyard_core::ids::*;
+use switchyard_core::model::*;
+use switchyard_core::Millis;
+
+pub use sqlite::SqliteStore;
+
+/// Whose data a call may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// An admin credential: every workspace.
+    All,
+    /// A workspace-bound credential: this workspace only.
+    Workspace(WorkspaceId),
+}
+
+impl Scope {
+    pub fn allows(&self, ws: &WorkspaceId) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Workspace(own) => own == ws,
+        }
+    }
+
+    fn workspace(&self) -> Option<&str> {
+        match self {
+            Scope::All => None,
+            Scope::Workspace(ws) => Some(ws.as_str()),
+        }
+    }
+}
+
+/// One page of a newest-first listing: at most `limit` items with ids below `before`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub limit: u32,
+    pub before: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("the stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event: Option<String>,
+    pub status: Option<EventStatus>,
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub connection_id: Option<ConnectionId>,
+    pub rule_id: Option<RuleId>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+}
+
+/// An event to store together with the deliveries its matching rules produced.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Event,
+    pub idempotency_key: Option<String>,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    pub rule_id: RuleId,
+    pub connection_id: ConnectionId,
+}
+
+/// What happened to one event of an ingest batch.
+#[derive(Debug, Clone)]
+pub enum IngestOutcome {
+    /// Stored, with its deliveries.
+    Created,
+    /// The idempotency key was seen within its window: nothing stored; this is the first event.
+    Duplicate { id: EventId, event: String, received_at: Millis },
+}
+
+/// A delivery leased to one dispatcher, with the event it carries.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery: Delivery,
+    pub event: Event,
+}
+
+/// The result of one attempt, as the dispatcher records it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub attempt: Attempt,
+    pub next: NextStep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Succeeded,
+    RetryAt(Millis),
+    Dead,
+}
+
+/// Why a connection could not be deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    /// Active rules still route to it.
+    InUse(Vec<RuleId>),
+}
+
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// Cheap liveness query for readiness checks.
+    async fn ping(&self) -> Result<()>;
+    /// A counter bumped by every change to keys, connections or rules; caches compare it to stay fresh.
+    async fn config_version(&self) -> Result<i64>;
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    async fn count_admin_keys(&self) -> Result<u64>;
+    async fn create_admin_key(&self, key: &AdminKey, key_hash: &str) -> Result<()>;
+    async fn find_admin_key(&self, key_hash: &str) -> Result<Option<AdminKeyId>>;
+}
+
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
+    async fn create_workspace(&self, ws: &Workspace, key: &PublishableKey, key_hash: &str) -> Result<()>;
+    async fn list_workspaces(&self, scope: &Scope, page: &Page) -> Result<Vec<Workspace>>;
+    async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Option<Workspace>>;
+    async fn update_workspace(&self, ws: &Workspace) -> Result<()>;
+    /// Deletes the workspace and everything in it. False when it did not exist.
+    async fn delete_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<bool>;
+    async fn create_publishable_key(&self, key: &PublishableKey, key_hash: &str) -> Result<()>;
+    async fn list_publishable_keys(&self, ws: &WorkspaceId) -> Result<Vec<PublishableKey>>;
+    async fn delete_publishable_key(&self, ws: &WorkspaceId, id: &PublishableKeyId) -> Result<bool>;
+    async fn find_publishable_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>>;
+    async fn create_session(&self, session: &Session, token_hash: &str) -> Result<()>;
+    async fn find_session(&self, token_hash: &str) -> Result<Option<Session>>;
+    async fn get_session(&self, id: &SessionId) -> Result<Option<Session>>;
+    /// Replaces the session's token and expiry (refresh).
+    async fn refresh_session(&self, id: &SessionId, token_hash: &str, expires_at: Millis) -> Result<bool>;
+    async fn delete_session(&self, id: &SessionId) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    async fn create_connection(&self, conn: &Connection) -> Result<()>;
+    async fn get_connection(&self, scope: &Scope, id: &ConnectionId) -> Result<Option<Connection>>;
+    async fn list_connections(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<Connection>>;
+    /// Writes every mutable field of `conn` (the caller read, changed and validated it).
+    async fn update_connection(&self, conn: &Connection) -> Result<()>;
+    /// Deletes a connection unless active rules use it; with `force`, its rules go too and its
+    /// waiting deliveries become dead.
+    async fn delete_connection(&self, scope: &Scope, id: &ConnectionId, force: bool) -> Result<DeleteOutcome>;
+}
+
+#[async_trait]
+pub trait RuleStore: Send + Sync {
+    async fn create_rule(&self, rule: &Rule) -> Result<()>;
+    /// A live rule (not deleted).
+    async fn get_rule(&self, scope: &Scope, id: &RuleId) -> Result<Option<Rule>>;
+    /// A rule even if deleted: deliveries accepted before a deletion still carry out its action.
+    async fn get_rule_for_delivery(&self, id: &RuleId) -> Result<Option<Rule>>;
+    async fn list_rules(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<Rule>>;
+    async fn active_rules(&self, ws: &WorkspaceId) -> Result<Vec<Rule>>;
+    async fn update_rule(&self, rule: &Rule) -> Result<()>;
+    async fn delete_rule(&self, scope: &Scope, id: &RuleId) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores a batch of events and their deliveries in one transaction (group commit).
+    /// Idempotency keys are checked and claimed inside it.
+    async fn ingest(&self, batch: &[NewEvent], now: Millis, idempotency_window_ms: i64) -> Result<Vec<IngestOutcome>>;
+    async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Option<Event>>;
+    async fn list_events(&self, ws: &WorkspaceId, filter: &EventFilter, page: &Page) -> Result<Vec<Event>>;
+    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<Delivery>>;
+    /// Deletes idempotency keys whose window has passed.
+    async fn expire_idempotency_keys(&self, now: Millis) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Leases up to `limit` due deliveries to `owner`: fair across workspaces and connections, never
+    /// more in flight per connection than its `max_in_flight`. Each lease lasts the connection's
+    /// timeout plus `lease_margin_ms`.
+    async fn claim_due(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64) -> Result<Vec<Claimed>>;
+    /// Records finished attempts and moves each delivery on (one transaction for the batch).
+    async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()>;
+    /// Hands leased deliveries back without an attempt (shutdown, deferral), due at `at`.
+    async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()>;
+    /// Returns deliveries whose lease expired (their node died) to the due queue.
+    async fn recover_expired_leases(&self, now: Millis) -> Result<u64>;
+    /// Returns every delivery leased by an owner other than `owner` (embedded single node: after a crash).
+    async fn recover_foreign_leases(&self, owner: &str, now: Millis) -> Result<u64>;
+    /// How many deliveries wait for an attempt (pending or retrying), due or not.
+    async fn waiting_count(&self) -> Result<u64>;
+    async fn get_delivery(&self, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>>;
+    async fn delivery_attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>>;
+    async fn list_deliveries(&self, ws: &WorkspaceId, filter: &DeliveryFilter, page: &Page) -> Result<Vec<Delivery>>;
+    /// Sends a delivery back to the due queue, due now, with a fresh retry budget.
+    /// None when not found; Some(false) while an attempt is in flight.
+    async fn replay_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<bool>>;
+    /// Replays every finished delivery matching the filter; returns how many.
+    async fn replay_matching(&self, ws: &WorkspaceId, filter: &DeliveryFilter, now: Millis) -> Result<u64>;
+}
+
+/// The whole store, as the server holds it.
+pub trait Store: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore {}
+
+impl<T: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore> Store for T {}
+
+/// Opens the store a database URL names and applies its migrations.
+pub async fn open(database_url: &str) -> Result<std::sync::Arc<dyn Store>, OpenError> {
+    if database_url.starts_with("sqlite:") {
+        let store = SqliteStore::open(database_url).await?;
+        store.migrate().await?;
+        Ok(std::sync::Arc::new(store))
+    } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        Err(OpenError::Unsupported("PostgreSQL is not available in this build yet; use a sqlite:// URL".into()))
+    } else {
+        Err(OpenError::Unsupported(format!(
+            "unsupported database URL scheme in {:?}; expected sqlite://PATH",
+            database_url.split(':').next().unwrap_or_default()
+        )))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,185 @@
+//! Events: the ingest batch (group commit), idempotency, history queries and rollup status.
+
+use super::{rows, SqliteStore};
+use crate::{EventFilter, EventStore, IngestOutcome, NewEvent, Page, Result, Scope};
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use std::collections::HashMap;
+use switchyard_core::ids::*;
+use switchyard_core::model::*;
+use switchyard_core::Millis;
+
+// SQLite allows 32,766 bound parameters per statement; stay well below it.
+const EVENT_ROWS_PER_INSERT: usize = 1_000;
+const DELIVERY_ROWS_PER_INSERT: usize = 2_000;
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn ingest(&self, batch: &[NewEvent], now: Millis, window_ms: i64) -> Result<Vec<IngestOutcome>> {
+        let mut tx = self.writer.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Keys claimed earlier in this same batch, so two requests racing with one key make one event.
+        let mut claimed: HashMap<(&str, &str), usize> = HashMap::new();
+        for (i, new) in batch.iter().enumerate() {
+            let Some(key) = new.idempotency_key.as_deref() else {
+                outcomes.push(IngestOutcome::Created);
+                continue;
+            };
+            let ws = new.event.workspace_id.as_str();
+            if let Some(&first) = claimed.get(&(ws, key)) {
+                let e = &batch[first].event;
+                outcomes.push(IngestOutcome::Duplicate { id: e.id.clone(), event: e.event.clone(), received_at: e.received_at });
+                continue;
+            }
+            let existing: Option<(String, String, i64)> = sqlx::query_as(
+                "SELECT e.id, e.event, e.received_at FROM idempotency_keys k JOIN events e ON e.id = k.event_id
+                 WHERE k.workspace_id = ? AND k.key = ? AND k.expires_at > ?",
+            )
+            .bind(ws)
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match existing {
+                Some((id, event, received_at)) => {
+                    outcomes.push(IngestOutcome::Duplicate { id: EventId::from_trusted(id), event, received_at })
+                }
+                None => {
+                    claimed.insert((ws, key), i);
+                    outcomes.push(IngestOutcome::Created);
+                }
+            }
+        }
+        let created: Vec<&NewEvent> =
+            batch.iter().zip(&outcomes).filter(|(_, o)| matches!(o, IngestOutcome::Created)).map(|(n, _)| n).collect();
+        insert_events(&mut tx, &created).await?;
+        insert_deliveries(&mut tx, &created, now).await?;
+        for new in created.iter().filter(|n| n.idempotency_key.is_some()) {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (workspace_id, key, event_id, expires_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (workspace_id, key) DO UPDATE SET event_id = excluded.event_id, expires_at = excluded.expires_at",
+            )
+            .bind(new.event.workspace_id.as_str())
+            .bind(new.idempotency_key.as_deref())
+            .bind(new.event.id.as_str())
+            .bind(now + window_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Option<Event>> {
+        let row = sqlx::query("SELECT * FROM events WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)")
+            .bind(id.as_str())
+            .bind(scope.workspace())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(rows::event).transpose()
+    }
+
+    async fn list_events(&self, ws: &WorkspaceId, f: &EventFilter, page: &Page) -> Result<Vec<Event>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE workspace_id = ");
+        q.push_bind(ws.as_str());
+        if let Some(v) = &f.event {
+            q.push(" AND event = ").push_bind(v.as_str());
+        }
+        if let Some(v) = f.status {
+            q.push(" AND status = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &f.resource {
+            q.push(" AND resource = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &f.resource_id {
+            q.push(" AND resource_id = ").push_bind(v.as_str());
+        }
+        if let Some(v) = f.since {
+            q.push(" AND received_at >= ").push_bind(v);
+        }
+        if let Some(v) = f.until {
+            q.push(" AND received_at < ").push_bind(v);
+        }
+        if let Some(v) = &page.before {
+            q.push(" AND id < ").push_bind(v.as_str());
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit);
+        let rows = q.build().fetch_all(&self.reader).await?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<Delivery>> {
+        let rows = sqlx::query("SELECT * FROM deliveries WHERE event_id = ? ORDER BY id").bind(event.as_str()).fetch_all(&self.reader).await?;
+        rows.iter().map(rows::delivery).collect()
+    }
+
+    async fn expire_idempotency_keys(&self, now: Millis) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= ?").bind(now).execute(&self.writer).await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn insert_events(tx: &mut Transaction<'_, Sqlite>, events: &[&NewEvent]) -> Result<()> {
+    for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (id, workspace_id, event, resource, resource_id, payload, occurred_at, received_at, status, test) ",
+        );
+        q.push_values(chunk, |mut b, n| {
+            let e = &n.event;
+            b.push_bind(e.id.as_str())
+                .push_bind(e.workspace_id.as_str())
+                .push_bind(e.event.as_str())
+                .push_bind(e.resource.as_deref())
+                .push_bind(e.resource_id.as_deref())
+                .push_bind(e.payload.as_str())
+                .push_bind(e.occurred_at)
+                .push_bind(e.received_at)
+                .push_bind(e.status.as_str())
+                .push_bind(e.test);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_deliveries(tx: &mut Transaction<'_, Sqlite>, events: &[&NewEvent], now: Millis) -> Result<()> {
+    let rows: Vec<(&NewEvent, &crate::NewDelivery)> = events.iter().flat_map(|n| n.deliveries.iter().map(move |d| (*n, d))).collect();
+    for chunk in rows.chunks(DELIVERY_ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (id, workspace_id, event_id, rule_id, connection_id, status, next_attempt_at, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, (n, d)| {
+            b.push_bind(d.id.as_str())
+                .push_bind(n.event.workspace_id.as_str())
+                .push_bind(n.event.id.as_str())
+                .push_bind(d.rule_id.as_str())
+                .push_bind(d.connection_id.as_str())
+                .push_bind(DeliveryStatus::Pending.as_str())
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Recomputes an event's rollup from its deliveries: failed if any is dead, completed when all
+/// succeeded, processing once any was attempted, else pending.
+pub(crate) async fn refresh_event_status(tx: &mut Transaction<'_, Sqlite>, event_id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE events SET status = (
+            SELECT CASE
+                WHEN COUNT(*) = 0 THEN 'completed'
+                WHEN SUM(status = 'dead') > 0 THEN 'failed'
+                WHEN SUM(status = 'succeeded') = COUNT(*) THEN 'completed'
+                WHEN SUM(attempt_count) > 0 OR SUM(status = 'delivering') > 0 THEN 'processing'
+                ELSE 'pending' END
+            FROM deliveries WHERE event_id = ?1)
+         WHERE id = ?1",
+    )
+    .bind(event_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! All writes go through a single connection (SQLite has one writer at a time anyway; one connection
+//! avoids lock contention and lets the server batch writes into few transactions). Reads use a small
+//! pool of their own, which WAL lets run beside the writer. `synchronous = FULL`: a committed
+//! transaction survives power loss, which is what "a 202 means durable" promises.
+
+mod deliveries;
+mod events;
+mod rows;
+mod rules;
+mod workspaces;
+mod connections;
+
+use crate::migrate::SQLITE;
+use crate::{AdminStore, Result, StoreError};
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+use switchyard_core::ids::AdminKeyId;
+use switchyard_core::model::AdminKey;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing, with its folder) the database a `sqlite://PATH` URL names.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+            }
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+}
+
+/// Bumps the version caches compare; called in the transaction of every configuration change.
+pub(crate) async fn bump_config_version(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+    sqlx::query("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Runs a migration script statement by statement. Whole-line `--` comments are dropped first;
+/// statements hold no semicolons of their own.
+async fn run_script(tx: &mut Transaction<'_, Sqlite>, script: &str) -> Result<()> {
+    let code: String = script.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    for statement in code.split(';').filter(|s| !s.trim().is_empty()) {
+        sqlx::query(statement).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl AdminStore for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&self.writer)
+        .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&self.writer).await?;
+        for migration in SQLITE.iter().filter(|m| !applied.contains(&m.version)) {
+            let mut tx = self.writer.begin().await?;
+            run_script(&mut tx, migration.sql).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                .bind(migration.version)
+                .bind(migration.name)
+                .bind(switchyard_core::now_millis())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        }
+        if let Some(newest) = applied.iter().max() {
+            let known = SQLITE.iter().map(|m| m.version).max().unwrap_or(0);
+            if *newest > known {
+                return Err(StoreError::Corrupt(format!(
+                    "the database has migration {newest}, newer than this binary knows ({known}); upgrade switchyard"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn config_version(&self) -> Result<i64> {
+        let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'config_version'").fetch_one(&self.reader).await?;
+        v.parse().map_err(|_| StoreError::Corrupt("config_version is not a number".into()))
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?").bind(key).fetch_optional(&self.writer).await?)
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_admin_keys(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admin_keys").fetch_one(&self.writer).await?;
+        Ok(n as u64)
+    }
+
+    async fn create_admin_key(&self, key: &AdminKey, key_hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO admin_keys (id, name, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(key.id.as_str())
+            .bind(&key.name)
+            .bind(key_hash)
+            .bind(&key.hint)
+            .bind(key.created_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn find_admin_key(&self, key_hash: &str) -> Result<Option<AdminKeyId>> {
+        let row = sqlx::query("SELECT id FROM admin_keys WHERE key_hash = ?").bind(key_hash).fetch_optional(&self.reader).await?;
+        Ok(row.map(|r| AdminKeyId::from_trusted(r.get("id"))))
+    }
+}
