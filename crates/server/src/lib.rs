@@ -1,1 +1,134 @@
+//! The Switchyard server: HTTP API, ingestion, dispatcher and operations, assembled by
+//! [`Application::build`], which the binary and the tests both use.
+//!
+//! Layout:
+//! - [`config`]: settings and their validation.
+//! - [`api`]: one module per resource (`workspaces`, `connections`, `rules`, `events`,
+//!   `deliveries`, `sessions`), the OpenAPI document, health and metrics endpoints.
+//! - [`auth`]: credentials → [`auth::Principal`] → the store [`switchyard_store::Scope`].
+//! - [`json`], [`error`]: request bodies in, the one error shape out.
+//! - [`ingest`]: group commit of accepted events.
+//! - [`cache`]: keys, rules and connections in memory, kept fresh by the store's config version.
+//! - [`dispatch`]: claiming, attempts, recording, lease recovery.
+//! - [`bootstrap`]: master key and first admin key.
 
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod cache;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod ingest;
+pub mod json;
+pub mod state;
+
+use anyhow::Context;
+use config::Config;
+use state::{AppState, Inner};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Role;
+
+/// A built node: bound to its port, store open and migrated, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+    /// The admin key created on first start, when one was (shown once).
+    pub bootstrap_admin_key: Option<String>,
+    node_id: String,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let store = switchyard_store::open(&config.database_url)
+            .await
+            .with_context(|| format!("could not open the database at {}", config::redact_url(&config.database_url)))?;
+        let vault = bootstrap::secret_box(&config, &*store).await?;
+        let bootstrap_admin_key = bootstrap::admin_key(&config, &*store).await?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("could not listen on {}", config.listen))?;
+
+        let wake = Arc::new(Notify::new());
+        let (ingest, _writer) = ingest::IngestQueue::start(
+            store.clone(),
+            config.idempotency_window.as_millis() as i64,
+            config.ingest_batch_max,
+            wake.clone(),
+        );
+        let env_admin_digest = config.admin_key.as_deref().map(switchyard_core::crypto::hash_token);
+        let state = AppState::new(Inner {
+            store,
+            vault,
+            registry: Default::default(),
+            cache: Default::default(),
+            ingest,
+            wake,
+            env_admin_digest,
+            metrics: bootstrap::metrics_handle(),
+            config,
+        });
+        let node_id = format!("node_{}", ulid::Ulid::new());
+        Ok(Self { listener, state, stop: CancellationToken::new(), bootstrap_admin_key, node_id })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Cancelling this token shuts the node down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled: then stops accepting, finishes requests,
+    /// lets attempts in flight finish (or hands back their leases), and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { listener, state, stop, node_id, .. } = self;
+        let role = state.config.role;
+        let mut workers: Vec<JoinHandle<()>> = Vec::new();
+        workers.push(tokio::spawn(state.cache.clone().watch(state.store.clone(), state.config.cache_check_interval, stop.clone())));
+        if role.dispatches() {
+            if state.config.database_url.starts_with("sqlite:") {
+                // The embedded store has one node: any lease not ours belongs to a process that died.
+                let recovered = state.store.recover_foreign_leases(&node_id, switchyard_core::now_millis()).await?;
+                if recovered > 0 {
+                    tracing::warn!(deliveries = recovered, "recovered deliveries leased by a previous process");
+                    metrics::counter!("switchyard_lease_recoveries_total").increment(recovered);
+                }
+            }
+            workers.push(tokio::spawn(dispatch::run(state.clone(), node_id.clone(), stop.clone())));
+            workers.push(tokio::spawn(dispatch::maintenance::run(state.clone(), stop.clone())));
+        }
+        tracing::info!(address = %listener.local_addr()?, role = ?role, node = %node_id, "switchyard is ready");
+        let app = api::router(state.clone(), role.serves_api())
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| error::ApiError::internal("a request handler panicked").into_response_owned()))
+            .layer(tower_http::trace::TraceLayer::new_for_http());
+        let shutdown = stop.clone();
+        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+        stop.cancel();
+        for worker in workers {
+            let _ = worker.await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+impl error::ApiError {
+    fn into_response_owned(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+/// Opens a database and applies its migrations (`switchyard migrate`).
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    switchyard_store::open(database_url).await.with_context(|| format!("could not migrate {}", config::redact_url(database_url)))?;
+    Ok(())
+}

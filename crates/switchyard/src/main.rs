@@ -1,1 +1,150 @@
-fn main() {}
+//! The `switchyard` binary: parses flags (each with an environment fallback), sets up logging, and
+//! hands over to the library. All behaviour lives in `switchyard-server`.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use switchyard_server::config::Config;
+use switchyard_server::{Application, Role};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "The outbound integration layer for SaaS products")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: the HTTP API and/or the dispatcher.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Print the OpenAPI document generated from the handlers.
+    Openapi,
+}
+
+#[derive(Args)]
+struct DatabaseArgs {
+    /// sqlite://PATH (embedded, created on first start) or postgres://...
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL", default_value = "sqlite://switchyard-data/switchyard.db")]
+    database_url: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Api,
+    Worker,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// api: HTTP only; worker: dispatch only; all: both.
+    #[arg(long, env = "SWITCHYARD_ROLE", value_enum, default_value = "all")]
+    role: RoleArg,
+    /// Allow destinations on loopback, private, link-local and other non-public addresses.
+    #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_DESTINATIONS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_private_destinations: bool,
+    /// Log format.
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Externally visible base URL (OAuth callbacks, embed links).
+    #[arg(long, env = "SWITCHYARD_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Most delivery attempts in flight on this node.
+    #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY", default_value_t = 512)]
+    dispatch_concurrency: usize,
+    /// Idle poll interval of the dispatcher, in milliseconds (new events wake it at once).
+    #[arg(long, env = "SWITCHYARD_POLL_INTERVAL_MS", default_value_t = 1000)]
+    poll_interval_ms: u64,
+    /// Seconds to let attempts in flight finish on shutdown before handing their leases back.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    shutdown_grace_seconds: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Migrate(args) => runtime.block_on(async {
+            init_logging(LogFormat::Text);
+            switchyard_server::migrate(&args.database_url).await?;
+            println!("migrations applied");
+            Ok(())
+        }),
+        Command::Openapi => {
+            println!("{}", switchyard_server::api::openapi().to_pretty_json()?);
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let mut config = Config::new(args.database.database_url);
+    config.listen = args.listen;
+    config.role = match args.role {
+        RoleArg::Api => Role::Api,
+        RoleArg::Worker => Role::Worker,
+        RoleArg::All => Role::All,
+    };
+    config.allow_private_destinations = args.allow_private_destinations;
+    config.public_url = args.public_url;
+    config.master_key = std::env::var("SWITCHYARD_MASTER_KEY").ok().filter(|k| !k.is_empty());
+    config.admin_key = std::env::var("SWITCHYARD_ADMIN_KEY").ok().filter(|k| !k.is_empty());
+    config.dispatcher.max_concurrency = args.dispatch_concurrency;
+    config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));
+    config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_seconds);
+
+    let app = Application::build(config).await.context("switchyard could not start")?;
+    if let Some(key) = &app.bootstrap_admin_key {
+        println!("Created the first admin key (shown only this once; store it now):\n\n    {key}\n");
+    }
+    println!("switchyard listening on http://{}", app.local_addr());
+    let stop = app.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        stop.cancel();
+    });
+    app.run_until_stopped().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,350 @@
+//! Connections: configured destinations inside a workspace, with write-only credentials and
+//! (for signed destinations) a signing secret shown once.
+
+use super::common::*;
+use super::workspaces::visible_workspace;
+use crate::auth::{Access, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::json::ValidJson;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use switchyard_core::crypto::generate_signing_secret;
+use switchyard_core::ids::*;
+use switchyard_core::model::Connection;
+use switchyard_core::retry::{RetryPolicy, RetryPolicyInput};
+use switchyard_destinations::{Connector, ValidationContext};
+use switchyard_store::{DeleteOutcome, Scope};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=120_000;
+const MAX_IN_FLIGHT_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000;
+const DEFAULT_ROTATION_GRACE_SECS: u64 = 24 * 3600;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_connection, list_connections))
+        .routes(routes!(get_connection, update_connection, delete_connection))
+        .routes(routes!(rotate_secret))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    /// An integration type from `GET /integrations`, e.g. `webhook`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// Write-only: never returned, encrypted at rest.
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<Value>,
+    pub retry_policy: Option<RetryPolicyInput>,
+    pub timeout_ms: Option<u64>,
+    /// Most requests in flight to this destination at once (default 16).
+    pub max_in_flight: Option<u32>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnection {
+    pub name: Option<String>,
+    /// Replaces the whole config.
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+    /// Replaces the credentials; `null` removes them.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub credentials: Option<Option<Value>>,
+    pub retry_policy: Option<RetryPolicyInput>,
+    pub timeout_ms: Option<u64>,
+    pub max_in_flight: Option<u32>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectionOut {
+    pub id: String,
+    pub workspace_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// Whether credentials are stored (they are never shown).
+    pub has_credentials: bool,
+    pub retry_policy: RetryPolicy,
+    pub timeout_ms: u64,
+    pub max_in_flight: u32,
+    /// `active`.
+    pub status: &'static str,
+    /// While a rotated-out signing secret is still used beside the new one.
+    pub previous_secret_expires_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Shown once, in the response that creates the connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+impl ConnectionOut {
+    fn new(c: &Connection, signing_secret: Option<String>) -> Self {
+        let now = switchyard_core::now_millis();
+        Self {
+            id: c.id.to_string(),
+            workspace_id: c.workspace_id.to_string(),
+            kind: c.kind.clone(),
+            name: c.name.clone(),
+            config: c.config.clone(),
+            has_credentials: c.credentials_sealed.is_some(),
+            retry_policy: c.retry_policy,
+            timeout_ms: c.timeout_ms,
+            max_in_flight: c.max_in_flight,
+            status: "active",
+            previous_secret_expires_at: c.previous_secret_expires_at.filter(|t| *t > now).map(ts),
+            created_at: ts(c.created_at),
+            updated_at: ts(c.updated_at),
+            signing_secret,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the old secret keeps signing beside the new one (default 86400; 0 ends it now).
+    pub grace_period_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RotatedSecret {
+    pub signing_secret: String,
+    pub previous_secret_expires_at: Option<String>,
+}
+
+fn connector(state: &AppState, kind: &str) -> ApiResult<Arc<dyn Connector>> {
+    state.registry.get(kind).cloned().ok_or_else(|| {
+        let kinds: Vec<_> = state.registry.kinds().collect();
+        ApiError::invalid("type", format!("unknown integration; available: {}", kinds.join(", ")))
+    })
+}
+
+fn check_limits(timeout_ms: u64, max_in_flight: u32) -> ApiResult<()> {
+    if !TIMEOUT_RANGE_MS.contains(&timeout_ms) {
+        return Err(ApiError::invalid("timeout_ms", format!("must be between {} and {}", TIMEOUT_RANGE_MS.start(), TIMEOUT_RANGE_MS.end())));
+    }
+    if !MAX_IN_FLIGHT_RANGE.contains(&max_in_flight) {
+        return Err(ApiError::invalid("max_in_flight", format!("must be between {} and {}", MAX_IN_FLIGHT_RANGE.start(), MAX_IN_FLIGHT_RANGE.end())));
+    }
+    Ok(())
+}
+
+fn seal_credentials(state: &AppState, connector: &dyn Connector, credentials: &Value, id: &ConnectionId) -> ApiResult<String> {
+    connector.validate_credentials(credentials)?;
+    Ok(state.vault.seal(credentials.to_string().as_bytes(), id.as_str()))
+}
+
+fn validation_context(state: &AppState) -> ValidationContext {
+    ValidationContext { allow_private_destinations: state.config.allow_private_destinations }
+}
+
+#[utoipa::path(post, path = "/workspaces/{ws}/connections", tag = "connections", params(("ws" = String, Path)),
+    request_body = CreateConnection,
+    responses((status = 201, body = ConnectionOut), (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn create_connection(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    ValidJson(body): ValidJson<CreateConnection>,
+) -> ApiResult<(StatusCode, Json<ConnectionOut>)> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+    check_name(&body.name, "name")?;
+    let connector = connector(&state, &body.kind)?;
+    let config = connector.validate_config(&body.config, &validation_context(&state))?;
+    let defaults = &state.config.defaults;
+    let retry_policy = body.retry_policy.unwrap_or_default().resolve(defaults.retry_policy).map_err(|(f, m)| ApiError::invalid(f, m))?;
+    let timeout_ms = body.timeout_ms.unwrap_or(defaults.timeout_ms);
+    let max_in_flight = body.max_in_flight.unwrap_or(defaults.max_in_flight);
+    check_limits(timeout_ms, max_in_flight)?;
+
+    let id = ConnectionId::generate();
+    let credentials_sealed = body.credentials.as_ref().map(|c| seal_credentials(&state, &*connector, c, &id)).transpose()?;
+    let signing_secret = connector.signs_requests(&config).then(generate_signing_secret);
+    let now = switchyard_core::now_millis();
+    let conn = Connection {
+        signing_secret_sealed: signing_secret.as_ref().map(|s| state.vault.seal(s.as_bytes(), id.as_str())),
+        id,
+        workspace_id: ws.id,
+        kind: body.kind,
+        name: body.name,
+        config,
+        credentials_sealed,
+        previous_secret_sealed: None,
+        previous_secret_expires_at: None,
+        retry_policy,
+        timeout_ms,
+        max_in_flight,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create_connection(&conn).await?;
+    state.config_changed();
+    Ok((StatusCode::CREATED, Json(ConnectionOut::new(&conn, signing_secret))))
+}
+
+#[utoipa::path(get, path = "/workspaces/{ws}/connections", tag = "connections", params(("ws" = String, Path), ListParams),
+    responses((status = 200, body = ListOf<ConnectionOut>)), security(("admin_key" = []), ("session_token" = [])))]
+async fn list_connections(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    Q(params): Q<ListParams>,
+) -> ApiResult<Json<ListOf<ConnectionOut>>> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
+    let page = params.page()?;
+    let items = state.store.list_connections(&ws.id, &page).await?;
+    Ok(Json(ListOf::from_fetched(items, &page, |c| c.id.to_string(), |c| ConnectionOut::new(&c, None))))
+}
+
+async fn visible_connection(state: &AppState, principal: &Principal, raw: &str, access: Access) -> ApiResult<(Scope, Connection)> {
+    let scope = principal.scope(access)?;
+    let id = path_id(raw, ConnectionId::parse, "connection")?;
+    let conn = state.store.get_connection(&scope, &id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
+    Ok((scope, conn))
+}
+
+#[utoipa::path(get, path = "/connections/{id}", tag = "connections", params(("id" = String, Path)),
+    responses((status = 200, body = ConnectionOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+async fn get_connection(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<ConnectionOut>> {
+    let (_, conn) = visible_connection(&state, &principal, &id, Access::Read).await?;
+    Ok(Json(ConnectionOut::new(&conn, None)))
+}
+
+#[utoipa::path(patch, path = "/connections/{id}", tag = "connections", params(("id" = String, Path)), request_body = UpdateConnection,
+    responses((status = 200, body = ConnectionOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn update_connection(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ValidJson(body): ValidJson<UpdateConnection>,
+) -> ApiResult<Json<ConnectionOut>> {
+    let (_, mut conn) = visible_connection(&state, &principal, &id, Access::Write).await?;
+    let connector = connector(&state, &conn.kind)?;
+    if let Some(name) = body.name {
+        check_name(&name, "name")?;
+        conn.name = name;
+    }
+    let mut new_secret = None;
+    if let Some(config) = body.config {
+        conn.config = connector.validate_config(&config, &validation_context(&state))?;
+        // Turning signing on gives the connection a secret, shown in this response.
+        if connector.signs_requests(&conn.config) && conn.signing_secret_sealed.is_none() {
+            let secret = generate_signing_secret();
+            conn.signing_secret_sealed = Some(state.vault.seal(secret.as_bytes(), conn.id.as_str()));
+            new_secret = Some(secret);
+        }
+    }
+    match body.credentials {
+        None => {}
+        Some(None) => conn.credentials_sealed = None,
+        Some(Some(creds)) => conn.credentials_sealed = Some(seal_credentials(&state, &*connector, &creds, &conn.id)?),
+    }
+    if let Some(policy) = body.retry_policy {
+        conn.retry_policy = policy.resolve(conn.retry_policy).map_err(|(f, m)| ApiError::invalid(f, m))?;
+    }
+    conn.timeout_ms = body.timeout_ms.unwrap_or(conn.timeout_ms);
+    conn.max_in_flight = body.max_in_flight.unwrap_or(conn.max_in_flight);
+    check_limits(conn.timeout_ms, conn.max_in_flight)?;
+    conn.updated_at = switchyard_core::now_millis();
+    state.store.update_connection(&conn).await?;
+    state.config_changed();
+    Ok(Json(ConnectionOut::new(&conn, new_secret)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeleteParams {
+    /// Delete even while active rules use the connection (they are deleted with it).
+    pub force: Option<bool>,
+}
+
+#[utoipa::path(delete, path = "/connections/{id}", tag = "connections", params(("id" = String, Path), DeleteParams),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn delete_connection(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Q(params): Q<DeleteParams>,
+) -> ApiResult<StatusCode> {
+    let scope = principal.scope(Access::Manage)?;
+    let id = path_id(&id, ConnectionId::parse, "connection")?;
+    match state.store.delete_connection(&scope, &id, params.force.unwrap_or(false)).await? {
+        DeleteOutcome::Deleted => {
+            state.config_changed();
+            Ok(StatusCode::NO_CONTENT)
+        }
+        DeleteOutcome::NotFound => Err(ApiError::not_found("connection")),
+        DeleteOutcome::InUse(rules) => {
+            let ids: Vec<String> = rules.iter().map(ToString::to_string).collect();
+            Err(ApiError::conflict(format!(
+                "active rules use this connection ({}); delete or deactivate them, or pass ?force=true",
+                ids.join(", ")
+            )))
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/connections/{id}/rotate-secret", tag = "connections", params(("id" = String, Path)),
+    request_body(content = Option<RotateSecret>),
+    responses((status = 200, body = RotatedSecret), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult<Json<RotatedSecret>> {
+    let (_, mut conn) = visible_connection(&state, &principal, &id, Access::Manage).await?;
+    let options: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) { RotateSecret::default() } else { crate::json::parse_json(&body)? };
+    let grace = options.grace_period_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECS);
+    if grace > 7 * 24 * 3600 {
+        return Err(ApiError::invalid("grace_period_seconds", "must be at most 604800 (7 days)"));
+    }
+    let Some(current) = conn.signing_secret_sealed.take() else {
+        return Err(ApiError::conflict("this connection does not sign its requests"));
+    };
+    let now = switchyard_core::now_millis();
+    let secret = generate_signing_secret();
+    conn.signing_secret_sealed = Some(state.vault.seal(secret.as_bytes(), conn.id.as_str()));
+    if grace > 0 {
+        conn.previous_secret_sealed = Some(current);
+        conn.previous_secret_expires_at = Some(now + grace as i64 * 1000);
+    } else {
+        conn.previous_secret_sealed = None;
+        conn.previous_secret_expires_at = None;
+    }
+    conn.updated_at = now;
+    state.store.update_connection(&conn).await?;
+    state.config_changed();
+    Ok(Json(RotatedSecret { signing_secret: secret, previous_secret_expires_at: conn.previous_secret_expires_at.map(ts) }))
+}

@@ -1,0 +1,213 @@
+//! Deliveries: one event through one rule, with every attempt; and replay, one by one or by filter.
+
+use super::common::*;
+use super::workspaces::visible_workspace;
+use crate::auth::{Access, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::json::ValidJson;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use switchyard_core::ids::*;
+use switchyard_core::model::{Attempt, Delivery, DeliveryStatus};
+use switchyard_store::DeliveryFilter;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_delivery))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(replay_delivery))
+        .routes(routes!(replay_workspace))
+}
+
+/// A delivery as listed, and as embedded in its event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliverySummary {
+    pub id: String,
+    pub event_id: String,
+    pub rule_id: String,
+    pub connection_id: String,
+    pub workspace_id: String,
+    pub status: DeliveryStatus,
+    pub attempt_count: u32,
+    /// When the next attempt is due (pending and retrying deliveries).
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Delivery> for DeliverySummary {
+    fn from(d: Delivery) -> Self {
+        let waiting = matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying);
+        Self {
+            id: d.id.into_string(),
+            event_id: d.event_id.into_string(),
+            rule_id: d.rule_id.into_string(),
+            connection_id: d.connection_id.into_string(),
+            workspace_id: d.workspace_id.into_string(),
+            status: d.status,
+            attempt_count: d.attempt_count,
+            next_attempt_at: d.next_attempt_at.filter(|_| waiting).map(ts),
+            last_error: d.last_error,
+            created_at: ts(d.created_at),
+            updated_at: ts(d.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptOut {
+    pub number: u32,
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// The destination's HTTP status; null when no response came (timeout, refused connection).
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// The first 2 KiB of the response body.
+    pub response_excerpt: Option<String>,
+}
+
+impl From<Attempt> for AttemptOut {
+    fn from(a: Attempt) -> Self {
+        Self {
+            number: a.number,
+            started_at: ts(a.started_at),
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            error: a.error,
+            response_excerpt: a.response_excerpt,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryOut {
+    #[serde(flatten)]
+    pub delivery: DeliverySummary,
+    pub attempts: Vec<AttemptOut>,
+}
+
+#[utoipa::path(get, path = "/deliveries/{id}", tag = "deliveries", params(("id" = String, Path)),
+    responses((status = 200, body = DeliveryOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+async fn get_delivery(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<DeliveryOut>> {
+    let scope = principal.scope(Access::Read)?;
+    let id = path_id(&id, DeliveryId::parse, "delivery")?;
+    let delivery = state.store.get_delivery(&scope, &id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    let attempts = state.store.delivery_attempts(&id).await?;
+    Ok(Json(DeliveryOut { delivery: delivery.into(), attempts: attempts.into_iter().map(AttemptOut::from).collect() }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// pending, delivering, succeeded, retrying or dead.
+    pub status: Option<String>,
+    pub connection_id: Option<String>,
+    pub rule_id: Option<String>,
+    /// RFC 3339: created at or after.
+    pub since: Option<String>,
+    /// RFC 3339: created before.
+    pub until: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// A filter over a workspace's deliveries, as query parameters or a replay body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayFilter {
+    /// Default `dead`.
+    pub status: Option<String>,
+    pub connection_id: Option<String>,
+    pub rule_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+fn delivery_filter(status: Option<&str>, connection_id: Option<&str>, rule_id: Option<&str>, since: Option<&str>, until: Option<&str>) -> ApiResult<DeliveryFilter> {
+    let status = status
+        .map(|s| DeliveryStatus::parse(s).ok_or_else(|| ApiError::invalid("status", "must be pending, delivering, succeeded, retrying or dead")))
+        .transpose()?;
+    // An id that cannot exist matches nothing, like any other unknown id.
+    let connection_id = connection_id.map(|c| ConnectionId::parse(c).unwrap_or_else(|| ConnectionId::from_trusted(c.to_owned())));
+    let rule_id = rule_id.map(|r| RuleId::parse(r).unwrap_or_else(|| RuleId::from_trusted(r.to_owned())));
+    Ok(DeliveryFilter { status, connection_id, rule_id, since: time_param(since, "since")?, until: time_param(until, "until")? })
+}
+
+#[utoipa::path(get, path = "/workspaces/{ws}/deliveries", tag = "deliveries", params(("ws" = String, Path), DeliveryQuery),
+    responses((status = 200, body = ListOf<DeliverySummary>)), security(("admin_key" = []), ("session_token" = [])))]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    Q(q): Q<DeliveryQuery>,
+) -> ApiResult<Json<ListOf<DeliverySummary>>> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
+    let page = ListParams { limit: q.limit, cursor: q.cursor.clone() }.page()?;
+    let filter = delivery_filter(q.status.as_deref(), q.connection_id.as_deref(), q.rule_id.as_deref(), q.since.as_deref(), q.until.as_deref())?;
+    let items = state.store.list_deliveries(&ws.id, &filter, &page).await?;
+    Ok(Json(ListOf::from_fetched(items, &page, |d| d.id.to_string(), DeliverySummary::from)))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReplayAccepted {
+    pub id: String,
+    /// `pending`.
+    pub status: DeliveryStatus,
+}
+
+/// Sends a delivery back to `pending`, due now, with a fresh retry budget. Its earlier attempts
+/// stay in its history. 409 while an attempt is in flight.
+#[utoipa::path(post, path = "/deliveries/{id}/replay", tag = "deliveries", params(("id" = String, Path)),
+    responses((status = 202, body = ReplayAccepted), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn replay_delivery(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<ReplayAccepted>)> {
+    let scope = principal.scope(Access::Write)?;
+    let id = path_id(&id, DeliveryId::parse, "delivery")?;
+    match state.store.replay_delivery(&scope, &id, switchyard_core::now_millis()).await? {
+        None => Err(ApiError::not_found("delivery")),
+        Some(false) => Err(ApiError::conflict("an attempt of this delivery is in flight; replay it once it finishes")),
+        Some(true) => {
+            state.wake.notify_one();
+            Ok((StatusCode::ACCEPTED, Json(ReplayAccepted { id: id.into_string(), status: DeliveryStatus::Pending })))
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkReplayed {
+    pub replayed: u64,
+}
+
+/// Replays every delivery of the workspace matching the filter (by default every dead one).
+#[utoipa::path(post, path = "/workspaces/{ws}/replay", tag = "deliveries", params(("ws" = String, Path)), request_body = ReplayFilter,
+    responses((status = 202, body = BulkReplayed), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn replay_workspace(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    ValidJson(body): ValidJson<ReplayFilter>,
+) -> ApiResult<(StatusCode, Json<BulkReplayed>)> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+    let filter = delivery_filter(
+        Some(body.status.as_deref().unwrap_or("dead")),
+        body.connection_id.as_deref(),
+        body.rule_id.as_deref(),
+        body.since.as_deref(),
+        body.until.as_deref(),
+    )?;
+    if filter.status == Some(DeliveryStatus::Delivering) {
+        return Err(ApiError::invalid("status", "deliveries in flight cannot be replayed"));
+    }
+    let replayed = state.store.replay_matching(&ws.id, &filter, switchyard_core::now_millis()).await?;
+    if replayed > 0 {
+        state.wake.notify_one();
+    }
+    Ok((StatusCode::ACCEPTED, Json(BulkReplayed { replayed })))
+}

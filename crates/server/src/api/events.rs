@@ -1,0 +1,325 @@
+//! Events: ingestion with a publishable key (single and bulk), and the workspace's event history.
+
+use super::common::*;
+use super::deliveries::DeliverySummary;
+use super::workspaces::visible_workspace;
+use crate::auth::{Access, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
+use crate::json::parse_json;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use switchyard_core::events::validate_event_name;
+use switchyard_core::ids::*;
+use switchyard_core::model::{Event, EventStatus};
+use switchyard_store::{EventFilter, IngestOutcome, NewDelivery, NewEvent};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The largest accepted event (a single request's body, or one item of a bulk request).
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+pub const MAX_BULK_EVENTS: usize = 1_000;
+const MAX_BULK_BYTES: usize = 16 * 1024 * 1024;
+const MAX_FIELD_LEN: usize = 256;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    let single = OpenApiRouter::new().routes(routes!(ingest_event)).layer(axum::extract::DefaultBodyLimit::max(MAX_EVENT_BYTES));
+    let bulk = OpenApiRouter::new().routes(routes!(ingest_bulk)).layer(axum::extract::DefaultBodyLimit::max(MAX_BULK_BYTES));
+    OpenApiRouter::new().merge(single).merge(bulk).routes(routes!(list_events)).routes(routes!(get_event))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    /// 1..128 characters of `[A-Za-z0-9_.:-]`.
+    pub event: String,
+    /// A JSON object; `{}` when absent.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Box<RawValue>>,
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
+    /// RFC 3339; when the event happened in the product.
+    pub occurred_at: Option<String>,
+    /// Same as the `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventAccepted {
+    pub id: String,
+    pub event: String,
+    pub workspace_id: String,
+    pub received_at: String,
+    /// `accepted`.
+    pub status: &'static str,
+}
+
+/// Validates one event and matches it against the workspace's rules.
+async fn prepare(state: &AppState, ws: &WorkspaceId, input: EventInput, header_key: Option<&str>) -> ApiResult<NewEvent> {
+    validate_event_name(&input.event).map_err(|m| ApiError::invalid("event", m))?;
+    let payload = match input.payload {
+        None => "{}".to_owned(),
+        Some(raw) if raw.get().starts_with('{') => String::from(Box::<str>::from(raw)),
+        Some(_) => return Err(ApiError::invalid("payload", "must be a JSON object")),
+    };
+    for (field, value) in [("resource", &input.resource), ("resource_id", &input.resource_id)] {
+        if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > MAX_FIELD_LEN) {
+            return Err(ApiError::invalid(field, format!("must be 1 to {MAX_FIELD_LEN} characters")));
+        }
+    }
+    let occurred_at = time_param(input.occurred_at.as_deref(), "occurred_at")?;
+    let idempotency_key = header_key.map(str::to_owned).or(input.idempotency_key);
+    if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_FIELD_LEN) {
+        return Err(ApiError::invalid("idempotency_key", format!("must be 1 to {MAX_FIELD_LEN} characters")));
+    }
+
+    let rules = state.cache.active_rules(&*state.store, ws).await?;
+    // The condition context is built only if some candidate rule has conditions.
+    let mut context: Option<Value> = None;
+    let mut deliveries = Vec::new();
+    for compiled in rules.iter().filter(|r| r.pattern.matches(&input.event)) {
+        if let Some(conditions) = &compiled.conditions {
+            let ctx = context.get_or_insert_with(|| {
+                serde_json::json!({
+                    "event": input.event,
+                    "resource": input.resource,
+                    "resource_id": input.resource_id,
+                    "payload": serde_json::from_str::<Value>(&payload).unwrap_or(Value::Null),
+                })
+            });
+            if !conditions.matches(ctx) {
+                continue;
+            }
+        }
+        deliveries.push(NewDelivery {
+            id: DeliveryId::generate(),
+            rule_id: compiled.rule.id.clone(),
+            connection_id: compiled.rule.connection_id.clone(),
+        });
+    }
+    let event = Event {
+        id: EventId::generate(),
+        workspace_id: ws.clone(),
+        event: input.event,
+        resource: input.resource,
+        resource_id: input.resource_id,
+        payload,
+        occurred_at,
+        received_at: switchyard_core::now_millis(),
+        status: if deliveries.is_empty() { EventStatus::Completed } else { EventStatus::Pending },
+        test: false,
+    };
+    Ok(NewEvent { event, idempotency_key, deliveries })
+}
+
+fn accepted_body(id: &EventId, event: &str, ws: &WorkspaceId, received_at: i64) -> EventAccepted {
+    EventAccepted { id: id.to_string(), event: event.to_owned(), workspace_id: ws.to_string(), received_at: ts(received_at), status: "accepted" }
+}
+
+/// Stores one prepared event; returns its body, or the first event's for an idempotent repeat.
+pub async fn accept(state: &AppState, new: NewEvent) -> ApiResult<EventAccepted> {
+    let ws = new.event.workspace_id.clone();
+    let mine = accepted_body(&new.event.id, &new.event.event, &ws, new.event.received_at);
+    let mut outcomes = state.ingest.submit(vec![new]).await?;
+    Ok(match outcomes.pop() {
+        Some(IngestOutcome::Duplicate { id, event, received_at }) => accepted_body(&id, &event, &ws, received_at),
+        _ => mine,
+    })
+}
+
+fn ingest_workspace(principal: &Principal) -> ApiResult<WorkspaceId> {
+    match principal {
+        Principal::Publishable(ws) => Ok(ws.clone()),
+        _ => Err(ApiError::forbidden("events are sent with the workspace's publishable key (pk_...)")),
+    }
+}
+
+fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII")))
+        .transpose()
+}
+
+/// Accepts one event. 202 means it is durably stored with its deliveries; a repeated
+/// idempotency key within 24 h returns 200 with the first event.
+#[utoipa::path(post, path = "/events", tag = "events", request_body = EventInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same workspace, within 24 h: the first event is returned")),
+    responses((status = 202, body = EventAccepted), (status = 200, body = EventAccepted, description = "Idempotent repeat"),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("publishable_key" = [])))]
+async fn ingest_event(State(state): State<AppState>, principal: Principal, headers: HeaderMap, body: bytes::Bytes) -> ApiResult<Response> {
+    let ws = ingest_workspace(&principal)?;
+    let input: EventInput = parse_json(&body)?;
+    let new = prepare(&state, &ws, input, idempotency_header(&headers)?).await?;
+    let id = new.event.id.clone();
+    let accepted = accept(&state, new).await?;
+    let status = if accepted.id == id.as_str() { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(accepted)).into_response())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkAccepted {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub results: Vec<BulkItem>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkItem {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// True when an idempotency key matched an earlier event (whose id is given).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// Accepts 1..1000 events in one request: 202 when all were accepted, 207 when some were not (each
+/// result says which). Accepted events are durable before the response.
+#[utoipa::path(post, path = "/events/bulk", tag = "events", request_body = Vec<EventInput>,
+    responses((status = 202, body = BulkAccepted), (status = 207, body = BulkAccepted), (status = 400, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("publishable_key" = [])))]
+async fn ingest_bulk(State(state): State<AppState>, principal: Principal, body: bytes::Bytes) -> ApiResult<Response> {
+    let ws = ingest_workspace(&principal)?;
+    let items: Vec<Box<RawValue>> = parse_json(&body)?;
+    if items.is_empty() || items.len() > MAX_BULK_EVENTS {
+        return Err(ApiError::invalid("body", format!("must be an array of 1 to {MAX_BULK_EVENTS} events")));
+    }
+    let mut results: Vec<BulkItem> = Vec::with_capacity(items.len());
+    let mut batch = Vec::with_capacity(items.len());
+    for (index, raw) in items.iter().enumerate() {
+        let prepared = if raw.get().len() > MAX_EVENT_BYTES {
+            Err(ApiError::payload_too_large(format!("the event is larger than {MAX_EVENT_BYTES} bytes")))
+        } else {
+            match parse_json::<EventInput>(raw.get().as_bytes()) {
+                Ok(input) => prepare(&state, &ws, input, None).await,
+                Err(e) => Err(e),
+            }
+        };
+        match prepared {
+            Ok(new) => {
+                results.push(BulkItem { index, id: Some(new.event.id.to_string()), duplicate: false, error: None });
+                batch.push(new);
+            }
+            Err(e) => results.push(BulkItem { index, id: None, duplicate: false, error: Some(e.body().error) }),
+        }
+    }
+    let accepted = batch.len();
+    if !batch.is_empty() {
+        let outcomes = state.ingest.submit(batch).await?;
+        let mut ok_items = results.iter_mut().filter(|r| r.error.is_none());
+        for outcome in outcomes {
+            let item = ok_items.next().ok_or_else(|| ApiError::internal("ingest returned more outcomes than events"))?;
+            if let IngestOutcome::Duplicate { id, .. } = outcome {
+                item.id = Some(id.into_string());
+                item.duplicate = true;
+            }
+        }
+    }
+    let rejected = results.len() - accepted;
+    let status = if rejected == 0 { StatusCode::ACCEPTED } else { StatusCode::MULTI_STATUS };
+    Ok((status, Json(BulkAccepted { accepted, rejected, results })).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    pub event: Option<String>,
+    /// pending, processing, completed or failed.
+    pub status: Option<String>,
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
+    /// RFC 3339: received at or after.
+    pub since: Option<String>,
+    /// RFC 3339: received before.
+    pub until: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventOut {
+    pub id: String,
+    pub event: String,
+    pub workspace_id: String,
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
+    pub occurred_at: Option<String>,
+    pub received_at: String,
+    pub status: EventStatus,
+    pub test: bool,
+    /// Left out for viewer sessions without the `events.payload:read` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<Vec<DeliverySummary>>,
+}
+
+impl EventOut {
+    fn new(e: Event, with_payload: bool) -> Self {
+        let payload = if with_payload { RawValue::from_string(e.payload).ok() } else { None };
+        Self {
+            id: e.id.into_string(),
+            event: e.event,
+            workspace_id: e.workspace_id.into_string(),
+            resource: e.resource,
+            resource_id: e.resource_id,
+            occurred_at: e.occurred_at.map(ts),
+            received_at: ts(e.received_at),
+            status: e.status,
+            test: e.test,
+            payload,
+            deliveries: None,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/workspaces/{ws}/events", tag = "events", params(("ws" = String, Path), EventQuery),
+    responses((status = 200, body = ListOf<EventOut>)), security(("admin_key" = []), ("session_token" = [])))]
+async fn list_events(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    Q(q): Q<EventQuery>,
+) -> ApiResult<Json<ListOf<EventOut>>> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
+    let page = ListParams { limit: q.limit, cursor: q.cursor }.page()?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| EventStatus::parse(s).ok_or_else(|| ApiError::invalid("status", "must be pending, processing, completed or failed")))
+        .transpose()?;
+    let filter = EventFilter {
+        event: q.event,
+        status,
+        resource: q.resource,
+        resource_id: q.resource_id,
+        since: time_param(q.since.as_deref(), "since")?,
+        until: time_param(q.until.as_deref(), "until")?,
+    };
+    let items = state.store.list_events(&ws.id, &filter, &page).await?;
+    let with_payload = principal.sees_payloads();
+    Ok(Json(ListOf::from_fetched(items, &page, |e| e.id.to_string(), |e| EventOut::new(e, with_payload))))
+}
+
+#[utoipa::path(get, path = "/events/{id}", tag = "events", params(("id" = String, Path)),
+    responses((status = 200, body = EventOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+async fn get_event(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<EventOut>> {
+    let scope = principal.scope(Access::Read)?;
+    let id = path_id(&id, EventId::parse, "event")?;
+    let event = state.store.get_event(&scope, &id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    let deliveries = state.store.event_deliveries(&id).await?;
+    let mut out = EventOut::new(event, principal.sees_payloads());
+    out.deliveries = Some(deliveries.into_iter().map(DeliverySummary::from).collect());
+    Ok(Json(out))
+}

@@ -1,0 +1,123 @@
+//! The HTTP API under `/api/v1`, one module per resource, each with its own `router()`; merged
+//! here with the operational endpoints and the OpenAPI document generated from the handlers.
+
+pub mod common;
+pub mod connections;
+pub mod deliveries;
+pub mod events;
+pub mod rules;
+pub mod sessions;
+pub mod workspaces;
+
+use crate::auth::{Access, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use switchyard_destinations::CatalogEntry;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchyard",
+        description = "The outbound integration layer for SaaS products: events in, deliveries out, with retries, history and replay."
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "workspaces", description = "The isolation boundary: keys, connections, rules and history of one customer or environment."),
+        (name = "connections", description = "Configured destinations with write-only credentials."),
+        (name = "rules", description = "Which events go to which connection."),
+        (name = "events", description = "Ingestion and event history."),
+        (name = "deliveries", description = "One event through one rule: attempts and replay."),
+        (name = "sessions", description = "Short-lived tokens for embedded pages."),
+        (name = "integrations", description = "The catalog of destination types."),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, format, description) in [
+            ("admin_key", "sk_", "Admin key: every workspace."),
+            ("publishable_key", "pk_", "Publishable key: POST /events into its workspace only. Also accepted as X-Publishable-Key."),
+            ("session_token", "st_", "Embed session token: its role, inside its workspace."),
+        ] {
+            let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format(format).description(Some(description)).build();
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(workspaces::router())
+        .merge(connections::router())
+        .merge(rules::router())
+        .merge(events::router())
+        .merge(deliveries::router())
+        .merge(sessions::router())
+        .routes(routes!(list_integrations))
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts().1
+}
+
+/// The whole HTTP surface of a node. Worker-only nodes serve just the operational endpoints.
+pub fn router(state: AppState, serve_api: bool) -> Router {
+    let ops = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics));
+    let app = if serve_api {
+        let (api, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts();
+        let spec = std::sync::Arc::new(spec);
+        api.route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) })).merge(ops)
+    } else {
+        ops
+    };
+    app.fallback(not_found).with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Catalog {
+    data: Vec<CatalogEntry>,
+}
+
+/// Every destination type: its auth, config fields and actions.
+#[utoipa::path(get, path = "/integrations", tag = "integrations", responses((status = 200, body = Catalog)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn list_integrations(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Catalog>> {
+    principal.scope(Access::Read)?;
+    Ok(Json(Catalog { data: state.registry.catalog() }))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "unavailable"}))).into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}

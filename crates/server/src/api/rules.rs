@@ -1,0 +1,286 @@
+//! Rules: which events of a workspace go to which connection, filtered by conditions; and the
+//! test event that exercises one rule.
+
+use super::common::*;
+use super::events::{accept, EventAccepted};
+use super::workspaces::visible_workspace;
+use crate::auth::{Access, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::json::ValidJson;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use switchyard_core::conditions::Condition;
+use switchyard_core::events::EventPattern;
+use switchyard_core::ids::*;
+use switchyard_core::model::{Event, EventStatus, Rule};
+use switchyard_store::{NewDelivery, NewEvent, Scope};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_rule, list_rules))
+        .routes(routes!(get_rule, update_rule, delete_rule))
+        .routes(routes!(test_rule))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRule {
+    pub name: String,
+    /// An event name or a pattern: `user.*`, `*.created`, `*`.
+    pub event: String,
+    pub connection_id: String,
+    /// One of the connection type's actions; defaults to its first (`send_webhook`).
+    pub action: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub action_config: Option<Value>,
+    /// `{"all": [...]}` / `{"any": [...]}` of `{"path", "op", "value"}` leaves.
+    #[schema(value_type = Option<Object>)]
+    pub conditions: Option<Value>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRule {
+    pub name: Option<String>,
+    pub event: Option<String>,
+    pub connection_id: Option<String>,
+    pub action: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub action_config: Option<Value>,
+    /// Replaces the conditions; `null` removes them.
+    #[serde(default, deserialize_with = "some_or_null")]
+    #[schema(value_type = Option<Object>)]
+    pub conditions: Option<Option<Value>>,
+    pub active: Option<bool>,
+}
+
+fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Value>>, D::Error> {
+    Option::<Value>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RuleOut {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub event: String,
+    pub connection_id: String,
+    pub action: String,
+    #[schema(value_type = Object)]
+    pub action_config: Value,
+    #[schema(value_type = Option<Object>)]
+    pub conditions: Option<Value>,
+    pub active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Rule> for RuleOut {
+    fn from(r: Rule) -> Self {
+        Self {
+            id: r.id.into_string(),
+            workspace_id: r.workspace_id.into_string(),
+            name: r.name,
+            event: r.event,
+            connection_id: r.connection_id.into_string(),
+            action: r.action,
+            action_config: r.action_config,
+            conditions: r.conditions,
+            active: r.active,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+        }
+    }
+}
+
+/// Checks a rule against its workspace and connection; fills in the default action.
+async fn validate(state: &AppState, rule: &mut Rule) -> ApiResult<()> {
+    check_name(&rule.name, "name")?;
+    EventPattern::parse(&rule.event).map_err(|m| ApiError::invalid("event", m))?;
+    let conn = state
+        .store
+        .get_connection(&Scope::Workspace(rule.workspace_id.clone()), &rule.connection_id)
+        .await?
+        .ok_or_else(|| ApiError::invalid("connection_id", "no such connection in this workspace"))?;
+    let connector = state.registry.get(&conn.kind).ok_or_else(|| ApiError::invalid("connection_id", "the connection's type is unknown"))?;
+    if rule.action.is_empty() {
+        rule.action = connector.default_action();
+    }
+    if !rule.action_config.is_object() {
+        return Err(ApiError::invalid("action_config", "must be an object"));
+    }
+    connector.validate_action(&rule.action, &rule.action_config)?;
+    if let Some(c) = &rule.conditions {
+        Condition::parse(c, "conditions").map_err(|e| ApiError::invalid(e.field, e.message))?;
+    }
+    Ok(())
+}
+
+fn connection_id(raw: &str) -> ApiResult<ConnectionId> {
+    ConnectionId::parse(raw).ok_or_else(|| ApiError::invalid("connection_id", "no such connection in this workspace"))
+}
+
+#[utoipa::path(post, path = "/workspaces/{ws}/rules", tag = "rules", params(("ws" = String, Path)), request_body = CreateRule,
+    responses((status = 201, body = RuleOut), (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn create_rule(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    ValidJson(body): ValidJson<CreateRule>,
+) -> ApiResult<(StatusCode, Json<RuleOut>)> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+    let now = switchyard_core::now_millis();
+    let mut rule = Rule {
+        id: RuleId::generate(),
+        workspace_id: ws.id,
+        name: body.name,
+        event: body.event,
+        connection_id: connection_id(&body.connection_id)?,
+        action: body.action.unwrap_or_default(),
+        action_config: body.action_config.unwrap_or_else(|| json!({})),
+        conditions: body.conditions,
+        active: body.active.unwrap_or(true),
+        created_at: now,
+        updated_at: now,
+    };
+    validate(&state, &mut rule).await?;
+    state.store.create_rule(&rule).await?;
+    state.config_changed();
+    Ok((StatusCode::CREATED, Json(rule.into())))
+}
+
+#[utoipa::path(get, path = "/workspaces/{ws}/rules", tag = "rules", params(("ws" = String, Path), ListParams),
+    responses((status = 200, body = ListOf<RuleOut>)), security(("admin_key" = []), ("session_token" = [])))]
+async fn list_rules(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    Q(params): Q<ListParams>,
+) -> ApiResult<Json<ListOf<RuleOut>>> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
+    let page = params.page()?;
+    let items = state.store.list_rules(&ws.id, &page).await?;
+    Ok(Json(ListOf::from_fetched(items, &page, |r| r.id.to_string(), RuleOut::from)))
+}
+
+async fn visible_rule(state: &AppState, principal: &Principal, raw: &str, access: Access) -> ApiResult<Rule> {
+    let scope = principal.scope(access)?;
+    let id = path_id(raw, RuleId::parse, "rule")?;
+    state.store.get_rule(&scope, &id).await?.ok_or_else(|| ApiError::not_found("rule"))
+}
+
+#[utoipa::path(get, path = "/rules/{id}", tag = "rules", params(("id" = String, Path)),
+    responses((status = 200, body = RuleOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+async fn get_rule(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<RuleOut>> {
+    Ok(Json(visible_rule(&state, &principal, &id, Access::Read).await?.into()))
+}
+
+#[utoipa::path(patch, path = "/rules/{id}", tag = "rules", params(("id" = String, Path)), request_body = UpdateRule,
+    responses((status = 200, body = RuleOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn update_rule(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ValidJson(body): ValidJson<UpdateRule>,
+) -> ApiResult<Json<RuleOut>> {
+    let mut rule = visible_rule(&state, &principal, &id, Access::Write).await?;
+    if let Some(v) = body.name {
+        rule.name = v;
+    }
+    if let Some(v) = body.event {
+        rule.event = v;
+    }
+    if let Some(v) = body.connection_id {
+        rule.connection_id = connection_id(&v)?;
+    }
+    if let Some(v) = body.action {
+        rule.action = v;
+    }
+    if let Some(v) = body.action_config {
+        rule.action_config = v;
+    }
+    if let Some(v) = body.conditions {
+        rule.conditions = v;
+    }
+    if let Some(v) = body.active {
+        rule.active = v;
+    }
+    validate(&state, &mut rule).await?;
+    rule.updated_at = switchyard_core::now_millis();
+    state.store.update_rule(&rule).await?;
+    state.config_changed();
+    Ok(Json(rule.into()))
+}
+
+#[utoipa::path(delete, path = "/rules/{id}", tag = "rules", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+async fn delete_rule(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let scope = principal.scope(Access::Manage)?;
+    let id = path_id(&id, RuleId::parse, "rule")?;
+    if !state.store.delete_rule(&scope, &id).await? {
+        return Err(ApiError::not_found("rule"));
+    }
+    state.config_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestRule {
+    /// The test event's payload (a JSON object); a sample is used when absent.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestAccepted {
+    pub event_id: String,
+}
+
+/// Sends a test event through this rule only (conditions and the active flag are bypassed). The
+/// event is marked `"test": true` in history.
+#[utoipa::path(post, path = "/rules/{id}/test", tag = "rules", params(("id" = String, Path)), request_body(content = Option<TestRule>),
+    responses((status = 202, body = TestAccepted), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+async fn test_rule(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult<(StatusCode, Json<TestAccepted>)> {
+    let rule = visible_rule(&state, &principal, &id, Access::Write).await?;
+    let body: TestRule = if body.iter().all(u8::is_ascii_whitespace) { TestRule::default() } else { crate::json::parse_json(&body)? };
+    let payload = body.payload.unwrap_or_else(|| json!({"test": true, "message": "A test event sent by Switchyard", "email": "test@example.com"}));
+    if !payload.is_object() {
+        return Err(ApiError::invalid("payload", "must be a JSON object"));
+    }
+    let pattern = EventPattern::parse(&rule.event).map_err(ApiError::internal)?;
+    let now = switchyard_core::now_millis();
+    let event = Event {
+        id: EventId::generate(),
+        workspace_id: rule.workspace_id.clone(),
+        event: pattern.exact().unwrap_or("switchyard.test").to_owned(),
+        resource: None,
+        resource_id: None,
+        payload: payload.to_string(),
+        occurred_at: None,
+        received_at: now,
+        status: EventStatus::Pending,
+        test: true,
+    };
+    let new = NewEvent {
+        deliveries: vec![NewDelivery { id: DeliveryId::generate(), rule_id: rule.id.clone(), connection_id: rule.connection_id.clone() }],
+        event,
+        idempotency_key: None,
+    };
+    let EventAccepted { id, .. } = accept(&state, new).await?;
+    Ok((StatusCode::ACCEPTED, Json(TestAccepted { event_id: id })))
+}

@@ -1,0 +1,124 @@
+//! Embed sessions: short-lived tokens a product's backend mints so its customers can manage their
+//! own workspace from embedded pages.
+
+use super::common::*;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::json::ValidJson;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use switchyard_core::crypto::{generate_token, hash_token};
+use switchyard_core::ids::*;
+use switchyard_core::model::{Session, SessionRole};
+use switchyard_store::Scope;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+const MIN_TTL: u64 = 60;
+const MAX_TTL: u64 = 24 * 3600;
+const KNOWN_SCOPES: &[&str] = &["events.payload:read"];
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_session)).routes(routes!(refresh_session)).routes(routes!(delete_session))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    pub workspace_id: String,
+    pub role: SessionRole,
+    /// 60..86400, default 1800.
+    pub ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    pub external_user_id: Option<String>,
+    /// Extra permissions: `events.payload:read` lets a viewer see payloads.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionCreated {
+    pub session_id: String,
+    /// The bearer token (`st_...`); shown only here and on refresh.
+    pub access_token: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionRefreshed {
+    pub access_token: String,
+    pub expires_at: String,
+}
+
+#[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = CreateSession,
+    responses((status = 201, body = SessionCreated), (status = 422, body = ErrorBody)), security(("admin_key" = [])))]
+async fn create_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    ValidJson(body): ValidJson<CreateSession>,
+) -> ApiResult<(StatusCode, Json<SessionCreated>)> {
+    principal.require_admin()?;
+    let ws = WorkspaceId::parse(&body.workspace_id).ok_or_else(|| ApiError::invalid("workspace_id", "no such workspace"))?;
+    state.store.get_workspace(&Scope::All, &ws).await?.ok_or_else(|| ApiError::invalid("workspace_id", "no such workspace"))?;
+    let ttl = body.ttl_seconds.unwrap_or(1800);
+    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+        return Err(ApiError::invalid("ttl_seconds", format!("must be between {MIN_TTL} and {MAX_TTL}")));
+    }
+    for (i, origin) in body.allowed_origins.iter().enumerate() {
+        let ok = url::Url::parse(origin).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/" && !origin.ends_with('/'));
+        if !ok {
+            return Err(ApiError::invalid(format!("allowed_origins[{i}]"), "must be an origin like https://app.example.com"));
+        }
+    }
+    if let Some((i, _)) = body.scopes.iter().enumerate().find(|(_, s)| !KNOWN_SCOPES.contains(&s.as_str())) {
+        return Err(ApiError::invalid(format!("scopes[{i}]"), format!("unknown scope; known: {}", KNOWN_SCOPES.join(", "))));
+    }
+    let now = switchyard_core::now_millis();
+    let token = generate_token("st_");
+    let session = Session {
+        id: SessionId::generate(),
+        workspace_id: ws,
+        role: body.role,
+        scopes: body.scopes,
+        allowed_origins: body.allowed_origins,
+        external_user_id: body.external_user_id,
+        expires_at: now + ttl as i64 * 1000,
+        created_at: now,
+    };
+    state.store.create_session(&session, &hash_token(&token)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionCreated { session_id: session.id.into_string(), access_token: token, expires_at: ts(session.expires_at) }),
+    ))
+}
+
+/// Issues a new token for the session (the old one stops working) and extends it by its original TTL.
+#[utoipa::path(post, path = "/sessions/{id}/refresh", tag = "sessions", params(("id" = String, Path)),
+    responses((status = 200, body = SessionRefreshed), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+async fn refresh_session(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<SessionRefreshed>> {
+    principal.require_admin()?;
+    let id = path_id(&id, SessionId::parse, "session")?;
+    let session = state.store.get_session(&id).await?.ok_or_else(|| ApiError::not_found("session"))?;
+    let ttl = (session.expires_at - session.created_at).clamp(MIN_TTL as i64 * 1000, MAX_TTL as i64 * 1000);
+    let token = generate_token("st_");
+    let expires_at = switchyard_core::now_millis() + ttl;
+    if !state.store.refresh_session(&id, &hash_token(&token), expires_at).await? {
+        return Err(ApiError::not_found("session"));
+    }
+    Ok(Json(SessionRefreshed { access_token: token, expires_at: ts(expires_at) }))
+}
+
+#[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+async fn delete_session(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    principal.require_admin()?;
+    let id = path_id(&id, SessionId::parse, "session")?;
+    if !state.store.delete_session(&id).await? {
+        return Err(ApiError::not_found("session"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

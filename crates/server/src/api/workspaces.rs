@@ -1,0 +1,211 @@
+//! Workspaces and their publishable keys.
+
+use super::common::*;
+use crate::auth::{Access, Principal};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::json::ValidJson;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use switchyard_core::crypto::{generate_token, hash_token, token_hint};
+use switchyard_core::ids::*;
+use switchyard_core::model::{PublishableKey, Workspace};
+use switchyard_store::Scope;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_workspace, list_workspaces))
+        .routes(routes!(get_workspace, update_workspace, delete_workspace))
+        .routes(routes!(create_publishable_key, list_publishable_keys))
+        .routes(routes!(delete_publishable_key))
+}
+
+/// Resolves a workspace from a path for a credential: 404 when it does not exist or is not the
+/// credential's to see (the two are indistinguishable to the caller).
+pub async fn visible_workspace(state: &AppState, principal: &Principal, raw: &str, access: Access) -> ApiResult<(Scope, Workspace)> {
+    let scope = principal.scope(access)?;
+    let id = path_id(raw, WorkspaceId::parse, "workspace")?;
+    let ws = state.store.get_workspace(&scope, &id).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
+    Ok((scope, ws))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    /// e.g. `acme-prod`.
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspace {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkspaceOut {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Workspace> for WorkspaceOut {
+    fn from(w: Workspace) -> Self {
+        Self { id: w.id.into_string(), name: w.name, description: w.description, created_at: ts(w.created_at), updated_at: ts(w.updated_at) }
+    }
+}
+
+/// A new workspace with its first publishable key; the key's secret is shown only here.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkspaceCreated {
+    #[serde(flatten)]
+    pub workspace: WorkspaceOut,
+    pub publishable_key: NewKeyOut,
+}
+
+/// A new publishable key; `key` is shown only in this response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NewKeyOut {
+    pub id: String,
+    /// The secret value (`pk_...`).
+    pub key: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyOut {
+    pub id: String,
+    /// The first characters of the key, to recognise it.
+    pub hint: String,
+    pub created_at: String,
+}
+
+fn new_publishable_key(ws: &WorkspaceId) -> (PublishableKey, String) {
+    let secret = generate_token("pk_");
+    let key = PublishableKey {
+        id: PublishableKeyId::generate(),
+        workspace_id: ws.clone(),
+        hint: token_hint(&secret),
+        created_at: switchyard_core::now_millis(),
+    };
+    (key, secret)
+}
+
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body = CreateWorkspace,
+    responses((status = 201, body = WorkspaceCreated), (status = 422, body = ErrorBody)), security(("admin_key" = [])))]
+async fn create_workspace(
+    State(state): State<AppState>,
+    principal: Principal,
+    ValidJson(body): ValidJson<CreateWorkspace>,
+) -> ApiResult<(StatusCode, Json<WorkspaceCreated>)> {
+    principal.require_admin()?;
+    check_name(&body.name, "name")?;
+    let now = switchyard_core::now_millis();
+    let ws = Workspace { id: WorkspaceId::generate(), name: body.name, description: body.description, created_at: now, updated_at: now };
+    let (key, secret) = new_publishable_key(&ws.id);
+    state.store.create_workspace(&ws, &key, &hash_token(&secret)).await?;
+    state.config_changed();
+    let publishable_key = NewKeyOut { id: key.id.into_string(), key: secret, created_at: ts(key.created_at) };
+    Ok((StatusCode::CREATED, Json(WorkspaceCreated { workspace: ws.into(), publishable_key })))
+}
+
+#[utoipa::path(get, path = "/workspaces", tag = "workspaces", params(ListParams),
+    responses((status = 200, body = ListOf<WorkspaceOut>)), security(("admin_key" = []), ("session_token" = [])))]
+async fn list_workspaces(State(state): State<AppState>, principal: Principal, Q(params): Q<ListParams>) -> ApiResult<Json<ListOf<WorkspaceOut>>> {
+    let scope = principal.scope(Access::Read)?;
+    let page = params.page()?;
+    let items = state.store.list_workspaces(&scope, &page).await?;
+    Ok(Json(ListOf::from_fetched(items, &page, |w| w.id.to_string(), WorkspaceOut::from)))
+}
+
+#[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces", params(("id" = String, Path)),
+    responses((status = 200, body = WorkspaceOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+async fn get_workspace(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<WorkspaceOut>> {
+    let (_, ws) = visible_workspace(&state, &principal, &id, Access::Read).await?;
+    Ok(Json(ws.into()))
+}
+
+#[utoipa::path(patch, path = "/workspaces/{id}", tag = "workspaces", params(("id" = String, Path)), request_body = UpdateWorkspace,
+    responses((status = 200, body = WorkspaceOut), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+async fn update_workspace(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ValidJson(body): ValidJson<UpdateWorkspace>,
+) -> ApiResult<Json<WorkspaceOut>> {
+    principal.require_admin()?;
+    let (_, mut ws) = visible_workspace(&state, &principal, &id, Access::Manage).await?;
+    if let Some(name) = body.name {
+        check_name(&name, "name")?;
+        ws.name = name;
+    }
+    if body.description.is_some() {
+        ws.description = body.description;
+    }
+    ws.updated_at = switchyard_core::now_millis();
+    state.store.update_workspace(&ws).await?;
+    Ok(Json(ws.into()))
+}
+
+#[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+async fn delete_workspace(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    principal.require_admin()?;
+    let id = path_id(&id, WorkspaceId::parse, "workspace")?;
+    if !state.store.delete_workspace(&Scope::All, &id).await? {
+        return Err(ApiError::not_found("workspace"));
+    }
+    state.config_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/workspaces/{id}/publishable-keys", tag = "workspaces", params(("id" = String, Path)),
+    responses((status = 201, body = NewKeyOut), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+async fn create_publishable_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<NewKeyOut>)> {
+    principal.require_admin()?;
+    let (_, ws) = visible_workspace(&state, &principal, &id, Access::Manage).await?;
+    let (key, secret) = new_publishable_key(&ws.id);
+    state.store.create_publishable_key(&key, &hash_token(&secret)).await?;
+    state.config_changed();
+    Ok((StatusCode::CREATED, Json(NewKeyOut { id: key.id.into_string(), key: secret, created_at: ts(key.created_at) })))
+}
+
+#[utoipa::path(get, path = "/workspaces/{id}/publishable-keys", tag = "workspaces", params(("id" = String, Path)),
+    responses((status = 200, body = ListOf<KeyOut>), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+async fn list_publishable_keys(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<ListOf<KeyOut>>> {
+    principal.require_admin()?;
+    let (_, ws) = visible_workspace(&state, &principal, &id, Access::Read).await?;
+    let keys = state.store.list_publishable_keys(&ws.id).await?;
+    let data = keys.into_iter().map(|k| KeyOut { id: k.id.into_string(), hint: k.hint, created_at: ts(k.created_at) }).collect();
+    Ok(Json(ListOf { data, next_cursor: None }))
+}
+
+#[utoipa::path(delete, path = "/workspaces/{id}/publishable-keys/{key_id}", tag = "workspaces",
+    params(("id" = String, Path), ("key_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+async fn delete_publishable_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, key_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    principal.require_admin()?;
+    let (_, ws) = visible_workspace(&state, &principal, &id, Access::Manage).await?;
+    let key_id = path_id(&key_id, PublishableKeyId::parse, "publishable key")?;
+    if !state.store.delete_publishable_key(&ws.id, &key_id).await? {
+        return Err(ApiError::not_found("publishable key"));
+    }
+    state.config_changed();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,175 @@
+//! Server configuration: what `switchyard serve` reads from flags and the environment, validated
+//! before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use switchyard_core::retry::RetryPolicy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// HTTP API only.
+    Api,
+    /// Dispatch only.
+    Worker,
+    All,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api" => Some(Self::Api),
+            "worker" => Some(Self::Worker),
+            "all" => Some(Self::All),
+            _ => None,
+        }
+    }
+
+    pub fn serves_api(self) -> bool {
+        matches!(self, Self::Api | Self::All)
+    }
+
+    pub fn dispatches(self) -> bool {
+        matches!(self, Self::Worker | Self::All)
+    }
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub role: Role,
+    pub allow_private_destinations: bool,
+    /// Base64 master key; when absent on the embedded store, one is generated into the data folder.
+    pub master_key: Option<String>,
+    /// Accepted as an admin key in addition to the stored ones (`SWITCHYARD_ADMIN_KEY`).
+    pub admin_key: Option<String>,
+    pub public_url: Option<String>,
+    pub dispatcher: DispatcherConfig,
+    pub defaults: ConnectionDefaults,
+    /// How long an idempotency key returns the first event.
+    pub idempotency_window: Duration,
+    /// Most events committed in one ingest transaction.
+    pub ingest_batch_max: usize,
+    /// How long shutdown waits for in-flight deliveries before handing their leases back.
+    pub shutdown_grace: Duration,
+    /// How often caches compare the store's config version (multi-node freshness).
+    pub cache_check_interval: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("role", &self.role)
+            .field("allow_private_destinations", &self.allow_private_destinations)
+            .field("master_key", &self.master_key.as_ref().map(|_| "[redacted]"))
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
+            .field("dispatcher", &self.dispatcher)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hides a password in a database URL.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Most attempts in flight on this node.
+    pub max_concurrency: usize,
+    /// Most deliveries claimed per query.
+    pub claim_batch: u32,
+    /// Idle poll interval (new work also wakes the dispatcher directly).
+    pub poll_interval: Duration,
+    /// Added to a connection's timeout to make a lease: long enough that a live node never loses one.
+    pub lease_margin: Duration,
+    /// How often expired leases (of dead nodes) are looked for.
+    pub lease_check_interval: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 512,
+            claim_batch: 256,
+            poll_interval: Duration::from_millis(1000),
+            lease_margin: Duration::from_secs(30),
+            lease_check_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionDefaults {
+    pub retry_policy: RetryPolicy,
+    pub timeout_ms: u64,
+    pub max_in_flight: u32,
+}
+
+impl Default for ConnectionDefaults {
+    fn default() -> Self {
+        Self { retry_policy: RetryPolicy::default(), timeout_ms: 10_000, max_in_flight: 16 }
+    }
+}
+
+impl Config {
+    /// The defaults of `switchyard serve` with no flags.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            database_url: database_url.into(),
+            role: Role::All,
+            allow_private_destinations: false,
+            master_key: None,
+            admin_key: None,
+            public_url: None,
+            dispatcher: DispatcherConfig::default(),
+            defaults: ConnectionDefaults::default(),
+            idempotency_window: Duration::from_secs(24 * 3600),
+            ingest_batch_max: 5_000,
+            shutdown_grace: Duration::from_secs(10),
+            cache_check_interval: Duration::from_millis(500),
+        }
+    }
+
+    /// The folder beside an embedded database, where a generated master key is kept.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        let path = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path.starts_with(":memory:") {
+            return None;
+        }
+        Some(PathBuf::from(path).parent().map(PathBuf::from).unwrap_or_default())
+    }
+
+    /// Checks settings that flags alone cannot, with messages that say what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:") || self.database_url.starts_with("postgresql:")) {
+            return Err(format!(
+                "--database-url must start with sqlite:// or postgres:// (got {:?})",
+                redact_url(&self.database_url)
+            ));
+        }
+        if let Some(admin) = &self.admin_key {
+            if !admin.starts_with("sk_") || admin.len() < 24 {
+                return Err("SWITCHYARD_ADMIN_KEY must start with sk_ and be at least 24 characters long".into());
+            }
+        }
+        if let Some(url) = &self.public_url {
+            url::Url::parse(url).map_err(|_| format!("SWITCHYARD_PUBLIC_URL is not a valid URL: {url:?}"))?;
+        }
+        if self.dispatcher.max_concurrency == 0 {
+            return Err("the dispatcher needs a concurrency of at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! One attempt of one delivery: load what it needs, build the request, send it, classify the
+//! answer, and decide the next step under the connection's retry policy.
+
+use crate::state::AppState;
+use std::time::{Duration, Instant};
+use switchyard_core::model::{Attempt, Connection};
+use switchyard_core::retry::RetryPolicy;
+use switchyard_destinations::http::Sender;
+use switchyard_destinations::outcome::{classify_sent, Classified, Outcome};
+use switchyard_destinations::{DeliveryContext, OpenedSecrets};
+use switchyard_store::{AttemptRecord, Claimed, NextStep};
+
+pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> AttemptRecord {
+    let Claimed { delivery, event } = claimed;
+    let number = delivery.attempt_count + 1;
+    let started_at = switchyard_core::now_millis();
+    let clock = Instant::now();
+    let store = &*state.store;
+
+    let attempt = |classified: Classified, status_code: Option<u16>, excerpt: Option<String>| Attempt {
+        delivery_id: delivery.id.clone(),
+        number,
+        started_at,
+        duration_ms: clock.elapsed().as_millis() as u64,
+        status_code,
+        error: classified.error,
+        response_excerpt: excerpt,
+    };
+    let fail = |message: &str, retry: bool| {
+        let classified = if retry { Classified::retry(None, message) } else { Classified::permanent(message) };
+        let next = if retry { NextStep::RetryAt(switchyard_core::now_millis() + 5_000) } else { NextStep::Dead };
+        record_metrics(next, clock.elapsed());
+        AttemptRecord { attempt: attempt(classified, None, None), next }
+    };
+
+    let connection = match state.cache.connection(store, &delivery.connection_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return fail("the connection was deleted", false),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not load a connection");
+            return fail("the store was unavailable", true);
+        }
+    };
+    let rule = match state.cache.rule(store, &delivery.rule_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return fail("the rule no longer exists", false),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not load a rule");
+            return fail("the store was unavailable", true);
+        }
+    };
+    let Some(connector) = state.registry.get(&connection.kind) else {
+        return fail(&format!("no connector for connection type {:?}", connection.kind), false);
+    };
+    let secrets = match open_secrets(state, &connection) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(connection = %connection.id, error = %e, "could not open a connection's secrets");
+            return fail("the connection's secrets could not be opened (master key)", true);
+        }
+    };
+    let ctx = DeliveryContext {
+        delivery_id: delivery.id.as_str(),
+        attempt: number,
+        event: &event,
+        rule: &rule,
+        connection: &connection,
+        secrets: &secrets,
+        timestamp: started_at / 1000,
+    };
+    let request = match connector.build_request(&ctx) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.0, false),
+    };
+    let sent = sender.send(request, Duration::from_millis(connection.timeout_ms)).await;
+    let classified = classify_sent(&sent, |r| connector.classify(r));
+    let (status_code, excerpt) = match &sent.result {
+        Ok(r) => (Some(r.status), Some(r.excerpt())),
+        Err(_) => (None, None),
+    };
+    let used = number.saturating_sub(delivery.replay_base);
+    let next = next_step(&connection.retry_policy, used, classified.outcome, switchyard_core::now_millis());
+    record_metrics(next, sent.duration);
+    AttemptRecord { attempt: attempt(classified, status_code, excerpt), next }
+}
+
+/// What follows an attempt: `used` counts attempts since the last replay, this one included.
+pub fn next_step(policy: &RetryPolicy, used: u32, outcome: Outcome, now: i64) -> NextStep {
+    match outcome {
+        Outcome::Success => NextStep::Succeeded,
+        Outcome::Permanent => NextStep::Dead,
+        Outcome::Retry { .. } if used >= policy.max_attempts => NextStep::Dead,
+        Outcome::Retry { after } => {
+            let delay = match after {
+                Some(wait) => policy.cap_ms(wait.as_millis() as u64),
+                None => policy.backoff_ms(used, &mut rand::thread_rng()),
+            };
+            NextStep::RetryAt(now + delay as i64)
+        }
+    }
+}
+
+fn open_secrets(state: &AppState, connection: &Connection) -> Result<OpenedSecrets, switchyard_core::crypto::CryptoError> {
+    let context = connection.id.as_str();
+    let mut signing_secrets = Vec::new();
+    if let Some(sealed) = &connection.signing_secret_sealed {
+        signing_secrets.push(state.vault.open_string(sealed, context)?);
+    }
+    if let (Some(sealed), Some(until)) = (&connection.previous_secret_sealed, connection.previous_secret_expires_at) {
+        if until > switchyard_core::now_millis() {
+            signing_secrets.push(state.vault.open_string(sealed, context)?);
+        }
+    }
+    let credentials = match &connection.credentials_sealed {
+        Some(sealed) => Some(
+            serde_json::from_slice(&state.vault.open(sealed, context)?).map_err(|_| switchyard_core::crypto::CryptoError::Undecryptable)?,
+        ),
+        None => None,
+    };
+    Ok(OpenedSecrets { credentials, signing_secrets })
+}
+
+fn record_metrics(next: NextStep, duration: Duration) {
+    let outcome = match next {
+        NextStep::Succeeded => "succeeded",
+        NextStep::RetryAt(_) => "retrying",
+        NextStep::Dead => "dead",
+    };
+    metrics::counter!("switchyard_attempts_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("switchyard_attempt_duration_seconds").record(duration.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_stop_at_the_policy_budget() {
+        let p = RetryPolicy { max_attempts: 3, initial_delay_ms: 10, max_delay_ms: 100 };
+        let retry = Outcome::Retry { after: None };
+        assert!(matches!(next_step(&p, 1, retry, 0), NextStep::RetryAt(t) if (10..=100).contains(&t)));
+        assert!(matches!(next_step(&p, 2, retry, 0), NextStep::RetryAt(_)));
+        assert_eq!(next_step(&p, 3, retry, 0), NextStep::Dead);
+        assert_eq!(next_step(&p, 1, Outcome::Permanent, 0), NextStep::Dead);
+        assert_eq!(next_step(&p, 1, Outcome::Success, 0), NextStep::Succeeded);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_but_capped() {
+        let p = RetryPolicy { max_attempts: 3, initial_delay_ms: 10, max_delay_ms: 60_000 };
+        let asked = |s| Outcome::Retry { after: Some(Duration::from_secs(s)) };
+        assert_eq!(next_step(&p, 1, asked(2), 1_000), NextStep::RetryAt(3_000));
+        assert_eq!(next_step(&p, 1, asked(3_600), 0), NextStep::RetryAt(60_000));
+    }
+}

@@ -1,0 +1,48 @@
+//! The state every handler and worker shares.
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::ingest::IngestQueue;
+use std::sync::Arc;
+use switchyard_core::crypto::SecretBox;
+use switchyard_destinations::Registry;
+use switchyard_store::Store;
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    /// Seals and opens secrets at rest.
+    pub vault: SecretBox,
+    pub registry: Registry,
+    pub cache: Arc<Cache>,
+    /// The group-commit writer events are handed to.
+    pub ingest: IngestQueue,
+    /// Wakes this node's dispatcher when new deliveries are due now.
+    pub wake: Arc<Notify>,
+    /// SHA-256 digest of `SWITCHYARD_ADMIN_KEY`, when set.
+    pub env_admin_digest: Option<String>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// Applies a configuration change on this node at once (other nodes follow within a second).
+    pub fn config_changed(&self) {
+        self.cache.clear();
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
