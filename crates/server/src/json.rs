@@ -18,6 +18,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
     }
 }
 
+/// A raw body, buffered within the route's limit; rejections use the API's error shape.
+pub struct RawBody(pub Bytes);
+
+impl RawBody {
+    /// Parses the body, or returns the default when it is empty (optional request bodies).
+    pub fn parse_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.0.iter().all(u8::is_ascii_whitespace) {
+            Ok(T::default())
+        } else {
+            parse_json(&self.0)
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_body(req, state).await.map(RawBody)
+    }
+}
+
 /// Buffers a body within the route's limit.
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
@@ -55,7 +77,8 @@ fn describe(path: &str, e: &serde_json::Error) -> ApiError {
             if message.starts_with("missing field") {
                 ApiError::validation(vec![FieldDetail { field: join(quoted), message: "is required".into() }])
             } else if message.starts_with("unknown field") {
-                ApiError::validation(vec![FieldDetail { field: join(quoted), message: "is not a known field".into() }])
+                // The path already ends at the unknown field.
+                ApiError::validation(vec![FieldDetail { field: path.to_owned(), message: "is not a known field".into() }])
             } else {
                 let field = if path == "." { "body".to_owned() } else { path.to_owned() };
                 let mut err = ApiError::bad_request(format!("{field}: {message}"));

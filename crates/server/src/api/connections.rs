@@ -5,7 +5,7 @@ use super::common::*;
 use super::workspaces::visible_workspace;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::json::ValidJson;
+use crate::json::{RawBody, ValidJson};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -322,10 +322,10 @@ async fn rotate_secret(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    body: bytes::Bytes,
+    body: RawBody,
 ) -> ApiResult<Json<RotatedSecret>> {
     let (_, mut conn) = visible_connection(&state, &principal, &id, Access::Manage).await?;
-    let options: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) { RotateSecret::default() } else { crate::json::parse_json(&body)? };
+    let options: RotateSecret = body.parse_or_default()?;
     let grace = options.grace_period_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECS);
     if grace > 7 * 24 * 3600 {
         return Err(ApiError::invalid("grace_period_seconds", "must be at most 604800 (7 days)"));

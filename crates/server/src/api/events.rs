@@ -5,7 +5,7 @@ use super::deliveries::DeliverySummary;
 use super::workspaces::visible_workspace;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
-use crate::json::parse_json;
+use crate::json::{parse_json, RawBody};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -153,7 +153,7 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     responses((status = 202, body = EventAccepted), (status = 200, body = EventAccepted, description = "Idempotent repeat"),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("publishable_key" = [])))]
-async fn ingest_event(State(state): State<AppState>, principal: Principal, headers: HeaderMap, body: bytes::Bytes) -> ApiResult<Response> {
+async fn ingest_event(State(state): State<AppState>, principal: Principal, headers: HeaderMap, RawBody(body): RawBody) -> ApiResult<Response> {
     let ws = ingest_workspace(&principal)?;
     let input: EventInput = parse_json(&body)?;
     let new = prepare(&state, &ws, input, idempotency_header(&headers)?).await?;
@@ -188,7 +188,7 @@ pub struct BulkItem {
     responses((status = 202, body = BulkAccepted), (status = 207, body = BulkAccepted), (status = 400, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("publishable_key" = [])))]
-async fn ingest_bulk(State(state): State<AppState>, principal: Principal, body: bytes::Bytes) -> ApiResult<Response> {
+async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBody(body): RawBody) -> ApiResult<Response> {
     let ws = ingest_workspace(&principal)?;
     let items: Vec<Box<RawValue>> = parse_json(&body)?;
     if items.is_empty() || items.len() > MAX_BULK_EVENTS {

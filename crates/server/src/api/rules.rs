@@ -6,7 +6,7 @@ use super::events::{accept, EventAccepted};
 use super::workspaces::visible_workspace;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::json::ValidJson;
+use crate::json::{RawBody, ValidJson};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -254,10 +254,10 @@ async fn test_rule(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    body: bytes::Bytes,
+    body: RawBody,
 ) -> ApiResult<(StatusCode, Json<TestAccepted>)> {
     let rule = visible_rule(&state, &principal, &id, Access::Write).await?;
-    let body: TestRule = if body.iter().all(u8::is_ascii_whitespace) { TestRule::default() } else { crate::json::parse_json(&body)? };
+    let body: TestRule = body.parse_or_default()?;
     let payload = body.payload.unwrap_or_else(|| json!({"test": true, "message": "A test event sent by Switchyard", "email": "test@example.com"}));
     if !payload.is_object() {
         return Err(ApiError::invalid("payload", "must be a JSON object"));

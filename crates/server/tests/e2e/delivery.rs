@@ -1,0 +1,397 @@
+//! The delivery path: signing, retries, dead letters, replay, timeouts, fairness.
+
+use crate::harness::*;
+use axum::http::Method;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn verify(secret: &str, r: &Received) {
+    let hook = standardwebhooks::Webhook::new(secret).expect("a valid secret");
+    hook.verify(&r.body, &r.headers).expect("the signature verifies as a receiver would check it");
+}
+
+#[tokio::test]
+async fn an_event_arrives_signed_in_the_envelope_with_its_metadata() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::status(200).await;
+    let ws = app.workspace("acme").await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({"config": {"url": receiver.url(), "headers": {"X-Env": "staging"}}})).await;
+    let secret = conn["signing_secret"].as_str().expect("the secret is shown once").to_owned();
+    assert!(secret.starts_with("whsec_"));
+    app.rule(&ws, &conn, "user.created", json!({})).await;
+
+    let id = app
+        .emit_ok(&ws, json!({"event": "user.created", "payload": {"email": "a@b.com"}, "resource": "user", "resource_id": "u1"}))
+        .await;
+    let got = receiver.wait_for(1).await;
+    let r = &got[0];
+    verify(&secret, r);
+    assert_eq!((&r.method, r.path.as_str()), (&Method::POST, "/hook"));
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.headers["x-env"], "staging");
+    assert!(r.headers["user-agent"].to_str().unwrap().starts_with("Switchyard/"));
+    let body = r.json();
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["type"], "user.created");
+    assert_eq!(body["workspace_id"], ws.id.as_str());
+    assert_eq!(body["resource"], "user");
+    assert_eq!(body["resource_id"], "u1");
+    assert_eq!(body["data"], json!({"email": "a@b.com"}));
+
+    let event = app.wait_event(&id, "completed").await;
+    let delivery_id = event["deliveries"][0]["id"].as_str().unwrap();
+    assert_eq!(r.headers["webhook-id"], delivery_id);
+    let delivery = app.wait_delivery(delivery_id, "succeeded").await;
+    assert_eq!(delivery["attempt_count"], 1);
+    assert_eq!(delivery["attempts"][0]["status_code"], 200);
+
+    // The secret is never shown again.
+    let (_, fetched) = app.admin(Method::GET, &format!("/connections/{}", conn["id"].as_str().unwrap()), None).await;
+    assert!(fetched.get("signing_secret").is_none());
+    assert!(!fetched.to_string().contains(&secret));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_success_with_every_attempt_recorded() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(|n, _| if n < 2 { Reply::WithHeaders(503, vec![], "busy".into()) } else { Reply::Status(200) }).await;
+    let ws = app.workspace("acme").await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({})).await;
+    app.rule(&ws, &conn, "order.paid", json!({})).await;
+    let id = app.emit_ok(&ws, json!({"event": "order.paid", "payload": {}})).await;
+
+    let event = app.wait_event(&id, "completed").await;
+    let delivery = app.delivery(event["deliveries"][0]["id"].as_str().unwrap()).await;
+    let attempts = delivery["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert_eq!(attempts[0]["status_code"], 503);
+    assert_eq!(attempts[0]["response_excerpt"], "busy");
+    assert_eq!(attempts[0]["error"], "HTTP 503");
+    assert_eq!(attempts[2]["status_code"], 200);
+    assert_eq!(delivery["status"], "succeeded");
+    // Every retry carries the same webhook-id, so receivers can drop duplicates.
+    let ids: Vec<_> = receiver.all().iter().map(|r| r.headers["webhook-id"].clone()).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_delivery_dies_after_its_attempts_and_a_replay_delivers_it() {
+    let app = TestApp::spawn().await;
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver =
+        Receiver::start(move |_, _| if flag.load(std::sync::atomic::Ordering::SeqCst) { Reply::Status(204) } else { Reply::Status(500) })
+            .await;
+    let ws = app.workspace("acme").await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({"retry_policy": {"max_attempts": 3, "initial_delay_ms": 10, "max_delay_ms": 20}})).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let id = app.emit_ok(&ws, json!({"event": "invoice.failed"})).await;
+
+    let event = app.wait_event(&id, "failed").await;
+    let delivery_id = event["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let dead = app.wait_delivery(&delivery_id, "dead").await;
+    assert_eq!(dead["attempt_count"], 3);
+    assert_eq!(dead["last_error"], "HTTP 500");
+    assert_eq!(receiver.count(), 3);
+
+    let (_, listed) = app.admin(Method::GET, &format!("/workspaces/{}/deliveries?status=dead", ws.id), None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let replay = app.ok(Method::POST, &format!("/deliveries/{delivery_id}/replay"), None, 202).await;
+    assert_eq!(replay["status"], "pending");
+    let delivered = app.wait_delivery(&delivery_id, "succeeded").await;
+    let attempts = delivered["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 4, "earlier attempts stay in the history");
+    assert_eq!(attempts[3]["status_code"], 204);
+    app.wait_event(&id, "completed").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn bulk_replay_by_filter_sends_every_dead_delivery_again() {
+    let app = TestApp::spawn().await;
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver =
+        Receiver::start(move |_, _| if flag.load(std::sync::atomic::Ordering::SeqCst) { Reply::Status(200) } else { Reply::Status(410) })
+            .await;
+    let ws = app.workspace("acme").await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({})).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(app.emit_ok(&ws, json!({"event": "x.y", "payload": {"i": i}})).await);
+    }
+    for id in &ids {
+        app.wait_event(id, "failed").await;
+    }
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let body = json!({"status": "dead", "connection_id": conn["id"]});
+    let replayed = app.ok(Method::POST, &format!("/workspaces/{}/replay", ws.id), Some(body), 202).await;
+    assert_eq!(replayed["replayed"], 5);
+    for id in &ids {
+        app.wait_event(id, "completed").await;
+    }
+    assert_eq!(receiver.count(), 10);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let app = TestApp::spawn().await;
+    let receiver =
+        Receiver::start(|n, _| if n == 0 { Reply::WithHeaders(429, vec![("retry-after", "1".into())], String::new()) } else { Reply::Status(200) })
+            .await;
+    let ws = app.workspace("acme").await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({"retry_policy": {"max_attempts": 3, "initial_delay_ms": 10, "max_delay_ms": 5000}})).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let id = app.emit_ok(&ws, json!({"event": "a.b"})).await;
+    app.wait_event(&id, "completed").await;
+    let got = receiver.all();
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_millis(950), "the retry came {gap:?} after a Retry-After of 1 s");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_error_is_permanent_at_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(|_, _| Reply::WithHeaders(400, vec![], "{\"error\":\"bad\"}".into())).await;
+    let ws = app.workspace("acme").await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({})).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let id = app.emit_ok(&ws, json!({"event": "a.b"})).await;
+    let event = app.wait_event(&id, "failed").await;
+    let d = app.delivery(event["deliveries"][0]["id"].as_str().unwrap()).await;
+    assert_eq!(d["status"], "dead");
+    assert_eq!(d["attempt_count"], 1);
+    assert_eq!(d["attempts"][0]["response_excerpt"], "{\"error\":\"bad\"}");
+    assert_eq!(receiver.count(), 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_destination_that_never_answers_times_out_and_is_retried() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(|_, _| Reply::Hang).await;
+    let ws = app.workspace("acme").await;
+    let conn = app
+        .webhook(&ws, &receiver.url(), json!({"timeout_ms": 300, "retry_policy": {"max_attempts": 2, "initial_delay_ms": 10, "max_delay_ms": 10}}))
+        .await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let id = app.emit_ok(&ws, json!({"event": "a.b"})).await;
+    let event = app.wait_event(&id, "failed").await;
+    let d = app.delivery(event["deliveries"][0]["id"].as_str().unwrap()).await;
+    let attempts = d["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    for a in attempts {
+        assert!(a["status_code"].is_null());
+        assert!(a["error"].as_str().unwrap().contains("timed out"), "{a}");
+        assert!(a["duration_ms"].as_u64().unwrap() >= 290);
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_and_recorded() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("acme").await;
+    let url = closed_port_url().await;
+    let conn = app.webhook(&ws, &url, json!({"retry_policy": {"max_attempts": 2, "initial_delay_ms": 10, "max_delay_ms": 10}})).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let id = app.emit_ok(&ws, json!({"event": "a.b"})).await;
+    let event = app.wait_event(&id, "failed").await;
+    let d = app.delivery(event["deliveries"][0]["id"].as_str().unwrap()).await;
+    assert_eq!(d["attempt_count"], 2);
+    assert!(d["last_error"].as_str().unwrap().contains("could not connect"), "{d}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_event_fans_out_to_three_connections() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("acme").await;
+    let mut receivers = Vec::new();
+    for _ in 0..3 {
+        let r = Receiver::status(200).await;
+        let conn = app.webhook(&ws, &r.url(), json!({})).await;
+        app.rule(&ws, &conn, "deal.won", json!({})).await;
+        receivers.push(r);
+    }
+    let id = app.emit_ok(&ws, json!({"event": "deal.won", "payload": {"amount": 10}})).await;
+    let event = app.wait_event(&id, "completed").await;
+    assert_eq!(event["deliveries"].as_array().unwrap().len(), 3);
+    for r in &receivers {
+        let got = r.wait_for(1).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].json()["id"], id.as_str());
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn patterns_and_conditions_pick_the_rules_an_event_goes_through() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("acme").await;
+    let users = Receiver::status(200).await;
+    let severe = Receiver::status(200).await;
+    let everything = Receiver::status(200).await;
+    let c1 = app.webhook(&ws, &users.url(), json!({})).await;
+    let c2 = app.webhook(&ws, &severe.url(), json!({})).await;
+    let c3 = app.webhook(&ws, &everything.url(), json!({})).await;
+    app.rule(&ws, &c1, "user.*", json!({})).await;
+    app.rule(
+        &ws,
+        &c2,
+        "alert.triggered",
+        json!({"conditions": {"all": [
+            {"path": "payload.severity", "op": "in", "value": ["high", "critical"]},
+            {"any": [{"path": "payload.count", "op": "gte", "value": 3}, {"path": "resource", "op": "eq", "value": "db"}]}
+        ]}}),
+    )
+    .await;
+    app.rule(&ws, &c3, "*", json!({})).await;
+    let inactive = app.rule(&ws, &c1, "billing.*", json!({"active": false})).await;
+    assert_eq!(inactive["active"], false);
+
+    let cases = [
+        (json!({"event": "user.created"}), 2),
+        (json!({"event": "user.email.changed"}), 2),
+        (json!({"event": "users.created"}), 1),
+        (json!({"event": "alert.triggered", "payload": {"severity": "high", "count": 5}}), 2),
+        (json!({"event": "alert.triggered", "payload": {"severity": "high", "count": 1}, "resource": "db"}), 2),
+        (json!({"event": "alert.triggered", "payload": {"severity": "high", "count": 1}}), 1),
+        (json!({"event": "alert.triggered", "payload": {"severity": "low", "count": 9}}), 1),
+        (json!({"event": "billing.paid"}), 1),
+    ];
+    for (body, expected) in cases {
+        let id = app.emit_ok(&ws, body.clone()).await;
+        let event = app.event(&id).await;
+        assert_eq!(event["deliveries"].as_array().unwrap().len(), expected, "{body}");
+    }
+    // An event no rule matches is completed at once.
+    let other = app.workspace("quiet").await;
+    let id = app.emit_ok(&other, json!({"event": "nobody.listens"})).await;
+    assert_eq!(app.event(&id).await["status"], "completed");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hung_destination_does_not_delay_another_workspace() {
+    let app = TestApp::spawn().await;
+    let hung = Receiver::start(|_, _| Reply::Hang).await;
+    let healthy = Receiver::status(200).await;
+    let noisy = app.workspace("noisy").await;
+    let quiet = app.workspace("quiet").await;
+    let c = app.webhook(&noisy, &hung.url(), json!({"timeout_ms": 10000, "max_in_flight": 4})).await;
+    app.rule(&noisy, &c, "*", json!({})).await;
+    let c = app.webhook(&quiet, &healthy.url(), json!({})).await;
+    app.rule(&quiet, &c, "*", json!({})).await;
+
+    let batch: Vec<_> = (0..200).map(|i| json!({"event": "load.test", "payload": {"i": i}})).collect();
+    let (status, _) = app.call(Method::POST, "/api/v1/events/bulk", Some(&noisy.pk), Some(json!(batch))).await;
+    assert_eq!(status, 202);
+    hung.wait_for(4).await;
+
+    for i in 0..5 {
+        let started = Instant::now();
+        app.emit_ok(&quiet, json!({"event": "signup", "payload": {"i": i}})).await;
+        healthy.wait_for(i + 1).await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "the healthy workspace waited {took:?}");
+    }
+    // The hung destination never has more than its in-flight cap open.
+    assert_eq!(hung.count(), 4);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn both_signatures_are_sent_during_a_rotation_window() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::status(200).await;
+    let ws = app.workspace("acme").await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({})).await;
+    let old = conn["signing_secret"].as_str().unwrap().to_owned();
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let rotated = app.ok(Method::POST, &format!("/connections/{}/rotate-secret", conn["id"].as_str().unwrap()), None, 200).await;
+    let new = rotated["signing_secret"].as_str().unwrap().to_owned();
+    assert_ne!(old, new);
+    assert!(rotated["previous_secret_expires_at"].is_string());
+
+    app.emit_ok(&ws, json!({"event": "a.b"})).await;
+    let got = receiver.wait_for(1).await;
+    let signature = got[0].headers["webhook-signature"].to_str().unwrap().to_owned();
+    assert_eq!(signature.split(' ').count(), 2, "{signature}");
+    verify(&old, &got[0]);
+    verify(&new, &got[0]);
+
+    // Ending the window at once leaves only the new secret.
+    let path = format!("/connections/{}/rotate-secret", conn["id"].as_str().unwrap());
+    let newest = app.ok(Method::POST, &path, Some(json!({"grace_period_seconds": 0})), 200).await;
+    app.emit_ok(&ws, json!({"event": "a.b"})).await;
+    let got = receiver.wait_for(2).await;
+    verify(newest["signing_secret"].as_str().unwrap(), &got[1]);
+    let hook = standardwebhooks::Webhook::new(&new).unwrap();
+    assert!(hook.verify(&got[1].body, &got[1].headers).is_err());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn credentials_methods_and_raw_bodies_reach_the_destination() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::status(200).await;
+    let ws = app.workspace("acme").await;
+    let basic = app
+        .webhook(
+            &ws,
+            &receiver.url(),
+            json!({"config": {"url": receiver.url(), "method": "PUT", "format": "raw", "signing": "none"},
+                   "credentials": {"username": "user", "password": "hunter2"}}),
+        )
+        .await;
+    assert!(basic.get("signing_secret").is_none());
+    assert_eq!(basic["has_credentials"], true);
+    assert!(!basic.to_string().contains("hunter2"));
+    app.rule(&ws, &basic, "a.*", json!({})).await;
+    let bearer = app.webhook(&ws, &receiver.url(), json!({"credentials": {"bearer_token": "tok-123"}})).await;
+    app.rule(&ws, &bearer, "b.*", json!({})).await;
+
+    app.emit_ok(&ws, json!({"event": "a.x", "payload": {"k": "v"}})).await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].method, Method::PUT);
+    assert_eq!(got[0].json(), json!({"k": "v"}));
+    assert_eq!(got[0].headers["authorization"], "Basic dXNlcjpodW50ZXIy");
+    assert!(got[0].headers.get("webhook-signature").is_none());
+
+    app.emit_ok(&ws, json!({"event": "b.x"})).await;
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1].headers["authorization"], "Bearer tok-123");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_test_event_goes_through_one_rule_only_and_is_marked() {
+    let app = TestApp::spawn().await;
+    let one = Receiver::status(200).await;
+    let two = Receiver::status(200).await;
+    let ws = app.workspace("acme").await;
+    let c1 = app.webhook(&ws, &one.url(), json!({})).await;
+    let c2 = app.webhook(&ws, &two.url(), json!({})).await;
+    let rule = app.rule(&ws, &c1, "user.created", json!({"active": false})).await;
+    app.rule(&ws, &c2, "user.created", json!({})).await;
+    let accepted = app
+        .ok(Method::POST, &format!("/rules/{}/test", rule["id"].as_str().unwrap()), Some(json!({"payload": {"email": "t@x.io"}})), 202)
+        .await;
+    let id = accepted["event_id"].as_str().unwrap();
+    let event = app.wait_event(id, "completed").await;
+    assert_eq!(event["test"], true);
+    assert_eq!(event["event"], "user.created");
+    assert_eq!(event["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(one.wait_for(1).await[0].json()["data"]["email"], "t@x.io");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(two.count(), 0);
+    app.shutdown().await;
+}

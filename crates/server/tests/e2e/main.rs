@@ -1,0 +1,8 @@
+//! End-to-end tests: each starts a real node (its own SQLite file, an ephemeral port) and real
+//! loopback receivers, and speaks to both over HTTP only.
+
+mod delivery;
+mod harness;
+mod ingest;
+mod isolation;
+mod management;
