@@ -27,9 +27,7 @@ pub fn now_millis() -> Millis {
 
 /// Formats milliseconds since the epoch as an RFC 3339 UTC timestamp (`2026-01-02T03:04:05.678Z`).
 pub fn rfc3339(ms: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Parses an RFC 3339 timestamp into milliseconds since the epoch.

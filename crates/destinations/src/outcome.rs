@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 pub enum Outcome {
     Success,
     /// Try again; `after` is the destination's requested wait, if it named one.
-    Retry { after: Option<Duration> },
+    Retry {
+        after: Option<Duration>,
+    },
     Permanent,
 }
 

@@ -12,8 +12,16 @@ pub struct Webhook;
 
 /// Headers a connection may not set: they are Switchyard's to send.
 const RESERVED_HEADERS: &[&str] = &[
-    "host", "content-length", "content-type", "transfer-encoding", "connection", "user-agent", "authorization",
-    "webhook-id", "webhook-timestamp", "webhook-signature",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+    "authorization",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
 ];
 const CONFIG_KEYS: &[&str] = &["url", "method", "headers", "format", "signing"];
 
@@ -112,7 +120,10 @@ impl Connector for Webhook {
                 }
                 "username" | "password" | "bearer_token" => {}
                 "headers" => check_headers(value, "credentials.headers", &mut errors),
-                _ => errors.push(FieldError::new(format!("credentials.{key}"), "unknown field; use username and password, bearer_token, or headers")),
+                _ => errors.push(FieldError::new(
+                    format!("credentials.{key}"),
+                    "unknown field; use username and password, bearer_token, or headers",
+                )),
             }
         }
         if obj.contains_key("bearer_token") && (obj.contains_key("username") || obj.contains_key("password")) {
@@ -121,7 +132,11 @@ impl Connector for Webhook {
         if obj.contains_key("password") && !obj.contains_key("username") {
             errors.push(FieldError::new("credentials.username", "is required with a password"));
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     fn signs_requests(&self, config: &Value) -> bool {
@@ -181,7 +196,8 @@ impl Connector for Webhook {
                         .map_err(|e| BuildError(e.to_string()))?,
                 );
             }
-            headers.insert("webhook-signature", HeaderValue::from_str(&signatures.join(" ")).map_err(|_| BuildError("bad signature".into()))?);
+            headers
+                .insert("webhook-signature", HeaderValue::from_str(&signatures.join(" ")).map_err(|_| BuildError("bad signature".into()))?);
         }
         Ok(OutboundRequest { method, url, headers, body: body.into() })
     }
@@ -209,7 +225,7 @@ fn check_headers(headers: &Value, field: &str, errors: &mut Vec<FieldError>) {
             errors.push(FieldError::new(&f, "is not a valid header name"));
         } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             errors.push(FieldError::new(&f, "is set by Switchyard and cannot be overridden"));
-        } else if !value.as_str().is_some_and(|v| HeaderValue::from_str(v).is_ok()) {
+        } else if value.as_str().is_none_or(|v| HeaderValue::from_str(v).is_err()) {
             errors.push(FieldError::new(&f, "must be a string of visible ASCII characters"));
         }
     }
@@ -218,7 +234,10 @@ fn check_headers(headers: &Value, field: &str, errors: &mut Vec<FieldError>) {
 fn append_headers(headers: &mut HeaderMap, map: &Map<String, Value>) -> Result<(), BuildError> {
     for (name, value) in map {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError(format!("invalid header name {name:?}")))?;
-        let value = value.as_str().and_then(|v| HeaderValue::from_str(v).ok()).ok_or_else(|| BuildError(format!("invalid value for header {name}")))?;
+        let value = value
+            .as_str()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+            .ok_or_else(|| BuildError(format!("invalid value for header {name}")))?;
         headers.insert(name, value);
     }
     Ok(())
@@ -248,7 +267,8 @@ mod tests {
 
     #[test]
     fn bad_config_names_each_field() {
-        let errors = validate(json!({"url": "nope", "method": "GET", "format": "xml", "headers": {"Content-Type": "x"}, "extra": 1})).unwrap_err();
+        let errors =
+            validate(json!({"url": "nope", "method": "GET", "format": "xml", "headers": {"Content-Type": "x"}, "extra": 1})).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         for f in ["config.url", "config.method", "config.format", "config.headers.Content-Type", "config.extra"] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");

@@ -4,8 +4,8 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header::{AUTHORIZATION, ORIGIN};
+use axum::http::request::Parts;
 use switchyard_core::crypto::{constant_time_eq, hash_token};
 use switchyard_core::ids::WorkspaceId;
 use switchyard_core::model::{Session, SessionRole};
@@ -90,8 +90,7 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = presented_token(parts)
-            .ok_or_else(|| ApiError::unauthorized("missing credential: send Authorization: Bearer <key>"))?;
+        let token = presented_token(parts).ok_or_else(|| ApiError::unauthorized("missing credential: send Authorization: Bearer <key>"))?;
         let unknown = || ApiError::unauthorized("the credential is not valid");
         let prefix = token.get(..3).ok_or_else(unknown)?;
         let digest = hash_token(token);

@@ -67,7 +67,12 @@ pub async fn admin_key(config: &Config, store: &dyn Store) -> anyhow::Result<Opt
         return Ok(None);
     }
     let secret = generate_token("sk_");
-    let key = AdminKey { id: AdminKeyId::generate(), name: "bootstrap".into(), hint: token_hint(&secret), created_at: switchyard_core::now_millis() };
+    let key = AdminKey {
+        id: AdminKeyId::generate(),
+        name: "bootstrap".into(),
+        hint: token_hint(&secret),
+        created_at: switchyard_core::now_millis(),
+    };
     store.create_admin_key(&key, &hash_token(&secret)).await?;
     Ok(Some(secret))
 }

@@ -153,11 +153,11 @@ impl Config {
 
     /// Checks settings that flags alone cannot, with messages that say what to change.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres:") || self.database_url.starts_with("postgresql:")) {
-            return Err(format!(
-                "--database-url must start with sqlite:// or postgres:// (got {:?})",
-                redact_url(&self.database_url)
-            ));
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres:")
+            || self.database_url.starts_with("postgresql:"))
+        {
+            return Err(format!("--database-url must start with sqlite:// or postgres:// (got {:?})", redact_url(&self.database_url)));
         }
         if let Some(admin) = &self.admin_key {
             if !admin.starts_with("sk_") || admin.len() < 24 {

@@ -56,12 +56,8 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("could not listen on {}", config.listen))?;
 
         let wake = Arc::new(Notify::new());
-        let (ingest, _writer) = ingest::IngestQueue::start(
-            store.clone(),
-            config.idempotency_window.as_millis() as i64,
-            config.ingest_batch_max,
-            wake.clone(),
-        );
+        let (ingest, _writer) =
+            ingest::IngestQueue::start(store.clone(), config.idempotency_window.as_millis() as i64, config.ingest_batch_max, wake.clone());
         let env_admin_digest = config.admin_key.as_deref().map(switchyard_core::crypto::hash_token);
         let state = AppState::new(Inner {
             store,
@@ -108,7 +104,9 @@ impl Application {
         }
         tracing::info!(address = %listener.local_addr()?, role = ?role, node = %node_id, "switchyard is ready");
         let app = api::router(state.clone(), role.serves_api())
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| error::ApiError::internal("a request handler panicked").into_response_owned()))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+                error::ApiError::internal("a request handler panicked").into_response_owned()
+            }))
             .layer(tower_http::trace::TraceLayer::new_for_http());
         let shutdown = stop.clone();
         axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;

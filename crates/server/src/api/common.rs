@@ -74,9 +74,7 @@ pub fn path_id<T>(raw: &str, parse: fn(&str) -> Option<T>, what: &str) -> Result
 
 /// Parses an optional RFC 3339 query or body value.
 pub fn time_param(value: Option<&str>, field: &str) -> Result<Option<i64>, ApiError> {
-    value
-        .map(|v| switchyard_core::parse_rfc3339(v).ok_or_else(|| ApiError::invalid(field, "must be an RFC 3339 timestamp")))
-        .transpose()
+    value.map(|v| switchyard_core::parse_rfc3339(v).ok_or_else(|| ApiError::invalid(field, "must be an RFC 3339 timestamp"))).transpose()
 }
 
 /// Checks a required display name.

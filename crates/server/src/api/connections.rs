@@ -149,10 +149,16 @@ fn connector(state: &AppState, kind: &str) -> ApiResult<Arc<dyn Connector>> {
 
 fn check_limits(timeout_ms: u64, max_in_flight: u32) -> ApiResult<()> {
     if !TIMEOUT_RANGE_MS.contains(&timeout_ms) {
-        return Err(ApiError::invalid("timeout_ms", format!("must be between {} and {}", TIMEOUT_RANGE_MS.start(), TIMEOUT_RANGE_MS.end())));
+        return Err(ApiError::invalid(
+            "timeout_ms",
+            format!("must be between {} and {}", TIMEOUT_RANGE_MS.start(), TIMEOUT_RANGE_MS.end()),
+        ));
     }
     if !MAX_IN_FLIGHT_RANGE.contains(&max_in_flight) {
-        return Err(ApiError::invalid("max_in_flight", format!("must be between {} and {}", MAX_IN_FLIGHT_RANGE.start(), MAX_IN_FLIGHT_RANGE.end())));
+        return Err(ApiError::invalid(
+            "max_in_flight",
+            format!("must be between {} and {}", MAX_IN_FLIGHT_RANGE.start(), MAX_IN_FLIGHT_RANGE.end()),
+        ));
     }
     Ok(())
 }

@@ -129,9 +129,17 @@ pub struct ReplayFilter {
     pub until: Option<String>,
 }
 
-fn delivery_filter(status: Option<&str>, connection_id: Option<&str>, rule_id: Option<&str>, since: Option<&str>, until: Option<&str>) -> ApiResult<DeliveryFilter> {
+fn delivery_filter(
+    status: Option<&str>,
+    connection_id: Option<&str>,
+    rule_id: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> ApiResult<DeliveryFilter> {
     let status = status
-        .map(|s| DeliveryStatus::parse(s).ok_or_else(|| ApiError::invalid("status", "must be pending, delivering, succeeded, retrying or dead")))
+        .map(|s| {
+            DeliveryStatus::parse(s).ok_or_else(|| ApiError::invalid("status", "must be pending, delivering, succeeded, retrying or dead"))
+        })
         .transpose()?;
     // An id that cannot exist matches nothing, like any other unknown id.
     let connection_id = connection_id.map(|c| ConnectionId::parse(c).unwrap_or_else(|| ConnectionId::from_trusted(c.to_owned())));
@@ -149,7 +157,8 @@ async fn list_deliveries(
 ) -> ApiResult<Json<ListOf<DeliverySummary>>> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
     let page = ListParams { limit: q.limit, cursor: q.cursor.clone() }.page()?;
-    let filter = delivery_filter(q.status.as_deref(), q.connection_id.as_deref(), q.rule_id.as_deref(), q.since.as_deref(), q.until.as_deref())?;
+    let filter =
+        delivery_filter(q.status.as_deref(), q.connection_id.as_deref(), q.rule_id.as_deref(), q.since.as_deref(), q.until.as_deref())?;
     let items = state.store.list_deliveries(&ws.id, &filter, &page).await?;
     Ok(Json(ListOf::from_fetched(items, &page, |d| d.id.to_string(), DeliverySummary::from)))
 }
@@ -166,7 +175,11 @@ pub struct ReplayAccepted {
 #[utoipa::path(post, path = "/deliveries/{id}/replay", tag = "deliveries", params(("id" = String, Path)),
     responses((status = 202, body = ReplayAccepted), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("admin_key" = []), ("session_token" = [])))]
-async fn replay_delivery(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<(StatusCode, Json<ReplayAccepted>)> {
+async fn replay_delivery(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<ReplayAccepted>)> {
     let scope = principal.scope(Access::Write)?;
     let id = path_id(&id, DeliveryId::parse, "delivery")?;
     match state.store.replay_delivery(&scope, &id, switchyard_core::now_millis()).await? {

@@ -118,7 +118,13 @@ async fn prepare(state: &AppState, ws: &WorkspaceId, input: EventInput, header_k
 }
 
 fn accepted_body(id: &EventId, event: &str, ws: &WorkspaceId, received_at: i64) -> EventAccepted {
-    EventAccepted { id: id.to_string(), event: event.to_owned(), workspace_id: ws.to_string(), received_at: ts(received_at), status: "accepted" }
+    EventAccepted {
+        id: id.to_string(),
+        event: event.to_owned(),
+        workspace_id: ws.to_string(),
+        received_at: ts(received_at),
+        status: "accepted",
+    }
 }
 
 /// Stores one prepared event; returns its body, or the first event's for an idempotent repeat.
@@ -153,7 +159,12 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     responses((status = 202, body = EventAccepted), (status = 200, body = EventAccepted, description = "Idempotent repeat"),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("publishable_key" = [])))]
-async fn ingest_event(State(state): State<AppState>, principal: Principal, headers: HeaderMap, RawBody(body): RawBody) -> ApiResult<Response> {
+async fn ingest_event(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
     let ws = ingest_workspace(&principal)?;
     let input: EventInput = parse_json(&body)?;
     let new = prepare(&state, &ws, input, idempotency_header(&headers)?).await?;

@@ -258,7 +258,8 @@ async fn test_rule(
 ) -> ApiResult<(StatusCode, Json<TestAccepted>)> {
     let rule = visible_rule(&state, &principal, &id, Access::Write).await?;
     let body: TestRule = body.parse_or_default()?;
-    let payload = body.payload.unwrap_or_else(|| json!({"test": true, "message": "A test event sent by Switchyard", "email": "test@example.com"}));
+    let payload =
+        body.payload.unwrap_or_else(|| json!({"test": true, "message": "A test event sent by Switchyard", "email": "test@example.com"}));
     if !payload.is_object() {
         return Err(ApiError::invalid("payload", "must be a JSON object"));
     }

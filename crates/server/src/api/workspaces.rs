@@ -59,7 +59,13 @@ pub struct WorkspaceOut {
 
 impl From<Workspace> for WorkspaceOut {
     fn from(w: Workspace) -> Self {
-        Self { id: w.id.into_string(), name: w.name, description: w.description, created_at: ts(w.created_at), updated_at: ts(w.updated_at) }
+        Self {
+            id: w.id.into_string(),
+            name: w.name,
+            description: w.description,
+            created_at: ts(w.created_at),
+            updated_at: ts(w.updated_at),
+        }
     }
 }
 
@@ -119,7 +125,11 @@ async fn create_workspace(
 
 #[utoipa::path(get, path = "/workspaces", tag = "workspaces", params(ListParams),
     responses((status = 200, body = ListOf<WorkspaceOut>)), security(("admin_key" = []), ("session_token" = [])))]
-async fn list_workspaces(State(state): State<AppState>, principal: Principal, Q(params): Q<ListParams>) -> ApiResult<Json<ListOf<WorkspaceOut>>> {
+async fn list_workspaces(
+    State(state): State<AppState>,
+    principal: Principal,
+    Q(params): Q<ListParams>,
+) -> ApiResult<Json<ListOf<WorkspaceOut>>> {
     let scope = principal.scope(Access::Read)?;
     let page = params.page()?;
     let items = state.store.list_workspaces(&scope, &page).await?;
@@ -184,7 +194,11 @@ async fn create_publishable_key(
 
 #[utoipa::path(get, path = "/workspaces/{id}/publishable-keys", tag = "workspaces", params(("id" = String, Path)),
     responses((status = 200, body = ListOf<KeyOut>), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
-async fn list_publishable_keys(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<ListOf<KeyOut>>> {
+async fn list_publishable_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ListOf<KeyOut>>> {
     principal.require_admin()?;
     let (_, ws) = visible_workspace(&state, &principal, &id, Access::Read).await?;
     let keys = state.store.list_publishable_keys(&ws.id).await?;

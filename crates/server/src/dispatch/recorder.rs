@@ -17,7 +17,12 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the writer; it drains and stops once every `Recorder` handle is dropped.
-    pub fn start(store: Arc<dyn Store>, owner: String, next_retry: Arc<AtomicI64>, wake: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: Arc<dyn Store>,
+        owner: String,
+        next_retry: Arc<AtomicI64>,
+        wake: Arc<Notify>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Self { tx }, tokio::spawn(write_loop(rx, store, owner, next_retry, wake)))
     }

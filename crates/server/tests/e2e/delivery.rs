@@ -20,9 +20,8 @@ async fn an_event_arrives_signed_in_the_envelope_with_its_metadata() {
     assert!(secret.starts_with("whsec_"));
     app.rule(&ws, &conn, "user.created", json!({})).await;
 
-    let id = app
-        .emit_ok(&ws, json!({"event": "user.created", "payload": {"email": "a@b.com"}, "resource": "user", "resource_id": "u1"}))
-        .await;
+    let id =
+        app.emit_ok(&ws, json!({"event": "user.created", "payload": {"email": "a@b.com"}, "resource": "user", "resource_id": "u1"})).await;
     let got = receiver.wait_for(1).await;
     let r = &got[0];
     verify(&secret, r);
@@ -85,7 +84,8 @@ async fn a_delivery_dies_after_its_attempts_and_a_replay_delivers_it() {
         Receiver::start(move |_, _| if flag.load(std::sync::atomic::Ordering::SeqCst) { Reply::Status(204) } else { Reply::Status(500) })
             .await;
     let ws = app.workspace("acme").await;
-    let conn = app.webhook(&ws, &receiver.url(), json!({"retry_policy": {"max_attempts": 3, "initial_delay_ms": 10, "max_delay_ms": 20}})).await;
+    let conn =
+        app.webhook(&ws, &receiver.url(), json!({"retry_policy": {"max_attempts": 3, "initial_delay_ms": 10, "max_delay_ms": 20}})).await;
     app.rule(&ws, &conn, "*", json!({})).await;
     let id = app.emit_ok(&ws, json!({"event": "invoice.failed"})).await;
 
@@ -142,11 +142,17 @@ async fn bulk_replay_by_filter_sends_every_dead_delivery_again() {
 #[tokio::test]
 async fn retry_after_is_honoured() {
     let app = TestApp::spawn().await;
-    let receiver =
-        Receiver::start(|n, _| if n == 0 { Reply::WithHeaders(429, vec![("retry-after", "1".into())], String::new()) } else { Reply::Status(200) })
-            .await;
+    let receiver = Receiver::start(|n, _| {
+        if n == 0 {
+            Reply::WithHeaders(429, vec![("retry-after", "1".into())], String::new())
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
     let ws = app.workspace("acme").await;
-    let conn = app.webhook(&ws, &receiver.url(), json!({"retry_policy": {"max_attempts": 3, "initial_delay_ms": 10, "max_delay_ms": 5000}})).await;
+    let conn =
+        app.webhook(&ws, &receiver.url(), json!({"retry_policy": {"max_attempts": 3, "initial_delay_ms": 10, "max_delay_ms": 5000}})).await;
     app.rule(&ws, &conn, "*", json!({})).await;
     let id = app.emit_ok(&ws, json!({"event": "a.b"})).await;
     app.wait_event(&id, "completed").await;
@@ -179,7 +185,11 @@ async fn a_destination_that_never_answers_times_out_and_is_retried() {
     let receiver = Receiver::start(|_, _| Reply::Hang).await;
     let ws = app.workspace("acme").await;
     let conn = app
-        .webhook(&ws, &receiver.url(), json!({"timeout_ms": 300, "retry_policy": {"max_attempts": 2, "initial_delay_ms": 10, "max_delay_ms": 10}}))
+        .webhook(
+            &ws,
+            &receiver.url(),
+            json!({"timeout_ms": 300, "retry_policy": {"max_attempts": 2, "initial_delay_ms": 10, "max_delay_ms": 10}}),
+        )
         .await;
     app.rule(&ws, &conn, "*", json!({})).await;
     let id = app.emit_ok(&ws, json!({"event": "a.b"})).await;

@@ -53,7 +53,11 @@ async fn a_workspace_credential_can_neither_read_nor_change_another_workspace() 
         (Method::POST, format!("/rules/{rule_b}/test"), None),
         (Method::POST, format!("/deliveries/{delivery_b}/replay"), None),
         (Method::POST, format!("/workspaces/{}/replay", b.id), Some(json!({}))),
-        (Method::POST, format!("/workspaces/{}/connections", b.id), Some(json!({"type": "webhook", "name": "x", "config": {"url": receiver.url()}}))),
+        (
+            Method::POST,
+            format!("/workspaces/{}/connections", b.id),
+            Some(json!({"type": "webhook", "name": "x", "config": {"url": receiver.url()}})),
+        ),
         (Method::POST, format!("/workspaces/{}/rules", b.id), Some(json!({"name": "x", "event": "*", "connection_id": conn_b}))),
     ];
     for (method, path, body) in writes {
@@ -61,7 +65,8 @@ async fn a_workspace_credential_can_neither_read_nor_change_another_workspace() 
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path} → {response}");
     }
     // A's own rule cannot point at B's connection.
-    let (status, body) = as_a(Method::POST, format!("/workspaces/{}/rules", a.id), Some(json!({"name": "x", "event": "*", "connection_id": conn_b}))).await;
+    let (status, body) =
+        as_a(Method::POST, format!("/workspaces/{}/rules", a.id), Some(json!({"name": "x", "event": "*", "connection_id": conn_b}))).await;
     assert_eq!((status, body["error"]["details"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("connection_id")));
     // Listing workspaces shows only its own.
     let (_, listed) = as_a(Method::GET, "/workspaces".into(), None).await;

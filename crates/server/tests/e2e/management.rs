@@ -44,11 +44,23 @@ async fn connections_validate_their_settings_and_resist_deletion_while_in_use() 
         (json!({"type": "webhook", "name": "x", "config": {}}), "config.url"),
         (json!({"type": "webhook", "name": "x", "config": {"url": "ftp://x"}}), "config.url"),
         (json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/", "method": "GET"}}), "config.method"),
-        (json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/", "headers": {"Webhook-Id": "x"}}}), "config.headers.Webhook-Id"),
-        (json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/"}, "retry_policy": {"max_attempts": 0}}), "retry_policy.max_attempts"),
-        (json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/"}, "retry_policy": {"tries": 3}}), "retry_policy.tries"),
+        (
+            json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/", "headers": {"Webhook-Id": "x"}}}),
+            "config.headers.Webhook-Id",
+        ),
+        (
+            json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/"}, "retry_policy": {"max_attempts": 0}}),
+            "retry_policy.max_attempts",
+        ),
+        (
+            json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/"}, "retry_policy": {"tries": 3}}),
+            "retry_policy.tries",
+        ),
         (json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/"}, "timeout_ms": 5}), "timeout_ms"),
-        (json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/"}, "credentials": {"api_key": "k"}}), "credentials.api_key"),
+        (
+            json!({"type": "webhook", "name": "x", "config": {"url": "http://127.0.0.1/"}, "credentials": {"api_key": "k"}}),
+            "credentials.api_key",
+        ),
     ];
     for (body, field) in cases {
         let (s, b) = app.admin(Method::POST, &path, Some(body.clone())).await;
@@ -63,7 +75,12 @@ async fn connections_validate_their_settings_and_resist_deletion_while_in_use() 
     assert_eq!(conn["retry_policy"]["max_attempts"], 5);
     let id = conn["id"].as_str().unwrap();
     let patched = app
-        .ok(Method::PATCH, &format!("/connections/{id}"), Some(json!({"name": "renamed", "retry_policy": {"max_attempts": 2}, "credentials": null})), 200)
+        .ok(
+            Method::PATCH,
+            &format!("/connections/{id}"),
+            Some(json!({"name": "renamed", "retry_policy": {"max_attempts": 2}, "credentials": null})),
+            200,
+        )
         .await;
     assert_eq!((patched["name"].as_str(), patched["retry_policy"]["max_attempts"].as_u64()), (Some("renamed"), Some(2)));
     assert_eq!(patched["has_credentials"], false);
@@ -164,18 +181,17 @@ async fn health_readiness_metrics_and_the_catalog_are_served() {
 #[tokio::test]
 async fn the_committed_openapi_document_matches_the_code() {
     let app = TestApp::spawn().await;
-    let served = app.client.get(format!("{}/api/v1/openapi.json", app.base)).send().await.unwrap().json::<serde_json::Value>().await.unwrap();
+    let served =
+        app.client.get(format!("{}/api/v1/openapi.json", app.base)).send().await.unwrap().json::<serde_json::Value>().await.unwrap();
     let generated = serde_json::to_value(switchyard_server::api::openapi()).unwrap();
     assert_eq!(served, generated);
     for path in ["/api/v1/events", "/api/v1/workspaces/{ws}/connections", "/api/v1/deliveries/{id}/replay"] {
         assert!(generated["paths"].get(path).is_some(), "{path} is documented");
     }
     let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
-    let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(committed_path).expect("docs/openapi.json is committed"))
-        .expect("docs/openapi.json is JSON");
-    assert!(
-        committed == generated,
-        "docs/openapi.json is out of date: run `cargo run -q -p switchyard -- openapi > docs/openapi.json`"
-    );
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(committed_path).expect("docs/openapi.json is committed"))
+            .expect("docs/openapi.json is JSON");
+    assert!(committed == generated, "docs/openapi.json is out of date: run `cargo run -q -p switchyard -- openapi > docs/openapi.json`");
     app.shutdown().await;
 }

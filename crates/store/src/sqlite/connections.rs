@@ -46,14 +46,12 @@ impl ConnectionStore for SqliteStore {
     }
 
     async fn list_connections(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<Connection>> {
-        let rows = sqlx::query(
-            "SELECT * FROM connections WHERE workspace_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(ws.as_str())
-        .bind(page.before.as_deref())
-        .bind(page.limit)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM connections WHERE workspace_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3")
+            .bind(ws.as_str())
+            .bind(page.before.as_deref())
+            .bind(page.limit)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(rows::connection).collect()
     }
 

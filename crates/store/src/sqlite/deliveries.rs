@@ -56,10 +56,8 @@ impl DeliveryStore for SqliteStore {
         let deliveries = rows.iter().map(rows::delivery).collect::<Result<Vec<_>>>()?;
         let event_ids: BTreeSet<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
         let ids_json = serde_json::to_string(&event_ids).unwrap_or_default();
-        let event_rows = sqlx::query("SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?))")
-            .bind(ids_json)
-            .fetch_all(&mut *tx)
-            .await?;
+        let event_rows =
+            sqlx::query("SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?))").bind(ids_json).fetch_all(&mut *tx).await?;
         let mut events: HashMap<String, Event> = HashMap::with_capacity(event_rows.len());
         for row in &event_rows {
             let e = rows::event(row)?;
@@ -86,13 +84,12 @@ impl DeliveryStore for SqliteStore {
         let mut touched = BTreeSet::new();
         for r in records {
             let a = &r.attempt;
-            let workspace: Option<(String, String)> = sqlx::query_as(
-                "SELECT workspace_id, event_id FROM deliveries WHERE id = ? AND status = 'delivering' AND lease_owner = ?",
-            )
-            .bind(a.delivery_id.as_str())
-            .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let workspace: Option<(String, String)> =
+                sqlx::query_as("SELECT workspace_id, event_id FROM deliveries WHERE id = ? AND status = 'delivering' AND lease_owner = ?")
+                    .bind(a.delivery_id.as_str())
+                    .bind(owner)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             // The lease was lost (this node was presumed dead): another node owns the delivery now.
             let Some((workspace_id, event_id)) = workspace else { continue };
             sqlx::query(
@@ -174,9 +171,8 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn waiting_count(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying')")
-            .fetch_one(&self.reader)
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying')").fetch_one(&self.reader).await?;
         Ok(n as u64)
     }
 
@@ -190,7 +186,8 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn delivery_attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>> {
-        let rows = sqlx::query("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY number").bind(id.as_str()).fetch_all(&self.reader).await?;
+        let rows =
+            sqlx::query("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY number").bind(id.as_str()).fetch_all(&self.reader).await?;
         rows.iter().map(rows::attempt).collect()
     }
 
@@ -208,11 +205,12 @@ impl DeliveryStore for SqliteStore {
 
     async fn replay_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<bool>> {
         let mut tx = self.writer.begin().await?;
-        let current: Option<String> = sqlx::query_scalar("SELECT status FROM deliveries WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)")
-            .bind(id.as_str())
-            .bind(scope.workspace())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM deliveries WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)")
+                .bind(id.as_str())
+                .bind(scope.workspace())
+                .fetch_optional(&mut *tx)
+                .await?;
         match current.as_deref() {
             None => return Ok(None),
             Some("delivering") => return Ok(Some(false)),

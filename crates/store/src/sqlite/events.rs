@@ -109,7 +109,8 @@ impl EventStore for SqliteStore {
     }
 
     async fn event_deliveries(&self, event: &EventId) -> Result<Vec<Delivery>> {
-        let rows = sqlx::query("SELECT * FROM deliveries WHERE event_id = ? ORDER BY id").bind(event.as_str()).fetch_all(&self.reader).await?;
+        let rows =
+            sqlx::query("SELECT * FROM deliveries WHERE event_id = ? ORDER BY id").bind(event.as_str()).fetch_all(&self.reader).await?;
         rows.iter().map(rows::delivery).collect()
     }
 

@@ -5,12 +5,12 @@
 //! pool of their own, which WAL lets run beside the writer. `synchronous = FULL`: a committed
 //! transaction survives power loss, which is what "a 202 means durable" promises.
 
+mod connections;
 mod deliveries;
 mod events;
 mod rows;
 mod rules;
 mod workspaces;
-mod connections;
 
 use crate::migrate::SQLITE;
 use crate::{AdminStore, Result, StoreError};
@@ -60,9 +60,7 @@ impl SqliteStore {
 
 /// Bumps the version caches compare; called in the transaction of every configuration change.
 pub(crate) async fn bump_config_version(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
-    sqlx::query("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'")
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'").execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -26,14 +26,13 @@ impl WorkspaceStore for SqliteStore {
     }
 
     async fn list_workspaces(&self, scope: &Scope, page: &Page) -> Result<Vec<Workspace>> {
-        let rows = sqlx::query(
-            "SELECT * FROM workspaces WHERE (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(scope.workspace())
-        .bind(page.before.as_deref())
-        .bind(page.limit)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM workspaces WHERE (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3")
+                .bind(scope.workspace())
+                .bind(page.before.as_deref())
+                .bind(page.limit)
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter().map(rows::workspace).collect()
     }
 

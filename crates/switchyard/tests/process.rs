@@ -1,0 +1,199 @@
+//! Tests of the real binary as a child process: crash safety under `kill -9`, and graceful
+//! shutdown on SIGTERM.
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "sk_process_test_admin_key_000000000";
+
+struct Node {
+    child: Child,
+    base: String,
+}
+
+fn start(data: &std::path::Path) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("serve")
+        .env("SWITCHYARD_DATABASE_URL", format!("sqlite://{}/switchyard.db", data.display()))
+        .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
+        .env("SWITCHYARD_ADMIN_KEY", ADMIN)
+        .env("SWITCHYARD_ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("SWITCHYARD_POLL_INTERVAL_MS", "100")
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("the node prints its address").expect("stdout is readable");
+        if let Some(addr) = line.strip_prefix("switchyard listening on ") {
+            break addr.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Node { child, base }
+}
+
+/// A receiver that takes a little while per request and records which events arrived how often.
+#[derive(Clone, Default)]
+struct Tally {
+    seen: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+async fn receiver(delay: Duration) -> (String, Tally) {
+    let tally = Tally::default();
+    let seen = tally.seen.clone();
+    let app = axum::Router::new().fallback(move |_headers: HeaderMap, body: Bytes| {
+        let seen = seen.clone();
+        async move {
+            tokio::time::sleep(delay).await;
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            *seen.lock().unwrap().entry(v["id"].as_str().unwrap().to_owned()).or_default() += 1;
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (url, tally)
+}
+
+async fn setup(client: &reqwest::Client, base: &str, url: &str) -> String {
+    let ws: Value = client
+        .post(format!("{base}/api/v1/workspaces"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "crash"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = ws["id"].as_str().unwrap();
+    let conn: Value = client
+        .post(format!("{base}/api/v1/workspaces/{ws_id}/connections"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"type": "webhook", "name": "sink", "config": {"url": url}, "max_in_flight": 8,
+                      "retry_policy": {"max_attempts": 20, "initial_delay_ms": 50, "max_delay_ms": 200}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let status = client
+        .post(format!("{base}/api/v1/workspaces/{ws_id}/rules"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "all", "event": "*", "connection_id": conn["id"]}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 201);
+    ws["publishable_key"]["key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_accepted_event_and_restart_delivers_every_one() {
+    let data = tempfile::tempdir().unwrap();
+    let (url, tally) = receiver(Duration::from_millis(15)).await;
+    let client = reqwest::Client::new();
+    let mut node = start(data.path());
+    let pk = setup(&client, &node.base, &url).await;
+
+    // Emit from 16 concurrent senders; kill the node while events are both arriving and in flight.
+    let accepted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut senders = Vec::new();
+    for s in 0..16 {
+        let (client, base, pk, accepted) = (client.clone(), node.base.clone(), pk.clone(), accepted.clone());
+        senders.push(tokio::spawn(async move {
+            for i in 0..100 {
+                let sent = client
+                    .post(format!("{base}/api/v1/events"))
+                    .bearer_auth(&pk)
+                    .json(&json!({"event": "crash.test", "payload": {"sender": s, "i": i}}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 202 => {
+                        let v: Value = r.json().await.unwrap();
+                        accepted.lock().unwrap().insert(v["id"].as_str().unwrap().to_owned());
+                    }
+                    _ => return, // the node is gone: this event was never acknowledged
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while accepted.lock().unwrap().len() < 400 || tally.seen.lock().unwrap().len() < 50 {
+        assert!(Instant::now() < deadline, "the node never got busy");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    node.child.kill().expect("SIGKILL");
+    node.child.wait().unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let delivered_before = tally.seen.lock().unwrap().len();
+    assert!(delivered_before < accepted.len(), "the kill must interrupt delivery for this test to mean anything");
+
+    let mut node = start(data.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let missing = accepted.iter().filter(|id| !tally.seen.lock().unwrap().contains_key(*id)).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{missing} accepted events were never delivered after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = tally.seen.lock().unwrap().clone();
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    println!(
+        "accepted {} events; {} delivered before the kill; {} duplicate deliveries (attempts in flight at the kill)",
+        accepted.len(),
+        delivered_before,
+        duplicates
+    );
+    // Only attempts in flight at the kill can repeat: at most the connection's in-flight cap.
+    assert!(duplicates <= 8, "{duplicates} duplicates");
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_attempts_in_flight_finish_and_exits_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let (url, tally) = receiver(Duration::from_millis(500)).await;
+    let client = reqwest::Client::new();
+    let mut node = start(data.path());
+    let pk = setup(&client, &node.base, &url).await;
+    let r = client.post(format!("{}/api/v1/events", node.base)).bearer_auth(&pk).json(&json!({"event": "slow"})).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(250)).await; // the attempt is now in flight
+
+    let status = Command::new("kill").arg("-TERM").arg(node.child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || node.child.wait().unwrap()).await.unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert_eq!(tally.seen.lock().unwrap().get(&id), Some(&1), "the in-flight attempt finished before exit");
+
+    // And its success was recorded: a restarted node does not send it again.
+    let mut node = start(data.path());
+    let event: Value =
+        client.get(format!("{}/api/v1/events/{id}", node.base)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(event["status"], "completed");
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+}
