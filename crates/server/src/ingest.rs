@@ -4,6 +4,7 @@
 //! answered before its batch is committed.
 
 use crate::error::ApiError;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use switchyard_store::{IngestOutcome, NewEvent, Store};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -16,14 +17,29 @@ struct Job {
 #[derive(Clone)]
 pub struct IngestQueue {
     tx: mpsc::Sender<Job>,
+    stats: Arc<IngestStats>,
+}
+
+/// What the writer has committed so far.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Events (new or idempotent repeats) in those transactions.
+    pub events: AtomicU64,
 }
 
 impl IngestQueue {
     /// Starts the writer. It stops once every queue handle is dropped and the queue is drained.
     pub fn start(store: Arc<dyn Store>, window_ms: i64, max_batch: usize, wake: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
-        let handle = tokio::spawn(writer(rx, store, window_ms, max_batch, wake));
-        (Self { tx }, handle)
+        let stats = Arc::new(IngestStats::default());
+        let handle = tokio::spawn(writer(rx, store, window_ms, max_batch, wake, stats.clone()));
+        (Self { tx, stats }, handle)
+    }
+
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
     }
 
     /// Stores events durably; returns once their transaction has committed.
@@ -37,7 +53,14 @@ impl IngestQueue {
     }
 }
 
-async fn writer(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, window_ms: i64, max_batch: usize, wake: Arc<Notify>) {
+async fn writer(
+    mut rx: mpsc::Receiver<Job>,
+    store: Arc<dyn Store>,
+    window_ms: i64,
+    max_batch: usize,
+    wake: Arc<Notify>,
+    stats: Arc<IngestStats>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let mut count = jobs[0].events.len();
@@ -55,6 +78,8 @@ async fn writer(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, window_ms: i
         let result = store.ingest(&batch, switchyard_core::now_millis(), window_ms).await;
         match result {
             Ok(outcomes) => {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let created = outcomes.iter().filter(|o| matches!(o, IngestOutcome::Created)).count();
                 metrics::counter!("switchyard_events_ingested_total").increment(created as u64);
                 metrics::histogram!("switchyard_ingest_batch_events").record(batch.len() as f64);
@@ -73,5 +98,61 @@ async fn writer(mut rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, window_ms: i
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::ids::*;
+    use switchyard_core::model::{Event, EventStatus};
+
+    fn event(ws: &WorkspaceId, key: Option<&str>) -> NewEvent {
+        NewEvent {
+            event: Event {
+                id: EventId::generate(),
+                workspace_id: ws.clone(),
+                event: "load.test".into(),
+                resource: None,
+                resource_id: None,
+                payload: "{}".into(),
+                occurred_at: None,
+                received_at: switchyard_core::now_millis(),
+                status: EventStatus::Completed,
+                test: false,
+            },
+            idempotency_key: key.map(str::to_owned),
+            deliveries: Vec::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_transactions_and_each_gets_its_own_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = switchyard_store::open(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
+        let (queue, _writer) = IngestQueue::start(store.clone(), 60_000, 5_000, Arc::new(Notify::new()));
+        let ws = WorkspaceId::generate();
+        let mut submissions = tokio::task::JoinSet::new();
+        for i in 0..500 {
+            let (queue, ws) = (queue.clone(), ws.clone());
+            // Every tenth request repeats one idempotency key: exactly one of them creates the event.
+            let key = (i % 10 == 0).then_some("same-key");
+            submissions.spawn(async move { queue.submit(vec![event(&ws, key)]).await.unwrap() });
+        }
+        let mut created = 0;
+        let mut duplicates = 0;
+        while let Some(outcomes) = submissions.join_next().await {
+            let outcomes = outcomes.unwrap();
+            assert_eq!(outcomes.len(), 1);
+            match outcomes[0] {
+                IngestOutcome::Created => created += 1,
+                IngestOutcome::Duplicate { .. } => duplicates += 1,
+            }
+        }
+        assert_eq!((created, duplicates), (451, 49));
+        let batches = queue.stats().batches.load(Ordering::Relaxed);
+        assert_eq!(queue.stats().events.load(Ordering::Relaxed), 500);
+        assert!(batches < 500, "500 concurrent requests took {batches} transactions: no group commit");
+        println!("500 concurrent submissions committed in {batches} transactions");
     }
 }

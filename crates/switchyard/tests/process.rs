@@ -197,3 +197,27 @@ async fn sigterm_lets_attempts_in_flight_finish_and_exits_zero() {
     node.child.kill().unwrap();
     node.child.wait().unwrap();
 }
+
+#[test]
+fn bad_settings_stop_the_server_with_a_clear_message() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.arg("serve").args(args).env("SWITCHYARD_LOG", "error").current_dir(data.path());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = run(&["--database-url", "mysql://localhost/x"], &[]);
+    assert!(!ok && err.contains("--database-url must start with sqlite:// or postgres://"), "{err}");
+    let (ok, err) = run(&["--listen", "not-an-address"], &[]);
+    assert!(!ok && err.contains("--listen"), "{err}");
+    let (ok, err) = run(&["--role", "boss"], &[]);
+    assert!(!ok && err.contains("--role"), "{err}");
+    let (ok, err) = run(&["--listen", "127.0.0.1:0"], &[("SWITCHYARD_ADMIN_KEY", "letmein")]);
+    assert!(!ok && err.contains("SWITCHYARD_ADMIN_KEY must start with sk_"), "{err}");
+    let (ok, err) = run(&["--listen", "127.0.0.1:0"], &[("SWITCHYARD_MASTER_KEY", "nope")]);
+    assert!(!ok && err.contains("SWITCHYARD_MASTER_KEY is malformed"), "{err}");
+}

@@ -195,3 +195,32 @@ async fn the_committed_openapi_document_matches_the_code() {
     assert!(committed == generated, "docs/openapi.json is out of date: run `cargo run -q -p switchyard -- openapi > docs/openapi.json`");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_master_key_other_than_the_databases_is_refused_at_start() {
+    use switchyard_core::crypto::MasterKey;
+    use switchyard_server::config::Config;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |key: String| {
+        let mut c = Config::new(format!("sqlite://{}/db.sqlite", dir.path().display()));
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        c.admin_key = Some(ADMIN_KEY.into());
+        c.master_key = Some(key);
+        c
+    };
+    let original = MasterKey::generate_base64();
+    let first = switchyard_server::Application::build(config(original.clone())).await.expect("first start");
+    drop(first);
+    let error = match switchyard_server::Application::build(config(MasterKey::generate_base64())).await {
+        Ok(_) => panic!("a wrong master key must not start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("not the one this database's secrets were sealed with"), "{error}");
+    assert!(!error.contains(&original));
+    let error = match switchyard_server::Application::build(config("too-short".into())).await {
+        Ok(_) => panic!("a malformed master key must not start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("SWITCHYARD_MASTER_KEY is malformed"), "{error}");
+    switchyard_server::Application::build(config(original)).await.expect("the original key still works");
+}

@@ -63,9 +63,6 @@ impl DeliveryStore for SqliteStore {
             let e = rows::event(row)?;
             events.insert(e.id.as_str().to_owned(), e);
         }
-        for id in &event_ids {
-            refresh_event_status(&mut tx, id).await?;
-        }
         tx.commit().await?;
         let mut claimed = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
