@@ -82,14 +82,33 @@ pub fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
                 )
                 .expect("static buckets are valid")
                 .install_recorder()
-                .expect("no other metrics recorder is installed")
+                .expect("no other metrics recorder is installed");
+            describe_metrics();
+            handle
         })
         .clone()
+}
+
+/// Names, units and help texts of every metric, registered at zero so dashboards see them at once.
+fn describe_metrics() {
+    use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+    describe_counter!("switchyard_events_ingested_total", "Events accepted and stored (idempotent repeats excluded).");
+    describe_counter!(
+        "switchyard_attempts_total",
+        "Delivery attempts, by the delivery's state after the attempt: succeeded, retrying or dead."
+    );
+    describe_histogram!("switchyard_attempt_duration_seconds", Unit::Seconds, "Duration of delivery attempts, request to response.");
+    describe_histogram!("switchyard_ingest_batch_events", "Events committed per ingest transaction (group commit).");
+    describe_gauge!("switchyard_deliveries_waiting", "Deliveries waiting for an attempt (pending or retrying), due or scheduled.");
+    describe_counter!("switchyard_lease_recoveries_total", "Deliveries taken back from a node that died holding their lease.");
+    counter!("switchyard_events_ingested_total").increment(0);
+    counter!("switchyard_lease_recoveries_total").increment(0);
+    gauge!("switchyard_deliveries_waiting").set(0.0);
 }

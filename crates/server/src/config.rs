@@ -44,7 +44,6 @@ pub struct Config {
     pub master_key: Option<String>,
     /// Accepted as an admin key in addition to the stored ones (`SWITCHYARD_ADMIN_KEY`).
     pub admin_key: Option<String>,
-    pub public_url: Option<String>,
     pub dispatcher: DispatcherConfig,
     pub defaults: ConnectionDefaults,
     /// How long an idempotency key returns the first event.
@@ -131,7 +130,6 @@ impl Config {
             allow_private_destinations: false,
             master_key: None,
             admin_key: None,
-            public_url: None,
             dispatcher: DispatcherConfig::default(),
             defaults: ConnectionDefaults::default(),
             idempotency_window: Duration::from_secs(24 * 3600),
@@ -163,9 +161,6 @@ impl Config {
             if !admin.starts_with("sk_") || admin.len() < 24 {
                 return Err("SWITCHYARD_ADMIN_KEY must start with sk_ and be at least 24 characters long".into());
             }
-        }
-        if let Some(url) = &self.public_url {
-            url::Url::parse(url).map_err(|_| format!("SWITCHYARD_PUBLIC_URL is not a valid URL: {url:?}"))?;
         }
         if self.dispatcher.max_concurrency == 0 {
             return Err("the dispatcher needs a concurrency of at least 1".into());

@@ -156,7 +156,7 @@ pub trait WorkspaceStore: Send + Sync {
     /// Deletes the workspace and everything in it. False when it did not exist.
     async fn delete_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<bool>;
     async fn create_publishable_key(&self, key: &PublishableKey, key_hash: &str) -> Result<()>;
-    async fn list_publishable_keys(&self, ws: &WorkspaceId) -> Result<Vec<PublishableKey>>;
+    async fn list_publishable_keys(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<PublishableKey>>;
     async fn delete_publishable_key(&self, ws: &WorkspaceId, id: &PublishableKeyId) -> Result<bool>;
     async fn find_publishable_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>>;
     async fn create_session(&self, session: &Session, token_hash: &str) -> Result<()>;

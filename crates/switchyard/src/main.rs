@@ -60,9 +60,6 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Externally visible base URL (OAuth callbacks, embed links).
-    #[arg(long, env = "SWITCHYARD_PUBLIC_URL")]
-    public_url: Option<String>,
     /// Most delivery attempts in flight on this node.
     #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY", default_value_t = 512)]
     dispatch_concurrency: usize,
@@ -111,7 +108,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         RoleArg::All => Role::All,
     };
     config.allow_private_destinations = args.allow_private_destinations;
-    config.public_url = args.public_url;
     config.master_key = std::env::var("SWITCHYARD_MASTER_KEY").ok().filter(|k| !k.is_empty());
     config.admin_key = std::env::var("SWITCHYARD_ADMIN_KEY").ok().filter(|k| !k.is_empty());
     config.dispatcher.max_concurrency = args.dispatch_concurrency;

@@ -84,11 +84,18 @@ pub fn router(state: AppState, serve_api: bool) -> Router {
     } else {
         ops
     };
-    app.fallback(not_found).with_state(state)
+    app.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    let mut e = ApiError::bad_request("this method is not allowed on this path");
+    e.status = StatusCode::METHOD_NOT_ALLOWED;
+    e.code = "method_not_allowed";
+    e
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -4,7 +4,7 @@
 use super::common::*;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::json::ValidJson;
+use crate::json::{RawBody, ValidJson};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 const MIN_TTL: u64 = 60;
+const DEFAULT_TTL: u64 = 1800;
 const MAX_TTL: u64 = 24 * 3600;
 const KNOWN_SCOPES: &[&str] = &["events.payload:read"];
 
@@ -38,6 +39,14 @@ pub struct CreateSession {
     /// Extra permissions: `events.payload:read` lets a viewer see payloads.
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+fn check_ttl(ttl: Option<u64>) -> ApiResult<u64> {
+    let ttl = ttl.unwrap_or(DEFAULT_TTL);
+    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+        return Err(ApiError::invalid("ttl_seconds", format!("must be between {MIN_TTL} and {MAX_TTL}")));
+    }
+    Ok(ttl)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -64,10 +73,7 @@ async fn create_session(
     principal.require_admin()?;
     let ws = WorkspaceId::parse(&body.workspace_id).ok_or_else(|| ApiError::invalid("workspace_id", "no such workspace"))?;
     state.store.get_workspace(&Scope::All, &ws).await?.ok_or_else(|| ApiError::invalid("workspace_id", "no such workspace"))?;
-    let ttl = body.ttl_seconds.unwrap_or(1800);
-    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
-        return Err(ApiError::invalid("ttl_seconds", format!("must be between {MIN_TTL} and {MAX_TTL}")));
-    }
+    let ttl = check_ttl(body.ttl_seconds)?;
     for (i, origin) in body.allowed_origins.iter().enumerate() {
         let ok = url::Url::parse(origin).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/" && !origin.ends_with('/'));
         if !ok {
@@ -96,16 +102,30 @@ async fn create_session(
     ))
 }
 
-/// Issues a new token for the session (the old one stops working) and extends it by its original TTL.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshSession {
+    /// 60..86400, default 1800, counted from now.
+    pub ttl_seconds: Option<u64>,
+}
+
+/// Issues a new token for the session (the old one stops working at once), valid for `ttl_seconds` from now.
 #[utoipa::path(post, path = "/sessions/{id}/refresh", tag = "sessions", params(("id" = String, Path)),
+    request_body(content = Option<RefreshSession>),
     responses((status = 200, body = SessionRefreshed), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
-async fn refresh_session(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<SessionRefreshed>> {
+async fn refresh_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> ApiResult<Json<SessionRefreshed>> {
     principal.require_admin()?;
     let id = path_id(&id, SessionId::parse, "session")?;
-    let session = state.store.get_session(&id).await?.ok_or_else(|| ApiError::not_found("session"))?;
-    let ttl = (session.expires_at - session.created_at).clamp(MIN_TTL as i64 * 1000, MAX_TTL as i64 * 1000);
+    let options: RefreshSession = body.parse_or_default()?;
+    let ttl = check_ttl(options.ttl_seconds)?;
+    state.store.get_session(&id).await?.ok_or_else(|| ApiError::not_found("session"))?;
     let token = generate_token("st_");
-    let expires_at = switchyard_core::now_millis() + ttl;
+    let expires_at = switchyard_core::now_millis() + ttl as i64 * 1000;
     if !state.store.refresh_session(&id, &hash_token(&token), expires_at).await? {
         return Err(ApiError::not_found("session"));
     }

@@ -45,7 +45,14 @@ pub struct CreateWorkspace {
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
     pub name: Option<String>,
-    pub description: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<Option<String>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -157,8 +164,8 @@ async fn update_workspace(
         check_name(&name, "name")?;
         ws.name = name;
     }
-    if body.description.is_some() {
-        ws.description = body.description;
+    if let Some(description) = body.description {
+        ws.description = description;
     }
     ws.updated_at = switchyard_core::now_millis();
     state.store.update_workspace(&ws).await?;
@@ -192,18 +199,20 @@ async fn create_publishable_key(
     Ok((StatusCode::CREATED, Json(NewKeyOut { id: key.id.into_string(), key: secret, created_at: ts(key.created_at) })))
 }
 
-#[utoipa::path(get, path = "/workspaces/{id}/publishable-keys", tag = "workspaces", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/workspaces/{id}/publishable-keys", tag = "workspaces", params(("id" = String, Path), ListParams),
     responses((status = 200, body = ListOf<KeyOut>), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
 async fn list_publishable_keys(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    Q(params): Q<ListParams>,
 ) -> ApiResult<Json<ListOf<KeyOut>>> {
     principal.require_admin()?;
     let (_, ws) = visible_workspace(&state, &principal, &id, Access::Read).await?;
-    let keys = state.store.list_publishable_keys(&ws.id).await?;
-    let data = keys.into_iter().map(|k| KeyOut { id: k.id.into_string(), hint: k.hint, created_at: ts(k.created_at) }).collect();
-    Ok(Json(ListOf { data, next_cursor: None }))
+    let page = params.page()?;
+    let keys = state.store.list_publishable_keys(&ws.id, &page).await?;
+    let out = |k: PublishableKey| KeyOut { id: k.id.into_string(), hint: k.hint, created_at: ts(k.created_at) };
+    Ok(Json(ListOf::from_fetched(keys, &page, |k| k.id.to_string(), out)))
 }
 
 #[utoipa::path(delete, path = "/workspaces/{id}/publishable-keys/{key_id}", tag = "workspaces",

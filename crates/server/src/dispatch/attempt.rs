@@ -10,7 +10,20 @@ use switchyard_destinations::outcome::{classify_sent, Classified, Outcome};
 use switchyard_destinations::{DeliveryContext, OpenedSecrets};
 use switchyard_store::{AttemptRecord, Claimed, NextStep};
 
-pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> AttemptRecord {
+/// How long a delivery waits when this node cannot attempt it (store or master-key trouble).
+const DEFER_MS: i64 = 5_000;
+
+/// What became of a claimed delivery.
+#[derive(Debug)]
+pub enum Finished {
+    /// An attempt was made (or the delivery can never be attempted): record it.
+    Attempted(AttemptRecord),
+    /// Nothing was sent, for reasons that are not the destination's: hand the delivery back,
+    /// due at `until`, without spending an attempt.
+    Deferred { id: switchyard_core::ids::DeliveryId, until: i64 },
+}
+
+pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> Finished {
     let Claimed { delivery, event } = claimed;
     let number = delivery.attempt_count + 1;
     let started_at = switchyard_core::now_millis();
@@ -26,37 +39,37 @@ pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> Att
         error: classified.error,
         response_excerpt: excerpt,
     };
-    let fail = |message: &str, retry: bool| {
-        let classified = if retry { Classified::retry(None, message) } else { Classified::permanent(message) };
-        let next = if retry { NextStep::RetryAt(switchyard_core::now_millis() + 5_000) } else { NextStep::Dead };
-        record_metrics(next, clock.elapsed());
-        AttemptRecord { attempt: attempt(classified, None, None), next }
+    // A delivery that can never be attempted is dead at once, with the reason recorded.
+    let dead = |message: &str| {
+        record_metrics(NextStep::Dead, clock.elapsed());
+        Finished::Attempted(AttemptRecord { attempt: attempt(Classified::permanent(message), None, None), next: NextStep::Dead })
     };
+    let defer = || Finished::Deferred { id: delivery.id.clone(), until: switchyard_core::now_millis() + DEFER_MS };
 
     let connection = match state.cache.connection(store, &delivery.connection_id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return fail("the connection was deleted", false),
+        Ok(None) => return dead("the connection was deleted"),
         Err(e) => {
-            tracing::warn!(error = %e, "could not load a connection");
-            return fail("the store was unavailable", true);
+            tracing::warn!(error = %e, "could not load a connection; deferring the delivery");
+            return defer();
         }
     };
     let rule = match state.cache.rule(store, &delivery.rule_id).await {
         Ok(Some(r)) => r,
-        Ok(None) => return fail("the rule no longer exists", false),
+        Ok(None) => return dead("the rule no longer exists"),
         Err(e) => {
-            tracing::warn!(error = %e, "could not load a rule");
-            return fail("the store was unavailable", true);
+            tracing::warn!(error = %e, "could not load a rule; deferring the delivery");
+            return defer();
         }
     };
     let Some(connector) = state.registry.get(&connection.kind) else {
-        return fail(&format!("no connector for connection type {:?}", connection.kind), false);
+        return dead(&format!("no connector for connection type {:?}", connection.kind));
     };
     let secrets = match open_secrets(state, &connection) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(connection = %connection.id, error = %e, "could not open a connection's secrets");
-            return fail("the connection's secrets could not be opened (master key)", true);
+            tracing::error!(connection = %connection.id, error = %e, "could not open a connection's secrets; deferring its deliveries");
+            return defer();
         }
     };
     let ctx = DeliveryContext {
@@ -70,7 +83,7 @@ pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> Att
     };
     let request = match connector.build_request(&ctx) {
         Ok(r) => r,
-        Err(e) => return fail(&e.0, false),
+        Err(e) => return dead(&e.0),
     };
     let sent = sender.send(request, Duration::from_millis(connection.timeout_ms)).await;
     let classified = classify_sent(&sent, |r| connector.classify(r));
@@ -81,7 +94,7 @@ pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> Att
     let used = number.saturating_sub(delivery.replay_base);
     let next = next_step(&connection.retry_policy, used, classified.outcome, switchyard_core::now_millis());
     record_metrics(next, sent.duration);
-    AttemptRecord { attempt: attempt(classified, status_code, excerpt), next }
+    Finished::Attempted(AttemptRecord { attempt: attempt(classified, status_code, excerpt), next })
 }
 
 /// What follows an attempt: `used` counts attempts since the last replay, this one included.

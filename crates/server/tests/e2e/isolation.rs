@@ -112,6 +112,16 @@ async fn session_roles_limit_what_a_session_may_do() {
     let (s, _) = app.call(Method::POST, "/api/v1/workspaces", Some(&editor), Some(json!({"name": "new"}))).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 
+    // A refresh issues a new token and kills the old one.
+    let v = app.ok(Method::POST, "/sessions", Some(json!({"workspace_id": ws.id, "role": "viewer"})), 201).await;
+    let (old, sid) = (v["access_token"].as_str().unwrap().to_owned(), v["session_id"].as_str().unwrap().to_owned());
+    let refreshed = app.ok(Method::POST, &format!("/sessions/{sid}/refresh"), Some(json!({"ttl_seconds": 120})), 200).await;
+    let new = refreshed["access_token"].as_str().unwrap();
+    assert_eq!(app.call(Method::GET, &conn_path, Some(&old), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.call(Method::GET, &conn_path, Some(new), None).await.0, StatusCode::OK);
+    let (s, b) = app.admin(Method::POST, &format!("/sessions/{sid}/refresh"), Some(json!({"ttl_seconds": 5}))).await;
+    assert_eq!((s, b["error"]["details"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("ttl_seconds")));
+
     // A deleted session is refused at once.
     let v = app.ok(Method::POST, "/sessions", Some(json!({"workspace_id": ws.id, "role": "admin"})), 201).await;
     let token = v["access_token"].as_str().unwrap();
@@ -137,6 +147,9 @@ async fn missing_unknown_and_deleted_keys_are_refused() {
     let new = app.ok(Method::POST, &format!("/workspaces/{}/publishable-keys", ws.id), None, 201).await;
     let keys = app.ok(Method::GET, &format!("/workspaces/{}/publishable-keys", ws.id), None, 200).await;
     assert_eq!(keys["data"].as_array().unwrap().len(), 2);
+    let first = app.ok(Method::GET, &format!("/workspaces/{}/publishable-keys?limit=1", ws.id), None, 200).await;
+    assert_eq!(first["data"][0]["id"], new["id"], "newest first");
+    assert!(first["next_cursor"].is_string());
     assert!(!keys.to_string().contains(&ws.pk), "listing shows no secrets");
     let old_id = keys["data"].as_array().unwrap().iter().find(|k| k["id"] != new["id"]).unwrap()["id"].as_str().unwrap().to_owned();
     app.ok(Method::DELETE, &format!("/workspaces/{}/publishable-keys/{old_id}", ws.id), None, 204).await;

@@ -13,6 +13,10 @@ async fn workspaces_are_created_listed_updated_and_deleted() {
     assert_eq!(got["name"], "acme-prod");
     let patched = app.ok(Method::PATCH, &format!("/workspaces/{}", ws.id), Some(json!({"description": "production"})), 200).await;
     assert_eq!((patched["name"].as_str(), patched["description"].as_str()), (Some("acme-prod"), Some("production")));
+    let cleared = app.ok(Method::PATCH, &format!("/workspaces/{}", ws.id), Some(json!({"description": null})), 200).await;
+    assert!(cleared["description"].is_null());
+    let (s, b) = app.admin(Method::PUT, &format!("/workspaces/{}", ws.id), Some(json!({}))).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
     app.workspace("acme-dev").await;
     let listed = app.ok(Method::GET, "/workspaces?limit=1", None, 200).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);

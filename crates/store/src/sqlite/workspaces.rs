@@ -78,11 +78,14 @@ impl WorkspaceStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_publishable_keys(&self, ws: &WorkspaceId) -> Result<Vec<PublishableKey>> {
-        let rows = sqlx::query("SELECT * FROM publishable_keys WHERE workspace_id = ? ORDER BY id DESC")
-            .bind(ws.as_str())
-            .fetch_all(&self.reader)
-            .await?;
+    async fn list_publishable_keys(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<PublishableKey>> {
+        let rows =
+            sqlx::query("SELECT * FROM publishable_keys WHERE workspace_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3")
+                .bind(ws.as_str())
+                .bind(page.before.as_deref())
+                .bind(page.limit)
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter().map(rows::publishable_key).collect()
     }
 
