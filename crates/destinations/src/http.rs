@@ -160,3 +160,18 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
     current.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_excerpt_keeps_the_first_2_kib_even_mid_character() {
+        let body = "é".repeat(3000); // 2 bytes each: byte 2048 falls on a boundary, 2047 would not
+        let r = ResponseSummary { status: 200, headers: HeaderMap::new(), body: Bytes::from(format!("x{body}")) };
+        let excerpt = r.excerpt();
+        assert!(excerpt.len() <= EXCERPT_BYTES + 2);
+        assert!(excerpt.starts_with("xé"));
+        assert_eq!(ResponseSummary { status: 200, headers: HeaderMap::new(), body: Bytes::from_static(b"short") }.excerpt(), "short");
+    }
+}

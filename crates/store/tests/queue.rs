@@ -1,0 +1,193 @@
+//! The due queue at the store level: claims, fairness, in-flight caps, leases, idempotency.
+
+use serde_json::json;
+use std::sync::Arc;
+use switchyard_core::ids::*;
+use switchyard_core::model::*;
+use switchyard_core::retry::RetryPolicy;
+use switchyard_store::*;
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&format!("sqlite://{}/q.db", dir.path().display())).await.unwrap();
+    Fixture { store, _dir: dir }
+}
+
+async fn workspace(store: &dyn Store) -> WorkspaceId {
+    let ws = Workspace { id: WorkspaceId::generate(), name: "w".into(), description: None, created_at: 0, updated_at: 0 };
+    let key = PublishableKey { id: PublishableKeyId::generate(), workspace_id: ws.id.clone(), hint: "pk_".into(), created_at: 0 };
+    store.create_workspace(&ws, &key, &format!("hash-{}", ws.id)).await.unwrap();
+    ws.id
+}
+
+async fn connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u32) -> ConnectionId {
+    let c = Connection {
+        id: ConnectionId::generate(),
+        workspace_id: ws.clone(),
+        kind: "webhook".into(),
+        name: "c".into(),
+        config: json!({"url": "http://127.0.0.1/"}),
+        credentials_sealed: None,
+        signing_secret_sealed: None,
+        previous_secret_sealed: None,
+        previous_secret_expires_at: None,
+        retry_policy: RetryPolicy::default(),
+        timeout_ms: 1_000,
+        max_in_flight,
+        created_at: 0,
+        updated_at: 0,
+    };
+    store.create_connection(&c).await.unwrap();
+    c.id
+}
+
+fn new_event(ws: &WorkspaceId, conn: &ConnectionId, key: Option<&str>) -> NewEvent {
+    NewEvent {
+        event: Event {
+            id: EventId::generate(),
+            workspace_id: ws.clone(),
+            event: "e".into(),
+            resource: None,
+            resource_id: None,
+            payload: "{}".into(),
+            occurred_at: None,
+            received_at: 0,
+            status: EventStatus::Pending,
+            test: false,
+        },
+        idempotency_key: key.map(str::to_owned),
+        deliveries: vec![NewDelivery { id: DeliveryId::generate(), rule_id: RuleId::generate(), connection_id: conn.clone() }],
+    }
+}
+
+async fn enqueue(store: &dyn Store, ws: &WorkspaceId, conn: &ConnectionId, n: usize, now: i64) {
+    let batch: Vec<_> = (0..n).map(|_| new_event(ws, conn, None)).collect();
+    store.ingest(&batch, now, 86_400_000).await.unwrap();
+}
+
+#[tokio::test]
+async fn claims_never_exceed_a_connections_in_flight_cap() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 3).await;
+    enqueue(&*f.store, &ws, &conn, 10, 1_000).await;
+    let first = f.store.claim_due("a", 2_000, 100, 30_000).await.unwrap();
+    assert_eq!(first.len(), 3);
+    // Another node sees the cap as used up too (it is counted in the database).
+    assert!(f.store.claim_due("b", 2_000, 100, 30_000).await.unwrap().is_empty());
+    let done: Vec<_> = first[..2]
+        .iter()
+        .map(|c| AttemptRecord {
+            attempt: Attempt {
+                delivery_id: c.delivery.id.clone(),
+                number: 1,
+                started_at: 2_000,
+                duration_ms: 1,
+                status_code: Some(200),
+                error: None,
+                response_excerpt: None,
+            },
+            next: NextStep::Succeeded,
+        })
+        .collect();
+    f.store.record_attempts("a", &done, 2_100).await.unwrap();
+    assert_eq!(f.store.claim_due("b", 2_200, 100, 30_000).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_backlog_in_one_workspace_does_not_starve_another() {
+    let f = fixture().await;
+    let noisy = workspace(&*f.store).await;
+    let quiet = workspace(&*f.store).await;
+    let busy = connection(&*f.store, &noisy, 1_000).await;
+    let calm = connection(&*f.store, &quiet, 1_000).await;
+    enqueue(&*f.store, &noisy, &busy, 500, 1_000).await;
+    enqueue(&*f.store, &quiet, &calm, 1, 5_000).await; // younger than the whole backlog
+    let claimed = f.store.claim_due("a", 6_000, 4, 30_000).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    assert!(claimed.iter().any(|c| c.delivery.workspace_id == quiet), "the quiet workspace got a slot");
+}
+
+#[tokio::test]
+async fn scheduled_deliveries_wait_until_due() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 10).await;
+    enqueue(&*f.store, &ws, &conn, 1, 1_000).await;
+    let c = f.store.claim_due("a", 1_000, 10, 30_000).await.unwrap().remove(0);
+    let retry = AttemptRecord {
+        attempt: Attempt {
+            delivery_id: c.delivery.id.clone(),
+            number: 1,
+            started_at: 1_000,
+            duration_ms: 5,
+            status_code: Some(503),
+            error: Some("HTTP 503".into()),
+            response_excerpt: Some("busy".into()),
+        },
+        next: NextStep::RetryAt(9_000),
+    };
+    f.store.record_attempts("a", &[retry], 1_010).await.unwrap();
+    let d = f.store.get_delivery(&Scope::All, &c.delivery.id).await.unwrap().unwrap();
+    assert_eq!((d.status, d.attempt_count, d.next_attempt_at), (DeliveryStatus::Retrying, 1, Some(9_000)));
+    assert_eq!(f.store.get_event(&Scope::All, &c.event.id).await.unwrap().unwrap().status, EventStatus::Processing);
+    assert!(f.store.claim_due("a", 8_999, 10, 30_000).await.unwrap().is_empty());
+    assert_eq!(f.store.claim_due("a", 9_000, 10, 30_000).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn expired_and_foreign_leases_return_to_the_queue_and_late_results_are_ignored() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 10).await;
+    enqueue(&*f.store, &ws, &conn, 2, 1_000).await;
+    let claimed = f.store.claim_due("dead-node", 1_000, 1, 0).await.unwrap();
+    // The lease is the connection's timeout (1 s) plus a margin of 0.
+    assert_eq!(f.store.recover_expired_leases(1_999).await.unwrap(), 0);
+    assert_eq!(f.store.recover_expired_leases(2_001).await.unwrap(), 1);
+    let again = f.store.claim_due("live-node", 2_001, 10, 30_000).await.unwrap();
+    assert_eq!(again.len(), 2);
+
+    // The dead node's late result does not overwrite the new owner's lease.
+    let late = AttemptRecord {
+        attempt: Attempt {
+            delivery_id: claimed[0].delivery.id.clone(),
+            number: 1,
+            started_at: 1_000,
+            duration_ms: 1,
+            status_code: Some(200),
+            error: None,
+            response_excerpt: None,
+        },
+        next: NextStep::Succeeded,
+    };
+    f.store.record_attempts("dead-node", &[late], 2_100).await.unwrap();
+    let d = f.store.get_delivery(&Scope::All, &claimed[0].delivery.id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivering);
+
+    assert_eq!(f.store.recover_foreign_leases("restarted-node", 3_000).await.unwrap(), 2);
+    assert_eq!(f.store.waiting_count().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn idempotency_keys_hold_for_their_window_per_workspace() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let other = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 10).await;
+    let first = new_event(&ws, &conn, Some("k"));
+    let out = f.store.ingest(&[first.clone()], 1_000, 10_000).await.unwrap();
+    assert!(matches!(out[0], IngestOutcome::Created));
+    let out = f.store.ingest(&[new_event(&ws, &conn, Some("k")), new_event(&other, &conn, Some("k"))], 5_000, 10_000).await.unwrap();
+    assert!(matches!(&out[0], IngestOutcome::Duplicate { id, .. } if *id == first.event.id));
+    assert!(matches!(out[1], IngestOutcome::Created));
+    // After the window the key is free again.
+    let out = f.store.ingest(&[new_event(&ws, &conn, Some("k"))], 11_001, 10_000).await.unwrap();
+    assert!(matches!(out[0], IngestOutcome::Created));
+    assert_eq!(f.store.expire_idempotency_keys(100_000).await.unwrap(), 2);
+}
