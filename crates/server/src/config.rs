@@ -38,6 +38,8 @@ impl Role {
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
+    /// Pool size and statement timeout (PostgreSQL).
+    pub postgres: switchyard_store::PgOptions,
     pub role: Role,
     pub allow_private_destinations: bool,
     /// Base64 master key; when absent on the embedded store, one is generated into the data folder.
@@ -126,6 +128,7 @@ impl Config {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
             database_url: database_url.into(),
+            postgres: switchyard_store::PgOptions::default(),
             role: Role::All,
             allow_private_destinations: false,
             master_key: None,

@@ -129,7 +129,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_transactions_and_each_gets_its_own_answer() {
         let dir = tempfile::tempdir().unwrap();
-        let store = switchyard_store::open(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
+        let store = switchyard_store::open(&switchyard_store::testing::database_url(dir.path()).await).await.unwrap();
         let (queue, _writer) = IngestQueue::start(store.clone(), 60_000, 5_000, Arc::new(Notify::new()));
         let ws = WorkspaceId::generate();
         let mut submissions = tokio::task::JoinSet::new();

@@ -48,7 +48,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let store = switchyard_store::open(&config.database_url)
+        let store = switchyard_store::open_with(&config.database_url, &config.postgres)
             .await
             .with_context(|| format!("could not open the database at {}", config::redact_url(&config.database_url)))?;
         let vault = bootstrap::secret_box(&config, &*store).await?;
@@ -90,6 +90,9 @@ impl Application {
         let role = state.config.role;
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
         workers.push(tokio::spawn(state.cache.clone().watch(state.store.clone(), state.config.cache_check_interval, stop.clone())));
+        if let Some(signals) = state.store.listen().await? {
+            workers.push(tokio::spawn(relay_signals(state.clone(), signals, stop.clone())));
+        }
         if role.dispatches() {
             if state.config.database_url.starts_with("sqlite:") {
                 // The embedded store has one node: any lease not ours belongs to a process that died.
@@ -116,6 +119,22 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Acts on other nodes' announcements: new due work wakes the dispatcher, configuration changes
+/// drop the caches.
+async fn relay_signals(state: AppState, mut signals: tokio::sync::mpsc::Receiver<switchyard_store::Signal>, stop: CancellationToken) {
+    loop {
+        let signal = tokio::select! {
+            _ = stop.cancelled() => return,
+            s = signals.recv() => s,
+        };
+        match signal {
+            Some(switchyard_store::Signal::Due) => state.wake.notify_one(),
+            Some(switchyard_store::Signal::ConfigChanged) => state.cache.clear(),
+            None => return,
+        }
     }
 }
 

@@ -6,14 +6,27 @@
 //! takes a [`Scope`], so workspace isolation is enforced here, once, and not in each handler.
 
 mod migrate;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
+pub mod testing;
 
 use async_trait::async_trait;
 use switchyard_core::ids::*;
 use switchyard_core::model::*;
 use switchyard_core::Millis;
 
+pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
+
+/// Something another node did that this node should react to at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// New deliveries are due (ingest, replay).
+    Due,
+    /// Keys, connections or rules changed: caches must be dropped.
+    ConfigChanged,
+}
 
 /// Whose data a call may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +153,11 @@ pub trait AdminStore: Send + Sync {
     async fn ping(&self) -> Result<()>;
     /// A counter bumped by every change to keys, connections or rules; caches compare it to stay fresh.
     async fn config_version(&self) -> Result<i64>;
+    /// A stream of cross-node signals, where the database offers one (PostgreSQL LISTEN/NOTIFY).
+    /// Polling stays the backstop: a signal may be lost while a connection is down.
+    async fn listen(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Signal>>> {
+        Ok(None)
+    }
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     async fn count_admin_keys(&self) -> Result<u64>;
@@ -235,17 +253,24 @@ pub trait Store: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + Eve
 
 impl<T: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore> Store for T {}
 
-/// Opens the store a database URL names and applies its migrations.
+/// Opens the store a database URL names (with default PostgreSQL options) and applies its migrations.
 pub async fn open(database_url: &str) -> Result<std::sync::Arc<dyn Store>, OpenError> {
+    open_with(database_url, &PgOptions::default()).await
+}
+
+/// Opens the store a database URL names and applies its migrations.
+pub async fn open_with(database_url: &str, pg: &PgOptions) -> Result<std::sync::Arc<dyn Store>, OpenError> {
     if database_url.starts_with("sqlite:") {
         let store = SqliteStore::open(database_url).await?;
         store.migrate().await?;
         Ok(std::sync::Arc::new(store))
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        Err(OpenError::Unsupported("PostgreSQL is not available in this build yet; use a sqlite:// URL".into()))
+        let store = PostgresStore::open(database_url, pg).await?;
+        store.migrate().await?;
+        Ok(std::sync::Arc::new(store))
     } else {
         Err(OpenError::Unsupported(format!(
-            "unsupported database URL scheme in {:?}; expected sqlite://PATH",
+            "unsupported database URL scheme {:?}; expected sqlite://PATH or postgres://...",
             database_url.split(':').next().unwrap_or_default()
         )))
     }

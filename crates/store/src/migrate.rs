@@ -9,3 +9,13 @@ pub struct Migration {
 }
 
 pub const SQLITE: &[Migration] = &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") }];
+
+pub const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/postgres/0001_initial.sql") }];
+
+/// The statements of a migration script: whole-line `--` comments dropped, split on `;`
+/// (statements hold no semicolons of their own).
+pub fn statements(script: &str) -> Vec<String> {
+    let code: String = script.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    code.split(';').filter(|s| !s.trim().is_empty()).map(str::to_owned).collect()
+}

@@ -14,7 +14,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&format!("sqlite://{}/q.db", dir.path().display())).await.unwrap();
+    let store = open(&testing::database_url(dir.path()).await).await.unwrap();
     Fixture { store, _dir: dir }
 }
 

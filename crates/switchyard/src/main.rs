@@ -66,6 +66,12 @@ struct ServeArgs {
     /// Idle poll interval of the dispatcher, in milliseconds (new events wake it at once).
     #[arg(long, env = "SWITCHYARD_POLL_INTERVAL_MS", default_value_t = 1000)]
     poll_interval_ms: u64,
+    /// Database connections in this node's pool (PostgreSQL).
+    #[arg(long, env = "SWITCHYARD_DATABASE_POOL_SIZE", default_value_t = 16)]
+    database_pool_size: u32,
+    /// Longest a database statement may run, in milliseconds (PostgreSQL).
+    #[arg(long, env = "SWITCHYARD_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    statement_timeout_ms: u64,
     /// Seconds to let attempts in flight finish on shutdown before handing their leases back.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
@@ -108,6 +114,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         RoleArg::All => Role::All,
     };
     config.allow_private_destinations = args.allow_private_destinations;
+    config.postgres.pool_size = args.database_pool_size;
+    config.postgres.statement_timeout = std::time::Duration::from_millis(args.statement_timeout_ms);
     config.master_key = std::env::var("SWITCHYARD_MASTER_KEY").ok().filter(|k| !k.is_empty());
     config.admin_key = std::env::var("SWITCHYARD_ADMIN_KEY").ok().filter(|k| !k.is_empty());
     config.dispatcher.max_concurrency = args.dispatch_concurrency;

@@ -17,10 +17,25 @@ struct Node {
     base: String,
 }
 
-fn start(data: &std::path::Path) -> Node {
+/// A data folder and database for one test, on the store this run is for.
+struct Data {
+    dir: tempfile::TempDir,
+    url: String,
+    master_key: String,
+}
+
+async fn data() -> Data {
+    let dir = tempfile::tempdir().unwrap();
+    let url = switchyard_store::testing::database_url(dir.path()).await;
+    Data { dir, url, master_key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into() }
+}
+
+fn start(data: &Data) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .arg("serve")
-        .env("SWITCHYARD_DATABASE_URL", format!("sqlite://{}/switchyard.db", data.display()))
+        .current_dir(data.dir.path())
+        .env("SWITCHYARD_DATABASE_URL", &data.url)
+        .env("SWITCHYARD_MASTER_KEY", &data.master_key)
         .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
         .env("SWITCHYARD_ADMIN_KEY", ADMIN)
         .env("SWITCHYARD_ALLOW_PRIVATE_DESTINATIONS", "true")
@@ -104,10 +119,10 @@ async fn setup(client: &reqwest::Client, base: &str, url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_accepted_event_and_restart_delivers_every_one() {
-    let data = tempfile::tempdir().unwrap();
+    let data = data().await;
     let (url, tally) = receiver(Duration::from_millis(15)).await;
     let client = reqwest::Client::new();
-    let mut node = start(data.path());
+    let mut node = start(&data);
     let pk = setup(&client, &node.base, &url).await;
 
     // Emit from 16 concurrent senders; kill the node while events are both arriving and in flight.
@@ -147,7 +162,7 @@ async fn kill_9_loses_no_accepted_event_and_restart_delivers_every_one() {
     let delivered_before = tally.seen.lock().unwrap().len();
     assert!(delivered_before < accepted.len(), "the kill must interrupt delivery for this test to mean anything");
 
-    let mut node = start(data.path());
+    let mut node = start(&data);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let missing = accepted.iter().filter(|id| !tally.seen.lock().unwrap().contains_key(*id)).count();
@@ -173,10 +188,10 @@ async fn kill_9_loses_no_accepted_event_and_restart_delivers_every_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_attempts_in_flight_finish_and_exits_zero() {
-    let data = tempfile::tempdir().unwrap();
+    let data = data().await;
     let (url, tally) = receiver(Duration::from_millis(500)).await;
     let client = reqwest::Client::new();
-    let mut node = start(data.path());
+    let mut node = start(&data);
     let pk = setup(&client, &node.base, &url).await;
     let r = client.post(format!("{}/api/v1/events", node.base)).bearer_auth(&pk).json(&json!({"event": "slow"})).send().await.unwrap();
     assert_eq!(r.status(), 202);
@@ -190,7 +205,7 @@ async fn sigterm_lets_attempts_in_flight_finish_and_exits_zero() {
     assert_eq!(tally.seen.lock().unwrap().get(&id), Some(&1), "the in-flight attempt finished before exit");
 
     // And its success was recorded: a restarted node does not send it again.
-    let mut node = start(data.path());
+    let mut node = start(&data);
     let event: Value =
         client.get(format!("{}/api/v1/events/{id}", node.base)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
     assert_eq!(event["status"], "completed");

@@ -31,9 +31,10 @@ impl TestApp {
     /// adjusts them further.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::new(format!("sqlite://{}/switchyard.db", dir.path().display()));
+        let mut config = Config::new(switchyard_store::testing::database_url(dir.path()).await);
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.admin_key = Some(ADMIN_KEY.into());
+        config.master_key = Some(switchyard_core::crypto::MasterKey::generate_base64());
         config.allow_private_destinations = true;
         config.dispatcher.poll_interval = Duration::from_millis(100);
         config.dispatcher.lease_check_interval = Duration::from_millis(200);

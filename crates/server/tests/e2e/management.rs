@@ -205,8 +205,9 @@ async fn a_master_key_other_than_the_databases_is_refused_at_start() {
     use switchyard_core::crypto::MasterKey;
     use switchyard_server::config::Config;
     let dir = tempfile::tempdir().unwrap();
+    let url = switchyard_store::testing::database_url(dir.path()).await;
     let config = |key: String| {
-        let mut c = Config::new(format!("sqlite://{}/db.sqlite", dir.path().display()));
+        let mut c = Config::new(url.clone());
         c.listen = "127.0.0.1:0".parse().unwrap();
         c.admin_key = Some(ADMIN_KEY.into());
         c.master_key = Some(key);

@@ -1,6 +1,7 @@
 //! Connections: configured destinations with their sealed secrets.
 
-use super::{bump_config_version, rows, SqliteStore};
+use super::{bump_config_version, SqliteStore};
+use crate::rows;
 use crate::{ConnectionStore, DeleteOutcome, Page, Result, Scope};
 use async_trait::async_trait;
 use switchyard_core::ids::*;

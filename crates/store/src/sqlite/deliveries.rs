@@ -1,6 +1,7 @@
 //! Deliveries: the due queue (claim, lease, release, recovery), attempt records and replay.
 
-use super::{events::refresh_event_status, rows, SqliteStore};
+use super::{events::refresh_event_status, SqliteStore};
+use crate::rows;
 use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, Page, Result, Scope};
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};

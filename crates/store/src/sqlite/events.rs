@@ -1,6 +1,7 @@
 //! Events: the ingest batch (group commit), idempotency, history queries and rollup status.
 
-use super::{rows, SqliteStore};
+use super::SqliteStore;
+use crate::rows;
 use crate::{EventFilter, EventStore, IngestOutcome, NewEvent, Page, Result, Scope};
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, Transaction};

@@ -8,7 +8,6 @@
 mod connections;
 mod deliveries;
 mod events;
-mod rows;
 mod rules;
 mod workspaces;
 
@@ -64,12 +63,9 @@ pub(crate) async fn bump_config_version(tx: &mut Transaction<'_, Sqlite>) -> Res
     Ok(())
 }
 
-/// Runs a migration script statement by statement. Whole-line `--` comments are dropped first;
-/// statements hold no semicolons of their own.
 async fn run_script(tx: &mut Transaction<'_, Sqlite>, script: &str) -> Result<()> {
-    let code: String = script.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-    for statement in code.split(';').filter(|s| !s.trim().is_empty()) {
-        sqlx::query(statement).execute(&mut **tx).await?;
+    for statement in crate::migrate::statements(script) {
+        sqlx::query(&statement).execute(&mut **tx).await?;
     }
     Ok(())
 }

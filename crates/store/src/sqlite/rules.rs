@@ -1,6 +1,7 @@
 //! Rules: which events go to which connection, and how.
 
-use super::{bump_config_version, rows, SqliteStore};
+use super::{bump_config_version, SqliteStore};
+use crate::rows;
 use crate::{Page, Result, RuleStore, Scope};
 use async_trait::async_trait;
 use switchyard_core::ids::*;

@@ -1,6 +1,7 @@
 //! Workspaces, their publishable keys and embed sessions.
 
-use super::{bump_config_version, rows, SqliteStore};
+use super::{bump_config_version, SqliteStore};
+use crate::rows;
 use crate::{Page, Result, Scope, WorkspaceStore};
 use async_trait::async_trait;
 use switchyard_core::ids::*;

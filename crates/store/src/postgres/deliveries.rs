@@ -1,0 +1,283 @@
+//! Deliveries on PostgreSQL: the due queue shared by every node.
+
+use super::{events::refresh_event_status, notify_due, PostgresStore};
+use crate::rows;
+use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, Page, Result, Scope};
+use async_trait::async_trait;
+use sqlx::{Postgres, QueryBuilder, Row};
+use std::collections::{BTreeSet, HashMap};
+use switchyard_core::ids::*;
+use switchyard_core::model::*;
+use switchyard_core::Millis;
+
+/// Locks the connections with due work that no other node is claiming from right now. Holding
+/// these locks until commit is what makes in-flight caps hold across nodes: the claim below
+/// counts each locked connection's in-flight deliveries after every earlier claim committed.
+const LOCK_CONNECTIONS_SQL: &str = "
+SELECT c.id FROM connections c
+WHERE EXISTS (
+    SELECT 1 FROM deliveries x
+    WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1)
+FOR NO KEY UPDATE OF c SKIP LOCKED";
+
+/// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked connections.
+const CLAIM_SQL: &str = "
+WITH busy AS (
+    SELECT connection_id, COUNT(*) AS n FROM deliveries
+    WHERE status = 'delivering' AND connection_id = ANY($5) GROUP BY connection_id
+),
+due AS (
+    SELECT d.id, d.workspace_id, d.connection_id, d.next_attempt_at,
+           ROW_NUMBER() OVER (PARTITION BY d.connection_id ORDER BY d.next_attempt_at, d.id) AS conn_rank
+    FROM connections c
+    CROSS JOIN LATERAL (
+        SELECT x.id, x.workspace_id, x.connection_id, x.next_attempt_at FROM deliveries x
+        WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $2
+        ORDER BY x.next_attempt_at LIMIT $4) d
+    WHERE c.id = ANY($5)
+),
+allowed AS (
+    SELECT due.id, due.next_attempt_at,
+           ROW_NUMBER() OVER (PARTITION BY due.workspace_id ORDER BY due.conn_rank, due.next_attempt_at) AS ws_rank
+    FROM due
+    JOIN connections c ON c.id = due.connection_id
+    LEFT JOIN busy b ON b.connection_id = due.connection_id
+    WHERE due.conn_rank + COALESCE(b.n, 0) <= c.max_in_flight
+),
+picked AS (SELECT id FROM allowed ORDER BY ws_rank, next_attempt_at LIMIT $4)
+UPDATE deliveries d
+SET status = 'delivering', lease_owner = $1, updated_at = $2, lease_expires_at = $2 + $3 + c.timeout_ms
+FROM picked, connections c
+WHERE d.id = picked.id AND c.id = d.connection_id AND d.status IN ('pending', 'retrying')
+RETURNING d.*";
+
+const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
+     lease_owner = NULL, lease_expires_at = NULL";
+
+#[async_trait]
+impl DeliveryStore for PostgresStore {
+    async fn claim_due(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64) -> Result<Vec<Claimed>> {
+        let mut tx = self.pool.begin().await?;
+        let connections: Vec<String> = sqlx::query_scalar(LOCK_CONNECTIONS_SQL).bind(now).fetch_all(&mut *tx).await?;
+        if connections.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(CLAIM_SQL)
+            .bind(owner)
+            .bind(now)
+            .bind(lease_margin_ms)
+            .bind(limit as i64)
+            .bind(&connections)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let deliveries = rows.iter().map(rows::delivery).collect::<Result<Vec<_>>>()?;
+        let event_ids: Vec<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+        let event_rows = sqlx::query("SELECT * FROM events WHERE id = ANY($1)").bind(&event_ids).fetch_all(&mut *tx).await?;
+        let mut events: HashMap<String, Event> = HashMap::with_capacity(event_rows.len());
+        for row in &event_rows {
+            let e = rows::event(row)?;
+            events.insert(e.id.as_str().to_owned(), e);
+        }
+        tx.commit().await?;
+        deliveries
+            .into_iter()
+            .map(|delivery| match events.get(delivery.event_id.as_str()) {
+                Some(event) => Ok(Claimed { event: event.clone(), delivery }),
+                None => Err(crate::StoreError::Corrupt(format!("delivery {} has no event", delivery.id))),
+            })
+            .collect()
+    }
+
+    async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let mut touched = BTreeSet::new();
+        for r in records {
+            let a = &r.attempt;
+            let (status, next_at) = match r.next {
+                NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+                NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+                NextStep::Dead => (DeliveryStatus::Dead, None),
+            };
+            // Only the lease holder moves the delivery on; a node presumed dead records nothing.
+            let row = sqlx::query(
+                "UPDATE deliveries SET status = $1, attempt_count = GREATEST(attempt_count, $2), next_attempt_at = $3, last_error = $4,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
+                 WHERE id = $6 AND status = 'delivering' AND lease_owner = $7
+                 RETURNING workspace_id, event_id",
+            )
+            .bind(status.as_str())
+            .bind(a.number as i64)
+            .bind(next_at)
+            .bind(if r.next == NextStep::Succeeded { None } else { a.error.as_deref() })
+            .bind(now)
+            .bind(a.delivery_id.as_str())
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { continue };
+            let workspace_id: String = row.try_get("workspace_id")?;
+            sqlx::query(
+                "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            )
+            .bind(a.delivery_id.as_str())
+            .bind(a.number as i64)
+            .bind(&workspace_id)
+            .bind(a.started_at)
+            .bind(a.duration_ms as i64)
+            .bind(a.status_code.map(i64::from))
+            .bind(&a.error)
+            .bind(&a.response_excerpt)
+            .execute(&mut *tx)
+            .await?;
+            touched.insert(row.try_get::<String, _>("event_id")?);
+        }
+        for event in &touched {
+            refresh_event_status(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()> {
+        let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = $1, updated_at = $1
+             WHERE id = ANY($2) AND status = 'delivering' AND lease_owner = $3"
+        ))
+        .bind(at)
+        .bind(&ids)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        notify_due(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn recover_expired_leases(&self, now: Millis) -> Result<u64> {
+        let done = sqlx::query(&format!(
+            "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = $1, updated_at = $1
+             WHERE status = 'delivering' AND lease_expires_at < $1"
+        ))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn recover_foreign_leases(&self, owner: &str, now: Millis) -> Result<u64> {
+        let done = sqlx::query(&format!(
+            "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = $1, updated_at = $1
+             WHERE status = 'delivering' AND lease_owner IS DISTINCT FROM $2"
+        ))
+        .bind(now)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn waiting_count(&self) -> Result<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying')").fetch_one(&self.pool).await?;
+        Ok(n as u64)
+    }
+
+    async fn get_delivery(&self, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>> {
+        let row = sqlx::query("SELECT * FROM deliveries WHERE id = $1 AND ($2::text IS NULL OR workspace_id = $2)")
+            .bind(id.as_str())
+            .bind(scope.workspace())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::delivery).transpose()
+    }
+
+    async fn delivery_attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>> {
+        let rows =
+            sqlx::query("SELECT * FROM attempts WHERE delivery_id = $1 ORDER BY number").bind(id.as_str()).fetch_all(&self.pool).await?;
+        rows.iter().map(rows::attempt).collect()
+    }
+
+    async fn list_deliveries(&self, ws: &WorkspaceId, f: &DeliveryFilter, page: &Page) -> Result<Vec<Delivery>> {
+        let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM deliveries WHERE workspace_id = ");
+        q.push_bind(ws.as_str());
+        push_filter(&mut q, f);
+        if let Some(v) = &page.before {
+            q.push(" AND id < ").push_bind(v.as_str());
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(rows::delivery).collect()
+    }
+
+    async fn replay_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<bool>> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM deliveries WHERE id = $1 AND ($2::text IS NULL OR workspace_id = $2) FOR UPDATE")
+                .bind(id.as_str())
+                .bind(scope.workspace())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match current.as_deref() {
+            None => return Ok(None),
+            Some("delivering") => return Ok(Some(false)),
+            Some(_) => {}
+        }
+        let event: String = sqlx::query_scalar(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, replay_base = attempt_count, last_error = NULL, updated_at = $1
+             WHERE id = $2 RETURNING event_id",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        refresh_event_status(&mut tx, &event).await?;
+        notify_due(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(true))
+    }
+
+    async fn replay_matching(&self, ws: &WorkspaceId, f: &DeliveryFilter, now: Millis) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut q = QueryBuilder::<Postgres>::new(
+            "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, last_error = NULL, next_attempt_at = ",
+        );
+        q.push_bind(now).push(", updated_at = ").push_bind(now);
+        q.push(" WHERE status <> 'delivering' AND workspace_id = ").push_bind(ws.as_str());
+        push_filter(&mut q, f);
+        q.push(" RETURNING event_id");
+        let events: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+        let replayed = events.len() as u64;
+        for event in events.into_iter().collect::<BTreeSet<_>>() {
+            refresh_event_status(&mut tx, &event).await?;
+        }
+        if replayed > 0 {
+            notify_due(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(replayed)
+    }
+}
+
+fn push_filter(q: &mut QueryBuilder<'_, Postgres>, f: &DeliveryFilter) {
+    if let Some(v) = f.status {
+        q.push(" AND status = ").push_bind(v.as_str());
+    }
+    if let Some(v) = &f.connection_id {
+        q.push(" AND connection_id = ").push_bind(v.as_str().to_owned());
+    }
+    if let Some(v) = &f.rule_id {
+        q.push(" AND rule_id = ").push_bind(v.as_str().to_owned());
+    }
+    if let Some(v) = f.since {
+        q.push(" AND created_at >= ").push_bind(v);
+    }
+    if let Some(v) = f.until {
+        q.push(" AND created_at < ").push_bind(v);
+    }
+}

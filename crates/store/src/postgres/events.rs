@@ -1,0 +1,226 @@
+//! Events on PostgreSQL: the ingest batch in a few round trips (UNNEST), idempotency keys claimed
+//! with ON CONFLICT so that concurrent nodes agree, history queries and rollup status.
+
+use super::{notify_due, PostgresStore};
+use crate::rows;
+use crate::{EventFilter, EventStore, IngestOutcome, NewEvent, Page, Result, Scope};
+use async_trait::async_trait;
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use std::collections::{HashMap, HashSet};
+use switchyard_core::ids::*;
+use switchyard_core::model::*;
+use switchyard_core::Millis;
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn ingest(&self, batch: &[NewEvent], now: Millis, window_ms: i64) -> Result<Vec<IngestOutcome>> {
+        let mut tx = self.pool.begin().await?;
+        // The first event of the batch to carry each key; later ones in the batch repeat it.
+        let mut first_with_key: HashMap<(&str, &str), usize> = HashMap::new();
+        for (i, new) in batch.iter().enumerate() {
+            if let Some(key) = new.idempotency_key.as_deref() {
+                first_with_key.entry((new.event.workspace_id.as_str(), key)).or_insert(i);
+            }
+        }
+        // Claim the keys: a row that exists and has not expired is someone else's (committed).
+        let mut won: HashSet<(String, String)> = HashSet::new();
+        if !first_with_key.is_empty() {
+            let (mut ws, mut keys, mut events) = (Vec::new(), Vec::new(), Vec::new());
+            for ((w, k), i) in &first_with_key {
+                ws.push(*w);
+                keys.push(*k);
+                events.push(batch[*i].event.id.as_str());
+            }
+            let rows = sqlx::query(
+                "INSERT INTO idempotency_keys (workspace_id, key, event_id, expires_at)
+                 SELECT w, k, e, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(w, k, e)
+                 ON CONFLICT (workspace_id, key) DO UPDATE SET event_id = EXCLUDED.event_id, expires_at = EXCLUDED.expires_at
+                    WHERE idempotency_keys.expires_at <= $5
+                 RETURNING workspace_id, key",
+            )
+            .bind(&ws)
+            .bind(&keys)
+            .bind(&events)
+            .bind(now + window_ms)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                won.insert((row.try_get("workspace_id")?, row.try_get("key")?));
+            }
+        }
+        let lost: Vec<(&str, &str)> =
+            first_with_key.keys().filter(|(w, k)| !won.contains(&((*w).to_owned(), (*k).to_owned()))).copied().collect();
+        let mut existing: HashMap<(String, String), (String, String, i64)> = HashMap::new();
+        if !lost.is_empty() {
+            let (ws, keys): (Vec<&str>, Vec<&str>) = lost.iter().copied().unzip();
+            let rows = sqlx::query(
+                "SELECT k.workspace_id, k.key, e.id, e.event, e.received_at
+                 FROM idempotency_keys k JOIN events e ON e.id = k.event_id
+                 JOIN UNNEST($1::text[], $2::text[]) AS t(w, k2) ON k.workspace_id = t.w AND k.key = t.k2",
+            )
+            .bind(&ws)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                existing.insert(
+                    (row.try_get("workspace_id")?, row.try_get("key")?),
+                    (row.try_get("id")?, row.try_get("event")?, row.try_get("received_at")?),
+                );
+            }
+        }
+
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (i, new) in batch.iter().enumerate() {
+            let Some(key) = new.idempotency_key.as_deref() else {
+                outcomes.push(IngestOutcome::Created);
+                continue;
+            };
+            let ws = new.event.workspace_id.as_str();
+            let first = first_with_key[&(ws, key)];
+            if let Some((id, event, received_at)) = existing.get(&(ws.to_owned(), key.to_owned())) {
+                outcomes.push(IngestOutcome::Duplicate {
+                    id: EventId::from_trusted(id.clone()),
+                    event: event.clone(),
+                    received_at: *received_at,
+                });
+            } else if first != i {
+                let e = &batch[first].event;
+                outcomes.push(IngestOutcome::Duplicate { id: e.id.clone(), event: e.event.clone(), received_at: e.received_at });
+            } else {
+                outcomes.push(IngestOutcome::Created);
+            }
+        }
+        let created: Vec<&NewEvent> =
+            batch.iter().zip(&outcomes).filter(|(_, o)| matches!(o, IngestOutcome::Created)).map(|(n, _)| n).collect();
+        insert_events(&mut tx, &created).await?;
+        if insert_deliveries(&mut tx, &created, now).await? > 0 {
+            notify_due(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Option<Event>> {
+        let row = sqlx::query("SELECT * FROM events WHERE id = $1 AND ($2::text IS NULL OR workspace_id = $2)")
+            .bind(id.as_str())
+            .bind(scope.workspace())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::event).transpose()
+    }
+
+    async fn list_events(&self, ws: &WorkspaceId, f: &EventFilter, page: &Page) -> Result<Vec<Event>> {
+        let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM events WHERE workspace_id = ");
+        q.push_bind(ws.as_str());
+        if let Some(v) = &f.event {
+            q.push(" AND event = ").push_bind(v.as_str());
+        }
+        if let Some(v) = f.status {
+            q.push(" AND status = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &f.resource {
+            q.push(" AND resource = ").push_bind(v.as_str());
+        }
+        if let Some(v) = &f.resource_id {
+            q.push(" AND resource_id = ").push_bind(v.as_str());
+        }
+        if let Some(v) = f.since {
+            q.push(" AND received_at >= ").push_bind(v);
+        }
+        if let Some(v) = f.until {
+            q.push(" AND received_at < ").push_bind(v);
+        }
+        if let Some(v) = &page.before {
+            q.push(" AND id < ").push_bind(v.as_str());
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit as i64);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<Delivery>> {
+        let rows =
+            sqlx::query("SELECT * FROM deliveries WHERE event_id = $1 ORDER BY id").bind(event.as_str()).fetch_all(&self.pool).await?;
+        rows.iter().map(rows::delivery).collect()
+    }
+
+    async fn expire_idempotency_keys(&self, now: Millis) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn insert_events(tx: &mut Transaction<'_, Postgres>, events: &[&NewEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let e = |f: fn(&Event) -> Option<&str>| events.iter().map(|n| f(&n.event)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO events (id, workspace_id, event, resource, resource_id, payload, occurred_at, received_at, status, test)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bool[])",
+    )
+    .bind(e(|e| Some(e.id.as_str())))
+    .bind(e(|e| Some(e.workspace_id.as_str())))
+    .bind(e(|e| Some(e.event.as_str())))
+    .bind(e(|e| e.resource.as_deref()))
+    .bind(e(|e| e.resource_id.as_deref()))
+    .bind(e(|e| Some(e.payload.as_str())))
+    .bind(events.iter().map(|n| n.event.occurred_at).collect::<Vec<_>>())
+    .bind(events.iter().map(|n| n.event.received_at).collect::<Vec<_>>())
+    .bind(e(|e| Some(e.status.as_str())))
+    .bind(events.iter().map(|n| n.event.test).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts the deliveries of the created events; returns how many.
+async fn insert_deliveries(tx: &mut Transaction<'_, Postgres>, events: &[&NewEvent], now: Millis) -> Result<usize> {
+    let (mut ids, mut ws, mut evs, mut rules, mut conns) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for n in events {
+        for d in &n.deliveries {
+            ids.push(d.id.as_str());
+            ws.push(n.event.workspace_id.as_str());
+            evs.push(n.event.id.as_str());
+            rules.push(d.rule_id.as_str());
+            conns.push(d.connection_id.as_str());
+        }
+    }
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (id, workspace_id, event_id, rule_id, connection_id, status, next_attempt_at, created_at, updated_at)
+         SELECT i, w, e, r, c, 'pending', $6, $6, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(i, w, e, r, c)",
+    )
+    .bind(&ids)
+    .bind(&ws)
+    .bind(&evs)
+    .bind(&rules)
+    .bind(&conns)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(ids.len())
+}
+
+/// Recomputes an event's rollup from its deliveries (see the SQLite store for the rules).
+pub(crate) async fn refresh_event_status(tx: &mut Transaction<'_, Postgres>, event_id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE events SET status = (
+            SELECT CASE
+                WHEN COUNT(*) = 0 THEN 'completed'
+                WHEN COUNT(*) FILTER (WHERE status = 'dead') > 0 THEN 'failed'
+                WHEN COUNT(*) FILTER (WHERE status = 'succeeded') = COUNT(*) THEN 'completed'
+                WHEN SUM(attempt_count) > 0 OR COUNT(*) FILTER (WHERE status = 'delivering') > 0 THEN 'processing'
+                ELSE 'pending' END
+            FROM deliveries WHERE event_id = $1)
+         WHERE id = $1",
+    )
+    .bind(event_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! The PostgreSQL store, for any number of stateless nodes sharing one database.
+//!
+//! Differences from the embedded store, all behind the same traits:
+//! - Claims lock the connections they take work from (`FOR NO KEY UPDATE SKIP LOCKED`), so two
+//!   nodes never claim from one connection at once and in-flight caps hold cluster-wide.
+//! - Idempotency keys are claimed with `INSERT ... ON CONFLICT`, so two nodes receiving one key
+//!   at the same moment create one event.
+//! - Migrations run under an advisory lock, so nodes starting together do not race.
+//! - New work and configuration changes are announced with NOTIFY; every node LISTENs.
+
+mod connections;
+mod deliveries;
+mod events;
+mod rules;
+mod workspaces;
+
+use crate::migrate::{statements, POSTGRES};
+use crate::{AdminStore, Result, Signal, StoreError};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+use switchyard_core::ids::AdminKeyId;
+use switchyard_core::model::AdminKey;
+
+/// An arbitrary constant naming the advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x5357_4954_4348_5944; // "SWITCHYD"
+pub(crate) const DUE_CHANNEL: &str = "switchyard_due";
+pub(crate) const CONFIG_CHANNEL: &str = "switchyard_config";
+
+/// Connection settings for PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections in this node's pool.
+    pub pool_size: u32,
+    /// Longest a statement may run before the server cancels it.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self { pool_size: 16, statement_timeout: Duration::from_secs(30) }
+    }
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str, options: &PgOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(url)?
+            .application_name("switchyard")
+            .options([("statement_timeout", format!("{}ms", options.statement_timeout.as_millis()))]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tests that inspect the database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Bumps the version caches compare and tells every node; called in the transaction of every
+/// configuration change (NOTIFY is delivered on commit).
+pub(crate) async fn bump_config_version(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+    sqlx::query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'config_version'").execute(&mut **tx).await?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(CONFIG_CHANNEL).execute(&mut **tx).await?;
+    Ok(())
+}
+
+pub(crate) async fn notify_due(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')").bind(DUE_CHANNEL).execute(&mut **tx).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl AdminStore for PostgresStore {
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Held until commit: a second node starting now waits here, then finds nothing to do.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?;
+        let known = POSTGRES.iter().map(|m| m.version).max().unwrap_or(0);
+        if let Some(newest) = applied.iter().max().filter(|v| **v > known) {
+            return Err(StoreError::Corrupt(format!(
+                "the database has migration {newest}, newer than this binary knows ({known}); upgrade switchyard"
+            )));
+        }
+        for migration in POSTGRES.iter().filter(|m| !applied.contains(&m.version)) {
+            for statement in statements(migration.sql) {
+                sqlx::query(&statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(migration.version)
+                .bind(migration.name)
+                .bind(switchyard_core::now_millis())
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn config_version(&self) -> Result<i64> {
+        let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'config_version'").fetch_one(&self.pool).await?;
+        v.parse().map_err(|_| StoreError::Corrupt("config_version is not a number".into()))
+    }
+
+    async fn listen(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Signal>>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen_all([DUE_CHANNEL, CONFIG_CHANNEL]).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let signals: &[Signal] = match listener.try_recv().await {
+                    Ok(Some(n)) if n.channel() == DUE_CHANNEL => &[Signal::Due],
+                    Ok(Some(_)) => &[Signal::ConfigChanged],
+                    // The connection dropped and was re-established: anything may have been missed.
+                    Ok(None) => &[Signal::Due, Signal::ConfigChanged],
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the LISTEN connection; polling until it is back");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                for signal in signals {
+                    // A full channel means the receiver already has work pending: dropping is fine.
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tx.try_send(*signal) {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.pool).await?)
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_admin_keys(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admin_keys").fetch_one(&self.pool).await?;
+        Ok(n as u64)
+    }
+
+    async fn create_admin_key(&self, key: &AdminKey, key_hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO admin_keys (id, name, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(key.id.as_str())
+            .bind(&key.name)
+            .bind(key_hash)
+            .bind(&key.hint)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn find_admin_key(&self, key_hash: &str) -> Result<Option<AdminKeyId>> {
+        let row = sqlx::query("SELECT id FROM admin_keys WHERE key_hash = $1").bind(key_hash).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| AdminKeyId::from_trusted(r.get("id"))))
+    }
+}

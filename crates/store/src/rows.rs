@@ -1,0 +1,174 @@
+//! Row to record conversions, shared by both stores: the schemas use the same column names and
+//! kinds (text, 64-bit integers, booleans), so one mapping reads a row of either.
+
+use crate::{Result, StoreError};
+use sqlx::Row;
+use switchyard_core::ids::*;
+use switchyard_core::model::*;
+
+/// A database row of either store.
+pub trait AnyRow: Row {
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    fn flag(&self, col: &str) -> Result<bool>;
+}
+
+macro_rules! any_row {
+    ($row:ty) => {
+        impl AnyRow for $row {
+            fn text(&self, col: &str) -> Result<String> {
+                Ok(self.try_get(col)?)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>> {
+                Ok(self.try_get(col)?)
+            }
+            fn int(&self, col: &str) -> Result<i64> {
+                Ok(self.try_get(col)?)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+                Ok(self.try_get(col)?)
+            }
+            fn flag(&self, col: &str) -> Result<bool> {
+                Ok(self.try_get(col)?)
+            }
+        }
+    };
+}
+
+any_row!(sqlx::sqlite::SqliteRow);
+any_row!(sqlx::postgres::PgRow);
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn json(row: &impl AnyRow, col: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(&row.text(col)?).map_err(|_| corrupt(col))
+}
+
+pub fn workspace(row: &impl AnyRow) -> Result<Workspace> {
+    Ok(Workspace {
+        id: WorkspaceId::from_trusted(row.text("id")?),
+        name: row.text("name")?,
+        description: row.opt_text("description")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+pub fn publishable_key(row: &impl AnyRow) -> Result<PublishableKey> {
+    Ok(PublishableKey {
+        id: PublishableKeyId::from_trusted(row.text("id")?),
+        workspace_id: WorkspaceId::from_trusted(row.text("workspace_id")?),
+        hint: row.text("hint")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub fn session(row: &impl AnyRow) -> Result<Session> {
+    let role = row.text("role")?;
+    let scopes = row.text("scopes")?;
+    let origins = row.text("allowed_origins")?;
+    Ok(Session {
+        id: SessionId::from_trusted(row.text("id")?),
+        workspace_id: WorkspaceId::from_trusted(row.text("workspace_id")?),
+        role: SessionRole::parse(&role).ok_or_else(|| corrupt("sessions.role"))?,
+        scopes: serde_json::from_str(&scopes).map_err(|_| corrupt("sessions.scopes"))?,
+        allowed_origins: serde_json::from_str(&origins).map_err(|_| corrupt("sessions.allowed_origins"))?,
+        external_user_id: row.opt_text("external_user_id")?,
+        expires_at: row.int("expires_at")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub fn connection(row: &impl AnyRow) -> Result<Connection> {
+    let policy = row.text("retry_policy")?;
+    let timeout = row.int("timeout_ms")?;
+    let max_in_flight = row.int("max_in_flight")?;
+    Ok(Connection {
+        id: ConnectionId::from_trusted(row.text("id")?),
+        workspace_id: WorkspaceId::from_trusted(row.text("workspace_id")?),
+        kind: row.text("kind")?,
+        name: row.text("name")?,
+        config: json(row, "config")?,
+        credentials_sealed: row.opt_text("credentials_sealed")?,
+        signing_secret_sealed: row.opt_text("signing_secret_sealed")?,
+        previous_secret_sealed: row.opt_text("previous_secret_sealed")?,
+        previous_secret_expires_at: row.opt_int("previous_secret_expires_at")?,
+        retry_policy: serde_json::from_str(&policy).map_err(|_| corrupt("connections.retry_policy"))?,
+        timeout_ms: timeout as u64,
+        max_in_flight: max_in_flight as u32,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+pub fn rule(row: &impl AnyRow) -> Result<Rule> {
+    let conditions = row.opt_text("conditions")?;
+    Ok(Rule {
+        id: RuleId::from_trusted(row.text("id")?),
+        workspace_id: WorkspaceId::from_trusted(row.text("workspace_id")?),
+        name: row.text("name")?,
+        event: row.text("event")?,
+        connection_id: ConnectionId::from_trusted(row.text("connection_id")?),
+        action: row.text("action")?,
+        action_config: json(row, "action_config")?,
+        conditions: conditions.map(|c| serde_json::from_str(&c)).transpose().map_err(|_| corrupt("rules.conditions"))?,
+        active: row.flag("active")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+pub fn event(row: &impl AnyRow) -> Result<Event> {
+    let status = row.text("status")?;
+    Ok(Event {
+        id: EventId::from_trusted(row.text("id")?),
+        workspace_id: WorkspaceId::from_trusted(row.text("workspace_id")?),
+        event: row.text("event")?,
+        resource: row.opt_text("resource")?,
+        resource_id: row.opt_text("resource_id")?,
+        payload: row.text("payload")?,
+        occurred_at: row.opt_int("occurred_at")?,
+        received_at: row.int("received_at")?,
+        status: EventStatus::parse(&status).ok_or_else(|| corrupt("events.status"))?,
+        test: row.flag("test")?,
+    })
+}
+
+pub fn delivery(row: &impl AnyRow) -> Result<Delivery> {
+    let status = row.text("status")?;
+    let attempts = row.int("attempt_count")?;
+    let base = row.int("replay_base")?;
+    Ok(Delivery {
+        id: DeliveryId::from_trusted(row.text("id")?),
+        workspace_id: WorkspaceId::from_trusted(row.text("workspace_id")?),
+        event_id: EventId::from_trusted(row.text("event_id")?),
+        rule_id: RuleId::from_trusted(row.text("rule_id")?),
+        connection_id: ConnectionId::from_trusted(row.text("connection_id")?),
+        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("deliveries.status"))?,
+        attempt_count: attempts as u32,
+        replay_base: base as u32,
+        next_attempt_at: row.opt_int("next_attempt_at")?,
+        last_error: row.opt_text("last_error")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+pub fn attempt(row: &impl AnyRow) -> Result<Attempt> {
+    let number = row.int("number")?;
+    let duration = row.int("duration_ms")?;
+    let code = row.opt_int("status_code")?;
+    Ok(Attempt {
+        delivery_id: DeliveryId::from_trusted(row.text("delivery_id")?),
+        number: number as u32,
+        started_at: row.int("started_at")?,
+        duration_ms: duration as u64,
+        status_code: code.map(|c| c as u16),
+        error: row.opt_text("error")?,
+        response_excerpt: row.opt_text("response_excerpt")?,
+    })
+}
