@@ -103,8 +103,8 @@ impl Default for DispatcherConfig {
             max_concurrency: 512,
             claim_batch: 256,
             poll_interval: Duration::from_millis(1000),
-            lease_margin: Duration::from_secs(30),
-            lease_check_interval: Duration::from_secs(5),
+            lease_margin: Duration::from_secs(10),
+            lease_check_interval: Duration::from_secs(2),
         }
     }
 }

@@ -181,7 +181,7 @@ async fn idempotency_keys_hold_for_their_window_per_workspace() {
     let other = workspace(&*f.store).await;
     let conn = connection(&*f.store, &ws, 10).await;
     let first = new_event(&ws, &conn, Some("k"));
-    let out = f.store.ingest(&[first.clone()], 1_000, 10_000).await.unwrap();
+    let out = f.store.ingest(std::slice::from_ref(&first), 1_000, 10_000).await.unwrap();
     assert!(matches!(out[0], IngestOutcome::Created));
     let out = f.store.ingest(&[new_event(&ws, &conn, Some("k")), new_event(&other, &conn, Some("k"))], 5_000, 10_000).await.unwrap();
     assert!(matches!(&out[0], IngestOutcome::Duplicate { id, .. } if *id == first.event.id));

@@ -72,6 +72,10 @@ struct ServeArgs {
     /// Longest a database statement may run, in milliseconds (PostgreSQL).
     #[arg(long, env = "SWITCHYARD_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
     statement_timeout_ms: u64,
+    /// Added to a connection's timeout to make the lease on each attempt, in milliseconds. A node
+    /// that dies holding leases has its deliveries taken over once they expire.
+    #[arg(long, env = "SWITCHYARD_LEASE_MARGIN_MS", default_value_t = 10_000)]
+    lease_margin_ms: u64,
     /// Seconds to let attempts in flight finish on shutdown before handing their leases back.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
@@ -121,6 +125,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.dispatcher.max_concurrency = args.dispatch_concurrency;
     config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_seconds);
+    config.dispatcher.lease_margin = std::time::Duration::from_millis(args.lease_margin_ms);
 
     let app = Application::build(config).await.context("switchyard could not start")?;
     if let Some(key) = &app.bootstrap_admin_key {

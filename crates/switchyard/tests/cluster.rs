@@ -1,0 +1,179 @@
+//! Several nodes on one PostgreSQL database. These tests always use PostgreSQL (the embedded store
+//! is single-node): they fail with instructions when no server is reachable.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+async fn postgres_data() -> Data {
+    let dir = tempfile::tempdir().unwrap();
+    let url = switchyard_store::testing::fresh_postgres_database().await;
+    Data { dir, url, master_key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into() }
+}
+
+fn missing(tally: &Tally, expected: &HashSet<String>) -> usize {
+    let seen = tally.seen.lock().unwrap();
+    expected.iter().filter(|id| !seen.contains_key(*id)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_every_event_when_one_is_killed_halfway() {
+    const EVENTS: usize = 10_000;
+    let data = postgres_data().await;
+    let (url_a, tally_a) = receiver(Duration::ZERO).await;
+    let (url_b, tally_b) = receiver(Duration::ZERO).await;
+    let client = reqwest::Client::new();
+    let mut nodes: Vec<Node> = (0..3).map(|_| start(&data)).collect();
+    let pk = setup(&client, &nodes[0].base, &[&url_a, &url_b]).await;
+
+    // Bulk requests spread over the three nodes; every event is acknowledged before the kill.
+    let mut expected = HashSet::new();
+    for (i, chunk) in (0..EVENTS).collect::<Vec<_>>().chunks(500).enumerate() {
+        let batch: Vec<Value> = chunk.iter().map(|n| json!({"event": "cluster.test", "payload": {"n": n}})).collect();
+        let node = &nodes[i % 3];
+        let r: Value = client
+            .post(format!("{}/api/v1/events/bulk", node.base))
+            .bearer_auth(&pk)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["accepted"], chunk.len());
+        expected.extend(r["results"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(expected.len(), EVENTS);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tally_a.seen.lock().unwrap().len() + tally_b.seen.lock().unwrap().len() < EVENTS {
+        assert!(Instant::now() < deadline, "the cluster never got halfway");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut victim = nodes.remove(1);
+    victim.child.kill().expect("SIGKILL");
+    victim.child.wait().unwrap();
+    let at_kill = tally_a.seen.lock().unwrap().len() + tally_b.seen.lock().unwrap().len();
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let left = missing(&tally_a, &expected) + missing(&tally_b, &expected);
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} deliveries never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let duplicates: usize = [&tally_a, &tally_b].iter().map(|t| t.seen.lock().unwrap().values().map(|n| n - 1).sum::<usize>()).sum();
+    println!(
+        "{} deliveries of {EVENTS} events over 3 nodes; one node killed after {at_kill}; every delivery arrived; {duplicates} duplicates",
+        2 * EVENTS
+    );
+    // Only attempts in flight on the killed node can repeat: at most both connections' caps.
+    assert!(duplicates <= 16, "{duplicates} duplicates");
+    for mut node in nodes {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_receiving_one_idempotency_key_at_once_create_one_event() {
+    let data = postgres_data().await;
+    let client = reqwest::Client::new();
+    let mut nodes: Vec<Node> = (0..2).map(|_| start(&data)).collect();
+    let (url, _tally) = receiver(Duration::ZERO).await;
+    let pk = setup(&client, &nodes[0].base, &[&url]).await;
+
+    for round in 0..50 {
+        let key = format!("order-{round}");
+        let send = |base: String| {
+            let (client, pk, key) = (client.clone(), pk.clone(), key.clone());
+            async move {
+                let r = client
+                    .post(format!("{base}/api/v1/events"))
+                    .bearer_auth(&pk)
+                    .header("Idempotency-Key", key)
+                    .json(&json!({"event": "order.created"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned())
+            }
+        };
+        let (a, b) = tokio::join!(send(nodes[0].base.clone()), send(nodes[1].base.clone()));
+        assert_eq!(a.1, b.1, "round {round}: both nodes return the same event");
+        let mut statuses = [a.0, b.0];
+        statuses.sort();
+        assert_eq!(statuses, [200, 202], "round {round}: one creates (202), the other repeats (200)");
+    }
+    let ws: Value =
+        client.get(format!("{}/api/v1/workspaces", nodes[0].base)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let ws_id = ws["data"][0]["id"].as_str().unwrap();
+    let events: Value = client
+        .get(format!("{}/api/v1/workspaces/{ws_id}/events?limit=200", nodes[1].base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["data"].as_array().unwrap().len(), 50);
+    for node in &mut nodes {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_node_applies_on_another_within_a_second() {
+    let data = postgres_data().await;
+    let client = reqwest::Client::new();
+    let mut nodes: Vec<Node> = (0..2).map(|_| start(&data)).collect();
+    let (url, _tally) = receiver(Duration::ZERO).await;
+    let pk = setup(&client, &nodes[0].base, &[&url]).await;
+    // Node 1 caches the key by using it.
+    let r = client.post(format!("{}/api/v1/events", nodes[1].base)).bearer_auth(&pk).json(&json!({"event": "x"})).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    // Node 0 deletes it.
+    let ws: Value =
+        client.get(format!("{}/api/v1/workspaces", nodes[0].base)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let ws_id = ws["data"][0]["id"].as_str().unwrap();
+    let keys: Value = client
+        .get(format!("{}/api/v1/workspaces/{ws_id}/publishable-keys", nodes[0].base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key_id = keys["data"][0]["id"].as_str().unwrap();
+    let deleted = client
+        .delete(format!("{}/api/v1/workspaces/{ws_id}/publishable-keys/{key_id}", nodes[0].base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let changed = Instant::now();
+    loop {
+        let r = client.post(format!("{}/api/v1/events", nodes[1].base)).bearer_auth(&pk).json(&json!({"event": "x"})).send().await.unwrap();
+        if r.status() == 401 {
+            break;
+        }
+        assert!(changed.elapsed() < Duration::from_secs(1), "node 1 still accepted the deleted key after {:?}", changed.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("the deleted key was refused by the other node after {:?}", changed.elapsed());
+    for node in &mut nodes {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+}

@@ -1,0 +1,124 @@
+//! Helpers for tests that run the real binary: start nodes as child processes on a store of this
+//! run's choosing, and receivers that count what arrives.
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const ADMIN: &str = "sk_process_test_admin_key_000000000";
+
+pub struct Node {
+    pub child: Child,
+    pub base: String,
+}
+
+/// A data folder and database for one test, on the store this run is for.
+pub struct Data {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub master_key: String,
+}
+
+pub async fn data() -> Data {
+    let dir = tempfile::tempdir().unwrap();
+    let url = switchyard_store::testing::database_url(dir.path()).await;
+    Data { dir, url, master_key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into() }
+}
+
+pub fn start(data: &Data) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("serve")
+        .current_dir(data.dir.path())
+        .env("SWITCHYARD_DATABASE_URL", &data.url)
+        .env("SWITCHYARD_MASTER_KEY", &data.master_key)
+        .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
+        .env("SWITCHYARD_ADMIN_KEY", ADMIN)
+        .env("SWITCHYARD_ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("SWITCHYARD_POLL_INTERVAL_MS", "100")
+        .env("SWITCHYARD_LEASE_MARGIN_MS", "500")
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("the node prints its address").expect("stdout is readable");
+        if let Some(addr) = line.strip_prefix("switchyard listening on ") {
+            break addr.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Node { child, base }
+}
+
+/// A receiver that takes a little while per request and records which events arrived how often.
+#[derive(Clone, Default)]
+pub struct Tally {
+    pub seen: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+pub async fn receiver(delay: Duration) -> (String, Tally) {
+    let tally = Tally::default();
+    let seen = tally.seen.clone();
+    let app = axum::Router::new().fallback(move |_headers: HeaderMap, body: Bytes| {
+        let seen = seen.clone();
+        async move {
+            tokio::time::sleep(delay).await;
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            *seen.lock().unwrap().entry(v["id"].as_str().unwrap().to_owned()).or_default() += 1;
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (url, tally)
+}
+
+/// A workspace whose every event goes to each of `urls` (one connection and rule per URL);
+/// returns its publishable key.
+pub async fn setup(client: &reqwest::Client, base: &str, urls: &[&str]) -> String {
+    let ws: Value = client
+        .post(format!("{base}/api/v1/workspaces"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "crash"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = ws["id"].as_str().unwrap();
+    for url in urls {
+        let conn: Value = client
+            .post(format!("{base}/api/v1/workspaces/{ws_id}/connections"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"type": "webhook", "name": "sink", "config": {"url": url}, "max_in_flight": 8, "timeout_ms": 2000,
+                          "retry_policy": {"max_attempts": 20, "initial_delay_ms": 50, "max_delay_ms": 200}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = client
+            .post(format!("{base}/api/v1/workspaces/{ws_id}/rules"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"name": "all", "event": "*", "connection_id": conn["id"]}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 201);
+    }
+    ws["publishable_key"]["key"].as_str().unwrap().to_owned()
+}
