@@ -108,6 +108,7 @@ fn describe_metrics() {
     describe_histogram!("switchyard_ingest_batch_events", "Events committed per ingest transaction (group commit).");
     describe_gauge!("switchyard_deliveries_waiting", "Deliveries waiting for an attempt (pending or retrying), due or scheduled.");
     describe_counter!("switchyard_lease_recoveries_total", "Deliveries taken back from a node that died holding their lease.");
+    describe_counter!("switchyard_events_pruned_total", "Events deleted with their history after the retention period.");
     counter!("switchyard_events_ingested_total").increment(0);
     counter!("switchyard_lease_recoveries_total").increment(0);
     gauge!("switchyard_deliveries_waiting").set(0.0);

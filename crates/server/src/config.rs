@@ -54,8 +54,11 @@ pub struct Config {
     pub ingest_batch_max: usize,
     /// How long shutdown waits for in-flight deliveries before handing their leases back.
     pub shutdown_grace: Duration,
-    /// How often caches compare the store's config version (multi-node freshness).
+    /// How often caches compare the store's config version (multi-node freshness). Where the
+    /// store announces changes (PostgreSQL NOTIFY) this is only the backstop, and at least 5 s.
     pub cache_check_interval: Duration,
+    /// Finished history older than this is deleted; `None` keeps it forever.
+    pub retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for Config {
@@ -89,7 +92,8 @@ pub struct DispatcherConfig {
     pub max_concurrency: usize,
     /// Most deliveries claimed per query.
     pub claim_batch: u32,
-    /// Idle poll interval (new work also wakes the dispatcher directly).
+    /// Idle poll interval (new work also wakes the dispatcher directly). Where the store
+    /// announces new work (PostgreSQL NOTIFY) this is only the backstop, and at least 5 s.
     pub poll_interval: Duration,
     /// Added to a connection's timeout to make a lease: long enough that a live node never loses one.
     pub lease_margin: Duration,
@@ -139,6 +143,7 @@ impl Config {
             ingest_batch_max: 5_000,
             shutdown_grace: Duration::from_secs(10),
             cache_check_interval: Duration::from_millis(500),
+            retention: None,
         }
     }
 

@@ -28,12 +28,16 @@ use config::Config;
 use state::{AppState, Inner};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Role;
+
+/// The polling interval used as a backstop when the store announces changes itself.
+const SIGNALLED_BACKSTOP: Duration = Duration::from_secs(5);
 
 /// A built node: bound to its port, store open and migrated, not yet serving.
 pub struct Application {
@@ -89,10 +93,16 @@ impl Application {
         let Self { listener, state, stop, node_id, .. } = self;
         let role = state.config.role;
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
-        workers.push(tokio::spawn(state.cache.clone().watch(state.store.clone(), state.config.cache_check_interval, stop.clone())));
-        if let Some(signals) = state.store.listen().await? {
+        // With announcements from the store, polling is only a backstop and can be rare: an idle
+        // cluster then makes next to no queries.
+        let signals = state.store.listen().await?;
+        let backstop = |configured: Duration| if signals.is_some() { configured.max(SIGNALLED_BACKSTOP) } else { configured };
+        let cache_interval = backstop(state.config.cache_check_interval);
+        let poll_interval = backstop(state.config.dispatcher.poll_interval);
+        if let Some(signals) = signals {
             workers.push(tokio::spawn(relay_signals(state.clone(), signals, stop.clone())));
         }
+        workers.push(tokio::spawn(state.cache.clone().watch(state.store.clone(), cache_interval, stop.clone())));
         if role.dispatches() {
             if state.config.database_url.starts_with("sqlite:") {
                 // The embedded store has one node: any lease not ours belongs to a process that died.
@@ -102,7 +112,7 @@ impl Application {
                     metrics::counter!("switchyard_lease_recoveries_total").increment(recovered);
                 }
             }
-            workers.push(tokio::spawn(dispatch::run(state.clone(), node_id.clone(), stop.clone())));
+            workers.push(tokio::spawn(dispatch::run(state.clone(), node_id.clone(), poll_interval, stop.clone())));
             workers.push(tokio::spawn(dispatch::maintenance::run(state.clone(), stop.clone())));
         }
         tracing::info!(address = %listener.local_addr()?, role = ?role, node = %node_id, "switchyard is ready");

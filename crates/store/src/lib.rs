@@ -220,6 +220,9 @@ pub trait EventStore: Send + Sync {
     async fn event_deliveries(&self, event: &EventId) -> Result<Vec<Delivery>>;
     /// Deletes idempotency keys whose window has passed.
     async fn expire_idempotency_keys(&self, now: Millis) -> Result<u64>;
+    /// Deletes up to `limit` events received before `before` whose deliveries have all finished
+    /// (succeeded or dead), with their deliveries and attempts. Returns how many events went.
+    async fn prune_history(&self, before: Millis, limit: u32) -> Result<u64>;
 }
 
 #[async_trait]
@@ -282,4 +285,10 @@ pub enum OpenError {
     Unsupported(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The smallest event id created at `ms`: ids are ULIDs, so `id < event_id_floor(t)` selects the
+/// events created before `t` through the primary key index.
+pub(crate) fn event_id_floor(ms: Millis) -> String {
+    format!("{}{}", EventId::PREFIX, ulid::Ulid::from_parts(ms.max(0) as u64, 0))
 }

@@ -191,3 +191,38 @@ async fn idempotency_keys_hold_for_their_window_per_workspace() {
     assert!(matches!(out[0], IngestOutcome::Created));
     assert_eq!(f.store.expire_idempotency_keys(100_000).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn retention_prunes_only_old_finished_history() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 100).await;
+    let now = switchyard_core::now_millis();
+    enqueue(&*f.store, &ws, &conn, 3, now).await;
+    let claimed = f.store.claim_due("a", now, 2, 30_000).await.unwrap();
+    let finished: Vec<_> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| AttemptRecord {
+            attempt: Attempt {
+                delivery_id: c.delivery.id.clone(),
+                number: 1,
+                started_at: now,
+                duration_ms: 1,
+                status_code: Some(if i == 0 { 200 } else { 410 }),
+                error: None,
+                response_excerpt: None,
+            },
+            next: if i == 0 { NextStep::Succeeded } else { NextStep::Dead },
+        })
+        .collect();
+    f.store.record_attempts("a", &finished, now).await.unwrap();
+    // Events newer than the cut-off stay.
+    assert_eq!(f.store.prune_history(now - 1_000, 100).await.unwrap(), 0);
+    // Old enough: the two finished events go, the one still waiting stays.
+    assert_eq!(f.store.prune_history(now + 1_000, 100).await.unwrap(), 2);
+    assert!(f.store.get_event(&Scope::All, &claimed[0].event.id).await.unwrap().is_none());
+    assert!(f.store.delivery_attempts(&claimed[0].delivery.id).await.unwrap().is_empty());
+    assert_eq!(f.store.waiting_count().await.unwrap(), 1);
+    assert_eq!(f.store.prune_history(now + 1_000, 100).await.unwrap(), 0);
+}

@@ -76,6 +76,10 @@ struct ServeArgs {
     /// that dies holding leases has its deliveries taken over once they expire.
     #[arg(long, env = "SWITCHYARD_LEASE_MARGIN_MS", default_value_t = 10_000)]
     lease_margin_ms: u64,
+    /// Delete events (with their deliveries and attempts) older than this many days once all their
+    /// deliveries have finished; 0 keeps history forever.
+    #[arg(long, env = "SWITCHYARD_RETENTION_DAYS", default_value_t = 0)]
+    retention_days: u64,
     /// Seconds to let attempts in flight finish on shutdown before handing their leases back.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
@@ -126,6 +130,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_seconds);
     config.dispatcher.lease_margin = std::time::Duration::from_millis(args.lease_margin_ms);
+    config.retention = (args.retention_days > 0).then(|| std::time::Duration::from_secs(args.retention_days * 86_400));
 
     let app = Application::build(config).await.context("switchyard could not start")?;
     if let Some(key) = &app.bootstrap_admin_key {

@@ -177,3 +177,42 @@ async fn a_change_on_one_node_applies_on_another_within_a_second() {
         node.child.wait().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_node_accepts_and_a_worker_node_delivers() {
+    let data = postgres_data().await;
+    let client = reqwest::Client::new();
+    let mut api = start_as(&data, "api");
+    let (url, tally) = receiver(Duration::ZERO).await;
+    let pk = setup(&client, &api.base, &[&url]).await;
+    let r = client.post(format!("{}/api/v1/events", api.base)).bearer_auth(&pk).json(&json!({"event": "x"})).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(tally.seen.lock().unwrap().is_empty(), "an api node does not deliver");
+
+    let mut worker = start_as(&data, "worker");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tally.seen.lock().unwrap().contains_key(&id) {
+        assert!(Instant::now() < deadline, "the worker never delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A worker serves operations endpoints only.
+    let health = client.get(format!("{}/healthz", worker.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let api_call = client.get(format!("{}/api/v1/workspaces", worker.base)).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(api_call.status(), 404);
+    // New work reaches the idle worker through NOTIFY, well before its 5 s polling backstop.
+    let sent = Instant::now();
+    let r = client.post(format!("{}/api/v1/events", api.base)).bearer_auth(&pk).json(&json!({"event": "y"})).send().await.unwrap();
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    while !tally.seen.lock().unwrap().contains_key(&id) {
+        assert!(sent.elapsed() < Duration::from_secs(2), "the worker was not woken");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("api → worker delivery took {:?}", sent.elapsed());
+    for node in [&mut api, &mut worker] {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+}

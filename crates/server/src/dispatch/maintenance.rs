@@ -1,5 +1,5 @@
 //! Periodic housekeeping on worker nodes: recover leases of nodes that died, publish queue depth,
-//! and forget idempotency keys whose window has passed.
+//! forget idempotency keys whose window has passed, and delete history past its retention.
 
 use crate::state::AppState;
 use std::time::Duration;
@@ -7,11 +7,15 @@ use tokio_util::sync::CancellationToken;
 
 const QUEUE_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 const IDEMPOTENCY_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Events deleted per transaction, so pruning never holds long locks.
+const RETENTION_BATCH: u32 = 1_000;
 
 pub async fn run(state: AppState, stop: CancellationToken) {
     let mut leases = tokio::time::interval(state.config.dispatcher.lease_check_interval);
     let mut gauge = tokio::time::interval(QUEUE_GAUGE_INTERVAL);
     let mut sweep = tokio::time::interval(IDEMPOTENCY_SWEEP_INTERVAL);
+    let mut retention = tokio::time::interval(RETENTION_INTERVAL);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -36,6 +40,32 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                     tracing::warn!(error = %e, "idempotency key sweep failed");
                 }
             }
+            _ = retention.tick(), if state.config.retention.is_some() => prune(&state, &stop).await,
         }
+    }
+}
+
+/// Deletes finished history older than the retention, a batch at a time.
+async fn prune(state: &AppState, stop: &CancellationToken) {
+    let Some(keep) = state.config.retention else { return };
+    let before = switchyard_core::now_millis() - keep.as_millis() as i64;
+    let mut total = 0;
+    while !stop.is_cancelled() {
+        match state.store.prune_history(before, RETENTION_BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < RETENTION_BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning history failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(events = total, "pruned history past its retention");
+        metrics::counter!("switchyard_events_pruned_total").increment(total);
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs until `stop` is cancelled, then lets attempts in flight finish (up to the shutdown grace),
 /// hands back the leases of any that did not, and flushes their records.
-pub async fn run(state: AppState, owner: String, stop: CancellationToken) {
+pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: CancellationToken) {
     let config = state.config.dispatcher.clone();
     let sender = Sender::new(state.config.allow_private_destinations);
     let next_retry = Arc::new(AtomicI64::new(i64::MAX));
@@ -73,7 +73,7 @@ pub async fn run(state: AppState, owner: String, stop: CancellationToken) {
             continue;
         }
         let until_retry = next_retry.load(Ordering::Acquire).saturating_sub(switchyard_core::now_millis()).max(1) as u64;
-        let nap = config.poll_interval.min(Duration::from_millis(until_retry));
+        let nap = poll_interval.min(Duration::from_millis(until_retry));
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = state.wake.notified() => {}

@@ -146,6 +146,31 @@ impl EventStore for PostgresStore {
         rows.iter().map(rows::delivery).collect()
     }
 
+    async fn prune_history(&self, before: Millis, limit: u32) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM events e WHERE id < $1 AND NOT EXISTS (
+                SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN ('pending', 'delivering', 'retrying'))
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(crate::event_id_floor(before))
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        for statement in [
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ANY($1))",
+            "DELETE FROM deliveries WHERE event_id = ANY($1)",
+            "DELETE FROM events WHERE id = ANY($1)",
+        ] {
+            sqlx::query(statement).bind(&ids).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
     async fn expire_idempotency_keys(&self, now: Millis) -> Result<u64> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
         Ok(done.rows_affected())

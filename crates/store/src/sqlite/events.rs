@@ -115,6 +115,32 @@ impl EventStore for SqliteStore {
         rows.iter().map(rows::delivery).collect()
     }
 
+    async fn prune_history(&self, before: Millis, limit: u32) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM events e WHERE id < ? AND NOT EXISTS (
+                SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN ('pending', 'delivering', 'retrying'))
+             ORDER BY id LIMIT ?",
+        )
+        .bind(crate::event_id_floor(before))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids_json = serde_json::to_string(&ids).unwrap_or_default();
+        for statement in [
+            "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id IN (SELECT value FROM json_each(?)))",
+            "DELETE FROM deliveries WHERE event_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))",
+        ] {
+            sqlx::query(statement).bind(&ids_json).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
     async fn expire_idempotency_keys(&self, now: Millis) -> Result<u64> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= ?").bind(now).execute(&self.writer).await?;
         Ok(done.rows_affected())

@@ -32,8 +32,14 @@ pub async fn data() -> Data {
 }
 
 pub fn start(data: &Data) -> Node {
+    start_as(data, "all")
+}
+
+/// Starts a node with the given `--role`.
+pub fn start_as(data: &Data, role: &str) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .arg("serve")
+        .args(["--role", role])
         .current_dir(data.dir.path())
         .env("SWITCHYARD_DATABASE_URL", &data.url)
         .env("SWITCHYARD_MASTER_KEY", &data.master_key)
