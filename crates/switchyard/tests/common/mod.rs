@@ -18,6 +18,14 @@ pub struct Node {
     pub base: String,
 }
 
+/// A node never outlives its test, even one that fails half-way.
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A data folder and database for one test, on the store this run is for.
 pub struct Data {
     pub dir: tempfile::TempDir,
