@@ -37,10 +37,15 @@ pub async fn database_url(dir: &Path) -> String {
     }
 }
 
-/// Creates an empty PostgreSQL database and returns its URL.
+/// Creates an empty PostgreSQL database on the test server and returns its URL.
 pub async fn fresh_postgres_database() -> String {
     let base = std::env::var(POSTGRES_VAR).unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
-    let mut conn = match sqlx::PgConnection::connect(&base).await {
+    fresh_database_on(&base).await
+}
+
+/// Creates an empty database on the server `base` names and returns its URL.
+pub async fn fresh_database_on(base: &str) -> String {
+    let mut conn = match sqlx::PgConnection::connect(base).await {
         Ok(c) => c,
         Err(e) => panic!(
             "these tests need PostgreSQL and could not reach it at {base} ({e}). Start a server, or set \
@@ -49,7 +54,7 @@ pub async fn fresh_postgres_database() -> String {
     };
     let name = format!("{DATABASE_PREFIX}{}", ulid::Ulid::new().to_string().to_lowercase());
     sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await.expect("CREATE DATABASE for a test");
-    let mut url = url_with_database(&base, &name);
+    let mut url = url_with_database(base, &name);
     url.push_str(if url.contains('?') { "&" } else { "?" });
     url.push_str("sslmode=disable");
     url

@@ -22,6 +22,25 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document generated from the handlers.
     Openapi,
+    /// Benchmark this binary: starts it as the server under test beside a loopback receiver and a
+    /// load generator, prints a table and writes a JSON report (see docs/benchmarks.md).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Tiny sizes: proves the harness works in seconds; the figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+    /// Repetitions of each measurement; the report gives medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Run against PostgreSQL: a server URL on which a fresh database is made per node.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "bench-report.json")]
+    out: std::path::PathBuf,
 }
 
 #[derive(Args)]
@@ -95,6 +114,16 @@ fn main() -> anyhow::Result<()> {
             switchyard_server::migrate(&args.database_url).await?;
             println!("migrations applied");
             Ok(())
+        }),
+        Command::Bench(args) => runtime.block_on(async {
+            let config = switchyard_bench::BenchConfig {
+                binary: std::env::current_exe()?,
+                postgres: args.postgres,
+                runs: args.runs.max(1),
+                sizes: if args.smoke { switchyard_bench::Sizes::smoke() } else { switchyard_bench::Sizes::full() },
+                out: args.out,
+            };
+            switchyard_bench::run(config).await.map(|_| ())
         }),
         Command::Openapi => {
             println!("{}", switchyard_server::api::openapi().to_pretty_json()?);

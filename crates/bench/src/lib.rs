@@ -1,0 +1,91 @@
+//! `switchyard bench`: a benchmark harness that starts the real server binary, a fast loopback
+//! receiver and a load generator, and reports throughput, latency and memory, each beside the
+//! machine's ceiling (the same load generator against a trivial HTTP server).
+//!
+//! - [`node`]: the server under test, as a child process (its RSS is read from /proc).
+//! - [`receiver`]: destinations: one that answers 200 at once and timestamps arrivals, one that hangs.
+//! - [`load`]: closed-loop (N connections as fast as they go) and open-loop (fixed rate) senders.
+//! - [`scenarios`]: the measurements (a)–(f), and [`report`]: medians, the table and the JSON file.
+
+pub mod load;
+pub mod node;
+pub mod receiver;
+pub mod report;
+pub mod scenarios;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What to run, and how big.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The `switchyard` binary to start (normally the running executable).
+    pub binary: PathBuf,
+    /// A PostgreSQL server to run against (a fresh database per node); SQLite when absent.
+    pub postgres: Option<String>,
+    /// Repetitions of each measurement; the report gives medians.
+    pub runs: usize,
+    pub sizes: Sizes,
+    /// Where the JSON report goes.
+    pub out: PathBuf,
+}
+
+/// Every size and duration, so a smoke run can shrink them all.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub concurrency: usize,
+    pub ingest_duration: Duration,
+    pub bulk_size: usize,
+    pub e2e_events: usize,
+    pub fan_out: usize,
+    pub latency_rate: u32,
+    pub latency_duration: Duration,
+    pub noisy_backlog: usize,
+    pub queued_deliveries: usize,
+}
+
+impl Sizes {
+    /// The sizes the targets are stated for.
+    pub fn full() -> Self {
+        Self {
+            concurrency: 64,
+            ingest_duration: Duration::from_secs(5),
+            bulk_size: 100,
+            e2e_events: 20_000,
+            fan_out: 3,
+            latency_rate: 1_000,
+            latency_duration: Duration::from_secs(10),
+            noisy_backlog: 100_000,
+            queued_deliveries: 1_000_000,
+        }
+    }
+
+    /// A run of a few seconds that proves the harness works (CI); its figures mean nothing.
+    pub fn smoke() -> Self {
+        Self {
+            concurrency: 4,
+            ingest_duration: Duration::from_millis(500),
+            bulk_size: 10,
+            e2e_events: 50,
+            fan_out: 3,
+            latency_rate: 50,
+            latency_duration: Duration::from_millis(500),
+            noisy_backlog: 200,
+            queued_deliveries: 1_000,
+        }
+    }
+}
+
+/// Runs every measurement `runs` times and writes the report.
+pub async fn run(config: BenchConfig) -> anyhow::Result<report::Report> {
+    let mut runs = Vec::with_capacity(config.runs);
+    for i in 0..config.runs {
+        eprintln!("run {}/{}", i + 1, config.runs);
+        runs.push(scenarios::run_once(&config).await?);
+    }
+    let report = report::Report::from_runs(&config, runs);
+    report.print();
+    std::fs::write(&config.out, serde_json::to_vec_pretty(&report)?)?;
+    eprintln!("wrote {}", config.out.display());
+    Ok(report)
+}

@@ -1,0 +1,81 @@
+//! Medians over runs, the printed table and the JSON report.
+
+use crate::scenarios::{Percentiles, RunFigures};
+use crate::BenchConfig;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub store: &'static str,
+    pub runs: usize,
+    /// Medians over the runs.
+    pub median: RunFigures,
+    /// Each run, for spread.
+    pub all_runs: Vec<RunFigures>,
+    /// Ratios to the ceiling (the same load generator against a trivial HTTP server).
+    pub ingest_single_to_ceiling: f64,
+    pub e2e_to_ceiling: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+impl Report {
+    pub fn from_runs(config: &BenchConfig, runs: Vec<RunFigures>) -> Self {
+        let m = |f: fn(&RunFigures) -> f64| median(runs.iter().map(f).collect());
+        let p = |f: fn(&RunFigures) -> Percentiles| Percentiles {
+            p50: median(runs.iter().map(|r| f(r).p50).collect()),
+            p95: median(runs.iter().map(|r| f(r).p95).collect()),
+            p99: median(runs.iter().map(|r| f(r).p99).collect()),
+        };
+        let median = RunFigures {
+            ceiling_rps: m(|r| r.ceiling_rps),
+            ingest_single_eps: m(|r| r.ingest_single_eps),
+            ingest_bulk_eps: m(|r| r.ingest_bulk_eps),
+            e2e_deliveries_per_s: m(|r| r.e2e_deliveries_per_s),
+            latency_ms: p(|r| r.latency_ms),
+            noisy_latency_ms: p(|r| r.noisy_latency_ms),
+            peak_rss_mib: m(|r| r.peak_rss_mib),
+            queued_rss_mib: m(|r| r.queued_rss_mib),
+            queued_deliveries: runs.first().map(|r| r.queued_deliveries).unwrap_or(0),
+        };
+        Self {
+            store: if config.postgres.is_some() { "postgres" } else { "sqlite" },
+            runs: runs.len(),
+            ingest_single_to_ceiling: median.ingest_single_eps / median.ceiling_rps.max(1.0),
+            e2e_to_ceiling: median.e2e_deliveries_per_s / median.ceiling_rps.max(1.0),
+            median,
+            all_runs: runs,
+        }
+    }
+
+    pub fn print(&self) {
+        let m = &self.median;
+        println!("\nSwitchyard benchmark: {} store, median of {} run(s)\n", self.store, self.runs);
+        println!("| measurement | figure | vs ceiling |");
+        println!("| --- | --- | --- |");
+        println!("| (f) ceiling: trivial HTTP server, same generator | {:.0} requests/s | 1.00 |", m.ceiling_rps);
+        println!("| (a) ingest, single-event requests | {:.0} events/s | {:.2} |", m.ingest_single_eps, self.ingest_single_to_ceiling);
+        println!("| (a) ingest, bulk requests | {:.0} events/s | |", m.ingest_bulk_eps);
+        println!("| (b) end to end, fan-out | {:.0} deliveries/s | {:.2} |", m.e2e_deliveries_per_s, self.e2e_to_ceiling);
+        let l = m.latency_ms;
+        println!("| (c) emit → arrival at a fixed rate | p50 {:.2} / p95 {:.2} / p99 {:.2} ms | |", l.p50, l.p95, l.p99);
+        let n = m.noisy_latency_ms;
+        let moved = if l.p99 > 0.0 { (n.p99 / l.p99 - 1.0) * 100.0 } else { 0.0 };
+        println!(
+            "| (d) the same beside a noisy neighbour | p50 {:.2} / p95 {:.2} / p99 {:.2} ms (p99 {moved:+.0}%) | |",
+            n.p50, n.p95, n.p99
+        );
+        println!("| (e) peak RSS | {:.1} MiB | |", m.peak_rss_mib);
+        println!("| (e) RSS with {} deliveries queued | {:.1} MiB | |", m.queued_deliveries, m.queued_rss_mib);
+    }
+}

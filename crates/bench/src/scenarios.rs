@@ -1,0 +1,184 @@
+//! The measurements of one run: (a) ingest, (b) end to end, (c) latency at a fixed rate,
+//! (d) the same with a noisy neighbour, (e) memory, (f) the machine's ceiling.
+
+use crate::load::{closed_loop, open_loop};
+use crate::node::Node;
+use crate::receiver::{self, now_micros, Arrivals};
+use crate::BenchConfig;
+use anyhow::bail;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Figures from one run (rates per second, latencies in milliseconds, memory in MiB).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
+    pub ceiling_rps: f64,
+    pub ingest_single_eps: f64,
+    pub ingest_bulk_eps: f64,
+    pub e2e_deliveries_per_s: f64,
+    pub latency_ms: Percentiles,
+    pub noisy_latency_ms: Percentiles,
+    pub peak_rss_mib: f64,
+    pub queued_rss_mib: f64,
+    pub queued_deliveries: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Percentiles {
+    fn of(mut micros: Vec<u64>) -> anyhow::Result<Self> {
+        if micros.is_empty() {
+            bail!("no latency samples");
+        }
+        micros.sort_unstable();
+        let at = |p: f64| micros[((micros.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+        Ok(Self { p50: at(0.50), p95: at(0.95), p99: at(0.99) })
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn event(name: &str, n: u64) -> serde_json::Value {
+    json!({"event": name, "payload": {"n": n, "email": format!("user{n}@example.com"), "plan": "pro", "sent_us": now_micros()}})
+}
+
+fn single_body(n: u64) -> Bytes {
+    Bytes::from(serde_json::to_vec(&event("bench.single", n)).unwrap_or_default())
+}
+
+/// Sends `count` events in bulk requests of `size`, `parallel` requests at a time.
+async fn send_bulk(node: &Node, key: &str, count: usize, size: usize, parallel: usize) -> anyhow::Result<()> {
+    let url = format!("{}/api/v1/events/bulk", node.base);
+    let chunks: Vec<usize> = (0..count).step_by(size).collect();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(chunks)
+        .map(|start| {
+            let (client, url, key) = (node.client.clone(), url.clone(), key.to_owned());
+            async move {
+                let batch: Vec<_> = (start..(start + size).min(count)).map(|n| event("bench.bulk", n as u64)).collect();
+                let r = client.post(&url).bearer_auth(&key).json(&batch).send().await?;
+                if r.status() != 202 {
+                    bail!("bulk request answered {}", r.status());
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn wait_for(arrivals: &Arrivals, expected: u64, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while arrivals.count() < expected {
+        if Instant::now() > deadline {
+            bail!("only {} of {expected} deliveries arrived within {limit:?}", arrivals.count());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// (c): paced single events to a workspace delivering to `arrivals`; emit → arrival percentiles.
+async fn latency(node: &Node, key: &str, arrivals: &Arrivals, config: &BenchConfig) -> anyhow::Result<Percentiles> {
+    let s = &config.sizes;
+    let before = arrivals.count();
+    arrivals.record(true);
+    let url = format!("{}/api/v1/events", node.base);
+    let sent = open_loop(&node.client, &url, key, s.latency_rate, s.latency_duration, single_body).await?;
+    wait_for(arrivals, before + sent, Duration::from_secs(60)).await?;
+    Percentiles::of(arrivals.take_latencies())
+}
+
+pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
+    let s = &config.sizes;
+    let pg = config.postgres.as_deref();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
+
+    // (f) the ceiling: the same generator against a trivial server in this process.
+    let trivial = receiver::trivial().await?;
+    let ceiling_rps = closed_loop(&client, &trivial, "x", s.concurrency, s.ingest_duration, 1, single_body).await?;
+    eprintln!("  ceiling: {ceiling_rps:.0} requests/s");
+
+    let node = Node::start(&config.binary, pg).await?;
+    // (a) ingest into a workspace without rules, so dispatch does not compete.
+    let (key, _) = node.workspace("ingest", &[], json!({})).await?;
+    let url = format!("{}/api/v1/events", node.base);
+    let ingest_single_eps = closed_loop(&node.client, &url, &key, s.concurrency, s.ingest_duration, 1, single_body).await?;
+    eprintln!("  ingest, single: {ingest_single_eps:.0} events/s");
+    let bulk = s.bulk_size;
+    let bulk_url = format!("{}/api/v1/events/bulk", node.base);
+    let ingest_bulk_eps = closed_loop(&node.client, &bulk_url, &key, s.concurrency, s.ingest_duration, bulk as u64, move |i| {
+        let batch: Vec<_> = (0..bulk as u64).map(|n| event("bench.bulk", (i << 8) + n)).collect();
+        Bytes::from(serde_json::to_vec(&batch).unwrap_or_default())
+    })
+    .await?;
+    eprintln!("  ingest, bulk of {bulk}: {ingest_bulk_eps:.0} events/s");
+
+    // (b) end to end with fan-out: first emit to last arrival.
+    let arrivals = Arc::new(Arrivals::default());
+    let fast = receiver::fast(arrivals.clone()).await?;
+    let urls = vec![fast.clone(); s.fan_out];
+    let (key, _) = node.workspace("e2e", &urls, json!({"max_in_flight": 256})).await?;
+    let started = Instant::now();
+    send_bulk(&node, &key, s.e2e_events, 100, 8).await?;
+    let expected = (s.e2e_events * s.fan_out) as u64;
+    wait_for(&arrivals, expected, Duration::from_secs(600)).await?;
+    let e2e_deliveries_per_s = expected as f64 / started.elapsed().as_secs_f64();
+    eprintln!("  end to end, fan-out {}: {e2e_deliveries_per_s:.0} deliveries/s", s.fan_out);
+
+    // (c) latency at a fixed rate.
+    let timed = Arc::new(Arrivals::default());
+    let timed_url = receiver::fast(timed.clone()).await?;
+    let (healthy_key, _) = node.workspace("healthy", &[timed_url], json!({"max_in_flight": 64})).await?;
+    let latency_ms = latency(&node, &healthy_key, &timed, config).await?;
+    eprintln!(
+        "  latency at {}/s: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        s.latency_rate, latency_ms.p50, latency_ms.p95, latency_ms.p99
+    );
+
+    // (d) the same beside a workspace whose destination never answers, with a backlog.
+    let hang = receiver::hanging().await?;
+    let (noisy_key, _) = node.workspace("noisy", &[hang], json!({"timeout_ms": 10_000})).await?;
+    send_bulk(&node, &noisy_key, s.noisy_backlog, 1_000, 4).await?;
+    let noisy_latency_ms = latency(&node, &healthy_key, &timed, config).await?;
+    eprintln!(
+        "  latency beside a noisy neighbour: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        noisy_latency_ms.p50, noisy_latency_ms.p95, noisy_latency_ms.p99
+    );
+    let peak_rss_mib = node.rss().1 as f64 / MIB;
+    drop(node);
+
+    // (e) memory with a large queue: deliveries waiting behind a destination that never answers.
+    let node = Node::start(&config.binary, pg).await?;
+    let hang = receiver::hanging().await?;
+    let (key, _) = node.workspace("queued", &[hang], json!({"timeout_ms": 120_000, "max_in_flight": 1})).await?;
+    send_bulk(&node, &key, s.queued_deliveries, 1_000, 4).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let queued_rss_mib = node.rss().0 as f64 / MIB;
+    eprintln!(
+        "  RSS with {} deliveries queued: {queued_rss_mib:.1} MiB (peak of the main run: {peak_rss_mib:.1} MiB)",
+        s.queued_deliveries
+    );
+
+    Ok(RunFigures {
+        ceiling_rps,
+        ingest_single_eps,
+        ingest_bulk_eps,
+        e2e_deliveries_per_s,
+        latency_ms,
+        noisy_latency_ms,
+        peak_rss_mib,
+        queued_rss_mib,
+        queued_deliveries: s.queued_deliveries,
+    })
+}
