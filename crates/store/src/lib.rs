@@ -8,6 +8,7 @@
 mod migrate;
 pub mod postgres;
 mod rows;
+mod shared;
 pub mod sqlite;
 pub mod testing;
 

@@ -1,10 +1,10 @@
 //! Deliveries on PostgreSQL: the due queue shared by every node.
 
-use super::{events::refresh_event_status, notify_due, PostgresStore};
+use super::{events::refresh_event_status, events::refresh_event_statuses, notify_due, PostgresStore};
 use crate::rows;
 use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, Page, Result, Scope};
 use async_trait::async_trait;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 use std::collections::{BTreeSet, HashMap};
 use switchyard_core::ids::*;
 use switchyard_core::model::*;
@@ -51,6 +51,28 @@ FROM picked, connections c
 WHERE d.id = picked.id AND c.id = d.connection_id AND d.status IN ('pending', 'retrying')
 RETURNING d.*";
 
+const RECORD_SQL: &str = "
+WITH input AS (
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
+                         $8::bigint[], $9::text[], $10::text[])
+        AS t(id, number, status, next_at, last_error, started_at, duration_ms, status_code, error, excerpt)
+),
+moved AS (
+    UPDATE deliveries d
+    SET status = i.status, attempt_count = GREATEST(d.attempt_count, i.number), next_attempt_at = i.next_at,
+        last_error = i.last_error, lease_owner = NULL, lease_expires_at = NULL, updated_at = $11
+    FROM input i
+    WHERE d.id = i.id AND d.status = 'delivering' AND d.lease_owner = $12
+    RETURNING d.id, d.workspace_id, d.event_id
+),
+recorded AS (
+    INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt)
+    SELECT i.id, i.number, m.workspace_id, i.started_at, i.duration_ms, i.status_code, i.error, i.excerpt
+    FROM moved m JOIN input i ON i.id = m.id
+    ON CONFLICT DO NOTHING
+)
+SELECT DISTINCT event_id FROM moved";
+
 const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
      lease_owner = NULL, lease_expires_at = NULL";
 
@@ -92,52 +114,32 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let mut touched = BTreeSet::new();
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut input = AttemptColumns::default();
         for r in records {
-            let a = &r.attempt;
-            let (status, next_at) = match r.next {
-                NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-                NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-                NextStep::Dead => (DeliveryStatus::Dead, None),
-            };
-            // Only the lease holder moves the delivery on; a node presumed dead records nothing.
-            let row = sqlx::query(
-                "UPDATE deliveries SET status = $1, attempt_count = GREATEST(attempt_count, $2), next_attempt_at = $3, last_error = $4,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
-                 WHERE id = $6 AND status = 'delivering' AND lease_owner = $7
-                 RETURNING workspace_id, event_id",
-            )
-            .bind(status.as_str())
-            .bind(a.number as i64)
-            .bind(next_at)
-            .bind(if r.next == NextStep::Succeeded { None } else { a.error.as_deref() })
+            input.push(r);
+        }
+        let mut tx = self.pool.begin().await?;
+        // One statement for the whole batch: move each delivery on (only where this node still
+        // holds the lease), record its attempt, and name the events whose rollup may change.
+        let events: Vec<String> = sqlx::query_scalar(RECORD_SQL)
+            .bind(&input.ids)
+            .bind(&input.numbers)
+            .bind(&input.statuses)
+            .bind(&input.next_at)
+            .bind(&input.last_errors)
+            .bind(&input.started_at)
+            .bind(&input.durations)
+            .bind(&input.codes)
+            .bind(&input.errors)
+            .bind(&input.excerpts)
             .bind(now)
-            .bind(a.delivery_id.as_str())
             .bind(owner)
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            let Some(row) = row else { continue };
-            let workspace_id: String = row.try_get("workspace_id")?;
-            sqlx::query(
-                "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            )
-            .bind(a.delivery_id.as_str())
-            .bind(a.number as i64)
-            .bind(&workspace_id)
-            .bind(a.started_at)
-            .bind(a.duration_ms as i64)
-            .bind(a.status_code.map(i64::from))
-            .bind(&a.error)
-            .bind(&a.response_excerpt)
-            .execute(&mut *tx)
-            .await?;
-            touched.insert(row.try_get::<String, _>("event_id")?);
-        }
-        for event in &touched {
-            refresh_event_status(&mut tx, event).await?;
-        }
+        refresh_event_statuses(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -279,5 +281,41 @@ fn push_filter(q: &mut QueryBuilder<'_, Postgres>, f: &DeliveryFilter) {
     }
     if let Some(v) = f.until {
         q.push(" AND created_at < ").push_bind(v);
+    }
+}
+
+/// A batch of attempt records as columns, for UNNEST.
+#[derive(Default)]
+struct AttemptColumns<'a> {
+    ids: Vec<&'a str>,
+    numbers: Vec<i64>,
+    statuses: Vec<&'static str>,
+    next_at: Vec<Option<i64>>,
+    last_errors: Vec<Option<&'a str>>,
+    started_at: Vec<i64>,
+    durations: Vec<i64>,
+    codes: Vec<Option<i64>>,
+    errors: Vec<Option<&'a str>>,
+    excerpts: Vec<Option<&'a str>>,
+}
+
+impl<'a> AttemptColumns<'a> {
+    fn push(&mut self, r: &'a AttemptRecord) {
+        let a = &r.attempt;
+        let (status, next_at) = match r.next {
+            NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+            NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+            NextStep::Dead => (DeliveryStatus::Dead, None),
+        };
+        self.ids.push(a.delivery_id.as_str());
+        self.numbers.push(a.number as i64);
+        self.statuses.push(status.as_str());
+        self.next_at.push(next_at);
+        self.last_errors.push(if r.next == NextStep::Succeeded { None } else { a.error.as_deref() });
+        self.started_at.push(a.started_at);
+        self.durations.push(a.duration_ms as i64);
+        self.codes.push(a.status_code.map(i64::from));
+        self.errors.push(a.error.as_deref());
+        self.excerpts.push(a.response_excerpt.as_deref());
     }
 }

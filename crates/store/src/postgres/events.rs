@@ -231,6 +231,27 @@ async fn insert_deliveries(tx: &mut Transaction<'_, Postgres>, events: &[&NewEve
     Ok(ids.len())
 }
 
+/// Recomputes the rollup of many events in one statement, writing only those that changed.
+pub(crate) async fn refresh_event_statuses(tx: &mut Transaction<'_, Postgres>, event_ids: &[String]) -> Result<()> {
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE events e SET status = s.status
+         FROM (SELECT event_id, CASE
+                   WHEN COUNT(*) FILTER (WHERE status = 'dead') > 0 THEN 'failed'
+                   WHEN COUNT(*) FILTER (WHERE status = 'succeeded') = COUNT(*) THEN 'completed'
+                   WHEN SUM(attempt_count) > 0 OR COUNT(*) FILTER (WHERE status = 'delivering') > 0 THEN 'processing'
+                   ELSE 'pending' END AS status
+               FROM deliveries WHERE event_id = ANY($1) GROUP BY event_id) s
+         WHERE e.id = s.event_id AND e.status IS DISTINCT FROM s.status",
+    )
+    .bind(event_ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Recomputes an event's rollup from its deliveries (see the SQLite store for the rules).
 pub(crate) async fn refresh_event_status(tx: &mut Transaction<'_, Postgres>, event_id: &str) -> Result<()> {
     sqlx::query(

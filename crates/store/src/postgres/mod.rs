@@ -8,11 +8,22 @@
 //! - Migrations run under an advisory lock, so nodes starting together do not race.
 //! - New work and configuration changes are announced with NOTIFY; every node LISTENs.
 
-mod connections;
 mod deliveries;
 mod events;
-mod rules;
-mod workspaces;
+
+/// Workspaces, connections and rules: SQL shared with SQLite (see `crate::shared`).
+mod config_tables {
+    use super::PostgresStore;
+    use crate::rows;
+    use crate::{DeleteOutcome, Page, Result, Scope};
+    use switchyard_core::ids::*;
+    use switchyard_core::model::*;
+    use switchyard_core::Millis;
+
+    crate::shared::workspaces::impl_workspace_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::connections::impl_connection_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::rules::impl_rule_store!(PostgresStore, sqlx::Postgres);
+}
 
 use crate::migrate::{statements, POSTGRES};
 use crate::{AdminStore, Result, Signal, StoreError};
@@ -67,12 +78,26 @@ impl PostgresStore {
     }
 }
 
-/// Bumps the version caches compare and tells every node; called in the transaction of every
-/// configuration change (NOTIFY is delivered on commit).
-pub(crate) async fn bump_config_version(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
-    sqlx::query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'config_version'").execute(&mut **tx).await?;
-    sqlx::query("SELECT pg_notify($1, '')").bind(CONFIG_CHANNEL).execute(&mut **tx).await?;
-    Ok(())
+impl PostgresStore {
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Bumps the version caches compare and tells every node; called in the transaction of every
+    /// configuration change (NOTIFY is delivered on commit).
+    async fn bump_config_version(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+        sqlx::query("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'config_version'").execute(&mut **tx).await?;
+        sqlx::query("SELECT pg_notify($1, '')").bind(CONFIG_CHANNEL).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn refresh_event_status(tx: &mut Transaction<'_, Postgres>, event_id: &str) -> Result<()> {
+        events::refresh_event_status(tx, event_id).await
+    }
 }
 
 pub(crate) async fn notify_due(tx: &mut Transaction<'_, Postgres>) -> Result<()> {

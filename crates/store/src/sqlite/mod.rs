@@ -5,11 +5,22 @@
 //! pool of their own, which WAL lets run beside the writer. `synchronous = FULL`: a committed
 //! transaction survives power loss, which is what "a 202 means durable" promises.
 
-mod connections;
 mod deliveries;
 mod events;
-mod rules;
-mod workspaces;
+
+/// Workspaces, connections and rules: SQL shared with PostgreSQL (see `crate::shared`).
+mod config_tables {
+    use super::SqliteStore;
+    use crate::rows;
+    use crate::{DeleteOutcome, Page, Result, Scope};
+    use switchyard_core::ids::*;
+    use switchyard_core::model::*;
+    use switchyard_core::Millis;
+
+    crate::shared::workspaces::impl_workspace_store!(SqliteStore, sqlx::Sqlite);
+    crate::shared::connections::impl_connection_store!(SqliteStore, sqlx::Sqlite);
+    crate::shared::rules::impl_rule_store!(SqliteStore, sqlx::Sqlite);
+}
 
 use crate::migrate::SQLITE;
 use crate::{AdminStore, Result, StoreError};
@@ -57,10 +68,24 @@ impl SqliteStore {
     }
 }
 
-/// Bumps the version caches compare; called in the transaction of every configuration change.
-pub(crate) async fn bump_config_version(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
-    sqlx::query("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'").execute(&mut **tx).await?;
-    Ok(())
+impl SqliteStore {
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Bumps the version caches compare; called in the transaction of every configuration change.
+    async fn bump_config_version(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        sqlx::query("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'").execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn refresh_event_status(tx: &mut Transaction<'_, Sqlite>, event_id: &str) -> Result<()> {
+        events::refresh_event_status(tx, event_id).await
+    }
 }
 
 async fn run_script(tx: &mut Transaction<'_, Sqlite>, script: &str) -> Result<()> {

@@ -1,0 +1,125 @@
+//! Connections (configured destinations with their sealed secrets): one implementation for both
+//! stores. The SQL is the subset both databases speak (`$N` placeholders, `CAST(... AS TEXT)`, `TRUE`/`FALSE`); each store supplies
+//! `writer()`, `reader()`, `bump_config_version` and `refresh_event_status`.
+
+macro_rules! impl_connection_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl crate::ConnectionStore for $store {
+            async fn create_connection(&self, c: &Connection) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "INSERT INTO connections (id, workspace_id, kind, name, config, credentials_sealed, signing_secret_sealed,
+                        previous_secret_sealed, previous_secret_expires_at, retry_policy, timeout_ms, max_in_flight, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(c.id.as_str())
+                .bind(c.workspace_id.as_str())
+                .bind(&c.kind)
+                .bind(&c.name)
+                .bind(c.config.to_string())
+                .bind(&c.credentials_sealed)
+                .bind(&c.signing_secret_sealed)
+                .bind(&c.previous_secret_sealed)
+                .bind(c.previous_secret_expires_at)
+                .bind(serde_json::to_string(&c.retry_policy).unwrap_or_default())
+                .bind(c.timeout_ms as i64)
+                .bind(c.max_in_flight as i64)
+                .bind(c.created_at)
+                .bind(c.updated_at)
+                .execute(&mut *tx)
+                .await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_connection(&self, scope: &Scope, id: &ConnectionId) -> Result<Option<Connection>> {
+                let row = sqlx::query("SELECT * FROM connections WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2)")
+                    .bind(id.as_str())
+                    .bind(scope.workspace())
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(rows::connection).transpose()
+            }
+
+            async fn list_connections(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<Connection>> {
+                let rows = sqlx::query("SELECT * FROM connections WHERE workspace_id = $1 AND (CAST($2 AS TEXT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3")
+                    .bind(ws.as_str())
+                    .bind(page.before.as_deref())
+                    .bind(i64::from(page.limit))
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(rows::connection).collect()
+            }
+
+            async fn update_connection(&self, c: &Connection) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "UPDATE connections SET name = $1, config = $2, credentials_sealed = $3, signing_secret_sealed = $4,
+                        previous_secret_sealed = $5, previous_secret_expires_at = $6, retry_policy = $7, timeout_ms = $8,
+                        max_in_flight = $9, updated_at = $10
+                     WHERE id = $11 AND workspace_id = $12",
+                )
+                .bind(&c.name)
+                .bind(c.config.to_string())
+                .bind(&c.credentials_sealed)
+                .bind(&c.signing_secret_sealed)
+                .bind(&c.previous_secret_sealed)
+                .bind(c.previous_secret_expires_at)
+                .bind(serde_json::to_string(&c.retry_policy).unwrap_or_default())
+                .bind(c.timeout_ms as i64)
+                .bind(c.max_in_flight as i64)
+                .bind(c.updated_at)
+                .bind(c.id.as_str())
+                .bind(c.workspace_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn delete_connection(&self, scope: &Scope, id: &ConnectionId, force: bool) -> Result<DeleteOutcome> {
+                let mut tx = self.writer().begin().await?;
+                let exists: Option<String> = sqlx::query_scalar("SELECT id FROM connections WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2)")
+                    .bind(id.as_str())
+                    .bind(scope.workspace())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_none() {
+                    return Ok(DeleteOutcome::NotFound);
+                }
+                if !force {
+                    let active: Vec<String> =
+                        sqlx::query_scalar("SELECT id FROM rules WHERE connection_id = $1 AND active = TRUE AND deleted_at IS NULL ORDER BY id")
+                            .bind(id.as_str())
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    if !active.is_empty() {
+                        return Ok(DeleteOutcome::InUse(active.into_iter().map(RuleId::from_trusted).collect()));
+                    }
+                }
+                let now = switchyard_core::now_millis();
+                let events: Vec<String> = sqlx::query_scalar(
+                    "UPDATE deliveries SET status = 'dead', next_attempt_at = NULL, last_error = 'connection deleted', updated_at = $1
+                     WHERE connection_id = $2 AND status IN ('pending', 'retrying') RETURNING event_id",
+                )
+                .bind(now)
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+                for event in events {
+                    Self::refresh_event_status(&mut tx, &event).await?;
+                }
+                // Rules cascade with the connection (foreign key).
+                sqlx::query("DELETE FROM connections WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(DeleteOutcome::Deleted)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_connection_store;

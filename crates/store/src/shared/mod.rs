@@ -1,0 +1,6 @@
+//! Trait implementations whose SQL is the same on SQLite and PostgreSQL, written once as macros
+//! and instantiated by each store.
+
+pub(crate) mod connections;
+pub(crate) mod rules;
+pub(crate) mod workspaces;

@@ -1,0 +1,170 @@
+//! Workspaces, their publishable keys and embed sessions: one implementation for both stores.
+//! The SQL is the subset both databases speak (`$N` placeholders, `CAST(... AS TEXT)`, `TRUE`/`FALSE`); each store supplies
+//! `writer()`, `reader()`, `bump_config_version` and `refresh_event_status`.
+
+macro_rules! impl_workspace_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl crate::WorkspaceStore for $store {
+            async fn create_workspace(&self, ws: &Workspace, key: &PublishableKey, key_hash: &str) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("INSERT INTO workspaces (id, name, description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(ws.id.as_str())
+                    .bind(&ws.name)
+                    .bind(&ws.description)
+                    .bind(ws.created_at)
+                    .bind(ws.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_publishable_key(&mut tx, key, key_hash).await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_workspaces(&self, scope: &Scope, page: &Page) -> Result<Vec<Workspace>> {
+                let rows =
+                    sqlx::query("SELECT * FROM workspaces WHERE (CAST($1 AS TEXT) IS NULL OR id = $1) AND (CAST($2 AS TEXT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3")
+                        .bind(scope.workspace())
+                        .bind(page.before.as_deref())
+                        .bind(i64::from(page.limit))
+                        .fetch_all(self.reader())
+                        .await?;
+                rows.iter().map(rows::workspace).collect()
+            }
+
+            async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Option<Workspace>> {
+                if !scope.allows(id) {
+                    return Ok(None);
+                }
+                let row = sqlx::query("SELECT * FROM workspaces WHERE id = $1").bind(id.as_str()).fetch_optional(self.reader()).await?;
+                row.as_ref().map(rows::workspace).transpose()
+            }
+
+            async fn update_workspace(&self, ws: &Workspace) -> Result<()> {
+                sqlx::query("UPDATE workspaces SET name = $1, description = $2, updated_at = $3 WHERE id = $4")
+                    .bind(&ws.name)
+                    .bind(&ws.description)
+                    .bind(ws.updated_at)
+                    .bind(ws.id.as_str())
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<bool> {
+                if !scope.allows(id) {
+                    return Ok(false);
+                }
+                let mut tx = self.writer().begin().await?;
+                // History tables have no foreign key (see the migration); clear them explicitly.
+                for table in ["attempts", "deliveries", "idempotency_keys", "events"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE workspace_id = $1")).bind(id.as_str()).execute(&mut *tx).await?;
+                }
+                let done = sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn create_publishable_key(&self, key: &PublishableKey, key_hash: &str) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                Self::insert_publishable_key(&mut tx, key, key_hash).await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_publishable_keys(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<PublishableKey>> {
+                let rows =
+                    sqlx::query("SELECT * FROM publishable_keys WHERE workspace_id = $1 AND (CAST($2 AS TEXT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3")
+                        .bind(ws.as_str())
+                        .bind(page.before.as_deref())
+                        .bind(i64::from(page.limit))
+                        .fetch_all(self.reader())
+                        .await?;
+                rows.iter().map(rows::publishable_key).collect()
+            }
+
+            async fn delete_publishable_key(&self, ws: &WorkspaceId, id: &PublishableKeyId) -> Result<bool> {
+                let mut tx = self.writer().begin().await?;
+                let done = sqlx::query("DELETE FROM publishable_keys WHERE id = $1 AND workspace_id = $2")
+                    .bind(id.as_str())
+                    .bind(ws.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn find_publishable_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>> {
+                let ws: Option<String> = sqlx::query_scalar("SELECT workspace_id FROM publishable_keys WHERE key_hash = $1")
+                    .bind(key_hash)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(ws.map(WorkspaceId::from_trusted))
+            }
+
+            async fn create_session(&self, s: &Session, token_hash: &str) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO sessions (id, workspace_id, token_hash, role, scopes, allowed_origins, external_user_id, expires_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(s.id.as_str())
+                .bind(s.workspace_id.as_str())
+                .bind(token_hash)
+                .bind(s.role.as_str())
+                .bind(serde_json::to_string(&s.scopes).unwrap_or_default())
+                .bind(serde_json::to_string(&s.allowed_origins).unwrap_or_default())
+                .bind(&s.external_user_id)
+                .bind(s.expires_at)
+                .bind(s.created_at)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn find_session(&self, token_hash: &str) -> Result<Option<Session>> {
+                let row = sqlx::query("SELECT * FROM sessions WHERE token_hash = $1").bind(token_hash).fetch_optional(self.reader()).await?;
+                row.as_ref().map(rows::session).transpose()
+            }
+
+            async fn get_session(&self, id: &SessionId) -> Result<Option<Session>> {
+                let row = sqlx::query("SELECT * FROM sessions WHERE id = $1").bind(id.as_str()).fetch_optional(self.reader()).await?;
+                row.as_ref().map(rows::session).transpose()
+            }
+
+            async fn refresh_session(&self, id: &SessionId, token_hash: &str, expires_at: Millis) -> Result<bool> {
+                let done = sqlx::query("UPDATE sessions SET token_hash = $1, expires_at = $2 WHERE id = $3")
+                    .bind(token_hash)
+                    .bind(expires_at)
+                    .bind(id.as_str())
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_session(&self, id: &SessionId) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.as_str()).execute(self.writer()).await?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+
+        impl $store {
+            async fn insert_publishable_key(tx: &mut sqlx::Transaction<'_, $db>, key: &PublishableKey, key_hash: &str) -> Result<()> {
+                sqlx::query("INSERT INTO publishable_keys (id, workspace_id, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(key.id.as_str())
+                    .bind(key.workspace_id.as_str())
+                    .bind(key_hash)
+                    .bind(&key.hint)
+                    .bind(key.created_at)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_workspace_store;
