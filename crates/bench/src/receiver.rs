@@ -65,7 +65,7 @@ pub async fn fast(arrivals: Arc<Arrivals>) -> anyhow::Result<String> {
 
 /// A receiver that never answers.
 pub async fn hanging() -> anyhow::Result<String> {
-    let app = axum::Router::new().fallback(|| std::future::pending::<&'static str>());
+    let app = axum::Router::new().fallback(std::future::pending::<&'static str>);
     serve(app).await
 }
 
