@@ -1,6 +1,6 @@
 //! Deliveries: the due queue (claim, lease, release, recovery), attempt records and replay.
 
-use super::{events::refresh_event_status, SqliteStore};
+use super::{events::refresh_event_status, events::refresh_event_statuses, SqliteStore};
 use crate::rows;
 use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, Page, Result, Scope};
 use async_trait::async_trait;
@@ -78,54 +78,69 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let input: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                let a = &r.attempt;
+                let (status, next_at) = match r.next {
+                    NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+                    NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+                    NextStep::Dead => (DeliveryStatus::Dead, None),
+                };
+                serde_json::json!({
+                    "id": a.delivery_id.as_str(),
+                    "number": a.number,
+                    "status": status.as_str(),
+                    "next_at": next_at,
+                    "last_error": if r.next == NextStep::Succeeded { None } else { a.error.as_deref() },
+                    "started_at": a.started_at,
+                    "duration_ms": a.duration_ms,
+                    "status_code": a.status_code,
+                    "error": a.error.as_deref(),
+                    "excerpt": a.response_excerpt.as_deref(),
+                })
+            })
+            .collect();
+        let input = serde_json::Value::Array(input).to_string();
         let mut tx = self.writer.begin().await?;
-        let mut touched = BTreeSet::new();
-        for r in records {
-            let a = &r.attempt;
-            let workspace: Option<(String, String)> =
-                sqlx::query_as("SELECT workspace_id, event_id FROM deliveries WHERE id = ? AND status = 'delivering' AND lease_owner = ?")
-                    .bind(a.delivery_id.as_str())
-                    .bind(owner)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            // The lease was lost (this node was presumed dead): another node owns the delivery now.
-            let Some((workspace_id, event_id)) = workspace else { continue };
+        // Move each delivery on where this node still holds the lease; a node presumed dead
+        // records nothing. Then record the attempts of the deliveries that moved.
+        let moved: Vec<(String, String)> = sqlx::query_as(
+            "WITH input AS (
+                SELECT value ->> 'id' AS id, value ->> 'number' AS number, value ->> 'status' AS status,
+                       value ->> 'next_at' AS next_at, value ->> 'last_error' AS last_error
+                FROM json_each($1))
+             UPDATE deliveries SET status = input.status, attempt_count = MAX(deliveries.attempt_count, input.number),
+                 next_attempt_at = input.next_at, last_error = input.last_error, lease_owner = NULL, lease_expires_at = NULL,
+                 updated_at = $2
+             FROM input
+             WHERE deliveries.id = input.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = $3
+             RETURNING deliveries.id, deliveries.event_id",
+        )
+        .bind(&input)
+        .bind(now)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !moved.is_empty() {
+            let ids: Vec<&str> = moved.iter().map(|(id, _)| id.as_str()).collect();
             sqlx::query(
                 "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 SELECT a.value ->> 'id', a.value ->> 'number', d.workspace_id, a.value ->> 'started_at', a.value ->> 'duration_ms',
+                        a.value ->> 'status_code', a.value ->> 'error', a.value ->> 'excerpt'
+                 FROM json_each($1) a JOIN deliveries d ON d.id = a.value ->> 'id'
+                 WHERE a.value ->> 'id' IN (SELECT value FROM json_each($2))
+                 ON CONFLICT DO NOTHING",
             )
-            .bind(a.delivery_id.as_str())
-            .bind(a.number as i64)
-            .bind(&workspace_id)
-            .bind(a.started_at)
-            .bind(a.duration_ms as i64)
-            .bind(a.status_code.map(i64::from))
-            .bind(&a.error)
-            .bind(&a.response_excerpt)
+            .bind(&input)
+            .bind(serde_json::to_string(&ids).unwrap_or_default())
             .execute(&mut *tx)
             .await?;
-            let (status, next_at) = match r.next {
-                NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-                NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-                NextStep::Dead => (DeliveryStatus::Dead, None),
-            };
-            sqlx::query(
-                "UPDATE deliveries SET status = ?, attempt_count = MAX(attempt_count, ?), next_attempt_at = ?, last_error = ?,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-                 WHERE id = ?",
-            )
-            .bind(status.as_str())
-            .bind(a.number as i64)
-            .bind(next_at)
-            .bind(if r.next == NextStep::Succeeded { None } else { a.error.as_deref() })
-            .bind(now)
-            .bind(a.delivery_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-            touched.insert(event_id);
-        }
-        for event in &touched {
-            refresh_event_status(&mut tx, event).await?;
+            let events: BTreeSet<&str> = moved.iter().map(|(_, e)| e.as_str()).collect();
+            refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -192,22 +192,25 @@ async fn insert_deliveries(tx: &mut Transaction<'_, Sqlite>, events: &[&NewEvent
     Ok(())
 }
 
-/// Recomputes an event's rollup from its deliveries: failed if any is dead, completed when all
-/// succeeded, processing once any was attempted, else pending.
+/// An event's rollup from its deliveries: failed if any is dead, completed when all succeeded (or
+/// there are none), processing once any was attempted, else pending.
+const ROLLUP: &str = "(SELECT CASE
+        WHEN COUNT(*) = 0 THEN 'completed'
+        WHEN SUM(status = 'dead') > 0 THEN 'failed'
+        WHEN SUM(status = 'succeeded') = COUNT(*) THEN 'completed'
+        WHEN SUM(attempt_count) > 0 OR SUM(status = 'delivering') > 0 THEN 'processing'
+        ELSE 'pending' END
+    FROM deliveries WHERE event_id = events.id)";
+
 pub(crate) async fn refresh_event_status(tx: &mut Transaction<'_, Sqlite>, event_id: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE events SET status = (
-            SELECT CASE
-                WHEN COUNT(*) = 0 THEN 'completed'
-                WHEN SUM(status = 'dead') > 0 THEN 'failed'
-                WHEN SUM(status = 'succeeded') = COUNT(*) THEN 'completed'
-                WHEN SUM(attempt_count) > 0 OR SUM(status = 'delivering') > 0 THEN 'processing'
-                ELSE 'pending' END
-            FROM deliveries WHERE event_id = ?1)
-         WHERE id = ?1",
-    )
-    .bind(event_id)
-    .execute(&mut **tx)
-    .await?;
+    refresh_event_statuses(tx, &serde_json::to_string(&[event_id]).unwrap_or_default()).await
+}
+
+/// Recomputes the rollup of the events in a JSON array of ids, writing only those that changed.
+pub(crate) async fn refresh_event_statuses(tx: &mut Transaction<'_, Sqlite>, ids_json: &str) -> Result<()> {
+    sqlx::query(&format!("UPDATE events SET status = {ROLLUP} WHERE id IN (SELECT value FROM json_each($1)) AND status IS NOT {ROLLUP}"))
+        .bind(ids_json)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

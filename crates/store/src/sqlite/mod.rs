@@ -35,6 +35,29 @@ use switchyard_core::model::AdminKey;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Checkpoints the WAL in the background (see `checkpoint_loop`); stopped with the store.
+    checkpointer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Checkpoints the WAL off the request path. SQLite's automatic checkpoint runs inside whichever
+/// commit crosses the threshold, stalling that writer (and every request queued behind it); a
+/// PASSIVE checkpoint from its own connection never blocks the writer or readers.
+async fn checkpoint_loop(pool: SqlitePool) {
+    loop {
+        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -47,7 +70,8 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000");
+            .pragma("cache_size", "-32000")
+            .pragma("wal_autocheckpoint", "0");
         if let Some(dir) = options.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
@@ -59,12 +83,13 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
+        let checkpoints = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self { writer, reader, checkpointer: tokio::spawn(checkpoint_loop(checkpoints)) })
     }
 }
 
