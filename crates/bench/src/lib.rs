@@ -42,6 +42,8 @@ pub struct Sizes {
     pub latency_duration: Duration,
     pub noisy_backlog: usize,
     pub queued_deliveries: usize,
+    /// Pause after a burst of writes before measuring the steady state beside it.
+    pub settle: Duration,
 }
 
 impl Sizes {
@@ -57,6 +59,7 @@ impl Sizes {
             latency_duration: Duration::from_secs(10),
             noisy_backlog: 100_000,
             queued_deliveries: 1_000_000,
+            settle: Duration::from_secs(3),
         }
     }
 
@@ -72,6 +75,7 @@ impl Sizes {
             latency_duration: Duration::from_millis(500),
             noisy_backlog: 200,
             queued_deliveries: 1_000,
+            settle: Duration::from_millis(100),
         }
     }
 }

@@ -150,6 +150,8 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
     let hang = receiver::hanging().await?;
     let (noisy_key, _) = node.workspace("noisy", &[hang], json!({"timeout_ms": 10_000})).await?;
     send_bulk(&node, &noisy_key, s.noisy_backlog, 1_000, 4).await?;
+    // Measure the steady state beside the backlog, not the write burst that created it.
+    tokio::time::sleep(s.settle).await;
     let noisy_latency_ms = latency(&node, &healthy_key, &timed, config).await?;
     eprintln!(
         "  latency beside a noisy neighbour: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
@@ -163,7 +165,7 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
     let hang = receiver::hanging().await?;
     let (key, _) = node.workspace("queued", &[hang], json!({"timeout_ms": 120_000, "max_in_flight": 1})).await?;
     send_bulk(&node, &key, s.queued_deliveries, 1_000, 4).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(s.settle).await;
     let queued_rss_mib = node.rss().0 as f64 / MIB;
     eprintln!(
         "  RSS with {} deliveries queued: {queued_rss_mib:.1} MiB (peak of the main run: {peak_rss_mib:.1} MiB)",

@@ -15,7 +15,8 @@ use switchyard_core::Millis;
 /// counts each locked connection's in-flight deliveries after every earlier claim committed.
 const LOCK_CONNECTIONS_SQL: &str = "
 SELECT c.id FROM connections c
-WHERE EXISTS (
+WHERE (SELECT COUNT(*) FROM deliveries b WHERE b.connection_id = c.id AND b.status = 'delivering') < c.max_in_flight
+AND EXISTS (
     SELECT 1 FROM deliveries x
     WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1)
 FOR NO KEY UPDATE OF c SKIP LOCKED";

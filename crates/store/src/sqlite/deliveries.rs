@@ -26,10 +26,13 @@ WHERE id IN (
         SELECT d.id, d.workspace_id, d.connection_id, d.next_attempt_at,
                ROW_NUMBER() OVER (PARTITION BY d.connection_id ORDER BY d.next_attempt_at, d.id) AS conn_rank
         FROM connections c
+        LEFT JOIN busy cb ON cb.connection_id = c.id
         JOIN deliveries d ON d.id IN (
             SELECT x.id FROM deliveries x
             WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= ?2
             ORDER BY x.next_attempt_at LIMIT ?4)
+        -- A connection at its cap is skipped before any of its backlog is read.
+        WHERE COALESCE(cb.n, 0) < c.max_in_flight
     ),
     allowed AS (
         SELECT due.id, due.next_attempt_at,
