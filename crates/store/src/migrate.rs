@@ -10,8 +10,10 @@ pub struct Migration {
 
 pub const SQLITE: &[Migration] = &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") }];
 
-pub const POSTGRES: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/postgres/0001_initial.sql") }];
+pub const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("../migrations/postgres/0001_initial.sql") },
+    Migration { version: 2, name: "queue_vacuum", sql: include_str!("../migrations/postgres/0002_queue_vacuum.sql") },
+];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`
 /// (statements hold no semicolons of their own).

@@ -13,12 +13,14 @@ use switchyard_core::Millis;
 /// Locks the connections with due work that no other node is claiming from right now. Holding
 /// these locks until commit is what makes in-flight caps hold across nodes: the claim below
 /// counts each locked connection's in-flight deliveries after every earlier claim committed.
+/// The LATERAL probe is one index seek per connection, whatever its backlog.
 const LOCK_CONNECTIONS_SQL: &str = "
 SELECT c.id FROM connections c
-WHERE (SELECT COUNT(*) FROM deliveries b WHERE b.connection_id = c.id AND b.status = 'delivering') < c.max_in_flight
-AND EXISTS (
+CROSS JOIN LATERAL (
     SELECT 1 FROM deliveries x
-    WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1)
+    WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1
+    ORDER BY x.next_attempt_at LIMIT 1) due
+WHERE (SELECT COUNT(*) FROM deliveries b WHERE b.connection_id = c.id AND b.status = 'delivering') < c.max_in_flight
 FOR NO KEY UPDATE OF c SKIP LOCKED";
 
 /// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked connections.
@@ -74,6 +76,15 @@ recorded AS (
 )
 SELECT DISTINCT event_id FROM moved";
 
+/// Claims and attempt records do not wait for their commit to reach disk. Losing one in a crash
+/// is harmless: a lost claim leaves the delivery due, a lost record leaves it leased until the
+/// lease expires and it is attempted again (at least once, as ever). Ingest never does this: its
+/// commit is what a 202 promises.
+async fn relaxed_commit(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<()> {
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut **tx).await?;
+    Ok(())
+}
+
 const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
      lease_owner = NULL, lease_expires_at = NULL";
 
@@ -81,6 +92,7 @@ const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retryi
 impl DeliveryStore for PostgresStore {
     async fn claim_due(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64) -> Result<Vec<Claimed>> {
         let mut tx = self.pool.begin().await?;
+        relaxed_commit(&mut tx).await?;
         let connections: Vec<String> = sqlx::query_scalar(LOCK_CONNECTIONS_SQL).bind(now).fetch_all(&mut *tx).await?;
         if connections.is_empty() {
             return Ok(Vec::new());
@@ -123,6 +135,7 @@ impl DeliveryStore for PostgresStore {
             input.push(r);
         }
         let mut tx = self.pool.begin().await?;
+        relaxed_commit(&mut tx).await?;
         // One statement for the whole batch: move each delivery on (only where this node still
         // holds the lease), record its attempt, and name the events whose rollup may change.
         let events: Vec<String> = sqlx::query_scalar(RECORD_SQL)

@@ -63,7 +63,9 @@ impl PostgresStore {
     pub async fn open(url: &str, options: &PgOptions) -> Result<Self> {
         let connect = PgConnectOptions::from_str(url)?
             .application_name("switchyard")
-            .options([("statement_timeout", format!("{}ms", options.statement_timeout.as_millis()))]);
+            // JIT compiles plans that the planner guesses are expensive: on queue queries that
+            // guess is often wrong, and compiling costs 100+ ms per statement.
+            .options([("statement_timeout", format!("{}ms", options.statement_timeout.as_millis())), ("jit", "off".to_owned())]);
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.max(2))
             .acquire_timeout(Duration::from_secs(30))
