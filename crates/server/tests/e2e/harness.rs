@@ -16,6 +16,8 @@ pub const ADMIN_KEY: &str = "sk_test_admin_key_0123456789abcdef";
 
 pub struct TestApp {
     pub base: String,
+    /// The node's database (a SQLite file in the test's folder, or a PostgreSQL database).
+    pub database_url: String,
     pub client: reqwest::Client,
     stop: CancellationToken,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -31,7 +33,8 @@ impl TestApp {
     /// adjusts them further.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::new(switchyard_store::testing::database_url(dir.path()).await);
+        let database_url = switchyard_store::testing::database_url(dir.path()).await;
+        let mut config = Config::new(database_url.clone());
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.admin_key = Some(ADMIN_KEY.into());
         config.master_key = Some(switchyard_core::crypto::MasterKey::generate_base64());
@@ -45,7 +48,7 @@ impl TestApp {
         let base = format!("http://{}", app.local_addr());
         let stop = app.shutdown_token();
         let handle = tokio::spawn(app.run_until_stopped());
-        Self { base, client: reqwest::Client::new(), stop, handle: Some(handle), _dir: dir }
+        Self { base, database_url, client: reqwest::Client::new(), stop, handle: Some(handle), _dir: dir }
     }
 
     /// Stops the node gracefully and waits for it.
@@ -269,4 +272,29 @@ pub async fn closed_port_url() -> String {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     format!("http://{addr}/hook")
+}
+
+/// Everything the node's database holds, as text: the raw SQLite files (database and WAL), or
+/// every PostgreSQL table's rows.
+pub async fn database_contents(app: &TestApp) -> String {
+    if let Some(path) = app.database_url.strip_prefix("sqlite://") {
+        let mut all = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+                all.extend(bytes);
+            }
+        }
+        return String::from_utf8_lossy(&all).into_owned();
+    }
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&app.database_url).await.expect("the test database");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'").fetch_all(&mut conn).await.unwrap();
+    let mut all = String::new();
+    for table in tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM \"{table}\" t")).fetch_all(&mut conn).await.unwrap();
+        all.push_str(&rows.join("\n"));
+    }
+    all
 }

@@ -199,3 +199,48 @@ async fn private_destinations_are_refused_when_saved_and_when_connecting() {
     assert_eq!(receiver.count(), 0);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn secrets_are_stored_sealed_or_hashed_never_in_the_clear() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::status(200).await;
+    let ws = app.workspace("a").await;
+    let bearer = "tok-0123456789-very-secret-bearer";
+    let password = "pw-0123456789-very-secret-password";
+    let secret_header = "hdr-0123456789-very-secret-header";
+    let with_bearer = app.webhook(&ws, &receiver.url(), json!({"credentials": {"bearer_token": bearer}})).await;
+    let with_basic = app
+        .webhook(&ws, &receiver.url(), json!({"credentials": {"username": "u", "password": password, "headers": {"X-Key": secret_header}}}))
+        .await;
+    let signing_secret = with_bearer["signing_secret"].as_str().unwrap().to_owned();
+    let rotated = app.ok(Method::POST, &format!("/connections/{}/rotate-secret", with_basic["id"].as_str().unwrap()), None, 200).await;
+    let session = session(&app, &ws, "viewer").await;
+    app.rule(&ws, &with_bearer, "*", json!({})).await;
+    app.emit_ok(&ws, json!({"event": "x"})).await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].headers["authorization"], format!("Bearer {bearer}").as_str(), "the secret still works");
+
+    let stored = database_contents(&app).await;
+    assert!(stored.contains("v1:"), "sealed values are there");
+    for secret in [
+        bearer,
+        password,
+        secret_header,
+        signing_secret.as_str(),
+        signing_secret.trim_start_matches("whsec_"),
+        rotated["signing_secret"].as_str().unwrap(),
+        ws.pk.as_str(),
+        session.as_str(),
+        ADMIN_KEY,
+    ] {
+        assert!(!stored.contains(secret), "{secret} is stored in the clear");
+    }
+    // Nor does any API response show them again.
+    for path in [format!("/connections/{}", with_bearer["id"].as_str().unwrap()), format!("/workspaces/{}/connections", ws.id)] {
+        let body = app.ok(Method::GET, &path, None, 200).await.to_string();
+        for secret in [bearer, password, secret_header, signing_secret.as_str()] {
+            assert!(!body.contains(secret), "{path} shows {secret}");
+        }
+    }
+    app.shutdown().await;
+}
