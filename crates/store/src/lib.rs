@@ -2,7 +2,8 @@
 //! embedded SQLite default (and, behind the same traits, for PostgreSQL).
 //!
 //! The interface is split by concept ([`WorkspaceStore`], [`ConnectionStore`], [`RuleStore`],
-//! [`EventStore`], [`DeliveryStore`]); [`Store`] is all of them. Every method that reads tenant data
+//! [`EventStore`] for ingest, [`DeliveryStore`] for the queue, [`HistoryStore`] for reading what
+//! happened); [`Store`] is all of them. Every method that reads tenant data
 //! takes a [`Scope`], so workspace isolation is enforced here, once, and not in each handler.
 
 mod migrate;
@@ -216,9 +217,6 @@ pub trait EventStore: Send + Sync {
     /// Stores a batch of events and their deliveries in one transaction (group commit).
     /// Idempotency keys are checked and claimed inside it.
     async fn ingest(&self, batch: &[NewEvent], now: Millis, idempotency_window_ms: i64) -> Result<Vec<IngestOutcome>>;
-    async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Option<Event>>;
-    async fn list_events(&self, ws: &WorkspaceId, filter: &EventFilter, page: &Page) -> Result<Vec<Event>>;
-    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<Delivery>>;
     /// Deletes idempotency keys whose window has passed.
     async fn expire_idempotency_keys(&self, now: Millis) -> Result<u64>;
     /// Deletes up to `limit` events received before `before` whose deliveries have all finished
@@ -242,9 +240,6 @@ pub trait DeliveryStore: Send + Sync {
     async fn recover_foreign_leases(&self, owner: &str, now: Millis) -> Result<u64>;
     /// How many deliveries wait for an attempt (pending or retrying), due or not.
     async fn waiting_count(&self) -> Result<u64>;
-    async fn get_delivery(&self, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>>;
-    async fn delivery_attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>>;
-    async fn list_deliveries(&self, ws: &WorkspaceId, filter: &DeliveryFilter, page: &Page) -> Result<Vec<Delivery>>;
     /// Sends a delivery back to the due queue, due now, with a fresh retry budget.
     /// None when not found; Some(false) while an attempt is in flight.
     async fn replay_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<bool>>;
@@ -252,10 +247,21 @@ pub trait DeliveryStore: Send + Sync {
     async fn replay_matching(&self, ws: &WorkspaceId, filter: &DeliveryFilter, now: Millis) -> Result<u64>;
 }
 
-/// The whole store, as the server holds it.
-pub trait Store: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore {}
+/// The history people inspect: events, their deliveries and every attempt.
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
+    async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Option<Event>>;
+    async fn list_events(&self, ws: &WorkspaceId, filter: &EventFilter, page: &Page) -> Result<Vec<Event>>;
+    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<Delivery>>;
+    async fn get_delivery(&self, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>>;
+    async fn delivery_attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>>;
+    async fn list_deliveries(&self, ws: &WorkspaceId, filter: &DeliveryFilter, page: &Page) -> Result<Vec<Delivery>>;
+}
 
-impl<T: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore> Store for T {}
+/// The whole store, as the server holds it.
+pub trait Store: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore {}
+
+impl<T: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore> Store for T {}
 
 /// Opens the store a database URL names (with default PostgreSQL options) and applies its migrations.
 pub async fn open(database_url: &str) -> Result<std::sync::Arc<dyn Store>, OpenError> {

@@ -2,10 +2,9 @@
 //! with ON CONFLICT so that concurrent nodes agree, history queries and rollup status.
 
 use super::{notify_due, PostgresStore};
-use crate::rows;
-use crate::{EventFilter, EventStore, IngestOutcome, NewEvent, Page, Result, Scope};
+use crate::{EventStore, IngestOutcome, NewEvent, Result};
 use async_trait::async_trait;
-use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use sqlx::{Postgres, Row, Transaction};
 use std::collections::{HashMap, HashSet};
 use switchyard_core::ids::*;
 use switchyard_core::model::*;
@@ -100,50 +99,6 @@ impl EventStore for PostgresStore {
         }
         tx.commit().await?;
         Ok(outcomes)
-    }
-
-    async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Option<Event>> {
-        let row = sqlx::query("SELECT * FROM events WHERE id = $1 AND ($2::text IS NULL OR workspace_id = $2)")
-            .bind(id.as_str())
-            .bind(scope.workspace())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::event).transpose()
-    }
-
-    async fn list_events(&self, ws: &WorkspaceId, f: &EventFilter, page: &Page) -> Result<Vec<Event>> {
-        let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM events WHERE workspace_id = ");
-        q.push_bind(ws.as_str());
-        if let Some(v) = &f.event {
-            q.push(" AND event = ").push_bind(v.as_str());
-        }
-        if let Some(v) = f.status {
-            q.push(" AND status = ").push_bind(v.as_str());
-        }
-        if let Some(v) = &f.resource {
-            q.push(" AND resource = ").push_bind(v.as_str());
-        }
-        if let Some(v) = &f.resource_id {
-            q.push(" AND resource_id = ").push_bind(v.as_str());
-        }
-        if let Some(v) = f.since {
-            q.push(" AND received_at >= ").push_bind(v);
-        }
-        if let Some(v) = f.until {
-            q.push(" AND received_at < ").push_bind(v);
-        }
-        if let Some(v) = &page.before {
-            q.push(" AND id < ").push_bind(v.as_str());
-        }
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit as i64);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(rows::event).collect()
-    }
-
-    async fn event_deliveries(&self, event: &EventId) -> Result<Vec<Delivery>> {
-        let rows =
-            sqlx::query("SELECT * FROM deliveries WHERE event_id = $1 ORDER BY id").bind(event.as_str()).fetch_all(&self.pool).await?;
-        rows.iter().map(rows::delivery).collect()
     }
 
     async fn prune_history(&self, before: Millis, limit: u32) -> Result<u64> {

@@ -11,11 +11,11 @@
 mod deliveries;
 mod events;
 
-/// Workspaces, connections and rules: SQL shared with SQLite (see `crate::shared`).
+/// Workspaces, connections, rules and history reads: SQL shared with SQLite (see `crate::shared`).
 mod config_tables {
     use super::PostgresStore;
     use crate::rows;
-    use crate::{DeleteOutcome, Page, Result, Scope};
+    use crate::{DeleteOutcome, DeliveryFilter, EventFilter, Page, Result, Scope};
     use switchyard_core::ids::*;
     use switchyard_core::model::*;
     use switchyard_core::Millis;
@@ -23,6 +23,7 @@ mod config_tables {
     crate::shared::workspaces::impl_workspace_store!(PostgresStore, sqlx::Postgres);
     crate::shared::connections::impl_connection_store!(PostgresStore, sqlx::Postgres);
     crate::shared::rules::impl_rule_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::history::impl_history_store!(PostgresStore, sqlx::Postgres);
 }
 
 use crate::migrate::{statements, POSTGRES};

@@ -2,5 +2,6 @@
 //! and instantiated by each store.
 
 pub(crate) mod connections;
+pub(crate) mod history;
 pub(crate) mod rules;
 pub(crate) mod workspaces;

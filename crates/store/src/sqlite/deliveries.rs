@@ -2,7 +2,7 @@
 
 use super::{events::refresh_event_status, events::refresh_event_statuses, SqliteStore};
 use crate::rows;
-use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, Page, Result, Scope};
+use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, Result, Scope};
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 use std::collections::{BTreeSet, HashMap};
@@ -192,33 +192,6 @@ impl DeliveryStore for SqliteStore {
         Ok(n as u64)
     }
 
-    async fn get_delivery(&self, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>> {
-        let row = sqlx::query("SELECT * FROM deliveries WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)")
-            .bind(id.as_str())
-            .bind(scope.workspace())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(rows::delivery).transpose()
-    }
-
-    async fn delivery_attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>> {
-        let rows =
-            sqlx::query("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY number").bind(id.as_str()).fetch_all(&self.reader).await?;
-        rows.iter().map(rows::attempt).collect()
-    }
-
-    async fn list_deliveries(&self, ws: &WorkspaceId, f: &DeliveryFilter, page: &Page) -> Result<Vec<Delivery>> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM deliveries WHERE workspace_id = ");
-        q.push_bind(ws.as_str());
-        push_filter(&mut q, f);
-        if let Some(v) = &page.before {
-            q.push(" AND id < ").push_bind(v.as_str());
-        }
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit);
-        let rows = q.build().fetch_all(&self.reader).await?;
-        rows.iter().map(rows::delivery).collect()
-    }
-
     async fn replay_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<bool>> {
         let mut tx = self.writer.begin().await?;
         let current: Option<String> =
@@ -252,7 +225,7 @@ impl DeliveryStore for SqliteStore {
         );
         q.push_bind(now).push(", updated_at = ").push_bind(now);
         q.push(" WHERE status <> 'delivering' AND workspace_id = ").push_bind(ws.as_str());
-        push_filter(&mut q, f);
+        Self::push_delivery_filter(&mut q, f);
         q.push(" RETURNING event_id");
         let events: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
         let replayed = events.len() as u64;
@@ -261,23 +234,5 @@ impl DeliveryStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(replayed)
-    }
-}
-
-fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &DeliveryFilter) {
-    if let Some(v) = f.status {
-        q.push(" AND status = ").push_bind(v.as_str());
-    }
-    if let Some(v) = &f.connection_id {
-        q.push(" AND connection_id = ").push_bind(v.as_str().to_owned());
-    }
-    if let Some(v) = &f.rule_id {
-        q.push(" AND rule_id = ").push_bind(v.as_str().to_owned());
-    }
-    if let Some(v) = f.since {
-        q.push(" AND created_at >= ").push_bind(v);
-    }
-    if let Some(v) = f.until {
-        q.push(" AND created_at < ").push_bind(v);
     }
 }

@@ -8,11 +8,11 @@
 mod deliveries;
 mod events;
 
-/// Workspaces, connections and rules: SQL shared with PostgreSQL (see `crate::shared`).
+/// Workspaces, connections, rules and history reads: SQL shared with PostgreSQL (see `crate::shared`).
 mod config_tables {
     use super::SqliteStore;
     use crate::rows;
-    use crate::{DeleteOutcome, Page, Result, Scope};
+    use crate::{DeleteOutcome, DeliveryFilter, EventFilter, Page, Result, Scope};
     use switchyard_core::ids::*;
     use switchyard_core::model::*;
     use switchyard_core::Millis;
@@ -20,6 +20,7 @@ mod config_tables {
     crate::shared::workspaces::impl_workspace_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::connections::impl_connection_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::rules::impl_rule_store!(SqliteStore, sqlx::Sqlite);
+    crate::shared::history::impl_history_store!(SqliteStore, sqlx::Sqlite);
 }
 
 use crate::migrate::SQLITE;

@@ -1,0 +1,107 @@
+//! Reading history (events, deliveries, attempts): one implementation for both stores, in the SQL
+//! subset both speak. Each store supplies `reader()`.
+
+macro_rules! impl_history_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl crate::HistoryStore for $store {
+            async fn get_event(&self, scope: &Scope, id: &EventId) -> Result<Option<Event>> {
+                let row = sqlx::query("SELECT * FROM events WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2)")
+                    .bind(id.as_str())
+                    .bind(scope.workspace())
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(rows::event).transpose()
+            }
+
+            async fn list_events(&self, ws: &WorkspaceId, f: &EventFilter, page: &Page) -> Result<Vec<Event>> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM events WHERE workspace_id = ");
+                q.push_bind(ws.as_str());
+                if let Some(v) = &f.event {
+                    q.push(" AND event = ").push_bind(v.as_str());
+                }
+                if let Some(v) = f.status {
+                    q.push(" AND status = ").push_bind(v.as_str());
+                }
+                if let Some(v) = &f.resource {
+                    q.push(" AND resource = ").push_bind(v.as_str());
+                }
+                if let Some(v) = &f.resource_id {
+                    q.push(" AND resource_id = ").push_bind(v.as_str());
+                }
+                if let Some(v) = f.since {
+                    q.push(" AND received_at >= ").push_bind(v);
+                }
+                if let Some(v) = f.until {
+                    q.push(" AND received_at < ").push_bind(v);
+                }
+                if let Some(v) = &page.before {
+                    q.push(" AND id < ").push_bind(v.as_str());
+                }
+                q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit));
+                let rows = q.build().fetch_all(self.reader()).await?;
+                rows.iter().map(rows::event).collect()
+            }
+
+            async fn event_deliveries(&self, event: &EventId) -> Result<Vec<Delivery>> {
+                let rows = sqlx::query("SELECT * FROM deliveries WHERE event_id = $1 ORDER BY id")
+                    .bind(event.as_str())
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(rows::delivery).collect()
+            }
+
+            async fn get_delivery(&self, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>> {
+                let row = sqlx::query("SELECT * FROM deliveries WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2)")
+                    .bind(id.as_str())
+                    .bind(scope.workspace())
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(rows::delivery).transpose()
+            }
+
+            async fn delivery_attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>> {
+                let rows = sqlx::query("SELECT * FROM attempts WHERE delivery_id = $1 ORDER BY number")
+                    .bind(id.as_str())
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(rows::attempt).collect()
+            }
+
+            async fn list_deliveries(&self, ws: &WorkspaceId, f: &DeliveryFilter, page: &Page) -> Result<Vec<Delivery>> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM deliveries WHERE workspace_id = ");
+                q.push_bind(ws.as_str());
+                Self::push_delivery_filter(&mut q, f);
+                if let Some(v) = &page.before {
+                    q.push(" AND id < ").push_bind(v.as_str());
+                }
+                q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(page.limit));
+                let rows = q.build().fetch_all(self.reader()).await?;
+                rows.iter().map(rows::delivery).collect()
+            }
+        }
+
+        impl $store {
+            /// Appends a delivery filter's conditions to a query (listing and bulk replay).
+            pub(crate) fn push_delivery_filter(q: &mut sqlx::QueryBuilder<'_, $db>, f: &DeliveryFilter) {
+                if let Some(v) = f.status {
+                    q.push(" AND status = ").push_bind(v.as_str());
+                }
+                if let Some(v) = &f.connection_id {
+                    q.push(" AND connection_id = ").push_bind(v.as_str().to_owned());
+                }
+                if let Some(v) = &f.rule_id {
+                    q.push(" AND rule_id = ").push_bind(v.as_str().to_owned());
+                }
+                if let Some(v) = f.since {
+                    q.push(" AND created_at >= ").push_bind(v);
+                }
+                if let Some(v) = f.until {
+                    q.push(" AND created_at < ").push_bind(v);
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_history_store;
