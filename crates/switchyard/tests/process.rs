@@ -129,3 +129,29 @@ fn bad_settings_stop_the_server_with_a_clear_message() {
     let (ok, err) = run(&["--listen", "127.0.0.1:0"], &[("SWITCHYARD_MASTER_KEY", "nope")]);
     assert!(!ok && err.contains("SWITCHYARD_MASTER_KEY is malformed"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_after_the_grace_period_hands_back_the_leases_of_attempts_still_running() {
+    let data = data().await;
+    let (url, _tally) = receiver(Duration::from_secs(3600)).await; // answers only after the test
+    let client = reqwest::Client::new();
+    let mut node = start_with(&data, &["--shutdown-grace-seconds", "0"]);
+    let pk = setup(&client, &node.base, &[&url]).await;
+    let r = client.post(format!("{}/api/v1/events", node.base)).bearer_auth(&pk).json(&json!({"event": "slow"})).send().await.unwrap();
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the attempt is in flight (2 s timeout)
+
+    let stopping = Instant::now();
+    assert!(Command::new("kill").arg("-TERM").arg(node.child.id().to_string()).status().unwrap().success());
+    let exit = tokio::task::spawn_blocking(move || node.child.wait().unwrap()).await.unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(stopping.elapsed() < Duration::from_millis(1500), "shutdown waited {:?} for an attempt", stopping.elapsed());
+
+    // The delivery went back to the queue: no lease left behind, no attempt counted.
+    let store = switchyard_store::open(&data.url).await.unwrap();
+    let event = store.get_event(&switchyard_store::Scope::All, &switchyard_core::ids::EventId::parse(&id).unwrap()).await.unwrap().unwrap();
+    let deliveries = store.event_deliveries(&event.id).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].status, switchyard_core::model::DeliveryStatus::Pending);
+    assert_eq!(deliveries[0].attempt_count, 0);
+}

@@ -45,9 +45,14 @@ pub fn start(data: &Data) -> Node {
 
 /// Starts a node with the given `--role`.
 pub fn start_as(data: &Data, role: &str) -> Node {
+    start_with(data, &["--role", role])
+}
+
+/// Starts a node with extra `serve` flags.
+pub fn start_with(data: &Data, flags: &[&str]) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .arg("serve")
-        .args(["--role", role])
+        .args(flags)
         .current_dir(data.dir.path())
         .env("SWITCHYARD_DATABASE_URL", &data.url)
         .env("SWITCHYARD_MASTER_KEY", &data.master_key)
