@@ -56,8 +56,9 @@ impl Application {
             .await
             .with_context(|| format!("could not open the database at {}", config::redact_url(&config.database_url)))?;
         let vault = bootstrap::secret_box(&config, &*store).await?;
-        let bootstrap_admin_key = bootstrap::admin_key(&config, &*store).await?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("could not listen on {}", config.listen))?;
+        // Only once nothing else can fail: a key created and then not shown would be lost.
+        let bootstrap_admin_key = bootstrap::admin_key(&config, &*store).await?;
 
         let wake = Arc::new(Notify::new());
         let (ingest, _writer) =
