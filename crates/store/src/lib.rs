@@ -117,11 +117,12 @@ pub enum IngestOutcome {
     Duplicate { id: EventId, event: String, received_at: Millis },
 }
 
-/// A delivery leased to one dispatcher, with the event it carries.
+/// A delivery leased to one dispatcher, with the event it carries (shared by the event's
+/// deliveries claimed together, so a fan-out does not copy the payload).
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub delivery: Delivery,
-    pub event: Event,
+    pub event: std::sync::Arc<Event>,
 }
 
 /// The result of one attempt, as the dispatcher records it.

@@ -111,10 +111,10 @@ impl DeliveryStore for PostgresStore {
         let deliveries = rows.iter().map(rows::delivery).collect::<Result<Vec<_>>>()?;
         let event_ids: Vec<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
         let event_rows = sqlx::query("SELECT * FROM events WHERE id = ANY($1)").bind(&event_ids).fetch_all(&mut *tx).await?;
-        let mut events: HashMap<String, Event> = HashMap::with_capacity(event_rows.len());
+        let mut events: HashMap<String, std::sync::Arc<Event>> = HashMap::with_capacity(event_rows.len());
         for row in &event_rows {
             let e = rows::event(row)?;
-            events.insert(e.id.as_str().to_owned(), e);
+            events.insert(e.id.as_str().to_owned(), std::sync::Arc::new(e));
         }
         tx.commit().await?;
         deliveries

@@ -62,10 +62,10 @@ impl DeliveryStore for SqliteStore {
         let ids_json = serde_json::to_string(&event_ids).unwrap_or_default();
         let event_rows =
             sqlx::query("SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?))").bind(ids_json).fetch_all(&mut *tx).await?;
-        let mut events: HashMap<String, Event> = HashMap::with_capacity(event_rows.len());
+        let mut events: HashMap<String, std::sync::Arc<Event>> = HashMap::with_capacity(event_rows.len());
         for row in &event_rows {
             let e = rows::event(row)?;
-            events.insert(e.id.as_str().to_owned(), e);
+            events.insert(e.id.as_str().to_owned(), std::sync::Arc::new(e));
         }
         tx.commit().await?;
         let mut claimed = Vec::with_capacity(deliveries.len());
