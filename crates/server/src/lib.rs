@@ -119,7 +119,7 @@ impl Application {
         tracing::info!(address = %listener.local_addr()?, role = ?role, node = %node_id, "switchyard is ready");
         let app = api::router(state.clone(), role.serves_api())
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-                error::ApiError::internal("a request handler panicked").into_response_owned()
+                axum::response::IntoResponse::into_response(error::ApiError::internal("a request handler panicked"))
             }))
             .layer(tower_http::trace::TraceLayer::new_for_http());
         let shutdown = stop.clone();
@@ -146,12 +146,6 @@ async fn relay_signals(state: AppState, mut signals: tokio::sync::mpsc::Receiver
             Some(switchyard_store::Signal::ConfigChanged) => state.cache.clear(),
             None => return,
         }
-    }
-}
-
-impl error::ApiError {
-    fn into_response_owned(self) -> axum::response::Response {
-        axum::response::IntoResponse::into_response(self)
     }
 }
 
