@@ -75,17 +75,13 @@ async fn three_nodes_deliver_every_event_when_one_is_killed_halfway() {
     );
     // Only attempts in flight on the killed node can repeat: at most both connections' caps.
     assert!(duplicates <= 16, "{duplicates} duplicates");
-    for mut node in nodes {
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_receiving_one_idempotency_key_at_once_create_one_event() {
     let data = postgres_data().await;
     let client = reqwest::Client::new();
-    let mut nodes: Vec<Node> = (0..2).map(|_| start(&data)).collect();
+    let nodes: Vec<Node> = (0..2).map(|_| start(&data)).collect();
     let (url, _tally) = receiver(Duration::ZERO).await;
     let pk = setup(&client, &nodes[0].base, &[&url]).await;
 
@@ -115,27 +111,15 @@ async fn two_nodes_receiving_one_idempotency_key_at_once_create_one_event() {
     let ws: Value =
         client.get(format!("{}/api/v1/workspaces", nodes[0].base)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
     let ws_id = ws["data"][0]["id"].as_str().unwrap();
-    let events: Value = client
-        .get(format!("{}/api/v1/workspaces/{ws_id}/events?limit=200", nodes[1].base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = admin(&client, reqwest::Method::GET, &format!("{}/api/v1/workspaces/{ws_id}/events?limit=200", nodes[1].base), None).await;
     assert_eq!(events["data"].as_array().unwrap().len(), 50);
-    for node in &mut nodes {
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_on_one_node_applies_on_another_within_a_second() {
     let data = postgres_data().await;
     let client = reqwest::Client::new();
-    let mut nodes: Vec<Node> = (0..2).map(|_| start(&data)).collect();
+    let nodes: Vec<Node> = (0..2).map(|_| start(&data)).collect();
     let (url, _tally) = receiver(Duration::ZERO).await;
     let pk = setup(&client, &nodes[0].base, &[&url]).await;
     // Node 1 caches the key by using it.
@@ -145,15 +129,7 @@ async fn a_change_on_one_node_applies_on_another_within_a_second() {
     let ws: Value =
         client.get(format!("{}/api/v1/workspaces", nodes[0].base)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
     let ws_id = ws["data"][0]["id"].as_str().unwrap();
-    let keys: Value = client
-        .get(format!("{}/api/v1/workspaces/{ws_id}/publishable-keys", nodes[0].base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys = admin(&client, reqwest::Method::GET, &format!("{}/api/v1/workspaces/{ws_id}/publishable-keys", nodes[0].base), None).await;
     let key_id = keys["data"][0]["id"].as_str().unwrap();
     let deleted = client
         .delete(format!("{}/api/v1/workspaces/{ws_id}/publishable-keys/{key_id}", nodes[0].base))
@@ -172,17 +148,13 @@ async fn a_change_on_one_node_applies_on_another_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!("the deleted key was refused by the other node after {:?}", changed.elapsed());
-    for node in &mut nodes {
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_node_accepts_and_a_worker_node_delivers() {
     let data = postgres_data().await;
     let client = reqwest::Client::new();
-    let mut api = start_as(&data, "api");
+    let api = start_as(&data, "api");
     let (url, tally) = receiver(Duration::ZERO).await;
     let pk = setup(&client, &api.base, &[&url]).await;
     let r = client.post(format!("{}/api/v1/events", api.base)).bearer_auth(&pk).json(&json!({"event": "x"})).send().await.unwrap();
@@ -191,7 +163,7 @@ async fn an_api_node_accepts_and_a_worker_node_delivers() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(tally.seen.lock().unwrap().is_empty(), "an api node does not deliver");
 
-    let mut worker = start_as(&data, "worker");
+    let worker = start_as(&data, "worker");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !tally.seen.lock().unwrap().contains_key(&id) {
         assert!(Instant::now() < deadline, "the worker never delivered");
@@ -211,8 +183,4 @@ async fn an_api_node_accepts_and_a_worker_node_delivers() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     println!("api → worker delivery took {:?}", sent.elapsed());
-    for node in [&mut api, &mut worker] {
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
-    }
 }

@@ -55,7 +55,7 @@ async fn kill_9_loses_no_accepted_event_and_restart_delivers_every_one() {
     let delivered_before = tally.seen.lock().unwrap().len();
     assert!(delivered_before < accepted.len(), "the kill must interrupt delivery for this test to mean anything");
 
-    let mut node = start(&data);
+    let _restarted = start(&data); // delivers the rest; stopped when the test ends
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let missing = accepted.iter().filter(|id| !tally.seen.lock().unwrap().contains_key(*id)).count();
@@ -75,8 +75,6 @@ async fn kill_9_loses_no_accepted_event_and_restart_delivers_every_one() {
     );
     // Only attempts in flight at the kill can repeat: at most the connection's in-flight cap.
     assert!(duplicates <= 8, "{duplicates} duplicates");
-    node.child.kill().unwrap();
-    node.child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,12 +96,9 @@ async fn sigterm_lets_attempts_in_flight_finish_and_exits_zero() {
     assert_eq!(tally.seen.lock().unwrap().get(&id), Some(&1), "the in-flight attempt finished before exit");
 
     // And its success was recorded: a restarted node does not send it again.
-    let mut node = start(&data);
-    let event: Value =
-        client.get(format!("{}/api/v1/events/{id}", node.base)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let node = start(&data);
+    let event = admin(&client, reqwest::Method::GET, &format!("{}/api/v1/events/{id}", node.base), None).await;
     assert_eq!(event["status"], "completed");
-    node.child.kill().unwrap();
-    node.child.wait().unwrap();
 }
 
 #[test]

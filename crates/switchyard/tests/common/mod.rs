@@ -103,41 +103,28 @@ pub async fn receiver(delay: Duration) -> (String, Tally) {
     (url, tally)
 }
 
+/// An admin call that must succeed; returns its JSON body.
+pub async fn admin(client: &reqwest::Client, method: reqwest::Method, url: &str, body: Option<Value>) -> Value {
+    let mut request = client.request(method.clone(), url).bearer_auth(ADMIN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    assert!(response.status().is_success(), "{method} {url} → {}", response.status());
+    response.json().await.unwrap_or(Value::Null)
+}
+
 /// A workspace whose every event goes to each of `urls` (one connection and rule per URL);
 /// returns its publishable key.
 pub async fn setup(client: &reqwest::Client, base: &str, urls: &[&str]) -> String {
-    let ws: Value = client
-        .post(format!("{base}/api/v1/workspaces"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "crash"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ws = admin(client, reqwest::Method::POST, &format!("{base}/api/v1/workspaces"), Some(json!({"name": "crash"}))).await;
     let ws_id = ws["id"].as_str().unwrap();
     for url in urls {
-        let conn: Value = client
-            .post(format!("{base}/api/v1/workspaces/{ws_id}/connections"))
-            .bearer_auth(ADMIN)
-            .json(&json!({"type": "webhook", "name": "sink", "config": {"url": url}, "max_in_flight": 8, "timeout_ms": 2000,
-                          "retry_policy": {"max_attempts": 20, "initial_delay_ms": 50, "max_delay_ms": 200}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let status = client
-            .post(format!("{base}/api/v1/workspaces/{ws_id}/rules"))
-            .bearer_auth(ADMIN)
-            .json(&json!({"name": "all", "event": "*", "connection_id": conn["id"]}))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 201);
+        let body = json!({"type": "webhook", "name": "sink", "config": {"url": url}, "max_in_flight": 8, "timeout_ms": 2000,
+                          "retry_policy": {"max_attempts": 20, "initial_delay_ms": 50, "max_delay_ms": 200}});
+        let conn = admin(client, reqwest::Method::POST, &format!("{base}/api/v1/workspaces/{ws_id}/connections"), Some(body)).await;
+        let rule = json!({"name": "all", "event": "*", "connection_id": conn["id"]});
+        admin(client, reqwest::Method::POST, &format!("{base}/api/v1/workspaces/{ws_id}/rules"), Some(rule)).await;
     }
     ws["publishable_key"]["key"].as_str().unwrap().to_owned()
 }
