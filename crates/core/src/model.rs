@@ -103,6 +103,8 @@ pub struct Connection {
     pub timeout_ms: u64,
     /// The most requests to this destination in flight at once, across the whole deployment.
     pub max_in_flight: u32,
+    /// Deliveries started per minute on each node, at most; `None` for no limit.
+    pub rate_limit_per_minute: Option<u32>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -163,6 +165,8 @@ pub struct Attempt {
     pub status_code: Option<u16>,
     pub error: Option<String>,
     pub response_excerpt: Option<String>,
+    /// What was sent (method, URL, headers and the start of the body), secrets removed.
+    pub request: Option<String>,
 }
 
 #[derive(Debug, Clone)]

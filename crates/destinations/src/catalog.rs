@@ -13,6 +13,17 @@ pub struct CatalogEntry {
     pub actions: Vec<ActionSpec>,
     /// True when a retry after a lost response can create a duplicate at the destination.
     pub retries_may_duplicate: bool,
+    /// What a new connection gets unless it says otherwise: the vendor's own limits.
+    pub limits: Limits,
+}
+
+/// Per-connection limits a new connection starts with (both can be overridden per connection).
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
+pub struct Limits {
+    /// Requests in flight at once; the server's default when absent.
+    pub max_in_flight: Option<u32>,
+    /// Deliveries started per minute; unlimited when absent.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -34,7 +45,8 @@ pub struct ActionSpec {
 pub struct FieldSpec {
     pub key: String,
     pub label: String,
-    /// `string`, `url`, `select`, `object`, `secret` or `template`.
+    /// `string`, `secret`, `url`, `select`, `object`, `template`, `mapping`, `integer`,
+    /// `boolean` or `string_list`.
     #[serde(rename = "type")]
     pub kind: String,
     pub required: bool,
@@ -44,6 +56,47 @@ pub struct FieldSpec {
     pub options: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
+}
+
+impl CatalogEntry {
+    /// An entry without limits, fields or actions, to be filled in by the connector.
+    pub fn new(kind: &str, name: &str, description: &str, auth_kind: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+            description: description.into(),
+            auth: AuthSpec { kind: auth_kind.into(), fields: Vec::new() },
+            config_fields: Vec::new(),
+            actions: Vec::new(),
+            retries_may_duplicate: false,
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn auth_fields(mut self, fields: Vec<FieldSpec>) -> Self {
+        self.auth.fields = fields;
+        self
+    }
+
+    pub fn config(mut self, fields: Vec<FieldSpec>) -> Self {
+        self.config_fields = fields;
+        self
+    }
+
+    pub fn action(mut self, key: &str, name: &str, fields: Vec<FieldSpec>) -> Self {
+        self.actions.push(ActionSpec { key: key.into(), name: name.into(), fields });
+        self
+    }
+
+    pub fn duplicates_on_retry(mut self, may: bool) -> Self {
+        self.retries_may_duplicate = may;
+        self
+    }
+
+    pub fn limits(mut self, max_in_flight: Option<u32>, rate_limit_per_minute: Option<u32>) -> Self {
+        self.limits = Limits { max_in_flight, rate_limit_per_minute };
+        self
+    }
 }
 
 impl FieldSpec {

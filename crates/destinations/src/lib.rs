@@ -7,17 +7,38 @@
 //! of "retry later" signals ([`outcome`]).
 
 pub mod catalog;
+pub mod exchange;
+pub mod fields;
 pub mod guard;
 pub mod http;
+pub mod mapping;
 pub mod outcome;
+pub mod template;
+pub mod vendor;
 pub mod webhook;
 
+mod activecampaign;
+mod aweber;
+mod customerio;
+mod discord;
+mod hubspot;
+mod intercom;
+mod mailchimp;
+mod mailerlite;
+mod resend;
+mod salesforce;
+mod sendgrid;
+mod slack;
+mod zoom;
+
+use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use switchyard_core::model::{Connection, Event, Rule};
 
 pub use catalog::CatalogEntry;
+pub use exchange::Exchange;
 pub use outcome::{Classified, Outcome};
 
 /// One field-level problem with submitted settings, e.g. `config.url`.
@@ -47,13 +68,25 @@ pub struct OpenedSecrets {
     pub signing_secrets: Vec<String>,
 }
 
+impl OpenedSecrets {
+    /// A credential field as text, or a permanent failure naming it.
+    pub fn credential(&self, key: &str) -> Result<&str, Classified> {
+        self.credentials
+            .as_ref()
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Classified::permanent(format!("the connection has no {key} credential")))
+    }
+}
+
 impl std::fmt::Debug for OpenedSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("OpenedSecrets([redacted])")
     }
 }
 
-/// Everything a connector needs to build one attempt's request.
+/// Everything a connector needs to build one attempt's requests.
 pub struct DeliveryContext<'a> {
     pub delivery_id: &'a str,
     pub attempt: u32,
@@ -63,6 +96,39 @@ pub struct DeliveryContext<'a> {
     pub secrets: &'a OpenedSecrets,
     /// Unix seconds of this attempt, used in signatures.
     pub timestamp: i64,
+}
+
+impl DeliveryContext<'_> {
+    /// What templates and mappings see: `event`, `payload`, `resource`, `resource_id`,
+    /// `workspace_id`, `occurred_at` (the received time when the event named none), `event_id`.
+    pub fn template_context(&self) -> Result<Value, Classified> {
+        let e = self.event;
+        let payload: Value = serde_json::from_str(&e.payload).map_err(|_| Classified::permanent("the stored payload is not JSON"))?;
+        Ok(serde_json::json!({
+            "event": e.event,
+            "event_id": e.id.as_str(),
+            "payload": payload,
+            "resource": e.resource,
+            "resource_id": e.resource_id,
+            "workspace_id": e.workspace_id.as_str(),
+            "occurred_at": switchyard_core::rfc3339(e.occurred_at.unwrap_or(e.received_at)),
+        }))
+    }
+
+    /// The rule's action settings.
+    pub fn action_config(&self) -> &Value {
+        &self.rule.action_config
+    }
+
+    /// A text setting of the rule's action, or a permanent failure naming it.
+    pub fn action_str(&self, key: &str) -> Result<&str, Classified> {
+        self.rule
+            .action_config
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Classified::permanent(format!("the rule's action_config has no {key}")))
+    }
 }
 
 /// The request a connector wants sent.
@@ -79,26 +145,47 @@ pub struct OutboundRequest {
 #[error("{0}")]
 pub struct BuildError(pub String);
 
+impl From<BuildError> for Classified {
+    fn from(e: BuildError) -> Self {
+        Classified::permanent(e.0)
+    }
+}
+
+/// An attempt's end: `Ok` when the destination accepted it, else why not and what to do next.
+pub type Delivered = Result<(), Classified>;
+
+#[async_trait]
 pub trait Connector: Send + Sync {
     /// What the integrations catalog shows for this destination.
     fn catalog(&self) -> CatalogEntry;
 
     /// Checks a connection's `config` and returns it normalised (defaults filled in).
-    fn validate_config(&self, config: &Value, ctx: &ValidationContext) -> Result<Value, Vec<FieldError>>;
+    fn validate_config(&self, config: &Value, ctx: &ValidationContext) -> Result<Value, Vec<FieldError>> {
+        fields::validate(&self.catalog().config_fields, config, "config", ctx)
+    }
 
     /// Checks a connection's write-only `credentials`.
-    fn validate_credentials(&self, credentials: &Value) -> Result<(), Vec<FieldError>>;
+    fn validate_credentials(&self, credentials: &Value, ctx: &ValidationContext) -> Result<(), Vec<FieldError>> {
+        fields::validate(&self.catalog().auth.fields, credentials, "credentials", ctx).map(|_| ())
+    }
 
-    /// Checks a rule's `action` and `action_config`.
-    fn validate_action(&self, action: &str, action_config: &Value) -> Result<(), Vec<FieldError>> {
+    /// Checks a rule's `action` and `action_config` (templates compile, mappings parse) and
+    /// returns the config normalised.
+    fn validate_action(&self, action: &str, action_config: &Value) -> Result<Value, Vec<FieldError>> {
         let catalog = self.catalog();
-        if catalog.actions.iter().any(|a| a.key == action) {
-            let _ = action_config;
-            Ok(())
-        } else {
-            let known: Vec<_> = catalog.actions.iter().map(|a| a.key.as_str()).collect();
-            Err(vec![FieldError::new("action", format!("{} has no action {action:?}; it offers {}", catalog.name, known.join(", ")))])
+        match catalog.actions.iter().find(|a| a.key == action) {
+            Some(spec) => fields::validate(&spec.fields, action_config, "action_config", &ValidationContext::default()),
+            None => {
+                let known: Vec<_> = catalog.actions.iter().map(|a| a.key.as_str()).collect();
+                Err(vec![FieldError::new("action", format!("{} has no action {action:?}; it offers {}", catalog.name, known.join(", ")))])
+            }
         }
+    }
+
+    /// Config keys that hold secrets (a Discord webhook URL carries its token): they are moved
+    /// into the encrypted credentials when a connection is saved, and never shown again.
+    fn secret_config_keys(&self) -> &'static [&'static str] {
+        &[]
     }
 
     /// Whether connections of this kind get a signing secret.
@@ -112,12 +199,8 @@ pub trait Connector: Send + Sync {
         self.catalog().actions.first().map(|a| a.key.clone()).unwrap_or_default()
     }
 
-    fn build_request(&self, ctx: &DeliveryContext<'_>) -> Result<OutboundRequest, BuildError>;
-
-    /// Classifies a response; the default follows HTTP semantics (see [`outcome::classify_http`]).
-    fn classify(&self, response: &http::ResponseSummary) -> Classified {
-        outcome::classify_http(response)
-    }
+    /// Makes one attempt: sends what the action needs through `exchange` and judges the answers.
+    async fn deliver(&self, ctx: &DeliveryContext<'_>, exchange: &mut Exchange<'_>) -> Delivered;
 }
 
 /// Every connector, by type name.
@@ -130,6 +213,19 @@ impl Default for Registry {
     fn default() -> Self {
         let mut connectors: BTreeMap<&'static str, Arc<dyn Connector>> = BTreeMap::new();
         connectors.insert("webhook", Arc::new(webhook::Webhook));
+        connectors.insert("slack", Arc::new(slack::Slack));
+        connectors.insert("discord", Arc::new(discord::Discord));
+        connectors.insert("hubspot", Arc::new(hubspot::HubSpot));
+        connectors.insert("salesforce", Arc::new(salesforce::Salesforce));
+        connectors.insert("mailchimp", Arc::new(mailchimp::Mailchimp));
+        connectors.insert("sendgrid", Arc::new(sendgrid::SendGrid));
+        connectors.insert("resend", Arc::new(resend::Resend));
+        connectors.insert("intercom", Arc::new(intercom::Intercom));
+        connectors.insert("customerio", Arc::new(customerio::CustomerIo));
+        connectors.insert("activecampaign", Arc::new(activecampaign::ActiveCampaign));
+        connectors.insert("mailerlite", Arc::new(mailerlite::MailerLite));
+        connectors.insert("aweber", Arc::new(aweber::AWeber));
+        connectors.insert("zoom", Arc::new(zoom::Zoom));
         Self { connectors }
     }
 }

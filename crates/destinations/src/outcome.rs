@@ -21,31 +21,91 @@ pub enum Outcome {
 pub struct Classified {
     pub outcome: Outcome,
     pub error: Option<String>,
+    /// The destination said "too many requests": the whole connection should slow down, not
+    /// only this delivery.
+    pub rate_limited: bool,
 }
 
 impl Classified {
     pub fn success() -> Self {
-        Self { outcome: Outcome::Success, error: None }
+        Self { outcome: Outcome::Success, error: None, rate_limited: false }
     }
 
     pub fn retry(after: Option<Duration>, error: impl Into<String>) -> Self {
-        Self { outcome: Outcome::Retry { after }, error: Some(error.into()) }
+        Self { outcome: Outcome::Retry { after }, error: Some(error.into()), rate_limited: false }
+    }
+
+    /// A rate limit: retry after the destination's wait, and hold the connection until then.
+    pub fn rate_limited(after: Option<Duration>, error: impl Into<String>) -> Self {
+        Self { outcome: Outcome::Retry { after }, error: Some(error.into()), rate_limited: true }
     }
 
     pub fn permanent(error: impl Into<String>) -> Self {
-        Self { outcome: Outcome::Permanent, error: Some(error.into()) }
+        Self { outcome: Outcome::Permanent, error: Some(error.into()), rate_limited: false }
+    }
+
+    /// Adds detail (the vendor's own message) to the recorded error.
+    pub fn with_detail(mut self, detail: &str) -> Self {
+        let detail = detail.trim();
+        if !detail.is_empty() {
+            let base = self.error.take().unwrap_or_default();
+            let detail: String = detail.chars().take(300).collect();
+            self.error = Some(if base.is_empty() { detail } else { format!("{base}: {detail}") });
+        }
+        self
     }
 }
 
-/// HTTP semantics: 2xx succeeds; 408, 425, 429 and 5xx retry (honouring Retry-After); other
-/// statuses (4xx, and 3xx since redirects are not followed) are permanent.
+/// HTTP semantics: 2xx succeeds; 408, 425, 429 and 5xx retry (honouring the destination's
+/// requested wait, see [`requested_wait`]); other statuses (4xx, and 3xx since redirects are not
+/// followed) are permanent.
 pub fn classify_http(r: &ResponseSummary) -> Classified {
     match r.status {
         200..=299 => Classified::success(),
-        408 | 425 | 429 | 500..=599 => Classified::retry(retry_after(&r.headers, SystemTime::now()), format!("HTTP {}", r.status)),
+        429 => Classified::rate_limited(requested_wait(r, SystemTime::now()), "HTTP 429"),
+        408 | 425 | 500..=599 => Classified::retry(requested_wait(r, SystemTime::now()), format!("HTTP {}", r.status)),
         300..=399 => Classified::permanent(format!("HTTP {} (redirects are not followed)", r.status)),
         _ => Classified::permanent(format!("HTTP {}", r.status)),
     }
+}
+
+/// How long the destination asked us to wait, whatever way it said it. One place for every
+/// vendor's dialect, tried in this order:
+/// - `Retry-After`: delay seconds, integer or fractional (Slack, Resend, Intercom, MailerLite,
+///   Discord), or an HTTP date;
+/// - a JSON body's `retry_after` in float seconds (Discord);
+/// - `X-RateLimit-Reset` / `RateLimit-Reset`: an epoch time in seconds when it is larger than
+///   10^9 (SendGrid, Intercom), otherwise delay seconds;
+/// - HubSpot's `X-HubSpot-RateLimit-Interval-Milliseconds` when `...-Remaining` is 0: the
+///   window's length.
+pub fn requested_wait(r: &ResponseSummary, now: SystemTime) -> Option<Duration> {
+    if let Some(wait) = retry_after(&r.headers, now) {
+        return Some(wait);
+    }
+    if r.body.first() == Some(&b'{') {
+        if let Ok(body) = serde_json::from_slice::<serde_json::Value>(&r.body) {
+            if let Some(secs) = body.get("retry_after").and_then(serde_json::Value::as_f64).filter(|s| s.is_finite() && *s >= 0.0) {
+                return Some(Duration::from_secs_f64(secs.min(1e9)));
+            }
+        }
+    }
+    for name in ["x-ratelimit-reset", "ratelimit-reset"] {
+        if let Some(value) = header_f64(&r.headers, name) {
+            let now_secs = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            let wait = if value > 1e9 { value - now_secs } else { value };
+            return Some(Duration::from_secs_f64(wait.clamp(0.0, 1e9)));
+        }
+    }
+    if header_f64(&r.headers, "x-hubspot-ratelimit-remaining") == Some(0.0) {
+        if let Some(ms) = header_f64(&r.headers, "x-hubspot-ratelimit-interval-milliseconds") {
+            return Some(Duration::from_millis(ms.clamp(0.0, 1e12) as u64));
+        }
+    }
+    None
+}
+
+fn header_f64(headers: &HeaderMap, name: &str) -> Option<f64> {
+    headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 /// Classifies a whole attempt: transport failures first, then the connector's view of the response.
@@ -117,5 +177,32 @@ mod tests {
     fn a_429_carries_its_requested_wait() {
         let c = classify_http(&response(429, Some("7")));
         assert_eq!(c.outcome, Outcome::Retry { after: Some(Duration::from_secs(7)) });
+        assert!(c.rate_limited);
+        assert!(!classify_http(&response(503, Some("7"))).rate_limited);
+    }
+
+    #[test]
+    fn every_vendor_dialect_of_wait_is_understood() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let with = |pairs: &[(&str, &str)], body: &str| {
+            let mut headers = HeaderMap::new();
+            for (k, v) in pairs {
+                headers.insert(reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            }
+            ResponseSummary { status: 429, headers, body: bytes::Bytes::from(body.to_owned()) }
+        };
+        // Discord: float seconds in the body (and the header).
+        assert_eq!(requested_wait(&with(&[], r#"{"retry_after": 64.57, "global": false}"#), now), Some(Duration::from_secs_f64(64.57)));
+        assert_eq!(requested_wait(&with(&[("retry-after", "1.25")], ""), now), Some(Duration::from_millis(1250)));
+        // SendGrid and Intercom: the epoch second the window resets.
+        assert_eq!(requested_wait(&with(&[("x-ratelimit-reset", "1800000030")], ""), now), Some(Duration::from_secs(30)));
+        assert_eq!(requested_wait(&with(&[("x-ratelimit-reset", "12")], ""), now), Some(Duration::from_secs(12)));
+        // A reset already past means "now".
+        assert_eq!(requested_wait(&with(&[("x-ratelimit-reset", "1700000000")], ""), now), Some(Duration::ZERO));
+        // HubSpot: the window length once nothing remains.
+        let hubspot = [("x-hubspot-ratelimit-remaining", "0"), ("x-hubspot-ratelimit-interval-milliseconds", "10000")];
+        assert_eq!(requested_wait(&with(&hubspot, r#"{"errorType":"RATE_LIMIT"}"#), now), Some(Duration::from_secs(10)));
+        assert_eq!(requested_wait(&with(&hubspot[1..], ""), now), None);
+        assert_eq!(requested_wait(&with(&[], "not json"), now), None);
     }
 }

@@ -1,7 +1,8 @@
 //! The generic webhook: an HTTP request to a URL the customer owns, signed per Standard Webhooks.
 
 use crate::catalog::{ActionSpec, AuthSpec, CatalogEntry, FieldSpec};
-use crate::{guard, BuildError, Connector, DeliveryContext, FieldError, OutboundRequest, ValidationContext};
+use crate::outcome::classify_http;
+use crate::{guard, BuildError, Connector, Delivered, DeliveryContext, Exchange, FieldError, OutboundRequest, ValidationContext};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde::Serialize;
@@ -37,6 +38,7 @@ struct Envelope<'a> {
     data: &'a RawValue,
 }
 
+#[async_trait::async_trait]
 impl Connector for Webhook {
     fn catalog(&self) -> CatalogEntry {
         CatalogEntry {
@@ -65,6 +67,7 @@ impl Connector for Webhook {
             ],
             actions: vec![ActionSpec { key: "send_webhook".into(), name: "Send webhook".into(), fields: vec![] }],
             retries_may_duplicate: true,
+            limits: Default::default(),
         }
     }
 
@@ -108,7 +111,7 @@ impl Connector for Webhook {
         }))
     }
 
-    fn validate_credentials(&self, credentials: &Value) -> Result<(), Vec<FieldError>> {
+    fn validate_credentials(&self, credentials: &Value, _ctx: &ValidationContext) -> Result<(), Vec<FieldError>> {
         let Some(obj) = credentials.as_object() else {
             return Err(vec![FieldError::new("credentials", "must be an object")]);
         };
@@ -143,6 +146,13 @@ impl Connector for Webhook {
         config.get("signing").and_then(Value::as_str) != Some("none")
     }
 
+    async fn deliver(&self, ctx: &DeliveryContext<'_>, exchange: &mut Exchange<'_>) -> Delivered {
+        let request = self.build_request(ctx)?;
+        exchange.expect(request, classify_http).await.map(|_| ())
+    }
+}
+
+impl Webhook {
     fn build_request(&self, ctx: &DeliveryContext<'_>) -> Result<OutboundRequest, BuildError> {
         let config = &ctx.connection.config;
         let url = config.get("url").and_then(Value::as_str).ok_or_else(|| BuildError("the connection has no URL".into()))?;
@@ -277,10 +287,10 @@ mod tests {
 
     #[test]
     fn credentials_take_one_auth_scheme() {
-        assert!(Webhook.validate_credentials(&json!({"username": "u", "password": "p"})).is_ok());
-        assert!(Webhook.validate_credentials(&json!({"bearer_token": "t"})).is_ok());
-        assert!(Webhook.validate_credentials(&json!({"bearer_token": "t", "username": "u"})).is_err());
-        assert!(Webhook.validate_credentials(&json!({"api_key": "t"})).is_err());
-        assert!(Webhook.validate_credentials(&json!({"headers": {"X-Api-Key": "k"}})).is_ok());
+        assert!(Webhook.validate_credentials(&json!({"username": "u", "password": "p"}), &Default::default()).is_ok());
+        assert!(Webhook.validate_credentials(&json!({"bearer_token": "t"}), &Default::default()).is_ok());
+        assert!(Webhook.validate_credentials(&json!({"bearer_token": "t", "username": "u"}), &Default::default()).is_err());
+        assert!(Webhook.validate_credentials(&json!({"api_key": "t"}), &Default::default()).is_err());
+        assert!(Webhook.validate_credentials(&json!({"headers": {"X-Api-Key": "k"}}), &Default::default()).is_ok());
     }
 }

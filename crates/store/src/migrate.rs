@@ -8,11 +8,15 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const SQLITE: &[Migration] = &[Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") }];
+pub const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") },
+    Migration { version: 2, name: "connector_limits", sql: include_str!("../migrations/sqlite/0002_connector_limits.sql") },
+];
 
 pub const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/postgres/0001_initial.sql") },
     Migration { version: 2, name: "queue_vacuum", sql: include_str!("../migrations/postgres/0002_queue_vacuum.sql") },
+    Migration { version: 3, name: "connector_limits", sql: include_str!("../migrations/postgres/0003_connector_limits.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

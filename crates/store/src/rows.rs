@@ -100,6 +100,7 @@ pub fn connection(row: &impl AnyRow) -> Result<Connection> {
         retry_policy: serde_json::from_str(&policy).map_err(|_| corrupt("connections.retry_policy"))?,
         timeout_ms: timeout as u64,
         max_in_flight: max_in_flight as u32,
+        rate_limit_per_minute: row.opt_int("rate_limit_per_minute")?.map(|r| r.clamp(0, u32::MAX as i64) as u32),
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
     })
@@ -170,5 +171,6 @@ pub fn attempt(row: &impl AnyRow) -> Result<Attempt> {
         status_code: code.map(|c| c as u16),
         error: row.opt_text("error")?,
         response_excerpt: row.opt_text("response_excerpt")?,
+        request: row.opt_text("request_excerpt")?,
     })
 }

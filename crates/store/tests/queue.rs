@@ -39,6 +39,7 @@ async fn connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u32) -> 
         retry_policy: RetryPolicy::default(),
         timeout_ms: 1_000,
         max_in_flight,
+        rate_limit_per_minute: None,
         created_at: 0,
         updated_at: 0,
     };
@@ -91,6 +92,7 @@ async fn claims_never_exceed_a_connections_in_flight_cap() {
                 status_code: Some(200),
                 error: None,
                 response_excerpt: None,
+                request: None,
             },
             next: NextStep::Succeeded,
         })
@@ -129,6 +131,7 @@ async fn scheduled_deliveries_wait_until_due() {
             status_code: Some(503),
             error: Some("HTTP 503".into()),
             response_excerpt: Some("busy".into()),
+            request: None,
         },
         next: NextStep::RetryAt(9_000),
     };
@@ -163,6 +166,7 @@ async fn expired_and_foreign_leases_return_to_the_queue_and_late_results_are_ign
             status_code: Some(200),
             error: None,
             response_excerpt: None,
+            request: None,
         },
         next: NextStep::Succeeded,
     };
@@ -212,6 +216,7 @@ async fn retention_prunes_only_old_finished_history() {
                 status_code: Some(if i == 0 { 200 } else { 410 }),
                 error: None,
                 response_excerpt: None,
+                request: None,
             },
             next: if i == 0 { NextStep::Succeeded } else { NextStep::Dead },
         })

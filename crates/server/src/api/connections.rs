@@ -24,6 +24,7 @@ use utoipa_axum::routes;
 
 const TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=120_000;
 const MAX_IN_FLIGHT_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000;
+const RATE_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=600_000;
 const DEFAULT_ROTATION_GRACE_SECS: u64 = 24 * 3600;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -48,8 +49,12 @@ pub struct CreateConnection {
     pub credentials: Option<Value>,
     pub retry_policy: Option<RetryPolicyInput>,
     pub timeout_ms: Option<u64>,
-    /// Most requests in flight to this destination at once (default 16).
+    /// Most requests in flight to this destination at once (default: the integration's, else 16).
     pub max_in_flight: Option<u32>,
+    /// Most deliveries started per minute on each node (default: the integration's, e.g. 60 for
+    /// Slack; `null` for no limit).
+    #[serde(default, with = "double_option")]
+    pub rate_limit_per_minute: Option<Option<u32>>,
 }
 
 fn empty_object() -> Value {
@@ -70,6 +75,9 @@ pub struct UpdateConnection {
     pub retry_policy: Option<RetryPolicyInput>,
     pub timeout_ms: Option<u64>,
     pub max_in_flight: Option<u32>,
+    /// `null` removes the limit.
+    #[serde(default, with = "double_option")]
+    pub rate_limit_per_minute: Option<Option<u32>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -94,6 +102,7 @@ pub struct ConnectionOut {
     pub retry_policy: RetryPolicy,
     pub timeout_ms: u64,
     pub max_in_flight: u32,
+    pub rate_limit_per_minute: Option<u32>,
     /// `active`.
     pub status: &'static str,
     /// While a rotated-out signing secret is still used beside the new one.
@@ -118,6 +127,7 @@ impl ConnectionOut {
             retry_policy: c.retry_policy,
             timeout_ms: c.timeout_ms,
             max_in_flight: c.max_in_flight,
+            rate_limit_per_minute: c.rate_limit_per_minute,
             status: "active",
             previous_secret_expires_at: c.previous_secret_expires_at.filter(|t| *t > now).map(ts),
             created_at: ts(c.created_at),
@@ -147,7 +157,13 @@ fn connector(state: &AppState, kind: &str) -> ApiResult<Arc<dyn Connector>> {
     })
 }
 
-fn check_limits(timeout_ms: u64, max_in_flight: u32) -> ApiResult<()> {
+fn check_limits(timeout_ms: u64, max_in_flight: u32, rate_limit_per_minute: Option<u32>) -> ApiResult<()> {
+    if rate_limit_per_minute.is_some_and(|r| !RATE_LIMIT_RANGE.contains(&r)) {
+        return Err(ApiError::invalid(
+            "rate_limit_per_minute",
+            format!("must be between {} and {}, or null for no limit", RATE_LIMIT_RANGE.start(), RATE_LIMIT_RANGE.end()),
+        ));
+    }
     if !TIMEOUT_RANGE_MS.contains(&timeout_ms) {
         return Err(ApiError::invalid(
             "timeout_ms",
@@ -164,8 +180,21 @@ fn check_limits(timeout_ms: u64, max_in_flight: u32) -> ApiResult<()> {
 }
 
 fn seal_credentials(state: &AppState, connector: &dyn Connector, credentials: &Value, id: &ConnectionId) -> ApiResult<String> {
-    connector.validate_credentials(credentials)?;
+    connector.validate_credentials(credentials, &validation_context(state))?;
     Ok(state.vault.seal(credentials.to_string().as_bytes(), id.as_str()))
+}
+
+/// Moves secrets a connector keeps in `config` (a Discord webhook URL) into the credentials, so
+/// they are encrypted and never shown again.
+fn split_secrets(connector: &dyn Connector, config: &mut Value, credentials: &mut Option<Value>) {
+    for key in connector.secret_config_keys() {
+        if let Some(secret) = config.as_object_mut().and_then(|c| c.remove(*key)) {
+            let creds = credentials.get_or_insert_with(empty_object);
+            if let Some(map) = creds.as_object_mut() {
+                map.insert((*key).to_owned(), secret);
+            }
+        }
+    }
 }
 
 fn validation_context(state: &AppState) -> ValidationContext {
@@ -185,15 +214,26 @@ async fn create_connection(
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     check_name(&body.name, "name")?;
     let connector = connector(&state, &body.kind)?;
-    let config = connector.validate_config(&body.config, &validation_context(&state))?;
+    let (mut config, mut credentials) = (body.config, body.credentials);
+    split_secrets(&*connector, &mut config, &mut credentials);
+    let config = connector.validate_config(&config, &validation_context(&state))?;
     let defaults = &state.config.defaults;
+    let limits = connector.catalog().limits;
     let retry_policy = body.retry_policy.unwrap_or_default().resolve(defaults.retry_policy).map_err(|(f, m)| ApiError::invalid(f, m))?;
     let timeout_ms = body.timeout_ms.unwrap_or(defaults.timeout_ms);
-    let max_in_flight = body.max_in_flight.unwrap_or(defaults.max_in_flight);
-    check_limits(timeout_ms, max_in_flight)?;
+    let max_in_flight = body.max_in_flight.or(limits.max_in_flight).unwrap_or(defaults.max_in_flight);
+    let rate_limit_per_minute = body.rate_limit_per_minute.unwrap_or(limits.rate_limit_per_minute);
+    check_limits(timeout_ms, max_in_flight, rate_limit_per_minute)?;
 
     let id = ConnectionId::generate();
-    let credentials_sealed = body.credentials.as_ref().map(|c| seal_credentials(&state, &*connector, c, &id)).transpose()?;
+    // A connector that needs credentials gets a clear 422 when none were given.
+    let credentials = credentials.unwrap_or_else(empty_object);
+    let needs_credentials = connector.catalog().auth.fields.iter().any(|f| f.required);
+    let credentials_sealed = if needs_credentials || credentials.as_object().is_some_and(|c| !c.is_empty()) {
+        Some(seal_credentials(&state, &*connector, &credentials, &id)?)
+    } else {
+        None
+    };
     let signing_secret = connector.signs_requests(&config).then(generate_signing_secret);
     let now = switchyard_core::now_millis();
     let conn = Connection {
@@ -209,6 +249,7 @@ async fn create_connection(
         retry_policy,
         timeout_ms,
         max_in_flight,
+        rate_limit_per_minute,
         created_at: now,
         updated_at: now,
     };
@@ -261,7 +302,27 @@ async fn update_connection(
         conn.name = name;
     }
     let mut new_secret = None;
-    if let Some(config) = body.config {
+    let mut credentials = body.credentials;
+    if let Some(mut config) = body.config {
+        let mut moved = None;
+        split_secrets(&*connector, &mut config, &mut moved);
+        if let Some(moved) = moved {
+            // A secret given in config replaces the stored credentials' copy of it.
+            let mut merged = match &conn.credentials_sealed {
+                Some(sealed) => serde_json::from_slice(
+                    &state
+                        .vault
+                        .open(sealed, conn.id.as_str())
+                        .map_err(|_| ApiError::internal("the stored credentials could not be opened"))?,
+                )
+                .unwrap_or_else(|_| empty_object()),
+                None => empty_object(),
+            };
+            if let (Some(m), Some(new)) = (merged.as_object_mut(), moved.as_object()) {
+                m.extend(new.clone());
+            }
+            credentials = Some(Some(merged));
+        }
         conn.config = connector.validate_config(&config, &validation_context(&state))?;
         // Turning signing on gives the connection a secret, shown in this response.
         if connector.signs_requests(&conn.config) && conn.signing_secret_sealed.is_none() {
@@ -270,7 +331,7 @@ async fn update_connection(
             new_secret = Some(secret);
         }
     }
-    match body.credentials {
+    match credentials {
         None => {}
         Some(None) => conn.credentials_sealed = None,
         Some(Some(creds)) => conn.credentials_sealed = Some(seal_credentials(&state, &*connector, &creds, &conn.id)?),
@@ -280,7 +341,8 @@ async fn update_connection(
     }
     conn.timeout_ms = body.timeout_ms.unwrap_or(conn.timeout_ms);
     conn.max_in_flight = body.max_in_flight.unwrap_or(conn.max_in_flight);
-    check_limits(conn.timeout_ms, conn.max_in_flight)?;
+    conn.rate_limit_per_minute = body.rate_limit_per_minute.unwrap_or(conn.rate_limit_per_minute);
+    check_limits(conn.timeout_ms, conn.max_in_flight, conn.rate_limit_per_minute)?;
     conn.updated_at = switchyard_core::now_millis();
     state.store.update_connection(&conn).await?;
     state.config_changed();

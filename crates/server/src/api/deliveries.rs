@@ -70,6 +70,9 @@ pub struct AttemptOut {
     pub error: Option<String>,
     /// The first 2 KiB of the response body.
     pub response_excerpt: Option<String>,
+    /// What was sent: method and URL, headers and the start of the body, with credentials
+    /// replaced by `[redacted]`. Several requests when the action needed them (find, then update).
+    pub request: Option<String>,
 }
 
 impl From<Attempt> for AttemptOut {
@@ -81,6 +84,7 @@ impl From<Attempt> for AttemptOut {
             status_code: a.status_code,
             error: a.error,
             response_excerpt: a.response_excerpt,
+            request: a.request,
         }
     }
 }

@@ -116,7 +116,7 @@ async fn validate(state: &AppState, rule: &mut Rule) -> ApiResult<()> {
     if !rule.action_config.is_object() {
         return Err(ApiError::invalid("action_config", "must be an object"));
     }
-    connector.validate_action(&rule.action, &rule.action_config)?;
+    rule.action_config = connector.validate_action(&rule.action, &rule.action_config)?;
     if let Some(c) = &rule.conditions {
         Condition::parse(c, "conditions").map_err(|e| ApiError::invalid(e.field, e.message))?;
     }

@@ -1,17 +1,20 @@
 //! One attempt of one delivery: load what it needs, build the request, send it, classify the
 //! answer, and decide the next step under the connection's retry policy.
 
+use super::limiter::{Limiter, Start};
 use crate::state::AppState;
 use std::time::{Duration, Instant};
 use switchyard_core::model::{Attempt, Connection};
 use switchyard_core::retry::RetryPolicy;
 use switchyard_destinations::http::Sender;
-use switchyard_destinations::outcome::{classify_sent, Classified, Outcome};
-use switchyard_destinations::{DeliveryContext, OpenedSecrets};
+use switchyard_destinations::outcome::{Classified, Outcome};
+use switchyard_destinations::{DeliveryContext, Exchange, OpenedSecrets};
 use switchyard_store::{AttemptRecord, Claimed, NextStep};
 
 /// How long a delivery waits when this node cannot attempt it (store or master-key trouble).
 const DEFER_MS: i64 = 5_000;
+/// How long a connection is held after a rate-limit answer that named no wait.
+const DEFAULT_RATE_LIMIT_PAUSE_MS: i64 = 1_000;
 
 /// What became of a claimed delivery.
 #[derive(Debug)]
@@ -23,14 +26,22 @@ pub enum Finished {
     Deferred { id: switchyard_core::ids::DeliveryId, until: i64 },
 }
 
-pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> Finished {
+/// Settings of this node's dispatcher that an attempt needs.
+pub struct Dispatch<'a> {
+    pub sender: &'a Sender,
+    pub limiter: &'a Limiter,
+    /// The longest a delivery sleeps for its rate-limit slot before it is handed back instead.
+    pub sleep_horizon_ms: u64,
+}
+
+pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed) -> Finished {
     let Claimed { delivery, event } = claimed;
     let number = delivery.attempt_count + 1;
     let started_at = switchyard_core::now_millis();
     let clock = Instant::now();
     let store = &*state.store;
 
-    let attempt = |classified: Classified, status_code: Option<u16>, excerpt: Option<String>| Attempt {
+    let attempt = |classified: Classified, status_code: Option<u16>, excerpt: Option<String>, request: Option<String>| Attempt {
         delivery_id: delivery.id.clone(),
         number,
         started_at,
@@ -38,11 +49,12 @@ pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> Fin
         status_code,
         error: classified.error,
         response_excerpt: excerpt,
+        request,
     };
     // A delivery that can never be attempted is dead at once, with the reason recorded.
     let dead = |message: &str| {
         record_metrics(NextStep::Dead, clock.elapsed());
-        Finished::Attempted(AttemptRecord { attempt: attempt(Classified::permanent(message), None, None), next: NextStep::Dead })
+        Finished::Attempted(AttemptRecord { attempt: attempt(Classified::permanent(message), None, None, None), next: NextStep::Dead })
     };
     let defer = || Finished::Deferred { id: delivery.id.clone(), until: switchyard_core::now_millis() + DEFER_MS };
 
@@ -72,6 +84,21 @@ pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> Fin
             return defer();
         }
     };
+    match dispatch.limiter.reserve(
+        &connection.id,
+        connection.rate_limit_per_minute,
+        switchyard_core::now_millis(),
+        dispatch.sleep_horizon_ms,
+    ) {
+        Start::After(0) => {}
+        Start::After(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        Start::Defer(until) => {
+            metrics::counter!("switchyard_rate_limit_deferrals_total").increment(1);
+            return Finished::Deferred { id: delivery.id.clone(), until };
+        }
+    }
+    let started_at = switchyard_core::now_millis();
+    let clock = Instant::now();
     let ctx = DeliveryContext {
         delivery_id: delivery.id.as_str(),
         attempt: number,
@@ -81,20 +108,39 @@ pub async fn perform(state: &AppState, sender: &Sender, claimed: Claimed) -> Fin
         secrets: &secrets,
         timestamp: started_at / 1000,
     };
-    let request = match connector.build_request(&ctx) {
-        Ok(r) => r,
-        Err(e) => return dead(&e.0),
+    let mut exchange = Exchange::new(dispatch.sender, Duration::from_millis(connection.timeout_ms), &secrets);
+    let classified = match connector.deliver(&ctx, &mut exchange).await {
+        Ok(()) => Classified::success(),
+        Err(c) => c,
     };
-    let sent = sender.send(request, Duration::from_millis(connection.timeout_ms)).await;
-    let classified = classify_sent(&sent, |r| connector.classify(r));
-    let (status_code, excerpt) = match &sent.result {
-        Ok(r) => (Some(r.status), Some(r.excerpt())),
-        Err(_) => (None, None),
-    };
+    let now = switchyard_core::now_millis();
+    if classified.rate_limited {
+        // The destination's limit is the connection's, not this delivery's: hold them all.
+        let wait = match classified.outcome {
+            Outcome::Retry { after: Some(wait) } => wait.as_millis() as i64,
+            _ => DEFAULT_RATE_LIMIT_PAUSE_MS,
+        };
+        dispatch.limiter.pause(&connection.id, now + wait.min(connection.retry_policy.max_delay_ms as i64));
+    }
+    let (status_code, excerpt) = exchange.last_response();
+    let request = exchange.request_record();
     let used = number.saturating_sub(delivery.replay_base);
-    let next = next_step(&connection.retry_policy, used, classified.outcome, switchyard_core::now_millis());
-    record_metrics(next, sent.duration);
-    Finished::Attempted(AttemptRecord { attempt: attempt(classified, status_code, excerpt), next })
+    let next = next_step(&connection.retry_policy, used, classified.outcome, now);
+    record_metrics(next, clock.elapsed());
+    let classified = Classified { error: classified.error.map(|e| exchange.redact(&e)), ..classified };
+    Finished::Attempted(AttemptRecord {
+        attempt: Attempt {
+            delivery_id: delivery.id.clone(),
+            number,
+            started_at,
+            duration_ms: clock.elapsed().as_millis() as u64,
+            status_code,
+            error: classified.error,
+            response_excerpt: excerpt,
+            request,
+        },
+        next,
+    })
 }
 
 /// What follows an attempt: `used` counts attempts since the last replay, this one included.

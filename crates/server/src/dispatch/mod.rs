@@ -8,6 +8,7 @@
 //! - [`maintenance`] recovers leases of dead nodes and refreshes queue metrics.
 
 pub mod attempt;
+pub mod limiter;
 pub mod maintenance;
 pub mod recorder;
 
@@ -28,6 +29,10 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: CancellationToken) {
     let config = state.config.dispatcher.clone();
     let sender = Sender::new(state.config.allow_private_destinations);
+    let limiter = Arc::new(limiter::Limiter::default());
+    // A rate-limited delivery sleeps for its slot only while its lease has time to spare.
+    let sleep_horizon_ms = (config.lease_margin.as_millis() as u64 / 2).min(2_000);
+    let mut last_prune = switchyard_core::now_millis();
     let next_retry = Arc::new(AtomicI64::new(i64::MAX));
     let (recorder, recorder_task) = Recorder::start(state.store.clone(), owner.clone(), next_retry.clone(), state.wake.clone());
     let permits = Arc::new(Semaphore::new(config.max_concurrency));
@@ -41,6 +46,10 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
             break;
         }
         let now = switchyard_core::now_millis();
+        if now - last_prune > 60_000 {
+            limiter.prune(now);
+            last_prune = now;
+        }
         if next_retry.load(Ordering::Acquire) <= now {
             next_retry.store(i64::MAX, Ordering::Release);
         }
@@ -54,9 +63,11 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
                         let Ok(permit) = permits.clone().try_acquire_owned() else { break };
                         leased.lock().unwrap_or_else(|p| p.into_inner()).insert(c.delivery.id.clone());
                         let (state, sender, recorder, leased) = (state.clone(), sender.clone(), recorder.clone(), leased.clone());
+                        let limiter = limiter.clone();
                         tasks.spawn(async move {
                             let id = c.delivery.id.clone();
-                            let record = attempt::perform(&state, &sender, c).await;
+                            let dispatch = attempt::Dispatch { sender: &sender, limiter: &limiter, sleep_horizon_ms };
+                            let record = attempt::perform(&state, &dispatch, c).await;
                             recorder.record(record);
                             leased.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                             drop(permit);

@@ -57,8 +57,8 @@ RETURNING d.*";
 const RECORD_SQL: &str = "
 WITH input AS (
     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
-                         $8::bigint[], $9::text[], $10::text[])
-        AS t(id, number, status, next_at, last_error, started_at, duration_ms, status_code, error, excerpt)
+                         $8::bigint[], $9::text[], $10::text[], $13::text[])
+        AS t(id, number, status, next_at, last_error, started_at, duration_ms, status_code, error, excerpt, request)
 ),
 moved AS (
     UPDATE deliveries d
@@ -69,8 +69,9 @@ moved AS (
     RETURNING d.id, d.workspace_id, d.event_id
 ),
 recorded AS (
-    INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt)
-    SELECT i.id, i.number, m.workspace_id, i.started_at, i.duration_ms, i.status_code, i.error, i.excerpt
+    INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
+                          request_excerpt)
+    SELECT i.id, i.number, m.workspace_id, i.started_at, i.duration_ms, i.status_code, i.error, i.excerpt, i.request
     FROM moved m JOIN input i ON i.id = m.id
     ON CONFLICT DO NOTHING
 )
@@ -151,6 +152,7 @@ impl DeliveryStore for PostgresStore {
             .bind(&input.excerpts)
             .bind(now)
             .bind(owner)
+            .bind(&input.requests)
             .fetch_all(&mut *tx)
             .await?;
         refresh_event_statuses(&mut tx, &events).await?;
@@ -266,6 +268,7 @@ struct AttemptColumns<'a> {
     codes: Vec<Option<i64>>,
     errors: Vec<Option<&'a str>>,
     excerpts: Vec<Option<&'a str>>,
+    requests: Vec<Option<&'a str>>,
 }
 
 impl<'a> AttemptColumns<'a> {
@@ -286,5 +289,6 @@ impl<'a> AttemptColumns<'a> {
         self.codes.push(a.status_code.map(i64::from));
         self.errors.push(a.error.as_deref());
         self.excerpts.push(a.response_excerpt.as_deref());
+        self.requests.push(a.request.as_deref());
     }
 }

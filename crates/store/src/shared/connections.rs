@@ -10,8 +10,9 @@ macro_rules! impl_connection_store {
                 let mut tx = self.writer().begin().await?;
                 sqlx::query(
                     "INSERT INTO connections (id, workspace_id, kind, name, config, credentials_sealed, signing_secret_sealed,
-                        previous_secret_sealed, previous_secret_expires_at, retry_policy, timeout_ms, max_in_flight, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                        previous_secret_sealed, previous_secret_expires_at, retry_policy, timeout_ms, max_in_flight, created_at, updated_at,
+                        rate_limit_per_minute)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
                 .bind(c.id.as_str())
                 .bind(c.workspace_id.as_str())
@@ -27,6 +28,7 @@ macro_rules! impl_connection_store {
                 .bind(c.max_in_flight as i64)
                 .bind(c.created_at)
                 .bind(c.updated_at)
+                .bind(c.rate_limit_per_minute.map(i64::from))
                 .execute(&mut *tx)
                 .await?;
                 Self::bump_config_version(&mut tx).await?;
@@ -58,7 +60,7 @@ macro_rules! impl_connection_store {
                 sqlx::query(
                     "UPDATE connections SET name = $1, config = $2, credentials_sealed = $3, signing_secret_sealed = $4,
                         previous_secret_sealed = $5, previous_secret_expires_at = $6, retry_policy = $7, timeout_ms = $8,
-                        max_in_flight = $9, updated_at = $10
+                        max_in_flight = $9, updated_at = $10, rate_limit_per_minute = $13
                      WHERE id = $11 AND workspace_id = $12",
                 )
                 .bind(&c.name)
@@ -73,6 +75,7 @@ macro_rules! impl_connection_store {
                 .bind(c.updated_at)
                 .bind(c.id.as_str())
                 .bind(c.workspace_id.as_str())
+                .bind(c.rate_limit_per_minute.map(i64::from))
                 .execute(&mut *tx)
                 .await?;
                 Self::bump_config_version(&mut tx).await?;

@@ -104,6 +104,7 @@ impl DeliveryStore for SqliteStore {
                     "status_code": a.status_code,
                     "error": a.error.as_deref(),
                     "excerpt": a.response_excerpt.as_deref(),
+                    "request": a.request.as_deref(),
                 })
             })
             .collect();
@@ -131,9 +132,10 @@ impl DeliveryStore for SqliteStore {
         if !moved.is_empty() {
             let ids: Vec<&str> = moved.iter().map(|(id, _)| id.as_str()).collect();
             sqlx::query(
-                "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt)
+                "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
+                                       request_excerpt)
                  SELECT a.value ->> 'id', a.value ->> 'number', d.workspace_id, a.value ->> 'started_at', a.value ->> 'duration_ms',
-                        a.value ->> 'status_code', a.value ->> 'error', a.value ->> 'excerpt'
+                        a.value ->> 'status_code', a.value ->> 'error', a.value ->> 'excerpt', a.value ->> 'request'
                  FROM json_each($1) a JOIN deliveries d ON d.id = a.value ->> 'id'
                  WHERE a.value ->> 'id' IN (SELECT value FROM json_each($2))
                  ON CONFLICT DO NOTHING",

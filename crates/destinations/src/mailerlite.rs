@@ -1,0 +1,59 @@
+//! MailerLite: `POST /api/subscribers` upserts by e-mail and can join groups in the same call;
+//! leaving a group needs the subscriber's id, which the same upsert returns.
+
+use crate::catalog::{CatalogEntry, FieldSpec};
+use crate::http::ResponseSummary;
+use crate::outcome::Classified;
+use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub struct MailerLite;
+
+const ORIGIN: &str = "https://connect.mailerlite.com";
+const DEFAULT_MAPPING: &[(&str, &str)] =
+    &[("email", "payload.email"), ("name", "payload.first_name"), ("last_name", "payload.last_name"), ("phone", "payload.phone")];
+const MESSAGE: &[&str] = &["message"];
+
+#[async_trait::async_trait]
+impl Connector for MailerLite {
+    fn catalog(&self) -> CatalogEntry {
+        let group = || vec![FieldSpec::new("id", "Group id", "string", true), vendor::mapping_field()];
+        CatalogEntry::new("mailerlite", "MailerLite", "Adds the event's person to a MailerLite group, or takes them out of it.", "api_key")
+            .auth_fields(vec![FieldSpec::new("api_key", "API token", "secret", true)])
+            .config(vec![vendor::base_url_field(ORIGIN)])
+            .action("add_to_group", "Add to group", group())
+            .action("remove_from_group", "Remove from group", group())
+            .limits(Some(4), Some(120))
+    }
+
+    async fn deliver(&self, ctx: &DeliveryContext<'_>, exchange: &mut Exchange<'_>) -> Delivered {
+        let key = ctx.secrets.credential("api_key")?;
+        let config = &ctx.connection.config;
+        let classify = |r: &ResponseSummary| vendor::classify_with_message(r, MESSAGE);
+        let context = ctx.template_context()?;
+        let person = vendor::person(ctx, &context, DEFAULT_MAPPING)?;
+        let group = ctx.action_str("id")?;
+        let mut body = json!({"email": vendor::email(&person), "fields": vendor::attributes(&person)});
+        if ctx.rule.action == "add_to_group" {
+            body["groups"] = json!([group]);
+        }
+        let upsert = OutboundRequest::json(Method::POST, vendor::endpoint(config, ORIGIN, &["api", "subscribers"])?, &body).bearer(key)?;
+        let answer = exchange.expect(upsert, classify).await?;
+        if ctx.rule.action == "add_to_group" {
+            return Ok(());
+        }
+        let id = serde_json::from_slice::<Value>(&answer.body)
+            .ok()
+            .and_then(|b| b.pointer("/data/id").and_then(Value::as_str).map(str::to_owned))
+            .ok_or_else(|| Classified::retry(None, "MailerLite's answer had no subscriber id"))?;
+        let leave =
+            OutboundRequest::empty(Method::DELETE, vendor::endpoint(config, ORIGIN, &["api", "subscribers", &id, "groups", group])?)
+                .bearer(key)?;
+        let answer = exchange.send(leave).await?;
+        match classify(&answer) {
+            c if c.outcome == crate::Outcome::Success || answer.status == 404 => Ok(()),
+            c => Err(c),
+        }
+    }
+}
