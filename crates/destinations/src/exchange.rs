@@ -10,6 +10,8 @@ use std::time::Duration;
 const SECRET_HEADERS: &[&str] = &["authorization", "api-token", "x-api-key", "api-key", "cookie", "proxy-authorization"];
 /// Secrets shorter than this are not scrubbed from text (they would match everywhere).
 const MIN_SCRUB_LEN: usize = 6;
+/// Path segments of a secret URL at least this long are secrets too (tokens, not words).
+const MIN_URL_SECRET_LEN: usize = 20;
 pub const REDACTED: &str = "[redacted]";
 
 /// What was sent and what came back, for the attempt history.
@@ -133,7 +135,15 @@ impl<'a> Exchange<'a> {
 
 fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
-        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::String(s) => {
+            out.push(s.clone());
+            // A secret URL (a Discord webhook) may be sent to another origin (a base_url): its
+            // long path segments and password are secrets on their own.
+            if let Ok(url) = url::Url::parse(s) {
+                out.extend(url.path_segments().into_iter().flatten().filter(|p| p.len() >= MIN_URL_SECRET_LEN).map(str::to_owned));
+                out.extend(url.password().map(str::to_owned));
+            }
+        }
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
         serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
         _ => {}
