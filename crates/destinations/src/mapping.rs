@@ -131,7 +131,8 @@ impl<'de> Deserialize<'de> for Transform {
 }
 
 impl Mapping {
-    /// A mapping of `(dest, path)` pairs without transforms, whose missing values are skipped:
+    /// A mapping of `(dest, path)` pairs whose missing values are skipped (the e-mail trimmed and
+    /// lower-cased, since vendors key people by it):
     /// what a connector uses when a rule brings no mapping of its own.
     pub fn defaults(pairs: &[(&str, &str)]) -> Self {
         let fields = pairs
@@ -139,7 +140,7 @@ impl Mapping {
             .map(|(dest, path)| FieldMapping {
                 dest: (*dest).to_owned(),
                 source: Source::Path((*path).to_owned()),
-                transforms: if *dest == "email" { vec![Transform::Trim] } else { Vec::new() },
+                transforms: if *dest == "email" { vec![Transform::Trim, Transform::Lower] } else { Vec::new() },
                 on_error: OnError::SkipField,
             })
             .collect();

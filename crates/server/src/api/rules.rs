@@ -259,7 +259,7 @@ async fn test_rule(
     let rule = visible_rule(&state, &principal, &id, Access::Write).await?;
     let body: TestRule = body.parse_or_default()?;
     let payload =
-        body.payload.unwrap_or_else(|| json!({"test": true, "message": "A test event sent by Switchyard", "email": "test@example.com"}));
+        body.payload.unwrap_or_else(|| json!({"test": true, "message": "A test event sent by Switchyard", "email": "test@example.com", "first_name": "Test", "last_name": "User"}));
     if !payload.is_object() {
         return Err(ApiError::invalid("payload", "must be a JSON object"));
     }

@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts a real node (its own SQLite file, an ephemeral port) and real
 //! loopback receivers, and speaks to both over HTTP only.
 
+mod connectors;
 mod delivery;
 mod harness;
 mod ingest;
