@@ -227,14 +227,22 @@ async fn one_event_reaches_every_vendor_shaped_as_it_expects() {
             .unwrap()
     );
 
-    // A rule's test event goes through that rule alone, to the vendor.
-    let (_, hubspot, _, rule) = wired.iter().find(|(c, ..)| c.kind == "hubspot").unwrap();
-    let before = hubspot.count();
-    let test = app.ok(Method::POST, &format!("/rules/{}/test", rule["id"].as_str().unwrap()), Some(json!({})), 202).await;
-    let tested = app.wait_event(test["event_id"].as_str().unwrap(), "completed").await;
-    assert_eq!(tested["test"], true);
-    assert_eq!(hubspot.count(), before + 2);
-    assert_eq!(hubspot.all()[before].json()["inputs"][0]["id"], "test@example.com");
+    // Every rule's test event goes through that rule alone, to its vendor, and the attempt shows
+    // the request sent and the vendor's answer.
+    for (case, stub, _, rule) in &wired {
+        let before = stub.count();
+        let test = app.ok(Method::POST, &format!("/rules/{}/test", rule["id"].as_str().unwrap()), Some(json!({})), 202).await;
+        let tested = app.wait_event(test["event_id"].as_str().unwrap(), "completed").await;
+        assert_eq!(tested["test"], true);
+        assert_eq!(tested["deliveries"].as_array().unwrap().len(), 1, "{}", case.kind);
+        assert_eq!(stub.count(), before + case.requests.len(), "{}", case.kind);
+        let detail = app.delivery(tested["deliveries"][0]["id"].as_str().unwrap()).await;
+        assert!(detail["attempts"][0]["request"].is_string(), "{}: {detail}", case.kind);
+        assert!(detail["attempts"][0]["status_code"].as_u64().is_some_and(|c| (200..300).contains(&c)), "{}: {detail}", case.kind);
+    }
+    let (_, hubspot, _, _) = wired.iter().find(|(c, ..)| c.kind == "hubspot").unwrap();
+    let last_upsert = hubspot.all().iter().rev().find(|r| r.path.ends_with("/batch/upsert")).unwrap().json();
+    assert_eq!(last_upsert["inputs"][0]["id"], "test@example.com");
 }
 
 #[tokio::test]
