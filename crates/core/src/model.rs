@@ -61,6 +61,15 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// Whether a connection's deliveries can go out. `needs_reauth`: the provider refused the
+    /// connection's refresh token, and it waits, with its deliveries, until it is reconnected.
+    ConnectionStatus {
+        Active => "active",
+        NeedsReauth => "needs_reauth",
+    }
+);
+
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub id: WorkspaceId,
@@ -105,6 +114,7 @@ pub struct Connection {
     pub max_in_flight: u32,
     /// Deliveries started per minute on each node, at most; `None` for no limit.
     pub rate_limit_per_minute: Option<u32>,
+    pub status: ConnectionStatus,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

@@ -1,65 +1,11 @@
-//! First-start concerns: the master key that seals secrets, the first admin key, the metrics recorder.
+//! First-start concerns: the first admin key and the metrics recorder (master keys: see `keyring`).
 
 use crate::config::Config;
-use anyhow::{bail, Context};
 use std::sync::OnceLock;
-use switchyard_core::crypto::{generate_token, hash_token, token_hint, MasterKey, SecretBox};
+use switchyard_core::crypto::{generate_token, hash_token, token_hint};
 use switchyard_core::ids::AdminKeyId;
 use switchyard_core::model::AdminKey;
 use switchyard_store::Store;
-
-const MASTER_KEY_FILE: &str = "master.key";
-const KEY_CHECK: &str = "master_key_check";
-const KEY_CHECK_PLAINTEXT: &[u8] = b"switchyard master key check";
-
-/// Loads the master key (from the environment, or the data folder of the embedded store, where one
-/// is generated on first start) and proves it is the key this database's secrets were sealed with.
-pub async fn secret_box(config: &Config, store: &dyn Store) -> anyhow::Result<SecretBox> {
-    let encoded = match (&config.master_key, config.data_dir()) {
-        (Some(key), _) => key.clone(),
-        (None, Some(dir)) => load_or_create_key_file(&dir.join(MASTER_KEY_FILE))?,
-        (None, None) => bail!("SWITCHYARD_MASTER_KEY is required with this database (32 random bytes, base64: `openssl rand -base64 32`)"),
-    };
-    let key = MasterKey::from_base64(&encoded).context("SWITCHYARD_MASTER_KEY is malformed")?;
-    let vault = SecretBox::new(key);
-    match store.get_meta(KEY_CHECK).await? {
-        Some(sealed) => {
-            if vault.open(&sealed, KEY_CHECK).is_err() {
-                bail!(
-                    "the master key (id {}) is not the one this database's secrets were sealed with; \
-                     set SWITCHYARD_MASTER_KEY to the original key",
-                    vault.current_key_id()
-                );
-            }
-        }
-        None => store.set_meta(KEY_CHECK, &vault.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK)).await?,
-    }
-    Ok(vault)
-}
-
-fn load_or_create_key_file(path: &std::path::Path) -> anyhow::Result<String> {
-    match std::fs::read_to_string(path) {
-        Ok(key) => Ok(key.trim().to_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = MasterKey::generate_base64();
-            write_private(path, &key).with_context(|| format!("could not write the master key to {}", path.display()))?;
-            tracing::info!(path = %path.display(), "generated a master key for secrets at rest; back it up with the database");
-            Ok(key)
-        }
-        Err(e) => Err(e).with_context(|| format!("could not read the master key at {}", path.display())),
-    }
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
-}
 
 /// With no admin key configured and none stored, creates one and returns it (to be shown once).
 pub async fn admin_key(config: &Config, store: &dyn Store) -> anyhow::Result<Option<String>> {

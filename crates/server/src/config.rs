@@ -44,6 +44,8 @@ pub struct Config {
     pub allow_private_destinations: bool,
     /// Base64 master key; when absent on the embedded store, one is generated into the data folder.
     pub master_key: Option<String>,
+    /// Older master keys still accepted for opening secrets (`SWITCHYARD_PREVIOUS_MASTER_KEYS`).
+    pub previous_master_keys: Vec<String>,
     /// Accepted as an admin key in addition to the stored ones (`SWITCHYARD_ADMIN_KEY`).
     pub admin_key: Option<String>,
     pub dispatcher: DispatcherConfig,
@@ -69,6 +71,7 @@ impl std::fmt::Debug for Config {
             .field("role", &self.role)
             .field("allow_private_destinations", &self.allow_private_destinations)
             .field("master_key", &self.master_key.as_ref().map(|_| "[redacted]"))
+            .field("previous_master_keys", &format_args!("[{} redacted]", self.previous_master_keys.len()))
             .field("admin_key", &self.admin_key.as_ref().map(|_| "[redacted]"))
             .field("dispatcher", &self.dispatcher)
             .finish_non_exhaustive()
@@ -136,6 +139,7 @@ impl Config {
             role: Role::All,
             allow_private_destinations: false,
             master_key: None,
+            previous_master_keys: Vec::new(),
             admin_key: None,
             dispatcher: DispatcherConfig::default(),
             defaults: ConnectionDefaults::default(),

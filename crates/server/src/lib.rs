@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod error;
 pub mod ingest;
 pub mod json;
+pub mod keyring;
 pub mod state;
 
 use anyhow::Context;
@@ -55,7 +56,7 @@ impl Application {
         let store = switchyard_store::open_with(&config.database_url, &config.postgres)
             .await
             .with_context(|| format!("could not open the database at {}", config::redact_url(&config.database_url)))?;
-        let vault = bootstrap::secret_box(&config, &*store).await?;
+        let vault = keyring::Vault::load(&config, &*store).await?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("could not listen on {}", config.listen))?;
         // Only once nothing else can fail: a key created and then not shown would be lost.
         let bootstrap_admin_key = bootstrap::admin_key(&config, &*store).await?;
@@ -104,6 +105,7 @@ impl Application {
             workers.push(tokio::spawn(relay_signals(state.clone(), signals, stop.clone())));
         }
         workers.push(tokio::spawn(state.cache.clone().watch(state.store.clone(), cache_interval, stop.clone())));
+        workers.push(tokio::spawn(keyring::watch(state.clone(), stop.clone())));
         if role.dispatches() {
             if state.config.database_url.starts_with("sqlite:") {
                 // The embedded store has one node: any lease not ours belongs to a process that died.
@@ -150,6 +152,14 @@ async fn relay_signals(state: AppState, mut signals: tokio::sync::mpsc::Receiver
 }
 
 /// Opens a database and applies its migrations (`switchyard migrate`).
+/// Re-seals every secret under a new master key (see [`keyring::rotate`]).
+pub async fn rotate_master_key(config: &Config, settle: std::time::Duration) -> anyhow::Result<keyring::Rotation> {
+    let store = switchyard_store::open_with(&config.database_url, &config.postgres)
+        .await
+        .with_context(|| format!("could not open the database at {}", config::redact_url(&config.database_url)))?;
+    keyring::rotate(config, &*store, settle).await
+}
+
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     switchyard_store::open(database_url).await.with_context(|| format!("could not migrate {}", config::redact_url(database_url)))?;
     Ok(())

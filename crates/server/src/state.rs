@@ -4,7 +4,6 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::ingest::IngestQueue;
 use std::sync::Arc;
-use switchyard_core::crypto::SecretBox;
 use switchyard_destinations::Registry;
 use switchyard_store::Store;
 use tokio::sync::Notify;
@@ -16,7 +15,7 @@ pub struct Inner {
     pub config: Config,
     pub store: Arc<dyn Store>,
     /// Seals and opens secrets at rest.
-    pub vault: SecretBox,
+    pub vault: crate::keyring::Vault,
     pub registry: Registry,
     pub cache: Arc<Cache>,
     /// The group-commit writer events are handed to.

@@ -163,6 +163,9 @@ pub trait AdminStore: Send + Sync {
     }
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    /// Makes storage forget content that was replaced or deleted (old sealed values after a
+    /// master-key rotation) where the database allows it.
+    async fn scrub_freed_space(&self) -> Result<()>;
     async fn count_admin_keys(&self) -> Result<u64>;
     async fn create_admin_key(&self, key: &AdminKey, key_hash: &str) -> Result<()>;
     async fn find_admin_key(&self, key_hash: &str) -> Result<Option<AdminKeyId>>;
@@ -260,9 +263,80 @@ pub trait HistoryStore: Send + Sync {
 }
 
 /// The whole store, as the server holds it.
-pub trait Store: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore {}
+/// A connect flow in progress: created when the user is sent to the provider, taken (once) when
+/// the provider sends them back.
+#[derive(Debug, Clone)]
+pub struct OAuthState {
+    pub id: String,
+    /// SHA-256 of the `state` parameter; the parameter itself is never stored.
+    pub state_hash: String,
+    pub workspace_id: WorkspaceId,
+    pub provider: String,
+    /// Set when the flow reconnects an existing connection.
+    pub connection_id: Option<ConnectionId>,
+    /// What the flow was started with (name, config, redirect_to), as JSON.
+    pub request: serde_json::Value,
+    pub code_verifier_sealed: String,
+    pub expires_at: Millis,
+    pub created_at: Millis,
+}
 
-impl<T: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore> Store for T {}
+/// One value sealed under a master key, wherever it lives. Its row key is also the context the
+/// value is bound to.
+#[derive(Debug, Clone)]
+pub struct SealedValue {
+    pub table: &'static str,
+    pub key_column: &'static str,
+    pub column: &'static str,
+    pub key: String,
+    pub sealed: String,
+}
+
+/// Every column that holds sealed values: (table, key column, sealed column, extra condition).
+pub const SEALED_COLUMNS: &[(&str, &str, &str, &str)] = &[
+    ("connections", "id", "credentials_sealed", "TRUE"),
+    ("connections", "id", "signing_secret_sealed", "TRUE"),
+    ("connections", "id", "previous_secret_sealed", "TRUE"),
+    ("oauth_states", "id", "code_verifier_sealed", "TRUE"),
+    ("meta", "key", "value", "key = 'master_key_check'"),
+];
+
+/// Credentials: sealed values (master-key rotation), token refresh, OAuth flows in progress.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// Up to `limit` sealed values not sealed under the key `key_id`.
+    async fn sealed_values(&self, key_id: &str, limit: u32) -> Result<Vec<SealedValue>>;
+    /// Replaces a sealed value if it still holds what was read (compare and swap): false when it
+    /// changed meanwhile (it will be read again).
+    async fn reseal(&self, value: &SealedValue, resealed: &str) -> Result<bool>;
+    /// Takes a connection's refresh lock until `until`; false while another holder has it.
+    async fn lock_refresh(&self, id: &ConnectionId, owner: &str, now: Millis, until: Millis) -> Result<bool>;
+    async fn unlock_refresh(&self, id: &ConnectionId, owner: &str) -> Result<()>;
+    /// Stores a connection's new credentials (and config, when given), sets its status and
+    /// releases the refresh lock.
+    async fn store_credentials(
+        &self,
+        id: &ConnectionId,
+        sealed: &str,
+        config: Option<&serde_json::Value>,
+        status: ConnectionStatus,
+    ) -> Result<()>;
+    async fn set_connection_status(&self, id: &ConnectionId, status: ConnectionStatus) -> Result<()>;
+    async fn create_oauth_state(&self, state: &OAuthState) -> Result<()>;
+    /// Removes and returns the flow with this state, if it has not expired: a state works once.
+    async fn take_oauth_state(&self, state_hash: &str, now: Millis) -> Result<Option<OAuthState>>;
+    async fn purge_oauth_states(&self, now: Millis) -> Result<u64>;
+}
+
+pub trait Store:
+    AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore + CredentialStore
+{
+}
+
+impl<T: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore + CredentialStore> Store
+    for T
+{
+}
 
 /// Opens the store a database URL names (with default PostgreSQL options) and applies its migrations.
 pub async fn open(database_url: &str) -> Result<std::sync::Arc<dyn Store>, OpenError> {

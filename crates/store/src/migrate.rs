@@ -11,12 +11,14 @@ pub struct Migration {
 pub const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/sqlite/0001_initial.sql") },
     Migration { version: 2, name: "connector_limits", sql: include_str!("../migrations/sqlite/0002_connector_limits.sql") },
+    Migration { version: 3, name: "oauth", sql: include_str!("../migrations/sqlite/0003_oauth.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("../migrations/postgres/0001_initial.sql") },
     Migration { version: 2, name: "queue_vacuum", sql: include_str!("../migrations/postgres/0002_queue_vacuum.sql") },
     Migration { version: 3, name: "connector_limits", sql: include_str!("../migrations/postgres/0003_connector_limits.sql") },
+    Migration { version: 4, name: "oauth", sql: include_str!("../migrations/postgres/0004_oauth.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

@@ -101,6 +101,7 @@ pub fn connection(row: &impl AnyRow) -> Result<Connection> {
         timeout_ms: timeout as u64,
         max_in_flight: max_in_flight as u32,
         rate_limit_per_minute: row.opt_int("rate_limit_per_minute")?.map(|r| r.clamp(0, u32::MAX as i64) as u32),
+        status: ConnectionStatus::parse(&row.text("status")?).ok_or_else(|| corrupt("connections.status"))?,
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
     })

@@ -40,6 +40,7 @@ async fn connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u32) -> 
         timeout_ms: 1_000,
         max_in_flight,
         rate_limit_per_minute: None,
+        status: ConnectionStatus::Active,
         created_at: 0,
         updated_at: 0,
     };

@@ -20,6 +20,10 @@ enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Re-seal every secret under a new master key while servers keep running (see
+    /// docs/security.md). Embedded default: generates the key into the data folder's key file.
+    /// Otherwise: SWITCHYARD_MASTER_KEY is the new key, SWITCHYARD_PREVIOUS_MASTER_KEYS the old ones.
+    RotateMasterKey(RotateArgs),
     /// Print the OpenAPI document generated from the handlers.
     Openapi,
     /// Benchmark this binary: starts it as the server under test beside a loopback receiver and a
@@ -48,6 +52,16 @@ struct DatabaseArgs {
     /// sqlite://PATH (embedded, created on first start) or postgres://...
     #[arg(long, env = "SWITCHYARD_DATABASE_URL", default_value = "sqlite://switchyard-data/switchyard.db")]
     database_url: String,
+}
+
+#[derive(Args)]
+struct RotateArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Embedded default: seconds to wait after writing the new key, for running servers to
+    /// start sealing with it (they re-read the key file every second).
+    #[arg(long, default_value_t = 3)]
+    settle_seconds: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -125,6 +139,24 @@ fn main() -> anyhow::Result<()> {
             };
             switchyard_bench::run(config).await.map(|_| ())
         }),
+        Command::RotateMasterKey(args) => runtime.block_on(async {
+            init_logging(LogFormat::Text);
+            let mut config = Config::new(args.database.database_url);
+            master_keys_from_env(&mut config);
+            let report = switchyard_server::rotate_master_key(&config, std::time::Duration::from_secs(args.settle_seconds)).await?;
+            println!(
+                "re-sealed {} secrets under master key {} (replaced: {})",
+                report.resealed,
+                report.new_key_id,
+                if report.old_key_ids.is_empty() { "none".to_owned() } else { report.old_key_ids.join(", ") }
+            );
+            if config.master_key.is_some() {
+                println!("every secret is now sealed with SWITCHYARD_MASTER_KEY: remove SWITCHYARD_PREVIOUS_MASTER_KEYS from your nodes");
+            } else {
+                println!("the key file now holds only the new key: back it up with the database");
+            }
+            Ok(())
+        }),
         Command::Openapi => {
             println!("{}", switchyard_server::api::openapi().to_pretty_json()?);
             Ok(())
@@ -153,7 +185,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.allow_private_destinations = args.allow_private_destinations;
     config.postgres.pool_size = args.database_pool_size;
     config.postgres.statement_timeout = std::time::Duration::from_millis(args.statement_timeout_ms);
-    config.master_key = std::env::var("SWITCHYARD_MASTER_KEY").ok().filter(|k| !k.is_empty());
+    master_keys_from_env(&mut config);
     config.admin_key = std::env::var("SWITCHYARD_ADMIN_KEY").ok().filter(|k| !k.is_empty());
     config.dispatcher.max_concurrency = args.dispatch_concurrency;
     config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));
@@ -173,6 +205,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stop.cancel();
     });
     app.run_until_stopped().await
+}
+
+fn master_keys_from_env(config: &mut Config) {
+    config.master_key = std::env::var("SWITCHYARD_MASTER_KEY").ok().filter(|k| !k.is_empty());
+    config.previous_master_keys = std::env::var("SWITCHYARD_PREVIOUS_MASTER_KEYS")
+        .map(|v| v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
 }
 
 async fn wait_for_signal() {

@@ -145,6 +145,7 @@ pub async fn deliver(call: Call<'_>) -> (Delivered, Vec<Step>) {
         timeout_ms: 5_000,
         max_in_flight: 1,
         rate_limit_per_minute: None,
+        status: switchyard_core::model::ConnectionStatus::Active,
         created_at: 0,
         updated_at: 0,
     };

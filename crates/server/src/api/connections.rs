@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use switchyard_core::crypto::generate_signing_secret;
 use switchyard_core::ids::*;
-use switchyard_core::model::Connection;
+use switchyard_core::model::{Connection, ConnectionStatus};
 use switchyard_core::retry::{RetryPolicy, RetryPolicyInput};
 use switchyard_destinations::{Connector, ValidationContext};
 use switchyard_store::{DeleteOutcome, Scope};
@@ -103,7 +103,8 @@ pub struct ConnectionOut {
     pub timeout_ms: u64,
     pub max_in_flight: u32,
     pub rate_limit_per_minute: Option<u32>,
-    /// `active`.
+    /// `active`, or `needs_reauth` when the provider refused its refresh token: its deliveries
+    /// wait, without spending attempts, until it is reconnected.
     pub status: &'static str,
     /// While a rotated-out signing secret is still used beside the new one.
     pub previous_secret_expires_at: Option<String>,
@@ -128,7 +129,7 @@ impl ConnectionOut {
             timeout_ms: c.timeout_ms,
             max_in_flight: c.max_in_flight,
             rate_limit_per_minute: c.rate_limit_per_minute,
-            status: "active",
+            status: c.status.as_str(),
             previous_secret_expires_at: c.previous_secret_expires_at.filter(|t| *t > now).map(ts),
             created_at: ts(c.created_at),
             updated_at: ts(c.updated_at),
@@ -250,6 +251,7 @@ async fn create_connection(
         timeout_ms,
         max_in_flight,
         rate_limit_per_minute,
+        status: ConnectionStatus::Active,
         created_at: now,
         updated_at: now,
     };

@@ -220,7 +220,7 @@ async fn a_master_key_other_than_the_databases_is_refused_at_start() {
         Ok(_) => panic!("a wrong master key must not start"),
         Err(e) => format!("{e:#}"),
     };
-    assert!(error.contains("not the one this database's secrets were sealed with"), "{error}");
+    assert!(error.contains("not one this database's secrets were sealed with"), "{error}");
     assert!(!error.contains(&original));
     let error = match switchyard_server::Application::build(config("too-short".into())).await {
         Ok(_) => panic!("a malformed master key must not start"),

@@ -20,7 +20,8 @@ CROSS JOIN LATERAL (
     SELECT 1 FROM deliveries x
     WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1
     ORDER BY x.next_attempt_at LIMIT 1) due
-WHERE (SELECT COUNT(*) FROM deliveries b WHERE b.connection_id = c.id AND b.status = 'delivering') < c.max_in_flight
+WHERE c.status = 'active'
+  AND (SELECT COUNT(*) FROM deliveries b WHERE b.connection_id = c.id AND b.status = 'delivering') < c.max_in_flight
 FOR NO KEY UPDATE OF c SKIP LOCKED";
 
 /// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked connections.

@@ -24,6 +24,7 @@ mod config_tables {
     crate::shared::connections::impl_connection_store!(PostgresStore, sqlx::Postgres);
     crate::shared::rules::impl_rule_store!(PostgresStore, sqlx::Postgres);
     crate::shared::history::impl_history_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::credentials::impl_credential_store!(PostgresStore, sqlx::Postgres);
 }
 
 use crate::migrate::{statements, POSTGRES};
@@ -182,6 +183,12 @@ impl AdminStore for PostgresStore {
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.pool).await?)
+    }
+
+    async fn scrub_freed_space(&self) -> Result<()> {
+        // Old row versions stay in the table files until VACUUM reclaims them; autovacuum does,
+        // and docs/security.md tells operators to run VACUUM after a key rotation.
+        Ok(())
     }
 
     async fn set_meta(&self, key: &str, value: &str) -> Result<()> {

@@ -11,8 +11,8 @@ macro_rules! impl_connection_store {
                 sqlx::query(
                     "INSERT INTO connections (id, workspace_id, kind, name, config, credentials_sealed, signing_secret_sealed,
                         previous_secret_sealed, previous_secret_expires_at, retry_policy, timeout_ms, max_in_flight, created_at, updated_at,
-                        rate_limit_per_minute)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                        rate_limit_per_minute, status)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 )
                 .bind(c.id.as_str())
                 .bind(c.workspace_id.as_str())
@@ -29,6 +29,7 @@ macro_rules! impl_connection_store {
                 .bind(c.created_at)
                 .bind(c.updated_at)
                 .bind(c.rate_limit_per_minute.map(i64::from))
+                .bind(c.status.as_str())
                 .execute(&mut *tx)
                 .await?;
                 Self::bump_config_version(&mut tx).await?;
@@ -60,7 +61,7 @@ macro_rules! impl_connection_store {
                 sqlx::query(
                     "UPDATE connections SET name = $1, config = $2, credentials_sealed = $3, signing_secret_sealed = $4,
                         previous_secret_sealed = $5, previous_secret_expires_at = $6, retry_policy = $7, timeout_ms = $8,
-                        max_in_flight = $9, updated_at = $10, rate_limit_per_minute = $13
+                        max_in_flight = $9, updated_at = $10, rate_limit_per_minute = $13, status = $14
                      WHERE id = $11 AND workspace_id = $12",
                 )
                 .bind(&c.name)
@@ -76,6 +77,7 @@ macro_rules! impl_connection_store {
                 .bind(c.id.as_str())
                 .bind(c.workspace_id.as_str())
                 .bind(c.rate_limit_per_minute.map(i64::from))
+                .bind(c.status.as_str())
                 .execute(&mut *tx)
                 .await?;
                 Self::bump_config_version(&mut tx).await?;

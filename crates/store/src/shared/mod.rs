@@ -2,6 +2,7 @@
 //! and instantiated by each store.
 
 pub(crate) mod connections;
+pub(crate) mod credentials;
 pub(crate) mod history;
 pub(crate) mod rules;
 pub(crate) mod workspaces;

@@ -31,8 +31,9 @@ WHERE id IN (
             SELECT x.id FROM deliveries x
             WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= ?2
             ORDER BY x.next_attempt_at LIMIT ?4)
-        -- A connection at its cap is skipped before any of its backlog is read.
-        WHERE COALESCE(cb.n, 0) < c.max_in_flight
+        -- A connection at its cap, or waiting to be reconnected, is skipped before any of its
+        -- backlog is read.
+        WHERE COALESCE(cb.n, 0) < c.max_in_flight AND c.status = 'active'
     ),
     allowed AS (
         SELECT due.id, due.next_attempt_at,

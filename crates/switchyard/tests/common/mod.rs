@@ -50,9 +50,14 @@ pub fn start_as(data: &Data, role: &str) -> Node {
 
 /// Starts a node with extra `serve` flags.
 pub fn start_with(data: &Data, flags: &[&str]) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("serve")
-        .args(flags)
+    start_custom(data, flags, &[], Stdio::inherit())
+}
+
+/// The binary with this test's environment: the data's database and master key, the test admin
+/// key, private destinations allowed. `env` overrides it (`None` removes a variable).
+pub fn command(data: &Data, env: &[(&str, Option<&str>)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command
         .current_dir(data.dir.path())
         .env("SWITCHYARD_DATABASE_URL", &data.url)
         .env("SWITCHYARD_MASTER_KEY", &data.master_key)
@@ -61,11 +66,19 @@ pub fn start_with(data: &Data, flags: &[&str]) -> Node {
         .env("SWITCHYARD_ALLOW_PRIVATE_DESTINATIONS", "true")
         .env("SWITCHYARD_POLL_INTERVAL_MS", "100")
         .env("SWITCHYARD_LEASE_MARGIN_MS", "500")
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the binary starts");
+        .env("SWITCHYARD_LOG", "warn");
+    for (name, value) in env {
+        match value {
+            Some(v) => command.env(name, v),
+            None => command.env_remove(name),
+        };
+    }
+    command
+}
+
+/// Starts a node with extra flags, environment overrides, and somewhere for its logs.
+pub fn start_custom(data: &Data, flags: &[&str], env: &[(&str, Option<&str>)], stderr: Stdio) -> Node {
+    let mut child = command(data, env).arg("serve").args(flags).stdout(Stdio::piped()).stderr(stderr).spawn().expect("the binary starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {

@@ -1,0 +1,165 @@
+//! Credentials: sealed values for master-key rotation, the token-refresh lock, and OAuth flows in
+//! progress. One implementation for both stores (`$N` placeholders, `CAST(... AS TEXT)`).
+
+macro_rules! impl_credential_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl crate::CredentialStore for $store {
+            async fn sealed_values(&self, key_id: &str, limit: u32) -> Result<Vec<crate::SealedValue>> {
+                let prefix = format!("v1:{key_id}:%");
+                let mut out = Vec::new();
+                for (table, key_column, column, condition) in crate::SEALED_COLUMNS {
+                    let remaining = i64::from(limit) - out.len() as i64;
+                    if remaining <= 0 {
+                        break;
+                    }
+                    let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+                        "SELECT {key_column}, {column} FROM {table}
+                         WHERE {column} IS NOT NULL AND {column} NOT LIKE $1 AND {condition} ORDER BY {key_column} LIMIT $2"
+                    ))
+                    .bind(&prefix)
+                    .bind(remaining)
+                    .fetch_all(self.writer())
+                    .await?;
+                    out.extend(rows.into_iter().map(|(key, sealed)| crate::SealedValue { table, key_column, column, key, sealed }));
+                }
+                Ok(out)
+            }
+
+            async fn reseal(&self, v: &crate::SealedValue, resealed: &str) -> Result<bool> {
+                let mut tx = self.writer().begin().await?;
+                let done =
+                    sqlx::query(&format!("UPDATE {} SET {} = $1 WHERE {} = $2 AND {} = $3", v.table, v.column, v.key_column, v.column))
+                        .bind(resealed)
+                        .bind(&v.key)
+                        .bind(&v.sealed)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                if done && v.table == "connections" {
+                    // Nodes cache connections: make them read the new ciphertext.
+                    Self::bump_config_version(&mut tx).await?;
+                }
+                tx.commit().await?;
+                Ok(done)
+            }
+
+            async fn lock_refresh(&self, id: &ConnectionId, owner: &str, now: Millis, until: Millis) -> Result<bool> {
+                let taken = sqlx::query(
+                    "UPDATE connections SET refresh_lock_owner = $1, refresh_lock_until = $2
+                     WHERE id = $3 AND (refresh_lock_until IS NULL OR refresh_lock_until < $4 OR refresh_lock_owner = $1)",
+                )
+                .bind(owner)
+                .bind(until)
+                .bind(id.as_str())
+                .bind(now)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                Ok(taken == 1)
+            }
+
+            async fn unlock_refresh(&self, id: &ConnectionId, owner: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE connections SET refresh_lock_owner = NULL, refresh_lock_until = NULL WHERE id = $1 AND refresh_lock_owner = $2",
+                )
+                .bind(id.as_str())
+                .bind(owner)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn store_credentials(
+                &self,
+                id: &ConnectionId,
+                sealed: &str,
+                config: Option<&serde_json::Value>,
+                status: ConnectionStatus,
+            ) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "UPDATE connections SET credentials_sealed = $1, config = COALESCE(CAST($2 AS TEXT), config), status = $3,
+                        refresh_lock_owner = NULL, refresh_lock_until = NULL, updated_at = $4
+                     WHERE id = $5",
+                )
+                .bind(sealed)
+                .bind(config.map(|c| c.to_string()))
+                .bind(status.as_str())
+                .bind(switchyard_core::now_millis())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_connection_status(&self, id: &ConnectionId, status: ConnectionStatus) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("UPDATE connections SET status = $1, refresh_lock_owner = NULL, refresh_lock_until = NULL WHERE id = $2")
+                    .bind(status.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_oauth_state(&self, s: &crate::OAuthState) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO oauth_states (id, state_hash, workspace_id, provider, connection_id, request, code_verifier_sealed,
+                        expires_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&s.id)
+                .bind(&s.state_hash)
+                .bind(s.workspace_id.as_str())
+                .bind(&s.provider)
+                .bind(s.connection_id.as_ref().map(ConnectionId::as_str))
+                .bind(s.request.to_string())
+                .bind(&s.code_verifier_sealed)
+                .bind(s.expires_at)
+                .bind(s.created_at)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn take_oauth_state(&self, state_hash: &str, now: Millis) -> Result<Option<crate::OAuthState>> {
+                let row: Option<(String, String, String, Option<String>, String, String, i64, i64)> = sqlx::query_as(
+                    "DELETE FROM oauth_states WHERE state_hash = $1
+                     RETURNING id, workspace_id, provider, connection_id, request, code_verifier_sealed, expires_at, created_at",
+                )
+                .bind(state_hash)
+                .fetch_optional(self.writer())
+                .await?;
+                let Some((id, ws, provider, connection, request, verifier, expires_at, created_at)) = row else {
+                    return Ok(None);
+                };
+                if expires_at <= now {
+                    return Ok(None);
+                }
+                Ok(Some(crate::OAuthState {
+                    id,
+                    state_hash: state_hash.to_owned(),
+                    workspace_id: WorkspaceId::from_trusted(ws),
+                    provider,
+                    connection_id: connection.map(ConnectionId::from_trusted),
+                    request: serde_json::from_str(&request).map_err(|_| crate::StoreError::Corrupt("oauth_states.request".into()))?,
+                    code_verifier_sealed: verifier,
+                    expires_at,
+                    created_at,
+                }))
+            }
+
+            async fn purge_oauth_states(&self, now: Millis) -> Result<u64> {
+                Ok(sqlx::query("DELETE FROM oauth_states WHERE expires_at <= $1").bind(now).execute(self.writer()).await?.rows_affected())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_credential_store;

@@ -1,0 +1,249 @@
+//! Master keys, with the real binary: rotation under a running server while deliveries continue,
+//! and a scan of the database files and the logs for secrets written through the API.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BEARER: &str = "rotation-test-bearer-0123456789";
+
+/// A receiver that accepts only requests carrying the connection's credential, and counts them.
+async fn authenticated_receiver() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let (ok, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (o, r) = (ok.clone(), refused.clone());
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let (ok, refused) = (o.clone(), r.clone());
+        async move {
+            if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {BEARER}")) {
+                ok.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::OK
+            } else {
+                refused.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::UNAUTHORIZED
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (url, ok, refused)
+}
+
+fn database_text(data: &Data) -> String {
+    let path = data.url.strip_prefix("sqlite://").expect("an embedded database");
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+            all.extend(bytes);
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+fn key_file(data: &Data) -> Vec<String> {
+    let path = std::path::Path::new(data.url.strip_prefix("sqlite://").unwrap()).parent().unwrap().join("master.key");
+    std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+}
+
+/// The key id sealed values name: `v1:<id>:...`.
+fn key_ids_in(text: &str) -> std::collections::BTreeSet<String> {
+    text.match_indices("v1:")
+        .filter_map(|(i, _)| text.get(i + 3..i + 15))
+        .filter(|id| id.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_master_key_under_a_running_server_loses_no_delivery() {
+    let data = data().await;
+    if !data.url.starts_with("sqlite://") {
+        return; // the key file is the embedded default's; the environment's keys are covered below
+    }
+    // The embedded default: no SWITCHYARD_MASTER_KEY, a key file in the data folder.
+    let node = start_custom(&data, &[], &[("SWITCHYARD_MASTER_KEY", None)], Stdio::inherit());
+    let client = reqwest::Client::new();
+    let (url, ok, refused) = authenticated_receiver().await;
+    let ws = admin(&client, reqwest::Method::POST, &format!("{}/api/v1/workspaces", node.base), Some(json!({"name": "keys"}))).await;
+    let ws_id = ws["id"].as_str().unwrap().to_owned();
+    let pk = ws["publishable_key"]["key"].as_str().unwrap().to_owned();
+    let conn = admin(
+        &client,
+        reqwest::Method::POST,
+        &format!("{}/api/v1/workspaces/{ws_id}/connections", node.base),
+        Some(json!({"type": "webhook", "name": "sink", "config": {"url": url}, "credentials": {"bearer_token": BEARER},
+                    "retry_policy": {"max_attempts": 20, "initial_delay_ms": 50, "max_delay_ms": 200}})),
+    )
+    .await;
+    admin(
+        &client,
+        reqwest::Method::POST,
+        &format!("{}/api/v1/workspaces/{ws_id}/rules", node.base),
+        Some(json!({"name": "all", "event": "*", "connection_id": conn["id"]})),
+    )
+    .await;
+    let old_keys = key_file(&data);
+    assert_eq!(old_keys.len(), 1);
+    let old_ids = key_ids_in(&database_text(&data));
+    assert_eq!(old_ids.len(), 1, "{old_ids:?}");
+
+    // Events keep coming while the key is rotated.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let emitter = {
+        let (client, base, pk, sent, stop) = (client.clone(), node.base.clone(), pk.clone(), sent.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let r = client
+                    .post(format!("{base}/api/v1/events"))
+                    .bearer_auth(&pk)
+                    .json(&json!({"event": "tick", "payload": {}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                sent.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = command(&data, &[("SWITCHYARD_MASTER_KEY", None)])
+        .args(["rotate-master-key", "--settle-seconds", "2"])
+        .output()
+        .expect("the command runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "rotation failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("re-sealed"), "{stdout}");
+    // A connection made after the rotation works too.
+    let (url2, ok2, _) = authenticated_receiver().await;
+    let conn2 = admin(
+        &client,
+        reqwest::Method::POST,
+        &format!("{}/api/v1/workspaces/{ws_id}/connections", node.base),
+        Some(json!({"type": "webhook", "name": "late", "config": {"url": url2}, "credentials": {"bearer_token": BEARER}})),
+    )
+    .await;
+    admin(
+        &client,
+        reqwest::Method::POST,
+        &format!("{}/api/v1/workspaces/{ws_id}/rules", node.base),
+        Some(json!({"name": "late", "event": "late", "connection_id": conn2["id"]})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    emitter.await.unwrap();
+    client
+        .post(format!("{}/api/v1/events", node.base))
+        .bearer_auth(&pk)
+        .json(&json!({"event": "late", "payload": {}}))
+        .send()
+        .await
+        .unwrap();
+
+    let total = sent.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok.load(Ordering::SeqCst) < total || ok2.load(Ordering::SeqCst) < 1 {
+        assert!(Instant::now() < deadline, "delivered {} of {total} (late: {})", ok.load(Ordering::SeqCst), ok2.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused.load(Ordering::SeqCst), 0, "a request went out without its credential");
+    assert!(total > 20, "the emitter ran through the rotation ({total} events)");
+
+    // One new key in the file; nothing in the database sealed with the old one.
+    let new_keys = key_file(&data);
+    assert_eq!(new_keys.len(), 1);
+    assert_ne!(new_keys, old_keys);
+    let ids = key_ids_in(&database_text(&data));
+    assert!(ids.is_disjoint(&old_ids), "values still sealed under the old key: {ids:?}");
+
+    // A restart opens everything with the new key alone.
+    drop(node);
+    let node = start_custom(&data, &[], &[("SWITCHYARD_MASTER_KEY", None)], Stdio::inherit());
+    client
+        .post(format!("{}/api/v1/events", node.base))
+        .bearer_auth(&pk)
+        .json(&json!({"event": "tick", "payload": {}}))
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ok.load(Ordering::SeqCst) < total + 1 {
+        assert!(Instant::now() < deadline, "no delivery after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_keys_rotate_with_the_old_key_given_as_previous() {
+    let data = data().await;
+    let old = data.master_key.clone();
+    let new = "bmV3LWtleS1uZXcta2V5LW5ldy1rZXktbmV3LWtleSE=".to_owned(); // 32 bytes
+    let node = start(&data);
+    let client = reqwest::Client::new();
+    let (url, ok, refused) = authenticated_receiver().await;
+    let pk = setup_with_credentials(&client, &node.base, &url).await;
+    drop(node);
+
+    // The wrong key alone is refused at start, with a clear message.
+    let out = command(&data, &[("SWITCHYARD_MASTER_KEY", Some(&new))]).arg("serve").output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not one this database's secrets were sealed with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Nodes run with the new key and the old one as previous; the command re-seals everything.
+    let env = [("SWITCHYARD_MASTER_KEY", Some(new.as_str())), ("SWITCHYARD_PREVIOUS_MASTER_KEYS", Some(old.as_str()))];
+    let node = start_custom(&data, &[], &env, Stdio::inherit());
+    let out = command(&data, &env).arg("rotate-master-key").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("remove SWITCHYARD_PREVIOUS_MASTER_KEYS"));
+    drop(node);
+
+    // Now the new key alone opens everything, and the old alone no longer does.
+    let node = start_custom(&data, &[], &[("SWITCHYARD_MASTER_KEY", Some(new.as_str()))], Stdio::inherit());
+    client
+        .post(format!("{}/api/v1/events", node.base))
+        .bearer_auth(&pk)
+        .json(&json!({"event": "tick", "payload": {}}))
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ok.load(Ordering::SeqCst) < 1 {
+        assert!(Instant::now() < deadline, "no delivery with the new key");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused.load(Ordering::SeqCst), 0);
+    drop(node);
+    let out = command(&data, &[]).arg("serve").output().unwrap();
+    assert!(!out.status.success(), "the retired key still opened the database");
+}
+
+async fn setup_with_credentials(client: &reqwest::Client, base: &str, url: &str) -> String {
+    let ws = admin(client, reqwest::Method::POST, &format!("{base}/api/v1/workspaces"), Some(json!({"name": "env-keys"}))).await;
+    let ws_id = ws["id"].as_str().unwrap();
+    let conn = admin(
+        client,
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/workspaces/{ws_id}/connections"),
+        Some(json!({"type": "webhook", "name": "sink", "config": {"url": url}, "credentials": {"bearer_token": BEARER}})),
+    )
+    .await;
+    admin(
+        client,
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/workspaces/{ws_id}/rules"),
+        Some(json!({"name": "all", "event": "*", "connection_id": conn["id"]})),
+    )
+    .await;
+    ws["publishable_key"]["key"].as_str().unwrap().to_owned()
+}
