@@ -1,17 +1,23 @@
 //! AWeber: no upsert, so each delivery finds the subscriber first (`ws.op=find`) and then
-//! updates them or adds them; removal unsubscribes the one found.
+//! updates them or adds them; removal unsubscribes the one found. AWeber answers its rate limit
+//! (120 requests a minute per account) with 403 "Rate Limit Error", which is a wait, not a refusal.
 
 use crate::catalog::{CatalogEntry, FieldSpec};
 use crate::http::ResponseSummary;
+use crate::outcome::{requested_wait, Classified};
 use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::time::{Duration, SystemTime};
 
 pub struct AWeber;
 
 const ORIGIN: &str = "https://api.aweber.com";
 const DEFAULT_MAPPING: &[(&str, &str)] = &[("email", "payload.email"), ("name", "payload.name")];
 const MESSAGE: &[&str] = &["error.message"];
+/// How long AWeber refuses requests after a rate limit error (help.aweber.com, "Does AWeber
+/// throttle or rate limit API requests?").
+const RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 #[async_trait::async_trait]
 impl Connector for AWeber {
@@ -36,7 +42,6 @@ impl Connector for AWeber {
             all.extend_from_slice(extra);
             vendor::endpoint(config, ORIGIN, &all)
         };
-        let classify = |r: &ResponseSummary| vendor::classify_with_message(r, MESSAGE);
         let context = ctx.template_context()?;
         let person = vendor::person(ctx, &context, DEFAULT_MAPPING)?;
         let email = vendor::email(&person).to_owned();
@@ -63,4 +68,15 @@ impl Connector for AWeber {
         let request = OutboundRequest::json(update.0, update.1, &update.2).bearer(token)?;
         exchange.expect(request, classify).await.map(|_| ())
     }
+}
+
+/// HTTP semantics with AWeber's message, except its rate limit: 403 with the message "Rate Limit
+/// Error" (other 403s are refusals), after which requests fail for 60 seconds.
+fn classify(r: &ResponseSummary) -> Classified {
+    let message = vendor::error_message(r, MESSAGE);
+    if r.status == 403 && message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("rate limit")) {
+        let wait = requested_wait(r, SystemTime::now()).unwrap_or(RATE_LIMIT_WAIT);
+        return Classified::rate_limited(Some(wait), "HTTP 403").with_detail(message.as_deref().unwrap_or_default());
+    }
+    vendor::classify_with_message(r, MESSAGE)
 }
