@@ -1,5 +1,6 @@
 //! AWeber: no upsert, so each delivery finds the subscriber first (`ws.op=find`) and then
-//! updates them or adds them; removal unsubscribes the one found. AWeber answers its rate limit
+//! updates their mapped fields (never their status: someone who unsubscribed stays so) or adds
+//! them; removal unsubscribes the one found. AWeber answers its rate limit
 //! (120 requests a minute per account) with 403 "Rate Limit Error", which is a wait, not a refusal.
 
 use crate::catalog::{CatalogEntry, FieldSpec};
@@ -29,7 +30,8 @@ impl Connector for AWeber {
             .action("add_to_list", "Add to list", list())
             .action("remove_from_list", "Remove from list", list())
             .duplicates_on_retry(true)
-            .limits(Some(4), Some(120))
+            // 120 requests a minute at the vendor, and a delivery sends 2 (find, then write): 60 a minute.
+            .limits(Some(4), Some(60))
     }
 
     async fn deliver(&self, ctx: &DeliveryContext<'_>, exchange: &mut Exchange<'_>) -> Delivered {
@@ -56,10 +58,9 @@ impl Connector for AWeber {
         let update = match (ctx.rule.action.as_str(), existing) {
             ("remove_from_list", None) => return Ok(()), // not on the list
             ("remove_from_list", Some(id)) => (Method::PATCH, subscribers(&[&id])?, json!({"status": "unsubscribed"})),
-            (_, Some(id)) => {
-                fields.insert("status".into(), json!("subscribed"));
-                (Method::PATCH, subscribers(&[&id])?, Value::Object(fields))
-            }
+            // Only the mapped fields: setting the status would re-subscribe someone who opted out.
+            (_, Some(_)) if fields.is_empty() => return Ok(()), // nothing to update
+            (_, Some(id)) => (Method::PATCH, subscribers(&[&id])?, Value::Object(fields)),
             (_, None) => {
                 fields.insert("email".into(), json!(email));
                 (Method::POST, subscribers(&[])?, Value::Object(fields))

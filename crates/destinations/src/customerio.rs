@@ -37,7 +37,7 @@ impl Connector for CustomerIo {
                 FieldSpec::new("identifier", "Identifier", "select", false)
                     .options(&["email", "id"])
                     .default(json!("email"))
-                    .describe("id identifies people by the mapped id field (payload.id by default)"),
+                    .describe("id identifies people by the mapped id field (payload.id by default); an e-mail address is then optional"),
                 vendor::mapping_field(),
             ],
         )
@@ -56,20 +56,24 @@ impl Connector for CustomerIo {
         let context = ctx.template_context()?;
         let mut defaults = DEFAULT_MAPPING.to_vec();
         defaults.push(("id", "payload.id"));
-        let person = vendor::person(ctx, &context, &defaults)?;
-        let identifier = match ctx.action_config().get("identifier").and_then(Value::as_str) {
-            Some("id") => match person.get("id") {
+        let by_id = ctx.action_config().get("identifier").and_then(Value::as_str) == Some("id");
+        // Identified by id, the person needs no e-mail address (one given must be valid, though).
+        let person =
+            if by_id { vendor::person_email_optional(ctx, &context, &defaults)? } else { vendor::person(ctx, &context, &defaults)? };
+        let identifier = if by_id {
+            match person.get("id") {
                 Some(Value::String(s)) if !s.is_empty() => s.clone(),
                 Some(Value::Number(n)) => n.to_string(),
                 _ => return Err(crate::Classified::permanent("the event has no id to identify the person by (payload.id)")),
-            },
-            _ => vendor::email(&person).to_owned(),
+            }
+        } else {
+            vendor::email(&person).to_owned()
         };
         let classify = |r: &crate::http::ResponseSummary| vendor::classify_with_message(r, &["meta.error", "meta.errors.0"]);
 
-        let mut attributes = vendor::attributes(&person);
+        // Every mapped field but the id, e-mail included when there is one.
+        let mut attributes = person.clone();
         attributes.remove("id");
-        attributes.insert("email".into(), json!(vendor::email(&person)));
         let identify = OutboundRequest::json(
             Method::PUT,
             vendor::endpoint_at(&origin, &["api", "v1", "customers", &identifier])?,

@@ -14,7 +14,8 @@ const DESCRIPTION_MAX: usize = 4096;
 #[async_trait::async_trait]
 impl Connector for Discord {
     fn catalog(&self) -> CatalogEntry {
-        CatalogEntry::new("discord", "Discord", "Posts an embed to a Discord channel through its webhook.", "none")
+        // The webhook URL carries its token: a required secret, like an API key.
+        CatalogEntry::new("discord", "Discord", "Posts an embed to a Discord channel through its webhook.", "api_key")
             .auth_fields(vec![FieldSpec::new("webhook_url", "Webhook URL", "url", true)
                 .describe("https://discord.com/api/webhooks/{id}/{token}; accepted in config too, and stored encrypted either way")])
             .config(vec![vendor::base_url_field("https://discord.com")])

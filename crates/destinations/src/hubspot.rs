@@ -1,7 +1,9 @@
-//! HubSpot: contacts are upserted by e-mail (batch upsert, safe to retry), then added to or
-//! removed from a list by record id, or given a property value.
+//! HubSpot: contacts are upserted by e-mail (batch upsert, safe to retry), then added to a list
+//! by record id, or given a property value. Removal from a list only looks the contact up (batch
+//! read by e-mail): it never creates one.
 
 use crate::catalog::{CatalogEntry, FieldSpec};
+use crate::http::ResponseSummary;
 use crate::outcome::Classified;
 use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
 use reqwest::Method;
@@ -19,8 +21,10 @@ impl Connector for HubSpot {
     fn catalog(&self) -> CatalogEntry {
         let list = || vec![FieldSpec::new("id", "List id", "string", true), vendor::mapping_field()];
         CatalogEntry::new("hubspot", "HubSpot", "Creates or updates the event's contact in HubSpot, and manages list membership.", "oauth")
-            .auth_fields(vec![FieldSpec::new("access_token", "Access token", "secret", true)
-                .describe("A private app token (pat-...) or an OAuth access token with crm.objects.contacts.write and crm.lists.write")])
+            .auth_fields(vec![FieldSpec::new("access_token", "Access token", "secret", true).describe(
+                "A private app token (pat-...) or an OAuth access token with crm.objects.contacts.write and crm.lists.write \
+                 (and crm.objects.contacts.read for remove_from_list)",
+            )])
             .config(vec![vendor::base_url_field(ORIGIN)])
             .action("add_to_list", "Add to list", list())
             .action("remove_from_list", "Remove from list", list())
@@ -40,26 +44,47 @@ impl Connector for HubSpot {
         let token = ctx.secrets.credential("access_token")?;
         let context = ctx.template_context()?;
         let person = vendor::person(ctx, &context, DEFAULT_MAPPING)?;
-        let mut properties = vendor::attributes(&person);
-        if ctx.rule.action == "update_property" {
-            properties.insert(ctx.action_str("id")?.to_owned(), Value::String(vendor::render(ctx, "value", &context)?));
-        }
         let config = &ctx.connection.config;
-        let upsert = OutboundRequest::json(
-            Method::POST,
-            vendor::endpoint(config, ORIGIN, &["crm", "v3", "objects", "contacts", "batch", "upsert"])?,
-            &json!({"inputs": [{"id": vendor::email(&person), "idProperty": "email", "properties": properties}]}),
-        )
-        .bearer(token)?;
-        let answer = exchange.expect(upsert, |r| vendor::classify_with_message(r, MESSAGE)).await?;
-        let record: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-        let Some(id) = record.pointer("/results/0/id").and_then(Value::as_str).map(str::to_owned) else {
-            return Err(Classified::retry(None, "HubSpot's upsert answer had no record id"));
-        };
-        let change = match ctx.rule.action.as_str() {
-            "add_to_list" => "add",
-            "remove_from_list" => "remove",
-            _ => return Ok(()),
+        let contacts = |last: &str| vendor::endpoint(config, ORIGIN, &["crm", "v3", "objects", "contacts", "batch", last]);
+        let (id, change) = if ctx.rule.action == "remove_from_list" {
+            // Look the contact up without creating it: someone HubSpot does not know is in no list.
+            let read = OutboundRequest::json(
+                Method::POST,
+                contacts("read")?,
+                &json!({"idProperty": "email", "inputs": [{"id": vendor::email(&person)}]}),
+            )
+            .bearer(token)?;
+            let answer = exchange.send(read).await?;
+            if is_not_found(&answer) {
+                return Ok(());
+            }
+            let verdict = vendor::classify_with_message(&answer, MESSAGE);
+            if verdict.outcome != crate::Outcome::Success {
+                return Err(verdict);
+            }
+            match record_id(&answer) {
+                Some(id) => (id, "remove"),
+                None => return Ok(()), // no such contact
+            }
+        } else {
+            let mut properties = vendor::attributes(&person);
+            if ctx.rule.action == "update_property" {
+                properties.insert(ctx.action_str("id")?.to_owned(), Value::String(vendor::render(ctx, "value", &context)?));
+            }
+            let upsert = OutboundRequest::json(
+                Method::POST,
+                contacts("upsert")?,
+                &json!({"inputs": [{"id": vendor::email(&person), "idProperty": "email", "properties": properties}]}),
+            )
+            .bearer(token)?;
+            let answer = exchange.expect(upsert, |r| vendor::classify_with_message(r, MESSAGE)).await?;
+            let Some(id) = record_id(&answer) else {
+                return Err(Classified::retry(None, "HubSpot's upsert answer had no record id"));
+            };
+            match ctx.rule.action.as_str() {
+                "add_to_list" => (id, "add"),
+                _ => return Ok(()),
+            }
         };
         let membership = OutboundRequest::json(
             Method::PUT,
@@ -68,5 +93,23 @@ impl Connector for HubSpot {
         )
         .bearer(token)?;
         exchange.expect(membership, |r| vendor::classify_with_message(r, MESSAGE)).await.map(|_| ())
+    }
+}
+
+/// The first record's id in a batch answer (`results[0].id`).
+fn record_id(r: &ResponseSummary) -> Option<String> {
+    let body: Value = serde_json::from_slice(&r.body).ok()?;
+    body.pointer("/results/0/id").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// A batch read that found nobody: HubSpot answers 207 with the miss among `errors` (a 2xx without
+/// results), or 404 with the category `OBJECT_NOT_FOUND`.
+fn is_not_found(r: &ResponseSummary) -> bool {
+    match r.status {
+        200..=299 => record_id(r).is_none(),
+        404 => serde_json::from_slice::<Value>(&r.body)
+            .ok()
+            .is_some_and(|b| b.get("category").and_then(Value::as_str) == Some("OBJECT_NOT_FOUND")),
+        _ => false,
     }
 }

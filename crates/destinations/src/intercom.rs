@@ -1,5 +1,6 @@
-//! Intercom: the person is created as a contact (or, when Intercom answers 409 because they
-//! exist, updated under the id it names), then tagged or untagged.
+//! Intercom: to tag, the person is created as a contact (or, when Intercom answers 409 because
+//! they exist, updated under the id it names), then tagged. To untag, the contact is searched for
+//! by e-mail, never created.
 
 use crate::catalog::{CatalogEntry, FieldSpec};
 use crate::http::ResponseSummary;
@@ -44,24 +45,14 @@ impl Connector for Intercom {
             Ok(req.bearer(token)?.header("intercom-version", VERSION)?)
         };
 
-        let mut contact = vendor::attributes(&person);
-        contact.insert("email".into(), json!(vendor::email(&person)));
-        contact.insert("role".into(), json!("user"));
-        let created = exchange.send(request(Method::POST, &["contacts"], Some(&Value::Object(contact.clone())))?).await?;
-        let id = if created.status == 409 {
-            let id =
-                conflict_id(&created).ok_or_else(|| Classified::retry(None, "Intercom reported a conflict without the contact's id"))?;
-            contact.remove("role");
-            exchange.expect(request(Method::PUT, &["contacts", &id], Some(&Value::Object(contact)))?, classify).await?;
-            id
-        } else {
-            match classify(&created) {
-                c if c.outcome != crate::Outcome::Success => return Err(c),
-                _ => body_id(&created).ok_or_else(|| Classified::retry(None, "Intercom's answer had no contact id"))?,
-            }
-        };
         let tag = ctx.action_str("id")?;
         if ctx.rule.action == "remove_tag" {
+            // Search, not create: someone Intercom does not know carries no tag.
+            let query = json!({"query": {"field": "email", "operator": "=", "value": vendor::email(&person)}});
+            let found = exchange.expect(request(Method::POST, &["contacts", "search"], Some(&query))?, classify).await?;
+            let Some(id) = serde_json::from_slice::<Value>(&found.body).ok().and_then(|b| text_id(b.pointer("/data/0/id"))) else {
+                return Ok(()); // no such contact
+            };
             let answer = exchange.send(request(Method::DELETE, &["contacts", &id, "tags", tag], None)?).await?;
             if answer.status == 404 {
                 return Ok(()); // the tag was not on the contact
@@ -71,12 +62,36 @@ impl Connector for Intercom {
                 c => Err(c),
             };
         }
+
+        let mut contact = vendor::attributes(&person);
+        contact.insert("email".into(), json!(vendor::email(&person)));
+        contact.insert("role".into(), json!("user"));
+        let created = exchange.send(request(Method::POST, &["contacts"], Some(&Value::Object(contact.clone())))?).await?;
+        let id = if created.status == 409 {
+            // A conflict that names no contact cannot be resolved by trying again.
+            let id = conflict_id(&created).ok_or_else(|| {
+                Classified::permanent("Intercom reported a conflict without the contact's id")
+                    .with_detail(&vendor::error_message(&created, MESSAGE).unwrap_or_default())
+            })?;
+            contact.remove("role");
+            exchange.expect(request(Method::PUT, &["contacts", &id], Some(&Value::Object(contact)))?, classify).await?;
+            id
+        } else {
+            match classify(&created) {
+                c if c.outcome != crate::Outcome::Success => return Err(c),
+                _ => body_id(&created).ok_or_else(|| Classified::retry(None, "Intercom's answer had no contact id"))?,
+            }
+        };
         exchange.expect(request(Method::POST, &["contacts", &id, "tags"], Some(&json!({"id": tag})))?, classify).await.map(|_| ())
     }
 }
 
 fn body_id(r: &ResponseSummary) -> Option<String> {
-    serde_json::from_slice::<Value>(&r.body).ok()?.get("id").and_then(Value::as_str).map(str::to_owned)
+    text_id(serde_json::from_slice::<Value>(&r.body).ok()?.get("id"))
+}
+
+fn text_id(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 /// The existing contact's id from a 409: "A contact matching those details already exists with id=5f2b...".

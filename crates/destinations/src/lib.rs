@@ -243,3 +243,39 @@ impl Registry {
         self.connectors.values().map(|c| c.catalog()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rate_limit_per_minute` counts deliveries: a default times the requests one delivery may
+    /// send stays within the vendor's own limit.
+    #[test]
+    fn default_rate_limits_keep_every_delivery_s_requests_within_the_vendor_s_limit() {
+        let registry = Registry::default();
+        let limit = |kind: &str| registry.get(kind).unwrap().catalog().limits.rate_limit_per_minute;
+        // (type, default deliveries a minute, requests a delivery may send, vendor's requests a minute)
+        for (kind, per_minute, requests, vendor) in [
+            ("activecampaign", 100, 3, 5 * 60), // 5 a second; a tag removal: look-up, tag links, delete
+            ("resend", 60, 2, 2 * 60),          // 2 a second; add_to_segment: contact, then membership
+            ("mailerlite", 60, 2, 120),         // removal: look-up, then leave
+            ("aweber", 60, 2, 120),             // find, then write
+        ] {
+            assert_eq!(limit(kind), Some(per_minute), "{kind}");
+            assert!(per_minute * requests <= vendor, "{kind}");
+        }
+        assert_eq!(limit("slack"), Some(60));
+        assert_eq!(limit("discord"), Some(30));
+        assert_eq!(limit("hubspot"), Some(600));
+    }
+
+    #[test]
+    fn discord_s_webhook_url_is_a_required_secret_so_its_auth_is_api_key() {
+        let catalog = Registry::default().get("discord").unwrap().catalog();
+        assert_eq!(catalog.auth.kind, "api_key");
+        assert_eq!(catalog.auth.fields.iter().map(|f| (f.key.as_str(), f.required)).collect::<Vec<_>>(), [("webhook_url", true)]);
+        // Only the generic webhook needs no credential.
+        let none: Vec<_> = Registry::default().catalog().into_iter().filter(|c| c.auth.kind == "none").map(|c| c.kind).collect();
+        assert_eq!(none, ["webhook"]);
+    }
+}

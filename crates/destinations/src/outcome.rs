@@ -24,24 +24,32 @@ pub struct Classified {
     /// The destination said "too many requests": the whole connection should slow down, not
     /// only this delivery.
     pub rate_limited: bool,
+    /// The destination refused the credential (HTTP 401, Slack `token_expired`): an OAuth token
+    /// is refreshed and the attempt made once more; otherwise this is permanent.
+    pub unauthorized: bool,
 }
 
 impl Classified {
     pub fn success() -> Self {
-        Self { outcome: Outcome::Success, error: None, rate_limited: false }
+        Self { outcome: Outcome::Success, error: None, rate_limited: false, unauthorized: false }
     }
 
     pub fn retry(after: Option<Duration>, error: impl Into<String>) -> Self {
-        Self { outcome: Outcome::Retry { after }, error: Some(error.into()), rate_limited: false }
+        Self { outcome: Outcome::Retry { after }, error: Some(error.into()), rate_limited: false, unauthorized: false }
     }
 
     /// A rate limit: retry after the destination's wait, and hold the connection until then.
     pub fn rate_limited(after: Option<Duration>, error: impl Into<String>) -> Self {
-        Self { outcome: Outcome::Retry { after }, error: Some(error.into()), rate_limited: true }
+        Self { outcome: Outcome::Retry { after }, error: Some(error.into()), rate_limited: true, unauthorized: false }
     }
 
     pub fn permanent(error: impl Into<String>) -> Self {
-        Self { outcome: Outcome::Permanent, error: Some(error.into()), rate_limited: false }
+        Self { outcome: Outcome::Permanent, error: Some(error.into()), rate_limited: false, unauthorized: false }
+    }
+
+    /// The credential was refused: permanent, unless a refreshed token gets past it.
+    pub fn unauthorized(error: impl Into<String>) -> Self {
+        Self { unauthorized: true, ..Self::permanent(error) }
     }
 
     /// Adds detail (the vendor's own message) to the recorded error.
@@ -65,6 +73,7 @@ pub fn classify_http(r: &ResponseSummary) -> Classified {
         429 => Classified::rate_limited(requested_wait(r, SystemTime::now()), "HTTP 429"),
         408 | 425 | 500..=599 => Classified::retry(requested_wait(r, SystemTime::now()), format!("HTTP {}", r.status)),
         300..=399 => Classified::permanent(format!("HTTP {} (redirects are not followed)", r.status)),
+        401 => Classified::unauthorized("HTTP 401"),
         _ => Classified::permanent(format!("HTTP {}", r.status)),
     }
 }

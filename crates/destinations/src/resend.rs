@@ -35,7 +35,8 @@ impl Connector for Resend {
             )
             .action("add_to_segment", "Add to segment", segment())
             .action("remove_from_segment", "Remove from segment", segment())
-            .limits(Some(2), Some(120))
+            // 2 requests a second at the vendor, and add_to_segment sends 2: 60 deliveries a minute.
+            .limits(Some(2), Some(60))
     }
 
     async fn deliver(&self, ctx: &DeliveryContext<'_>, exchange: &mut Exchange<'_>) -> Delivered {

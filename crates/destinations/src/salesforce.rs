@@ -9,8 +9,13 @@ use crate::outcome::{classify_http, Classified};
 use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 pub struct Salesforce;
+
+/// How long to wait after `REQUEST_LIMIT_EXCEEDED`: the org's daily allocation is a rolling
+/// 24-hour count that names no reset time, so check back every few minutes rather than at once.
+const DAILY_LIMIT_WAIT: Duration = Duration::from_secs(5 * 60);
 
 const DEFAULT_MAPPING: &[(&str, &str)] =
     &[("email", "payload.email"), ("FirstName", "payload.first_name"), ("LastName", "payload.last_name"), ("Phone", "payload.phone")];
@@ -66,38 +71,39 @@ impl Connector for Salesforce {
         let context = ctx.template_context()?;
         let person = vendor::person(ctx, &context, DEFAULT_MAPPING)?;
         let email = vendor::email(&person).to_owned();
-        let mut fields = vendor::attributes(&person);
-        fields.insert("Email".into(), Value::String(email.clone()));
-        if object == "Lead" && !fields.contains_key("Company") {
-            // Leads need a company; the payload's, else a placeholder Salesforce accepts.
-            let company = context.pointer("/payload/company").and_then(Value::as_str).unwrap_or("[not provided]");
-            fields.insert("Company".into(), Value::String(company.to_owned()));
-        }
-        if ctx.rule.action == "update_property" {
-            fields.insert(ctx.action_str("field")?.to_owned(), Value::String(vendor::render(ctx, "value", &context)?));
-        }
-        let upsert =
-            OutboundRequest::json(Method::PATCH, url(&["sobjects", &object, &external, &email])?, &Value::Object(fields)).bearer(token)?;
-        let answer = exchange.expect(upsert, classify).await?;
-        let campaign_action = matches!(ctx.rule.action.as_str(), "add_to_campaign" | "remove_from_campaign");
-        if !campaign_action {
-            return Ok(());
-        }
-        // 201 (created) names the record; an update may answer 204 without a body, so ask.
-        let record_id =
-            match serde_json::from_slice::<Value>(&answer.body).ok().and_then(|b| b.get("id").and_then(Value::as_str).map(str::to_owned)) {
-                Some(id) => id,
-                None => {
-                    let mut lookup = url(&["sobjects", &object, &external, &email])?;
-                    lookup.query_pairs_mut().append_pair("fields", "Id");
-                    let found = exchange.expect(OutboundRequest::empty(Method::GET, lookup).bearer(token)?, classify).await?;
-                    let body: Value = serde_json::from_slice(&found.body).unwrap_or(Value::Null);
-                    body.get("Id")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .ok_or_else(|| Classified::retry(None, "Salesforce returned no record id"))?
-                }
-            };
+        let mut lookup = url(&["sobjects", &object, &external, &email])?;
+        lookup.query_pairs_mut().append_pair("fields", "Id");
+        let record_id = if ctx.rule.action == "remove_from_campaign" {
+            // Look the record up without creating it: someone Salesforce does not know is in no campaign.
+            let found = exchange.send(OutboundRequest::empty(Method::GET, lookup).bearer(token)?).await?;
+            if found.status == 404 && !external_field_missing(&found) {
+                return Ok(());
+            }
+            let found = verdict(classify(&found)).map(|_| found)?;
+            id_of(&found, "Id")?
+        } else {
+            let mut fields = vendor::attributes(&person);
+            fields.insert("Email".into(), Value::String(email.clone()));
+            if object == "Lead" && !fields.contains_key("Company") {
+                // Leads need a company; the payload's, else a placeholder Salesforce accepts.
+                let company = context.pointer("/payload/company").and_then(Value::as_str).unwrap_or("[not provided]");
+                fields.insert("Company".into(), Value::String(company.to_owned()));
+            }
+            if ctx.rule.action == "update_property" {
+                fields.insert(ctx.action_str("field")?.to_owned(), Value::String(vendor::render(ctx, "value", &context)?));
+            }
+            let upsert = OutboundRequest::json(Method::PATCH, url(&["sobjects", &object, &external, &email])?, &Value::Object(fields))
+                .bearer(token)?;
+            let answer = exchange.expect(upsert, classify).await?;
+            if ctx.rule.action != "add_to_campaign" {
+                return Ok(());
+            }
+            // 201 (created) names the record; an update may answer 204 without a body, so ask.
+            match id_of(&answer, "id") {
+                Ok(id) => id,
+                Err(_) => id_of(&exchange.expect(OutboundRequest::empty(Method::GET, lookup).bearer(token)?, classify).await?, "Id")?,
+            }
+        };
         let campaign = ctx.action_str("id")?;
         let member_key = if object == "Lead" { "LeadId" } else { "ContactId" };
         if ctx.rule.action == "add_to_campaign" {
@@ -135,6 +141,23 @@ impl Connector for Salesforce {
     }
 }
 
+/// A record id from an answer's `key` (`id` after an upsert, `Id` from a lookup).
+fn id_of(r: &ResponseSummary, key: &str) -> Result<String, Classified> {
+    serde_json::from_slice::<Value>(&r.body)
+        .ok()
+        .and_then(|b| b.get(key).and_then(Value::as_str).map(str::to_owned))
+        .ok_or_else(|| Classified::retry(None, "Salesforce returned no record id"))
+}
+
+/// A 404 because the connection's external-id field does not exist (a misconfiguration), not
+/// because no record has the value.
+fn external_field_missing(r: &ResponseSummary) -> bool {
+    serde_json::from_slice::<Value>(&r.body)
+        .ok()
+        .and_then(|b| b.pointer("/0/message").and_then(Value::as_str).map(|m| m.starts_with("Provided external ID field does not exist")))
+        .unwrap_or(false)
+}
+
 fn verdict(c: Classified) -> Delivered {
     if c.outcome == crate::Outcome::Success {
         Ok(())
@@ -152,7 +175,7 @@ fn error_code(r: &ResponseSummary) -> Option<String> {
 fn classify(r: &ResponseSummary) -> Classified {
     let code = error_code(r);
     if r.status == 403 && code.as_deref() == Some("REQUEST_LIMIT_EXCEEDED") {
-        return Classified::rate_limited(None, "Salesforce: REQUEST_LIMIT_EXCEEDED (the org's API limit)");
+        return Classified::rate_limited(Some(DAILY_LIMIT_WAIT), "Salesforce: REQUEST_LIMIT_EXCEEDED (the org's API limit)");
     }
     if r.status == 300 {
         return Classified::permanent("Salesforce: more than one record has this external id");
@@ -183,7 +206,8 @@ mod tests {
     #[test]
     fn the_api_limit_is_a_wait_and_other_errors_carry_their_code() {
         let limit = classify(&answer(403, r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#));
-        assert!(matches!(limit.outcome, Outcome::Retry { .. }) && limit.rate_limited);
+        assert_eq!(limit.outcome, Outcome::Retry { after: Some(Duration::from_secs(300)) });
+        assert!(limit.rate_limited);
         let denied = classify(&answer(403, r#"[{"message":"no access","errorCode":"INSUFFICIENT_ACCESS"}]"#));
         assert_eq!(denied.outcome, Outcome::Permanent);
         let session = classify(&answer(401, r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#));

@@ -76,7 +76,8 @@ impl Connector for SendGrid {
                     body["personalizations"][0]["dynamic_template_data"] = context.clone();
                 } else {
                     body["subject"] = json!(vendor::render(ctx, "subject", &context)?);
-                    body["content"] = json!([{"type": "text/html", "value": vendor::render(ctx, "template", &context)?}]);
+                    // The body is HTML: values the template prints are escaped.
+                    body["content"] = json!([{"type": "text/html", "value": vendor::render_html(ctx, "template", &context)?}]);
                 }
                 OutboundRequest::json(Method::POST, vendor::endpoint(config, ORIGIN, &["v3", "mail", "send"])?, &body)
             }

@@ -69,6 +69,7 @@ fn classify(r: &ResponseSummary) -> Classified {
     match error {
         "ratelimited" => Classified::rate_limited(requested_wait(r, SystemTime::now()), "Slack: ratelimited"),
         e if TRANSIENT.contains(&e) => Classified::retry(None, format!("Slack: {e}")),
+        e @ ("token_expired" | "invalid_auth") => Classified::unauthorized(format!("Slack: {e}")),
         e => Classified::permanent(format!("Slack: {e}")),
     }
 }

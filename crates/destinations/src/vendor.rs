@@ -93,17 +93,44 @@ impl OutboundRequest {
 /// The person an event is about, as the destination's fields: the rule's mapping (or the
 /// connector's default one) applied to the event. `email` must come out of it.
 pub fn person(ctx: &DeliveryContext<'_>, context: &Value, defaults: &[(&str, &str)]) -> Result<Map<String, Value>, Classified> {
+    let fields = mapped(ctx, context, defaults)?;
+    match fields.get("email") {
+        Some(_) => checked_email(fields),
+        None => Err(Classified::permanent("the event has no e-mail address (payload.email, or map one with action_config.mapping)")),
+    }
+}
+
+/// Like [`person`], for a person identified otherwise (Customer.io by id): `email` may be
+/// missing, but when the mapping gives one it must be an e-mail address.
+pub fn person_email_optional(
+    ctx: &DeliveryContext<'_>,
+    context: &Value,
+    defaults: &[(&str, &str)],
+) -> Result<Map<String, Value>, Classified> {
+    let fields = mapped(ctx, context, defaults)?;
+    if fields.contains_key("email") {
+        checked_email(fields)
+    } else {
+        Ok(fields)
+    }
+}
+
+/// The rule's mapping (or the connector's default one) applied to the event.
+fn mapped(ctx: &DeliveryContext<'_>, context: &Value, defaults: &[(&str, &str)]) -> Result<Map<String, Value>, Classified> {
     let mapping = match ctx.action_config().get("mapping") {
         Some(v) if !v.is_null() => Mapping::parse(v, "action_config.mapping").map_err(|e| {
             Classified::permanent(format!("the rule's mapping is invalid: {}", e.first().map(|f| f.message.as_str()).unwrap_or("")))
         })?,
         _ => Mapping::defaults(defaults),
     };
-    let fields = mapping.apply(context).map_err(Classified::permanent)?;
+    mapping.apply(context).map_err(Classified::permanent)
+}
+
+fn checked_email(fields: Map<String, Value>) -> Result<Map<String, Value>, Classified> {
     match fields.get("email") {
         Some(Value::String(s)) if s.contains('@') => Ok(fields),
         Some(other) => Err(Classified::permanent(format!("the mapped email {other} is not an e-mail address"))),
-        None => Err(Classified::permanent("the event has no e-mail address (payload.email, or map one with action_config.mapping)")),
+        None => Ok(fields),
     }
 }
 
@@ -131,6 +158,13 @@ pub fn classify_with_message(r: &ResponseSummary, paths: &[&str]) -> Classified 
 pub fn render(ctx: &DeliveryContext<'_>, key: &str, context: &Value) -> Result<String, Classified> {
     let source = ctx.action_str(key)?;
     crate::template::render(source, context).map_err(|e| Classified::permanent(format!("the {key} template failed: {e}")))
+}
+
+/// Like [`render`], for a setting that is an HTML document (an e-mail body): every value the
+/// template prints is HTML-escaped.
+pub fn render_html(ctx: &DeliveryContext<'_>, key: &str, context: &Value) -> Result<String, Classified> {
+    let source = ctx.action_str(key)?;
+    crate::template::render_html(source, context).map_err(|e| Classified::permanent(format!("the {key} template failed: {e}")))
 }
 
 /// Like [`render`], for a setting that may be absent.

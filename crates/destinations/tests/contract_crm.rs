@@ -91,19 +91,91 @@ async fn hubspot_add_to_list_upserts_by_email_then_adds_the_record_id() {
     assert_steps_redacted(&steps, HUBSPOT_TOKEN, "authorization");
 }
 
+/// HubSpot's batch read answer for one contact found by e-mail.
+fn hubspot_read(id: &str) -> Reply {
+    reply(
+        200,
+        &format!(
+            r#"{{"status":"COMPLETE","results":[{{"id":"{id}","properties":{{"email":"{EMAIL}","hs_object_id":"{id}"}},
+               "createdAt":"2026-01-02T10:00:00.000Z","updatedAt":"2026-11-23T17:00:00.000Z","archived":false}}],
+               "startedAt":"2026-11-23T17:00:00.100Z","completedAt":"2026-11-23T17:00:00.200Z"}}"#
+        ),
+    )
+}
+
+/// HubSpot's batch read answer when no contact has the address: 207, the miss among `errors`.
+fn hubspot_read_missing() -> Reply {
+    reply(
+        207,
+        &format!(
+            r#"{{"status":"COMPLETE","results":[],"numErrors":1,"errors":[{{"status":"error","category":"OBJECT_NOT_FOUND",
+               "message":"Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.",
+               "context":{{"ids":["{EMAIL}"]}}}}],"startedAt":"2026-11-23T17:00:00.100Z","completedAt":"2026-11-23T17:00:00.200Z"}}"#
+        ),
+    )
+}
+
+fn assert_hubspot_read(r: &Seen) {
+    assert_eq!(r.line(), "POST /crm/v3/objects/contacts/batch/read");
+    assert_eq!(r.header("authorization"), Some(format!("Bearer {HUBSPOT_TOKEN}").as_str()));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json(), json!({"idProperty": "email", "inputs": [{"id": EMAIL}]}));
+}
+
 #[tokio::test]
-async fn hubspot_remove_from_list_upserts_then_removes_the_record_id() {
+async fn hubspot_remove_from_list_reads_the_contact_by_email_then_removes_the_record_id() {
     let stub = Stub::start().await;
-    stub.script([hubspot_upserted("901"), reply(200, r#"{"recordIdsMissing":[],"recordIdsRemoved":["901"],"recordsIdsAdded":[]}"#)]);
+    stub.script([hubspot_read("901"), reply(200, r#"{"recordIdsMissing":[],"recordIdsRemoved":["901"],"recordsIdsAdded":[]}"#)]);
     let (verdict, steps) = deliver(hubspot(&stub, "remove_from_list", json!({"id": "77"}))).await;
     verdict.unwrap();
     let seen = stub.seen();
     assert_eq!(seen.len(), 2);
-    assert_hubspot_upsert(&seen[0], json!({"firstname": "Ada", "lastname": "Lovelace", "phone": PHONE}));
+    // A read, not an upsert: nothing is created or written.
+    assert_hubspot_read(&seen[0]);
     assert_eq!(seen[1].line(), "PUT /crm/v3/lists/77/memberships/remove");
     assert_eq!(seen[1].header("authorization"), Some(format!("Bearer {HUBSPOT_TOKEN}").as_str()));
     assert_eq!(seen[1].json(), json!(["901"]));
     assert_steps_redacted(&steps, HUBSPOT_TOKEN, "authorization");
+}
+
+#[tokio::test]
+async fn hubspot_remove_from_list_of_an_unknown_contact_succeeds_and_sends_nothing_else() {
+    let stub = Stub::start().await;
+    // 207 with the miss among errors, a 2xx without results, and a 404 OBJECT_NOT_FOUND all mean "no such contact".
+    for missing in [
+        hubspot_read_missing(),
+        reply(200, r#"{"status":"COMPLETE","results":[]}"#),
+        reply(404, r#"{"status":"error","message":"Object not found.","correlationId":"9d0e","category":"OBJECT_NOT_FOUND"}"#),
+    ] {
+        stub.script([missing]);
+        let (verdict, steps) = deliver(hubspot(&stub, "remove_from_list", json!({"id": "77"}))).await;
+        verdict.unwrap();
+        let seen = stub.seen();
+        assert_eq!(seen.len(), 1, "nothing follows a read that found nobody");
+        assert_hubspot_read(&seen[0]);
+        assert_eq!(steps.len(), 1);
+    }
+
+    // Other answers to the read are judged like any answer, and stop the attempt.
+    stub.script([reply(
+        401,
+        r#"{"status":"error","message":"Authentication credentials not found.","category":"INVALID_AUTHENTICATION"}"#,
+    )]);
+    assert_permanent(&deliver(hubspot(&stub, "remove_from_list", json!({"id": "77"}))).await.0, "Authentication credentials not found.");
+    stub.script([reply(404, r#"{"status":"error","message":"Unknown path"}"#)]);
+    assert_permanent(&deliver(hubspot(&stub, "remove_from_list", json!({"id": "77"}))).await.0, "Unknown path");
+    stub.script([hubspot_rate_limited()]);
+    assert_retry(&deliver(hubspot(&stub, "remove_from_list", json!({"id": "77"}))).await.0, Some(10.0), true);
+    stub.script([reply(502, "")]);
+    assert_retry(&deliver(hubspot(&stub, "remove_from_list", json!({"id": "77"}))).await.0, None, false);
+    assert_eq!(stub.seen().len(), 4);
+    // And the removal itself.
+    stub.script([
+        hubspot_read("901"),
+        reply(404, r#"{"status":"error","message":"List does not exist with ID 77.","category":"OBJECT_NOT_FOUND"}"#),
+    ]);
+    assert_permanent(&deliver(hubspot(&stub, "remove_from_list", json!({"id": "77"}))).await.0, "List does not exist with ID 77.");
+    assert_eq!(stub.seen().len(), 2);
 }
 
 #[tokio::test]
@@ -180,7 +252,7 @@ async fn hubspot_errors_are_permanent_with_the_message_and_limits_wait_for_the_w
     stub.script([hubspot_rate_limited()]);
     assert_retry(&deliver(hubspot(&stub, "add_to_list", add())).await.0, Some(10.0), true);
     assert_eq!(stub.seen().len(), 1);
-    stub.script([hubspot_upserted("512"), hubspot_rate_limited()]);
+    stub.script([hubspot_read("512"), hubspot_rate_limited()]);
     assert_retry(&deliver(hubspot(&stub, "remove_from_list", add())).await.0, Some(10.0), true);
     assert_eq!(stub.seen().len(), 2);
 
@@ -324,16 +396,27 @@ async fn salesforce_an_existing_campaign_member_is_success_and_other_member_erro
     assert_eq!(stub.seen()[1].json(), json!({"CampaignId": "701bad", "ContactId": CONTACT_ID}));
 
     stub.script([sf_created(CONTACT_ID), sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]);
-    assert_retry(&deliver(salesforce(&stub, "add_to_campaign", json!({"id": CAMPAIGN_ID}))).await.0, None, true);
+    assert_retry(&deliver(salesforce(&stub, "add_to_campaign", json!({"id": CAMPAIGN_ID}))).await.0, Some(300.0), true);
     stub.script([sf_created(CONTACT_ID), reply(503, "")]);
     assert_retry(&deliver(salesforce(&stub, "add_to_campaign", json!({"id": CAMPAIGN_ID}))).await.0, None, false);
 }
 
+/// A record found by its external id (`GET /sobjects/{object}/{field}/{value}?fields=Id`).
+fn sf_record(id: &str) -> Reply {
+    reply(200, &format!(r#"{{"attributes":{{"type":"Contact","url":"/services/data/v60.0/sobjects/Contact/{id}"}},"Id":"{id}"}}"#))
+}
+
+fn assert_sf_lookup(r: &Seen) {
+    assert_eq!(r.line(), format!("GET {SF_UPSERT}?fields=Id"));
+    assert_sf_auth(r);
+    assert!(r.body.is_empty());
+}
+
 #[tokio::test]
-async fn salesforce_remove_from_campaign_finds_the_member_by_soql_then_deletes_it() {
+async fn salesforce_remove_from_campaign_looks_the_record_up_finds_the_member_by_soql_then_deletes_it() {
     let stub = Stub::start().await;
     stub.script([
-        sf_created(CONTACT_ID),
+        sf_record(CONTACT_ID),
         reply(
             200,
             &format!(
@@ -347,7 +430,8 @@ async fn salesforce_remove_from_campaign_finds_the_member_by_soql_then_deletes_i
     verdict.unwrap();
     let seen = stub.seen();
     assert_eq!(seen.len(), 3);
-    assert_sf_upsert(&seen[0], SF_UPSERT, sf_default_fields());
+    // A lookup, not an upsert: nothing is created or written.
+    assert_sf_lookup(&seen[0]);
     assert_eq!(seen[1].method, "GET");
     let q = format!("SELECT+Id+FROM+CampaignMember+WHERE+CampaignId+%3D+%27{CAMPAIGN_ID}%27+AND+ContactId+%3D+%27{CONTACT_ID}%27");
     assert_eq!(seen[1].uri, format!("/services/data/v60.0/query?q={q}"));
@@ -360,16 +444,53 @@ async fn salesforce_remove_from_campaign_finds_the_member_by_soql_then_deletes_i
 }
 
 #[tokio::test]
+async fn salesforce_remove_from_campaign_of_an_unknown_person_succeeds_and_sends_nothing_else() {
+    let stub = Stub::start().await;
+    stub.script([sf_error(404, "NOT_FOUND", "The requested resource does not exist")]);
+    let (verdict, steps) = deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await;
+    verdict.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 1, "nothing follows a lookup that found nobody");
+    assert_sf_lookup(&seen[0]);
+    assert_eq!(steps.len(), 1);
+
+    // A 404 because the external-id field does not exist is a misconfiguration, not an absence.
+    stub.script([sf_error(404, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: Email__c")]);
+    assert_permanent(
+        &deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0,
+        "Provided external ID field does not exist",
+    );
+    // Other answers to the lookup are judged like any answer and stop the attempt.
+    stub.script([sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]);
+    assert_retry(&deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0, Some(300.0), true);
+    stub.script([reply(401, r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#)]);
+    assert_permanent(&deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0, "INVALID_SESSION_ID");
+    stub.script([reply(
+        300,
+        r#"["/services/data/v60.0/sobjects/Contact/0035g00000AAAAAAAA","/services/data/v60.0/sobjects/Contact/0035g00000BBBBBBBB"]"#,
+    )]);
+    assert_permanent(&deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0, "more than one record");
+    stub.script([reply(503, "")]);
+    assert_retry(&deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0, None, false);
+    // A found record without its Id: try again later.
+    stub.script([reply(200, r#"{"attributes":{"type":"Contact"}}"#)]);
+    assert_retry(&deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0, None, false);
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 6);
+    assert!(seen.iter().all(|r| r.method == "GET"), "{:?}", seen.iter().map(Seen::line).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn salesforce_removing_a_non_member_is_success_and_campaign_ids_are_quoted() {
     let stub = Stub::start().await;
     let none = || reply(200, r#"{"totalSize":0,"done":true,"records":[]}"#);
-    stub.script([sf_created(CONTACT_ID), none()]);
+    stub.script([sf_record(CONTACT_ID), none()]);
     deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0.unwrap();
     assert_eq!(stub.seen().len(), 2, "nothing to delete");
 
     // Deleted in between: the aim is met.
     stub.script([
-        sf_created(CONTACT_ID),
+        sf_record(CONTACT_ID),
         reply(200, &format!(r#"{{"totalSize":1,"done":true,"records":[{{"Id":"{MEMBER_ID}"}}]}}"#)),
         sf_error(404, "ENTITY_IS_DELETED", "entity is deleted"),
     ]);
@@ -377,7 +498,7 @@ async fn salesforce_removing_a_non_member_is_success_and_campaign_ids_are_quoted
     assert_eq!(stub.seen().len(), 3);
 
     // A campaign id cannot break out of its SOQL string literal.
-    stub.script([sf_created(CONTACT_ID), none()]);
+    stub.script([sf_record(CONTACT_ID), none()]);
     deliver(salesforce(&stub, "remove_from_campaign", json!({"id": "x' OR Name != '"}))).await.0.unwrap();
     let seen = stub.seen();
     assert_eq!(
@@ -386,16 +507,16 @@ async fn salesforce_removing_a_non_member_is_success_and_campaign_ids_are_quoted
     );
 
     // Failures of the query and the delete are judged like any answer.
-    stub.script([sf_created(CONTACT_ID), sf_error(400, "MALFORMED_QUERY", "unexpected token: OR")]);
+    stub.script([sf_record(CONTACT_ID), sf_error(400, "MALFORMED_QUERY", "unexpected token: OR")]);
     assert_permanent(&deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0, "unexpected token: OR");
     stub.script([
-        sf_created(CONTACT_ID),
+        sf_record(CONTACT_ID),
         reply(200, &format!(r#"{{"totalSize":1,"done":true,"records":[{{"Id":"{MEMBER_ID}"}}]}}"#)),
         reply(500, ""),
     ]);
     assert_retry(&deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0, None, false);
-    stub.script([sf_created(CONTACT_ID), sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]);
-    assert_retry(&deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0, None, true);
+    stub.script([sf_record(CONTACT_ID), sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]);
+    assert_retry(&deliver(salesforce(&stub, "remove_from_campaign", json!({"id": CAMPAIGN_ID}))).await.0, Some(300.0), true);
 }
 
 #[tokio::test]
@@ -470,10 +591,10 @@ async fn salesforce_the_api_limit_is_a_wait_and_other_errors_are_permanent_with_
     let stub = Stub::start().await;
     let call = |stub: &Stub| salesforce(stub, "add_to_campaign", json!({"id": CAMPAIGN_ID}));
 
-    // The org's daily limit answers 403, which is a rate limit, not a refusal.
+    // The org's daily limit answers 403, which is a rate limit, not a refusal: check back in 5 minutes.
     stub.script([sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")]);
     let (verdict, _) = deliver(call(&stub)).await;
-    assert_retry(&verdict, None, true);
+    assert_retry(&verdict, Some(300.0), true);
     assert!(verdict.unwrap_err().error.unwrap().contains("REQUEST_LIMIT_EXCEEDED"));
     assert_eq!(stub.seen().len(), 1);
     // Another 403 is a refusal.
@@ -596,36 +717,87 @@ async fn intercom_an_existing_contact_is_updated_under_the_id_the_409_names() {
     stub.script([intercom_conflict(), intercom_error(400, "parameter_invalid", "Phone number is invalid")]);
     assert_permanent(&deliver(intercom(&stub, "add_tag", "81")).await.0, "Phone number is invalid");
     assert_eq!(stub.seen().len(), 2);
-    // A conflict that names no contact cannot be resolved now.
+    // A conflict that names no contact cannot be resolved, now or later: permanent, with Intercom's message.
     stub.script([intercom_error(409, "conflict", "A contact matching those details already exists")]);
-    assert_retry(&deliver(intercom(&stub, "add_tag", "81")).await.0, None, false);
+    assert_permanent(
+        &deliver(intercom(&stub, "add_tag", "81")).await.0,
+        "Intercom reported a conflict without the contact's id: A contact matching those details already exists",
+    );
     assert_eq!(stub.seen().len(), 1);
 }
 
+/// Intercom's answer to `POST /contacts/search`: the contacts found (none, or the one with the address).
+fn intercom_found(found: bool) -> Reply {
+    let data = if found {
+        format!(
+            r#"[{{"type":"contact","id":"{INTERCOM_CONTACT}","workspace_id":"ecahpwf5","role":"user","email":"{EMAIL}",
+                 "name":"Ada Lovelace","created_at":1767000000,"updated_at":1795453200}}]"#
+        )
+    } else {
+        "[]".to_owned()
+    };
+    let total = usize::from(found);
+    reply(
+        200,
+        &format!(
+            r#"{{"type":"list","data":{data},"total_count":{total},
+               "pages":{{"type":"pages","page":1,"per_page":50,"total_pages":{total}}}}}"#
+        ),
+    )
+}
+
+fn assert_intercom_search(r: &Seen) {
+    assert_eq!(r.line(), "POST /contacts/search");
+    assert_intercom_headers(r);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json(), json!({"query": {"field": "email", "operator": "=", "value": EMAIL}}));
+}
+
 #[tokio::test]
-async fn intercom_remove_tag_deletes_it_and_a_tag_not_on_the_contact_is_success() {
+async fn intercom_remove_tag_searches_for_the_contact_then_deletes_the_tag() {
     let stub = Stub::start().await;
-    stub.script([intercom_contact(), intercom_tag()]);
+    stub.script([intercom_found(true), intercom_tag()]);
     let (verdict, steps) = deliver(intercom(&stub, "remove_tag", "81")).await;
     verdict.unwrap();
     let seen = stub.seen();
     assert_eq!(seen.len(), 2);
-    assert_intercom_create(&seen[0]);
+    // A search, not a create: nothing is created or written.
+    assert_intercom_search(&seen[0]);
     assert_eq!(seen[1].line(), format!("DELETE /contacts/{INTERCOM_CONTACT}/tags/81"));
     assert_intercom_headers(&seen[1]);
     assert!(seen[1].body.is_empty());
     assert_steps_redacted(&steps, INTERCOM_TOKEN, "authorization");
 
-    stub.script([intercom_conflict(), intercom_contact(), intercom_error(404, "not_found", "Resource Not Found")]);
+    // The tag was not on the contact: success.
+    stub.script([intercom_found(true), intercom_error(404, "not_found", "Resource Not Found")]);
     deliver(intercom(&stub, "remove_tag", "81")).await.0.unwrap();
     let seen = stub.seen();
     assert_eq!(
         seen.iter().map(Seen::line).collect::<Vec<_>>(),
-        ["POST /contacts".to_owned(), format!("PUT /contacts/{INTERCOM_CONTACT}"), format!("DELETE /contacts/{INTERCOM_CONTACT}/tags/81")]
+        ["POST /contacts/search".to_owned(), format!("DELETE /contacts/{INTERCOM_CONTACT}/tags/81")]
     );
 
-    stub.script([intercom_contact(), intercom_error(401, "unauthorized", "Access Token Invalid")]);
+    stub.script([intercom_found(true), intercom_error(401, "unauthorized", "Access Token Invalid")]);
     assert_permanent(&deliver(intercom(&stub, "remove_tag", "81")).await.0, "Access Token Invalid");
+}
+
+#[tokio::test]
+async fn intercom_remove_tag_of_an_unknown_person_succeeds_and_sends_nothing_else() {
+    let stub = Stub::start().await;
+    stub.script([intercom_found(false)]);
+    let (verdict, steps) = deliver(intercom(&stub, "remove_tag", "81")).await;
+    verdict.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 1, "nothing follows a search that found nobody");
+    assert_intercom_search(&seen[0]);
+    assert_eq!(steps.len(), 1);
+
+    // A refused search stops the attempt.
+    stub.script([intercom_error(401, "unauthorized", "Access Token Invalid")]);
+    assert_permanent(&deliver(intercom(&stub, "remove_tag", "81")).await.0, "Access Token Invalid");
+    stub.script([intercom_error(500, "server_error", "Server Error")]);
+    assert_retry(&deliver(intercom(&stub, "remove_tag", "81")).await.0, None, false);
+    assert_eq!(stub.seen().len(), 2);
 }
 
 #[tokio::test]
@@ -648,12 +820,14 @@ async fn intercom_errors_carry_the_message_and_limits_wait_until_the_reset_epoch
     assert_retry(&deliver(intercom(&stub, "add_tag", "81")).await.0, Some(30.0), true);
     stub.script([intercom_conflict(), limited()]);
     assert_retry(&deliver(intercom(&stub, "add_tag", "81")).await.0, Some(30.0), true);
-    stub.script([intercom_contact(), limited()]);
+    stub.script([intercom_found(true), limited()]);
+    assert_retry(&deliver(intercom(&stub, "remove_tag", "81")).await.0, Some(30.0), true);
+    stub.script([limited()]);
     assert_retry(&deliver(intercom(&stub, "remove_tag", "81")).await.0, Some(30.0), true);
 
     stub.script([intercom_error(500, "server_error", "Server Error")]);
     assert_retry(&deliver(intercom(&stub, "add_tag", "81")).await.0, None, false);
-    stub.script([intercom_contact(), reply(502, "")]);
+    stub.script([intercom_found(true), reply(502, "")]);
     assert_retry(&deliver(intercom(&stub, "remove_tag", "81")).await.0, None, false);
 }
 
@@ -701,23 +875,77 @@ fn assert_ac_sync(r: &Seen) {
     assert_eq!(r.json(), json!({"contact": {"email": EMAIL, "firstName": "Ada", "lastName": "Lovelace", "phone": PHONE}}));
 }
 
+/// ActiveCampaign's answer to `GET /api/3/contacts?email=`: the contacts with the address.
+fn ac_found(id: Option<Value>) -> Reply {
+    let contacts = match id {
+        Some(id) => json!([{"cdate": "2026-01-02T10:00:00-06:00", "email": EMAIL, "phone": PHONE, "firstName": "Ada",
+                            "lastName": "Lovelace", "orgid": "0", "id": id, "links": {}}]),
+        None => json!([]),
+    };
+    let total = contacts.as_array().unwrap().len().to_string();
+    reply(200, &json!({"scoreValues": [], "contacts": contacts, "meta": {"total": total, "page_input": {"email": EMAIL}}}).to_string())
+}
+
+const AC_FIND: &str = "GET /api/3/contacts?email=ada%40example.com";
+
+fn assert_ac_find(r: &Seen) {
+    assert_eq!(r.line(), AC_FIND);
+    assert_eq!(r.header("api-token"), Some(AC_KEY));
+    assert_eq!(r.header("authorization"), None);
+    assert!(r.body.is_empty());
+}
+
 #[tokio::test]
-async fn activecampaign_list_actions_sync_the_contact_then_set_its_list_status() {
+async fn activecampaign_add_to_list_syncs_the_contact_then_subscribes_it() {
     let stub = Stub::start().await;
-    for (action, status) in [("add_to_list", 1), ("remove_from_list", 2)] {
-        stub.script([
-            ac_synced(json!("113")),
-            reply(201, &format!(r#"{{"contactList":{{"contact":"113","list":"7","status":{status},"id":"411"}}}}"#)),
-        ]);
+    stub.script([ac_synced(json!("113")), reply(201, r#"{"contactList":{"contact":"113","list":"7","status":1,"id":"411"}}"#)]);
+    let (verdict, steps) = deliver(activecampaign(&stub, "add_to_list", "7")).await;
+    verdict.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 2);
+    assert_ac_sync(&seen[0]);
+    assert_eq!(seen[1].line(), "POST /api/3/contactLists");
+    assert_eq!(seen[1].header("api-token"), Some(AC_KEY));
+    assert_eq!(seen[1].json(), json!({"contactList": {"list": "7", "contact": "113", "status": 1}}));
+    assert_steps_redacted(&steps, AC_KEY, "api-token");
+}
+
+#[tokio::test]
+async fn activecampaign_remove_from_list_looks_the_contact_up_then_unsubscribes_it() {
+    let stub = Stub::start().await;
+    // The contact id may come back as a number: it is sent as text all the same.
+    stub.script([ac_found(Some(json!(113))), reply(201, r#"{"contactList":{"contact":"113","list":"7","status":2,"id":"411"}}"#)]);
+    let (verdict, steps) = deliver(activecampaign(&stub, "remove_from_list", "7")).await;
+    verdict.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 2);
+    // A look-up, not a sync: nothing is created or written.
+    assert_ac_find(&seen[0]);
+    assert_eq!(seen[1].line(), "POST /api/3/contactLists");
+    assert_eq!(seen[1].header("api-token"), Some(AC_KEY));
+    assert_eq!(seen[1].json(), json!({"contactList": {"list": "7", "contact": "113", "status": 2}}));
+    assert_steps_redacted(&steps, AC_KEY, "api-token");
+}
+
+#[tokio::test]
+async fn activecampaign_removals_of_an_unknown_person_succeed_and_send_nothing_else() {
+    let stub = Stub::start().await;
+    for action in ["remove_from_list", "remove_tag"] {
+        stub.script([ac_found(None)]);
         let (verdict, steps) = deliver(activecampaign(&stub, action, "7")).await;
         verdict.unwrap();
         let seen = stub.seen();
-        assert_eq!(seen.len(), 2, "{action}");
-        assert_ac_sync(&seen[0]);
-        assert_eq!(seen[1].line(), "POST /api/3/contactLists");
-        assert_eq!(seen[1].header("api-token"), Some(AC_KEY));
-        assert_eq!(seen[1].json(), json!({"contactList": {"list": "7", "contact": "113", "status": status}}), "{action}");
-        assert_steps_redacted(&steps, AC_KEY, "api-token");
+        assert_eq!(seen.len(), 1, "{action}: nothing follows a look-up that found nobody");
+        assert_ac_find(&seen[0]);
+        assert_eq!(steps.len(), 1);
+        // An answer without contacts at all is the same.
+        stub.script([reply(200, r#"{"meta":{"total":"0"}}"#)]);
+        deliver(activecampaign(&stub, action, "7")).await.0.unwrap();
+        assert_eq!(stub.seen().len(), 1);
+        // A refused look-up stops the attempt.
+        stub.script([reply(403, r#"{"message":"You do not have permission to access this resource"}"#)]);
+        assert_permanent(&deliver(activecampaign(&stub, action, "7")).await.0, "You do not have permission");
+        assert_eq!(stub.seen().len(), 1);
     }
 }
 
@@ -741,14 +969,14 @@ async fn activecampaign_add_tag_links_the_tag_to_the_synced_contact() {
 }
 
 #[tokio::test]
-async fn activecampaign_remove_tag_finds_the_link_then_deletes_it() {
+async fn activecampaign_remove_tag_looks_the_contact_up_finds_the_link_then_deletes_it() {
     let stub = Stub::start().await;
-    stub.script([ac_synced(json!("113")), ac_contact_tags(), reply(200, "{}")]);
+    stub.script([ac_found(Some(json!("113"))), ac_contact_tags(), reply(200, "{}")]);
     let (verdict, steps) = deliver(activecampaign(&stub, "remove_tag", "20")).await;
     verdict.unwrap();
     let seen = stub.seen();
     assert_eq!(seen.len(), 3);
-    assert_ac_sync(&seen[0]);
+    assert_ac_find(&seen[0]);
     assert_eq!(seen[1].line(), "GET /api/3/contacts/113/contactTags");
     assert_eq!(seen[1].header("api-token"), Some(AC_KEY));
     // The link of tag 20 (id 55), not the other tag's.
@@ -758,14 +986,18 @@ async fn activecampaign_remove_tag_finds_the_link_then_deletes_it() {
     assert_steps_redacted(&steps, AC_KEY, "api-token");
 
     // Not tagged: nothing to delete.
-    stub.script([ac_synced(json!("113")), ac_contact_tags()]);
+    stub.script([ac_found(Some(json!("113"))), ac_contact_tags()]);
     deliver(activecampaign(&stub, "remove_tag", "21")).await.0.unwrap();
     assert_eq!(stub.seen().len(), 2);
-    stub.script([ac_synced(json!("113")), reply(200, r#"{"contactTags":[]}"#)]);
+    stub.script([ac_found(Some(json!("113"))), reply(200, r#"{"contactTags":[]}"#)]);
     deliver(activecampaign(&stub, "remove_tag", "20")).await.0.unwrap();
     assert_eq!(stub.seen().len(), 2);
     // Already gone: the aim is met.
-    stub.script([ac_synced(json!("113")), ac_contact_tags(), reply(404, r#"{"message":"No Result found for ContactTag with id 55"}"#)]);
+    stub.script([
+        ac_found(Some(json!("113"))),
+        ac_contact_tags(),
+        reply(404, r#"{"message":"No Result found for ContactTag with id 55"}"#),
+    ]);
     deliver(activecampaign(&stub, "remove_tag", "20")).await.0.unwrap();
     assert_eq!(stub.seen().len(), 3);
 }
@@ -793,7 +1025,7 @@ async fn activecampaign_errors_carry_the_title_and_limits_retry() {
     ]);
     assert_permanent(&deliver(activecampaign(&stub, "add_tag", "999")).await.0, "The related tag does not exist.");
     stub.script([
-        ac_synced(json!("113")),
+        ac_found(Some(json!("113"))),
         ac_contact_tags(),
         reply(403, r#"{"message":"You do not have permission to access this resource"}"#),
     ]);
@@ -801,9 +1033,9 @@ async fn activecampaign_errors_carry_the_title_and_limits_retry() {
 
     stub.script([reply(429, r#"{"message":"Too Many Requests"}"#)]);
     assert_retry(&deliver(activecampaign(&stub, "add_tag", "20")).await.0, None, true);
-    stub.script([ac_synced(json!("113")), reply(429, "").header("Retry-After", "2")]);
+    stub.script([ac_found(Some(json!("113"))), reply(429, "").header("Retry-After", "2")]);
     assert_retry(&deliver(activecampaign(&stub, "remove_from_list", "7")).await.0, Some(2.0), true);
-    stub.script([ac_synced(json!("113")), reply(500, "")]);
+    stub.script([ac_found(Some(json!("113"))), reply(500, "")]);
     assert_retry(&deliver(activecampaign(&stub, "remove_tag", "20")).await.0, None, false);
     stub.script([reply(503, "")]);
     assert_retry(&deliver(activecampaign(&stub, "add_to_list", "7")).await.0, None, false);

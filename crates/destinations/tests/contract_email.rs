@@ -177,6 +177,70 @@ async fn mailchimp_derives_the_data_centre_from_the_key_and_a_key_without_one_fa
     }
 }
 
+const MAILCHIMP_OAUTH_TOKEN: &str = "5f2b9c1a0d3e4f5a6b7c8d9e0f1a2b3c";
+
+#[tokio::test]
+async fn mailchimp_an_oauth_access_token_is_a_bearer_token_at_the_base_url() {
+    let stub = Stub::start().await;
+    // The OAuth flow stores the account's api_endpoint as base_url.
+    let oauth = |action: &'static str, action_config: Value| Call {
+        kind: "mailchimp",
+        config: json!({"base_url": stub.base}),
+        credentials: json!({"access_token": MAILCHIMP_OAUTH_TOKEN}),
+        action,
+        action_config,
+        payload: person(),
+    };
+    stub.script([reply(200, &format!(r#"{{"id":"{ADA_HASH}","email_address":"ada@example.com","status":"subscribed"}}"#))]);
+    let (verdict, steps) = deliver(oauth("add_to_list", json!({"id": MAILCHIMP_LIST}))).await;
+    verdict.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].line(), format!("PUT /3.0/lists/{MAILCHIMP_LIST}/members/{ADA_HASH}"));
+    assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {MAILCHIMP_OAUTH_TOKEN}").as_str()));
+    assert_eq!(
+        seen[0].json(),
+        json!({"email_address": "ada@example.com", "status_if_new": "subscribed",
+               "merge_fields": {"FNAME": "Ada", "LNAME": "Lovelace", "PHONE": "+44 20 7946 0000"}})
+    );
+    assert_redacted(&steps, &[MAILCHIMP_OAUTH_TOKEN]);
+    assert!(steps[0].request.contains("authorization: [redacted]"), "{}", steps[0].request);
+
+    stub.script([problem(404, "Resource Not Found", "The requested resource could not be found.")]);
+    deliver(oauth("remove_from_list", json!({"id": MAILCHIMP_LIST}))).await.0.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen[0].line(), format!("PATCH /3.0/lists/{MAILCHIMP_LIST}/members/{ADA_HASH}"));
+    assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {MAILCHIMP_OAUTH_TOKEN}").as_str()));
+    assert_eq!(seen[0].json(), json!({"status": "unsubscribed"}));
+
+    // An OAuth token names no data centre: without base_url nothing can be sent.
+    for action in ["add_to_list", "remove_from_list"] {
+        let mut call = oauth(action, json!({"id": MAILCHIMP_LIST}));
+        call.config = json!({});
+        let (verdict, steps) = deliver(call).await;
+        assert_permanent(&verdict, "an OAuth access token needs config.base_url");
+        assert!(steps.is_empty());
+    }
+    assert!(stub.seen().is_empty());
+}
+
+#[tokio::test]
+async fn mailchimp_credentials_are_either_an_api_key_or_an_access_token() {
+    let registry = switchyard_destinations::Registry::default();
+    let mailchimp = registry.get("mailchimp").unwrap();
+    let ctx = switchyard_destinations::ValidationContext::default();
+    assert!(mailchimp.validate_credentials(&json!({"api_key": MAILCHIMP_KEY}), &ctx).is_ok());
+    assert!(mailchimp.validate_credentials(&json!({"access_token": MAILCHIMP_OAUTH_TOKEN}), &ctx).is_ok());
+    for bad in [json!({}), json!({"api_key": MAILCHIMP_KEY, "access_token": MAILCHIMP_OAUTH_TOKEN})] {
+        let errors = mailchimp.validate_credentials(&bad, &ctx).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "credentials", "{bad}");
+    }
+    let auth = &mailchimp.catalog().auth;
+    assert_eq!(auth.kind, "api_key");
+    assert!(auth.fields.iter().all(|f| !f.required && f.kind == "secret"));
+}
+
 #[tokio::test]
 async fn mailchimp_custom_mapping_with_transforms_becomes_the_member_and_its_merge_fields() {
     let stub = Stub::start().await;
@@ -296,6 +360,32 @@ async fn sendgrid_send_email_renders_the_subject_and_html_templates() {
     assert_permanent(&verdict, "subject template failed");
     assert!(steps.is_empty());
     assert!(stub.seen().is_empty());
+}
+
+#[tokio::test]
+async fn sendgrid_send_email_escapes_payload_values_in_the_html_body_but_not_in_the_subject() {
+    let stub = Stub::start().await;
+    stub.script([sendgrid_mail_sent()]);
+    let mut call = sendgrid(
+        &stub,
+        "send_email",
+        json!({"from": "hello@acme.test", "subject": "Hi {{ payload.name }}",
+               "template": "<p>Hi {{ payload.name }}{{ payload.nickname }}</p>{{ payload.signature | safe }}<p>{{ payload.note | escape }}</p>"}),
+    );
+    call.payload = json!({"email": "ada@example.com", "name": "<script>alert('x')</script> & Co", "nickname": null,
+                          "signature": "<hr><i>Acme</i>", "note": "a<b"});
+    deliver(call).await.0.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 1);
+    let body = seen[0].json();
+    // The subject is plain text: as given.
+    assert_eq!(body["subject"], "Hi <script>alert('x')</script> & Co");
+    // The HTML body escapes what it prints; `safe` opts out, `escape` is not doubled, null prints nothing.
+    assert_eq!(
+        body["content"],
+        json!([{"type": "text/html",
+                "value": "<p>Hi &lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2f;script&gt; &amp; Co</p><hr><i>Acme</i><p>a&lt;b</p>"}])
+    );
 }
 
 #[tokio::test]
@@ -689,6 +779,58 @@ async fn customerio_can_identify_people_by_their_id() {
 }
 
 #[tokio::test]
+async fn customerio_identified_by_id_needs_no_email() {
+    let stub = Stub::start().await;
+    let mut call = customerio(&stub, json!({"identifier": "id"}));
+    call.payload.as_object_mut().unwrap().remove("email");
+    let (verdict, steps) = deliver(call).await;
+    verdict.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].line(), "PUT /api/v1/customers/u_42");
+    assert_eq!(seen[0].header("authorization"), Some(basic(CIO_SITE, CIO_KEY).as_str()));
+    // No e-mail attribute at all, rather than an empty one.
+    assert_eq!(seen[0].json(), json!({"first_name": "Ada", "last_name": "Lovelace", "phone": "+44 20 7946 0000"}));
+    assert_eq!(seen[1].line(), "POST /api/v1/customers/u_42/events");
+    let mut data = person();
+    data.as_object_mut().unwrap().remove("email");
+    assert_eq!(seen[1].json(), json!({"name": EVENT_NAME, "data": data, "timestamp": OCCURRED_SECS, "id": CIO_EVENT_ID}));
+    assert_eq!(steps.len(), 2);
+
+    // A mapping that gives only the id: an empty identify, then the event.
+    let mut call = customerio(
+        &stub,
+        json!({"identifier": "id", "mapping": {"schema_version": 1, "fields": [
+            {"dest": "id", "source": {"type": "path", "value": "payload.id"}}]}}),
+    );
+    call.payload = json!({"id": "u_7"});
+    deliver(call).await.0.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen[0].line(), "PUT /api/v1/customers/u_7");
+    assert_eq!(seen[0].json(), json!({}));
+    assert_eq!(seen[1].line(), "POST /api/v1/customers/u_7/events");
+
+    // An e-mail that is given must still be an address; and identified by e-mail, one is still required.
+    let mut call = customerio(&stub, json!({"identifier": "id"}));
+    call.payload["email"] = json!("ada at example.com");
+    let (verdict, steps) = deliver(call).await;
+    assert_permanent(&verdict, "is not an e-mail address");
+    assert!(steps.is_empty());
+    let mut call = customerio(&stub, json!({"identifier": "email"}));
+    call.payload.as_object_mut().unwrap().remove("email");
+    let (verdict, steps) = deliver(call).await;
+    assert_permanent(&verdict, "no e-mail address");
+    assert!(steps.is_empty());
+    // Neither id nor e-mail: the id is what is missing.
+    let mut call = customerio(&stub, json!({"identifier": "id"}));
+    call.payload = json!({"first_name": "Ada"});
+    let (verdict, steps) = deliver(call).await;
+    assert_permanent(&verdict, "no id to identify the person by");
+    assert!(steps.is_empty());
+    assert!(stub.seen().is_empty());
+}
+
+#[tokio::test]
 async fn customerio_region_eu_with_a_base_url_still_goes_to_the_base_url() {
     // Without a base_url, region eu means https://track-eu.customer.io; that choice is not tested
     // here because it cannot be observed without a network call. The override wins over the region.
@@ -786,19 +928,16 @@ async fn mailerlite_add_to_group_upserts_the_subscriber_into_the_group() {
 }
 
 #[tokio::test]
-async fn mailerlite_remove_from_group_finds_the_subscriber_id_then_leaves_the_group() {
+async fn mailerlite_remove_from_group_looks_the_subscriber_up_then_leaves_the_group() {
     let stub = Stub::start().await;
     stub.script([mailerlite_subscriber(200), reply(204, "")]);
     let (verdict, steps) = deliver(mailerlite(&stub, "remove_from_group")).await;
     verdict.unwrap();
     let seen = stub.seen();
     assert_eq!(seen.len(), 2);
-    assert_eq!(seen[0].line(), "POST /api/subscribers");
-    // The upsert only yields the id: it must not join the group.
-    assert_eq!(
-        seen[0].json(),
-        json!({"email": "ada@example.com", "fields": {"name": "Ada", "last_name": "Lovelace", "phone": "+44 20 7946 0000"}})
-    );
+    // A look-up, not an upsert: nothing is created or written.
+    assert_eq!(seen[0].line(), "GET /api/subscribers/ada@example.com");
+    assert!(seen[0].body.is_empty());
     assert_eq!(seen[1].line(), format!("DELETE /api/subscribers/{MAILERLITE_SUBSCRIBER}/groups/{MAILERLITE_GROUP}"));
     assert!(seen[1].body.is_empty());
     for r in &seen {
@@ -818,10 +957,30 @@ async fn mailerlite_remove_from_group_finds_the_subscriber_id_then_leaves_the_gr
     stub.script([mailerlite_subscriber(200), reply(403, r#"{"message":"This action is unauthorized."}"#)]);
     assert_permanent(&deliver(mailerlite(&stub, "remove_from_group")).await.0, "This action is unauthorized.");
     assert_eq!(stub.seen().len(), 6);
-    // A failed upsert stops before the DELETE.
+}
+
+#[tokio::test]
+async fn mailerlite_remove_from_group_of_an_unknown_person_succeeds_and_sends_nothing_else() {
+    let stub = Stub::start().await;
+    stub.script([reply(404, r#"{"message":"Resource not found."}"#)]);
+    let (verdict, steps) = deliver(mailerlite(&stub, "remove_from_group")).await;
+    verdict.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 1, "nothing follows a look-up that found nobody");
+    assert_eq!(seen[0].line(), "GET /api/subscribers/ada@example.com");
+    assert_eq!(steps.len(), 1);
+
+    // A failed look-up stops before the DELETE.
     stub.script([reply(401, r#"{"message":"Unauthenticated."}"#)]);
     assert_permanent(&deliver(mailerlite(&stub, "remove_from_group")).await.0, "Unauthenticated.");
-    assert_eq!(stub.seen().len(), 1);
+    stub.script([reply(429, r#"{"message":"Too Many Attempts."}"#).header("retry-after", "30")]);
+    assert_retry(&deliver(mailerlite(&stub, "remove_from_group")).await.0, Some(30.0), true);
+    // A found subscriber without an id: try again later.
+    stub.script([reply(200, r#"{"data":{"email":"ada@example.com"}}"#)]);
+    assert_retry(&deliver(mailerlite(&stub, "remove_from_group")).await.0, None, false);
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|r| r.line() == "GET /api/subscribers/ada@example.com"));
 }
 
 #[tokio::test]
@@ -915,10 +1074,10 @@ async fn aweber_add_to_list_finds_first_then_adds_a_new_subscriber() {
 }
 
 #[tokio::test]
-async fn aweber_add_to_list_updates_an_existing_subscriber() {
+async fn aweber_add_to_list_updates_only_the_mapped_fields_of_an_existing_subscriber() {
     let stub = Stub::start().await;
-    // PATCH answers 209 Content Returned.
-    stub.script([aweber_found(json!([aweber_subscriber("unsubscribed")])), reply(209, &aweber_subscriber("subscribed").to_string())]);
+    // PATCH answers 209 Content Returned. The subscriber had unsubscribed, and stays so.
+    stub.script([aweber_found(json!([aweber_subscriber("unsubscribed")])), reply(209, &aweber_subscriber("unsubscribed").to_string())]);
     let (verdict, steps) = deliver(aweber(&stub, "add_to_list")).await;
     verdict.unwrap();
     let seen = stub.seen();
@@ -926,8 +1085,20 @@ async fn aweber_add_to_list_updates_an_existing_subscriber() {
     assert_eq!(seen[0].line(), format!("GET {AWEBER_FIND}"));
     assert_eq!(seen[1].line(), format!("PATCH {AWEBER_SUBSCRIBERS}/987654321"));
     assert_eq!(seen[1].header("authorization"), Some(format!("Bearer {AWEBER_TOKEN}").as_str()));
-    assert_eq!(seen[1].json(), json!({"name": "Ada Lovelace", "status": "subscribed"}));
+    // No status: sending "subscribed" would re-subscribe someone who opted out.
+    assert_eq!(seen[1].json(), json!({"name": "Ada Lovelace"}));
     assert_redacted(&steps, &[AWEBER_TOKEN]);
+
+    // A mapping with nothing but the e-mail leaves nothing to update: the find is all.
+    stub.script([aweber_found(json!([aweber_subscriber("unsubscribed")]))]);
+    let mut call = aweber(&stub, "add_to_list");
+    call.action_config["mapping"] =
+        json!({"schema_version": 1, "fields": [{"dest": "email", "source": {"type": "path", "value": "payload.email"}}]});
+    let (verdict, steps) = deliver(call).await;
+    verdict.unwrap();
+    let seen = stub.seen();
+    assert_eq!(seen.iter().map(Seen::line).collect::<Vec<_>>(), [format!("GET {AWEBER_FIND}")]);
+    assert_eq!(steps.len(), 1);
 }
 
 #[tokio::test]
@@ -1038,6 +1209,11 @@ async fn every_action_without_an_email_fails_permanently_and_sends_nothing() {
     ] {
         for mut call in every_action(&stub) {
             let (kind, action) = (call.kind, call.action);
+            // Customer.io identified by id needs no e-mail address (see
+            // customerio_identified_by_id_needs_no_email); one that is given must still be valid.
+            if expected == "no e-mail address" && kind == "customerio" && call.action_config["identifier"] == "id" {
+                continue;
+            }
             call.payload = payload.clone();
             let (verdict, steps) = deliver(call).await;
             let c = verdict.as_ref().expect_err("expected a failure");
