@@ -30,7 +30,7 @@ impl Default for RetryPolicy {
 }
 
 /// A policy as submitted: every field optional, the rest filled from defaults.
-#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicyInput {
     pub max_attempts: Option<u32>,

@@ -46,6 +46,13 @@ pub struct Config {
     pub master_key: Option<String>,
     /// Older master keys still accepted for opening secrets (`SWITCHYARD_PREVIOUS_MASTER_KEYS`).
     pub previous_master_keys: Vec<String>,
+    /// The OAuth apps registered with each provider (`SWITCHYARD_OAUTH_<PROVIDER>_*`).
+    pub oauth: crate::oauth::providers::Providers,
+    /// The externally visible base URL (`SWITCHYARD_PUBLIC_URL`): OAuth providers send users back
+    /// to `{public_url}/oauth/callback`.
+    pub public_url: Option<String>,
+    /// Where Zoom server-to-server credentials get their tokens (`SWITCHYARD_OAUTH_ZOOM_TOKEN_URL`).
+    pub zoom_token_url: String,
     /// Accepted as an admin key in addition to the stored ones (`SWITCHYARD_ADMIN_KEY`).
     pub admin_key: Option<String>,
     pub dispatcher: DispatcherConfig,
@@ -140,6 +147,9 @@ impl Config {
             allow_private_destinations: false,
             master_key: None,
             previous_master_keys: Vec::new(),
+            oauth: Default::default(),
+            public_url: None,
+            zoom_token_url: "https://zoom.us/oauth/token".into(),
             admin_key: None,
             dispatcher: DispatcherConfig::default(),
             defaults: ConnectionDefaults::default(),

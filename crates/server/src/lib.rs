@@ -22,6 +22,7 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod keyring;
+pub mod oauth;
 pub mod state;
 
 use anyhow::Context;
@@ -65,7 +66,9 @@ impl Application {
         let (ingest, _writer) =
             ingest::IngestQueue::start(store.clone(), config.idempotency_window.as_millis() as i64, config.ingest_batch_max, wake.clone());
         let env_admin_digest = config.admin_key.as_deref().map(switchyard_core::crypto::hash_token);
+        let tokens = oauth::tokens::Tokens::new(config.zoom_token_url.clone());
         let state = AppState::new(Inner {
+            tokens,
             store,
             vault,
             registry: Default::default(),

@@ -17,6 +17,8 @@ pub struct Inner {
     /// Seals and opens secrets at rest.
     pub vault: crate::keyring::Vault,
     pub registry: Registry,
+    /// OAuth token refreshes and exchanges.
+    pub tokens: crate::oauth::tokens::Tokens,
     pub cache: Arc<Cache>,
     /// The group-commit writer events are handed to.
     pub ingest: IngestQueue,

@@ -186,6 +186,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.postgres.pool_size = args.database_pool_size;
     config.postgres.statement_timeout = std::time::Duration::from_millis(args.statement_timeout_ms);
     master_keys_from_env(&mut config);
+    config.oauth = switchyard_server::oauth::providers::Providers::from_vars(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    config.public_url = std::env::var("SWITCHYARD_PUBLIC_URL").ok().filter(|u| !u.is_empty());
+    if let Some(url) = std::env::var("SWITCHYARD_OAUTH_ZOOM_TOKEN_URL").ok().filter(|u| !u.is_empty()) {
+        config.zoom_token_url = url;
+    }
     config.admin_key = std::env::var("SWITCHYARD_ADMIN_KEY").ok().filter(|k| !k.is_empty());
     config.dispatcher.max_concurrency = args.dispatch_concurrency;
     config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));

@@ -247,3 +247,105 @@ async fn setup_with_credentials(client: &reqwest::Client, base: &str, url: &str)
     .await;
     ws["publishable_key"]["key"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_secrets_reach_neither_the_database_files_nor_the_logs() {
+    let data = data().await;
+    let log_path = data.dir.path().join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // Everything the server logs, at its most talkative.
+    let node = start_custom(&data, &[], &[("SWITCHYARD_LOG", Some("debug,sqlx=debug,tower_http=trace"))], Stdio::from(log));
+    let client = reqwest::Client::new();
+    // A destination that refuses everything, so failures (and their logs) happen too.
+    let refusing = {
+        let app = axum::Router::new().fallback(|| async { (axum::http::StatusCode::UNAUTHORIZED, "no") });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        base
+    };
+    let secrets = [
+        "known-secret-bearer-5f1c2b7a9d",
+        "known-secret-password-8e3a6c",
+        "known-secret-header-4b9d0e",
+        "xoxb-known-secret-slack-77aa",
+        "known-secret-mailchimp-key-us6",
+        "known-discord-webhook-token-abcdefghijklmnop",
+    ];
+    let ws = admin(&client, reqwest::Method::POST, &format!("{}/api/v1/workspaces", node.base), Some(json!({"name": "scan"}))).await;
+    let ws_id = ws["id"].as_str().unwrap();
+    let pk = ws["publishable_key"]["key"].as_str().unwrap();
+    let connections = [
+        json!({"type": "webhook", "name": "bearer", "config": {"url": format!("{refusing}/a")}, "credentials": {"bearer_token": secrets[0]}}),
+        json!({"type": "webhook", "name": "basic", "config": {"url": format!("{refusing}/b")},
+               "credentials": {"username": "u", "password": secrets[1], "headers": {"X-Api-Key": secrets[2]}}}),
+        json!({"type": "slack", "name": "slack", "config": {"base_url": refusing}, "credentials": {"access_token": secrets[3]}}),
+        json!({"type": "mailchimp", "name": "mc", "config": {"base_url": refusing}, "credentials": {"api_key": secrets[4]}}),
+        json!({"type": "discord", "name": "dc", "config": {"base_url": refusing, "webhook_url": format!("https://discord.com/api/webhooks/1/{}", secrets[5])}}),
+    ];
+    let mut signing = Vec::new();
+    for (i, body) in connections.into_iter().enumerate() {
+        let conn = admin(&client, reqwest::Method::POST, &format!("{}/api/v1/workspaces/{ws_id}/connections", node.base), Some(body)).await;
+        if let Some(s) = conn["signing_secret"].as_str() {
+            signing.push(s.to_owned());
+        }
+        let (action, config) = match i {
+            2 => ("send_message", json!({"channel": "C1", "template": "hi"})),
+            3 => ("add_to_list", json!({"id": "l1"})),
+            4 => ("send_message", json!({"title": "t", "template": "b"})),
+            _ => ("send_webhook", json!({})),
+        };
+        admin(
+            &client,
+            reqwest::Method::POST,
+            &format!("{}/api/v1/workspaces/{ws_id}/rules", node.base),
+            Some(json!({"name": "r", "event": "*", "connection_id": conn["id"], "action": action, "action_config": config})),
+        )
+        .await;
+    }
+    let event = client
+        .post(format!("{}/api/v1/events", node.base))
+        .bearer_auth(pk)
+        .json(&json!({"event": "x", "payload": {"email": "a@b.co"}}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let event_url = format!("{}/api/v1/events/{}", node.base, event["id"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let e = admin(&client, reqwest::Method::GET, &event_url, None).await;
+        if e["status"] == "failed" && e["deliveries"].as_array().unwrap().iter().all(|d| d["status"] == "dead") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the deliveries did not all fail: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Read everything back through the API too.
+    let listed = admin(&client, reqwest::Method::GET, &format!("{}/api/v1/workspaces/{ws_id}/connections", node.base), None).await;
+    let deliveries = admin(&client, reqwest::Method::GET, &format!("{}/api/v1/workspaces/{ws_id}/deliveries", node.base), None).await;
+    let mut responses = listed.to_string() + &deliveries.to_string();
+    for d in deliveries["data"].as_array().unwrap() {
+        responses += &admin(&client, reqwest::Method::GET, &format!("{}/api/v1/deliveries/{}", node.base, d["id"].as_str().unwrap()), None)
+            .await
+            .to_string();
+    }
+    assert!(responses.contains("[redacted]"), "the attempt records show where credentials went");
+    drop(node);
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.len() > 1_000, "the node logged ({} bytes)", logs.len());
+    // The database files on the embedded store (the e2e suite scans PostgreSQL's tables).
+    let stored = if data.url.starts_with("sqlite://") { database_text(&data) } else { String::new() };
+    let hidden = |s: &str| !logs.contains(s) && !stored.contains(s) && !responses.contains(s);
+    for secret in secrets.iter().map(|s| s.to_string()).chain(signing.iter().cloned()).chain([pk.to_owned(), ADMIN.to_owned()]) {
+        if secret == pk || secret == ADMIN {
+            // Keys are stored only as hashes; they pass through no log either.
+            assert!(!logs.contains(&secret) && !stored.contains(&secret), "{secret} leaked");
+        } else {
+            assert!(hidden(&secret), "{secret} leaked into the logs, the database files or an API response");
+        }
+    }
+}

@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_secret))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConnection {
     /// An integration type from `GET /integrations`, e.g. `webhook`.
@@ -46,18 +46,22 @@ pub struct CreateConnection {
     pub config: Value,
     /// Write-only: never returned, encrypted at rest.
     #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicyInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Most requests in flight to this destination at once (default: the integration's, else 16).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
     /// Most deliveries started per minute on each node (default: the integration's, e.g. 60 for
     /// Slack; `null` for no limit).
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_minute: Option<Option<u32>>,
 }
 
-fn empty_object() -> Value {
+pub(crate) fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
@@ -82,9 +86,15 @@ pub struct UpdateConnection {
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
 mod double_option {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
     pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
+    }
+    pub fn serialize<S: Serializer, T: Serialize>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
     }
 }
 
@@ -151,7 +161,7 @@ pub struct RotatedSecret {
     pub previous_secret_expires_at: Option<String>,
 }
 
-fn connector(state: &AppState, kind: &str) -> ApiResult<Arc<dyn Connector>> {
+pub(crate) fn connector(state: &AppState, kind: &str) -> ApiResult<Arc<dyn Connector>> {
     state.registry.get(kind).cloned().ok_or_else(|| {
         let kinds: Vec<_> = state.registry.kinds().collect();
         ApiError::invalid("type", format!("unknown integration; available: {}", kinds.join(", ")))
@@ -180,8 +190,34 @@ fn check_limits(timeout_ms: u64, max_in_flight: u32, rate_limit_per_minute: Opti
     Ok(())
 }
 
-fn seal_credentials(state: &AppState, connector: &dyn Connector, credentials: &Value, id: &ConnectionId) -> ApiResult<String> {
-    connector.validate_credentials(credentials, &validation_context(state))?;
+/// Config keys that decide where a connection's requests (and credentials) go.
+const DESTINATION_KEYS: &[&str] = &["url", "base_url", "instance_url", "account", "region"];
+
+/// Keys the OAuth flow keeps beside an access token; never accepted from a caller.
+const TOKEN_KEYS: &[&str] = &["oauth_provider", "refresh_token", "expires_at", "obtained_at", "scope"];
+
+/// Checks and seals credentials. Those from an OAuth flow (`from_flow`) carry token bookkeeping
+/// the integration's fields do not name; callers may not send it.
+fn seal_credentials(
+    state: &AppState,
+    connector: &dyn Connector,
+    credentials: &Value,
+    id: &ConnectionId,
+    from_flow: bool,
+) -> ApiResult<String> {
+    let mut checked = credentials.clone();
+    if let Some(map) = checked.as_object_mut() {
+        for key in TOKEN_KEYS {
+            if map.contains_key(*key) && !from_flow {
+                return Err(ApiError::invalid(
+                    format!("credentials.{key}"),
+                    "is set by the OAuth flow; connect with POST /workspaces/{ws}/connections/oauth",
+                ));
+            }
+            map.remove(*key);
+        }
+    }
+    connector.validate_credentials(&checked, &validation_context(state))?;
     Ok(state.vault.seal(credentials.to_string().as_bytes(), id.as_str()))
 }
 
@@ -198,28 +234,26 @@ fn split_secrets(connector: &dyn Connector, config: &mut Value, credentials: &mu
     }
 }
 
-fn validation_context(state: &AppState) -> ValidationContext {
+pub(crate) fn validation_context(state: &AppState) -> ValidationContext {
     ValidationContext { allow_private_destinations: state.config.allow_private_destinations }
 }
 
-#[utoipa::path(post, path = "/workspaces/{ws}/connections", tag = "connections", params(("ws" = String, Path)),
-    request_body = CreateConnection,
-    responses((status = 201, body = ConnectionOut), (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
-async fn create_connection(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(ws): Path<String>,
-    ValidJson(body): ValidJson<CreateConnection>,
-) -> ApiResult<(StatusCode, Json<ConnectionOut>)> {
-    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+/// Validates a new connection against its integration and fills in the defaults; seals its
+/// credentials and makes its signing secret (returned once). Nothing is stored yet.
+pub(crate) fn prepare_connection(
+    state: &AppState,
+    workspace_id: WorkspaceId,
+    body: CreateConnection,
+    from_flow: bool,
+) -> ApiResult<(Connection, Option<String>)> {
     check_name(&body.name, "name")?;
-    let connector = connector(&state, &body.kind)?;
+    let connector = connector(state, &body.kind)?;
     let (mut config, mut credentials) = (body.config, body.credentials);
     split_secrets(&*connector, &mut config, &mut credentials);
-    let config = connector.validate_config(&config, &validation_context(&state))?;
+    let config = connector.validate_config(&config, &validation_context(state))?;
     let defaults = &state.config.defaults;
-    let limits = connector.catalog().limits;
+    let catalog = connector.catalog();
+    let limits = catalog.limits;
     let retry_policy = body.retry_policy.unwrap_or_default().resolve(defaults.retry_policy).map_err(|(f, m)| ApiError::invalid(f, m))?;
     let timeout_ms = body.timeout_ms.unwrap_or(defaults.timeout_ms);
     let max_in_flight = body.max_in_flight.or(limits.max_in_flight).unwrap_or(defaults.max_in_flight);
@@ -229,9 +263,9 @@ async fn create_connection(
     let id = ConnectionId::generate();
     // A connector that needs credentials gets a clear 422 when none were given.
     let credentials = credentials.unwrap_or_else(empty_object);
-    let needs_credentials = connector.catalog().auth.fields.iter().any(|f| f.required);
-    let credentials_sealed = if needs_credentials || credentials.as_object().is_some_and(|c| !c.is_empty()) {
-        Some(seal_credentials(&state, &*connector, &credentials, &id)?)
+    let wants_credentials = catalog.auth.kind != "none" || catalog.auth.fields.iter().any(|f| f.required);
+    let credentials_sealed = if wants_credentials || credentials.as_object().is_some_and(|c| !c.is_empty()) {
+        Some(seal_credentials(state, &*connector, &credentials, &id, from_flow)?)
     } else {
         None
     };
@@ -240,7 +274,7 @@ async fn create_connection(
     let conn = Connection {
         signing_secret_sealed: signing_secret.as_ref().map(|s| state.vault.seal(s.as_bytes(), id.as_str())),
         id,
-        workspace_id: ws.id,
+        workspace_id,
         kind: body.kind,
         name: body.name,
         config,
@@ -255,6 +289,21 @@ async fn create_connection(
         created_at: now,
         updated_at: now,
     };
+    Ok((conn, signing_secret))
+}
+
+#[utoipa::path(post, path = "/workspaces/{ws}/connections", tag = "connections", params(("ws" = String, Path)),
+    request_body = CreateConnection,
+    responses((status = 201, body = ConnectionOut), (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn create_connection(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    ValidJson(body): ValidJson<CreateConnection>,
+) -> ApiResult<(StatusCode, Json<ConnectionOut>)> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+    let (conn, signing_secret) = prepare_connection(&state, ws.id, body, false)?;
     state.store.create_connection(&conn).await?;
     state.config_changed();
     Ok((StatusCode::CREATED, Json(ConnectionOut::new(&conn, signing_secret))))
@@ -274,7 +323,12 @@ async fn list_connections(
     Ok(Json(ListOf::from_fetched(items, &page, |c| c.id.to_string(), |c| ConnectionOut::new(&c, None))))
 }
 
-async fn visible_connection(state: &AppState, principal: &Principal, raw: &str, access: Access) -> ApiResult<(Scope, Connection)> {
+pub(crate) async fn visible_connection(
+    state: &AppState,
+    principal: &Principal,
+    raw: &str,
+    access: Access,
+) -> ApiResult<(Scope, Connection)> {
     let scope = principal.scope(access)?;
     let id = path_id(raw, ConnectionId::parse, "connection")?;
     let conn = state.store.get_connection(&scope, &id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
@@ -309,23 +363,35 @@ async fn update_connection(
         let mut moved = None;
         split_secrets(&*connector, &mut config, &mut moved);
         if let Some(moved) = moved {
-            // A secret given in config replaces the stored credentials' copy of it.
-            let mut merged = match &conn.credentials_sealed {
-                Some(sealed) => serde_json::from_slice(
+            // A secret given in config joins the credentials given beside it, else the stored ones.
+            let mut merged = match (&credentials, &conn.credentials_sealed) {
+                (Some(Some(given)), _) => given.clone(),
+                (_, Some(sealed)) => serde_json::from_slice(
                     &state
                         .vault
                         .open(sealed, conn.id.as_str())
                         .map_err(|_| ApiError::internal("the stored credentials could not be opened"))?,
                 )
                 .unwrap_or_else(|_| empty_object()),
-                None => empty_object(),
+                _ => empty_object(),
             };
             if let (Some(m), Some(new)) = (merged.as_object_mut(), moved.as_object()) {
                 m.extend(new.clone());
             }
             credentials = Some(Some(merged));
         }
-        conn.config = connector.validate_config(&config, &validation_context(&state))?;
+        let config = connector.validate_config(&config, &validation_context(&state))?;
+        // Stored credentials never follow a connection to a new address: whoever changes where
+        // it points gives the credentials again (or reconnects an OAuth connection).
+        let moved_away = DESTINATION_KEYS.iter().any(|k| conn.config.get(*k) != config.get(*k));
+        if moved_away && conn.credentials_sealed.is_some() && credentials.is_none() {
+            return Err(ApiError::invalid(
+                "credentials",
+                "must be given again when the connection's address changes (url, base_url, instance_url, account or region): \
+                 stored credentials are never sent to a new address",
+            ));
+        }
+        conn.config = config;
         // Turning signing on gives the connection a secret, shown in this response.
         if connector.signs_requests(&conn.config) && conn.signing_secret_sealed.is_none() {
             let secret = generate_signing_secret();
@@ -335,8 +401,15 @@ async fn update_connection(
     }
     match credentials {
         None => {}
+        Some(None) if connector.catalog().auth.kind != "none" => {
+            return Err(ApiError::invalid("credentials", "this integration needs credentials; give new ones instead of null"));
+        }
         Some(None) => conn.credentials_sealed = None,
-        Some(Some(creds)) => conn.credentials_sealed = Some(seal_credentials(&state, &*connector, &creds, &conn.id)?),
+        Some(Some(creds)) => {
+            conn.credentials_sealed = Some(seal_credentials(&state, &*connector, &creds, &conn.id, false)?);
+            // New credentials are what a connection waiting to be reconnected needed.
+            conn.status = ConnectionStatus::Active;
+        }
     }
     if let Some(policy) = body.retry_policy {
         conn.retry_policy = policy.resolve(conn.retry_policy).map_err(|(f, m)| ApiError::invalid(f, m))?;
@@ -368,9 +441,27 @@ async fn delete_connection(
 ) -> ApiResult<StatusCode> {
     let scope = principal.scope(Access::Manage)?;
     let id = path_id(&id, ConnectionId::parse, "connection")?;
+    // Read the tokens first: a disconnected OAuth connection's tokens are revoked where the
+    // provider allows it.
+    let credentials = match state.store.get_connection(&scope, &id).await? {
+        Some(Connection { credentials_sealed: Some(sealed), .. }) => {
+            state.vault.open(&sealed, id.as_str()).ok().and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        }
+        _ => None,
+    };
     match state.store.delete_connection(&scope, &id, params.force.unwrap_or(false)).await? {
         DeleteOutcome::Deleted => {
             state.config_changed();
+            let provider = credentials
+                .as_ref()
+                .and_then(|c| c.get("oauth_provider"))
+                .and_then(Value::as_str)
+                .and_then(|p| state.config.oauth.get(p))
+                .cloned();
+            if let (Some(provider), Some(credentials)) = (provider, credentials) {
+                let state = state.clone();
+                tokio::spawn(async move { state.tokens.revoke(&provider, &credentials).await });
+            }
             Ok(StatusCode::NO_CONTENT)
         }
         DeleteOutcome::NotFound => Err(ApiError::not_found("connection")),

@@ -5,6 +5,7 @@ pub mod common;
 pub mod connections;
 pub mod deliveries;
 pub mod events;
+pub mod oauth;
 pub mod rules;
 pub mod sessions;
 pub mod workspaces;
@@ -66,6 +67,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(deliveries::router())
         .merge(sessions::router())
+        .merge(oauth::router())
         .routes(routes!(list_integrations))
 }
 
@@ -80,7 +82,9 @@ pub fn router(state: AppState, serve_api: bool) -> Router {
     let app = if serve_api {
         let (api, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts();
         let spec = std::sync::Arc::new(spec);
-        api.route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) })).merge(ops)
+        api.route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
+            .route("/oauth/callback", get(oauth::callback))
+            .merge(ops)
     } else {
         ops
     };

@@ -2,6 +2,7 @@
 //! answer, and decide the next step under the connection's retry policy.
 
 use super::limiter::{Limiter, Start};
+use crate::oauth::tokens::{managed, Managed, TokenError};
 use crate::state::AppState;
 use std::time::{Duration, Instant};
 use switchyard_core::model::{Attempt, Connection};
@@ -99,20 +100,45 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
     }
     let started_at = switchyard_core::now_millis();
     let clock = Instant::now();
-    let ctx = DeliveryContext {
-        delivery_id: delivery.id.as_str(),
-        attempt: number,
-        event: &event,
-        rule: &rule,
-        connection: &connection,
-        secrets: &secrets,
-        timestamp: started_at / 1000,
-    };
-    let mut exchange = Exchange::new(dispatch.sender, Duration::from_millis(connection.timeout_ms), &secrets);
-    let classified = match connector.deliver(&ctx, &mut exchange).await {
-        Ok(()) => Classified::success(),
-        Err(c) => c,
-    };
+    let mut secrets = secrets;
+    let now_defer = || Finished::Deferred { id: delivery.id.clone(), until: switchyard_core::now_millis() };
+    // OAuth tokens: refreshed before they expire.
+    if let Err(e) = state.tokens.ensure_fresh(state, &connection, &mut secrets, None).await {
+        match e {
+            // The connection now waits to be reconnected; claims skip it, so its deliveries wait
+            // without spending attempts.
+            TokenError::NeedsReauth(_) => return now_defer(),
+            TokenError::Failed(_) if still_valid(&secrets) => {}
+            TokenError::Failed(_) => {
+                let classified = Classified::retry(None, e.to_string());
+                let next = next_step(&connection.retry_policy, number.saturating_sub(delivery.replay_base), classified.outcome, started_at);
+                record_metrics(next, clock.elapsed());
+                return Finished::Attempted(AttemptRecord { attempt: attempt(classified, None, None, None), next });
+            }
+        }
+    }
+    let timeout = Duration::from_millis(connection.timeout_ms);
+    let mut exchange = Exchange::new(dispatch.sender, timeout, &secrets);
+    let mut classified = deliver(&**connector, &delivery, number, &event, &rule, &connection, &secrets, started_at, &mut exchange).await;
+    let mut earlier_request = None;
+    // A refused token is refreshed once, and the attempt made again with the new one.
+    if classified.unauthorized && managed(secrets.credentials.as_ref()) != Managed::No {
+        let used_token = secrets.credentials.as_ref().and_then(|c| c.get("access_token")).and_then(|t| t.as_str()).map(str::to_owned);
+        match state.tokens.ensure_fresh(state, &connection, &mut secrets, used_token.as_deref()).await {
+            Ok(_) => {
+                earlier_request = exchange
+                    .request_record()
+                    .map(|r| format!("{r}\n-> HTTP 401: the access token was refreshed and the request sent again"));
+                exchange = Exchange::new(dispatch.sender, timeout, &secrets);
+                classified =
+                    deliver(&**connector, &delivery, number, &event, &rule, &connection, &secrets, started_at, &mut exchange).await;
+            }
+            Err(TokenError::NeedsReauth(_)) => return now_defer(),
+            Err(TokenError::Failed(m)) => {
+                classified = Classified::retry(None, format!("the access token was refused and could not be refreshed: {m}"))
+            }
+        }
+    }
     let now = switchyard_core::now_millis();
     if classified.rate_limited {
         // The destination's limit is the connection's, not this delivery's: hold them all.
@@ -123,7 +149,10 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
         dispatch.limiter.pause(&connection.id, now + wait.min(connection.retry_policy.max_delay_ms as i64));
     }
     let (status_code, excerpt) = exchange.last_response();
-    let request = exchange.request_record();
+    let request = match (earlier_request, exchange.request_record()) {
+        (Some(first), Some(second)) => Some(format!("{first}\n\n{second}")),
+        (first, second) => second.or(first),
+    };
     let used = number.saturating_sub(delivery.replay_base);
     let next = next_step(&connection.retry_policy, used, classified.outcome, now);
     record_metrics(next, clock.elapsed());
@@ -141,6 +170,40 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
         },
         next,
     })
+}
+
+/// One run of the connector.
+#[allow(clippy::too_many_arguments)]
+async fn deliver(
+    connector: &dyn switchyard_destinations::Connector,
+    delivery: &switchyard_core::model::Delivery,
+    number: u32,
+    event: &switchyard_core::model::Event,
+    rule: &switchyard_core::model::Rule,
+    connection: &Connection,
+    secrets: &OpenedSecrets,
+    started_at: i64,
+    exchange: &mut Exchange<'_>,
+) -> Classified {
+    let ctx = DeliveryContext {
+        delivery_id: delivery.id.as_str(),
+        attempt: number,
+        event,
+        rule,
+        connection,
+        secrets,
+        timestamp: started_at / 1000,
+    };
+    match connector.deliver(&ctx, exchange).await {
+        Ok(()) => Classified::success(),
+        Err(c) => c,
+    }
+}
+
+/// Whether the credentials' access token has not expired yet (a failed early refresh can wait).
+fn still_valid(secrets: &OpenedSecrets) -> bool {
+    let Some(c) = &secrets.credentials else { return false };
+    c.get("access_token").is_some() && c.get("expires_at").and_then(|e| e.as_i64()).is_none_or(|at| at > switchyard_core::now_millis())
 }
 
 /// What follows an attempt: `used` counts attempts since the last replay, this one included.

@@ -438,3 +438,33 @@ async fn a_429_holds_the_whole_connection_for_the_requested_wait() {
         assert_eq!(e["deliveries"][0]["attempt_count"], 1, "a delivery that only waited spent an attempt: {e}");
     }
 }
+
+#[tokio::test]
+async fn stored_credentials_never_follow_a_connection_to_a_new_address() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("moves").await;
+    let conn = app
+        .ok(Method::POST, &format!("/workspaces/{}/connections", ws.id),
+            Some(json!({"type": "slack", "name": "s", "config": {"base_url": "http://127.0.0.1:1"}, "credentials": {"access_token": "xoxb-1"}})), 201)
+        .await;
+    let path = format!("/connections/{}", conn["id"].as_str().unwrap());
+    let (status, v) = app.admin(Method::PATCH, &path, Some(json!({"config": {"base_url": "http://127.0.0.1:2"}}))).await;
+    assert_eq!(status.as_u16(), 422, "{v}");
+    assert_eq!(v["error"]["details"][0]["field"], "credentials");
+    let hook = app.webhook(&ws, "http://127.0.0.1:3/hook", json!({"credentials": {"bearer_token": "b"}})).await;
+    let hook_path = format!("/connections/{}", hook["id"].as_str().unwrap());
+    let (status, _) = app.admin(Method::PATCH, &hook_path, Some(json!({"config": {"url": "http://127.0.0.1:4/elsewhere"}}))).await;
+    assert_eq!(status.as_u16(), 422);
+    // Given again, or an unchanged address: fine.
+    app.ok(
+        Method::PATCH,
+        &path,
+        Some(json!({"config": {"base_url": "http://127.0.0.1:2"}, "credentials": {"access_token": "xoxb-2"}})),
+        200,
+    )
+    .await;
+    app.ok(Method::PATCH, &path, Some(json!({"config": {"base_url": "http://127.0.0.1:2"}})), 200).await;
+    // A connector that needs credentials cannot lose them.
+    let (status, v) = app.admin(Method::PATCH, &path, Some(json!({"credentials": null}))).await;
+    assert_eq!((status.as_u16(), v["error"]["details"][0]["field"].as_str()), (422, Some("credentials")), "{v}");
+}

@@ -18,6 +18,8 @@ pub struct TestApp {
     pub base: String,
     /// The node's database (a SQLite file in the test's folder, or a PostgreSQL database).
     pub database_url: String,
+    /// The node's master key (a second node on the same database needs it).
+    pub master_key: String,
     pub client: reqwest::Client,
     stop: CancellationToken,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -44,11 +46,12 @@ impl TestApp {
         config.shutdown_grace = Duration::from_secs(2);
         config.cache_check_interval = Duration::from_millis(100);
         tweak(&mut config);
+        let master_key = config.master_key.clone().unwrap_or_default();
         let app = Application::build(config).await.expect("the node builds");
         let base = format!("http://{}", app.local_addr());
         let stop = app.shutdown_token();
         let handle = tokio::spawn(app.run_until_stopped());
-        Self { base, database_url, client: reqwest::Client::new(), stop, handle: Some(handle), _dir: dir }
+        Self { base, database_url, master_key, client: reqwest::Client::new(), stop, handle: Some(handle), _dir: dir }
     }
 
     /// Stops the node gracefully and waits for it.
