@@ -184,6 +184,14 @@ impl Config {
                 return Err("SWITCHYARD_ADMIN_KEY must start with sk_ and be at least 24 characters long".into());
             }
         }
+        if let Some(public) = &self.public_url {
+            let ok = url::Url::parse(public).map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()).unwrap_or(false);
+            if !ok {
+                return Err(format!(
+                    "SWITCHYARD_PUBLIC_URL must be an http(s) URL such as https://switchyard.example.com (got {public:?})"
+                ));
+            }
+        }
         if self.dispatcher.max_concurrency == 0 {
             return Err("the dispatcher needs a concurrency of at least 1".into());
         }

@@ -14,7 +14,7 @@ use crate::config::Config;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use switchyard_core::crypto::{CryptoError, MasterKey, SecretBox};
 use switchyard_store::Store;
 
@@ -32,7 +32,8 @@ enum Source {
 /// The node's keys: seals with the current one, opens with any.
 pub struct Vault {
     source: Source,
-    inner: RwLock<(Arc<SecretBox>, Option<SystemTime>)>,
+    /// The keys, and the key file's text they were read from.
+    inner: RwLock<(Arc<SecretBox>, Option<String>)>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -102,16 +103,15 @@ impl Vault {
         String::from_utf8(self.open(sealed, context)?).map_err(|_| CryptoError::Undecryptable)
     }
 
-    /// Re-reads the key file if it changed; true when the keys changed.
+    /// Re-reads the key file (a few hundred bytes) if its contents changed; true when they did.
     pub fn reload(&self) -> anyhow::Result<bool> {
-        let Source::File(path) = &self.source else { return Ok(false) };
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        if modified == self.inner.read().unwrap_or_else(|p| p.into_inner()).1 {
+        let Source::File(_) = &self.source else { return Ok(false) };
+        let (secret_box, text) = read(&self.source)?;
+        if text == self.inner.read().unwrap_or_else(|p| p.into_inner()).1 {
             return Ok(false);
         }
-        let (secret_box, modified) = read(&self.source)?;
         let changed = secret_box.current_key_id() != self.current_key_id();
-        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(secret_box), modified);
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(secret_box), text);
         if changed {
             tracing::info!(key_id = %self.current_key_id(), "master key file changed; sealing with the new key");
         }
@@ -133,24 +133,27 @@ pub async fn watch(state: crate::state::AppState, stop: tokio_util::sync::Cancel
     }
 }
 
-fn parse_keys(current: &str, previous: &[String], origin: &str) -> anyhow::Result<SecretBox> {
+fn parse_keys(current: &str, previous: &[String], origin: &str, previous_origin: &str) -> anyhow::Result<SecretBox> {
     let current = MasterKey::from_base64(current).with_context(|| format!("{origin} is malformed (32 random bytes, base64)"))?;
     let previous = previous
         .iter()
         .filter(|k| !k.trim().is_empty())
-        .map(|k| MasterKey::from_base64(k).with_context(|| format!("a previous key in {origin} is malformed")))
+        .map(|k| MasterKey::from_base64(k).with_context(|| format!("a key in {previous_origin} is malformed")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(SecretBox::new(current).with_previous(previous))
 }
 
-fn read(source: &Source) -> anyhow::Result<(SecretBox, Option<SystemTime>)> {
+fn read(source: &Source) -> anyhow::Result<(SecretBox, Option<String>)> {
     match source {
-        Source::Env { current, previous } => Ok((parse_keys(current, previous, "SWITCHYARD_MASTER_KEY")?, None)),
+        Source::Env { current, previous } => {
+            Ok((parse_keys(current, previous, "SWITCHYARD_MASTER_KEY", "SWITCHYARD_PREVIOUS_MASTER_KEYS")?, None))
+        }
         Source::File(path) => {
-            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            let keys = read_key_file(path)?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("could not read the master key at {}", path.display()))?;
+            let keys: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
             let (current, previous) = keys.split_first().with_context(|| format!("the master key file {} is empty", path.display()))?;
-            Ok((parse_keys(current, previous, &format!("the master key file {}", path.display()))?, modified))
+            let origin = format!("the master key file {}", path.display());
+            Ok((parse_keys(current, previous, &origin, &origin)?, Some(text)))
         }
     }
 }

@@ -157,6 +157,15 @@ async fn relay_signals(state: AppState, mut signals: tokio::sync::mpsc::Receiver
 /// Opens a database and applies its migrations (`switchyard migrate`).
 /// Re-seals every secret under a new master key (see [`keyring::rotate`]).
 pub async fn rotate_master_key(config: &Config, settle: std::time::Duration) -> anyhow::Result<keyring::Rotation> {
+    // Never create a database (and a key for it) by rotating at a mistyped path.
+    if let Some(dir) = config.data_dir() {
+        let file = config.database_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").split('?').next().unwrap_or_default();
+        anyhow::ensure!(
+            std::path::Path::new(file).exists(),
+            "there is no database at {file} (data folder {}); give the --database-url the server uses",
+            dir.display()
+        );
+    }
     let store = switchyard_store::open_with(&config.database_url, &config.postgres)
         .await
         .with_context(|| format!("could not open the database at {}", config::redact_url(&config.database_url)))?;

@@ -72,6 +72,7 @@ pub struct AttemptOut {
     pub response_excerpt: Option<String>,
     /// What was sent: method and URL, headers and the start of the body, with credentials
     /// replaced by `[redacted]`. Several requests when the action needed them (find, then update).
+    /// This and `response_excerpt` are left out for a viewer session without `events.payload:read`.
     pub request: Option<String>,
 }
 
@@ -103,7 +104,15 @@ async fn get_delivery(State(state): State<AppState>, principal: Principal, Path(
     let id = path_id(&id, DeliveryId::parse, "delivery")?;
     let delivery = state.store.get_delivery(&scope, &id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
     let attempts = state.store.delivery_attempts(&id).await?;
-    Ok(Json(DeliveryOut { delivery: delivery.into(), attempts: attempts.into_iter().map(AttemptOut::from).collect() }))
+    // What was sent carries the payload (and what came back may echo it): only for those who
+    // may see payloads.
+    let with_payload = principal.sees_payloads();
+    let attempts = attempts
+        .into_iter()
+        .map(AttemptOut::from)
+        .map(|a| if with_payload { a } else { AttemptOut { request: None, response_excerpt: None, ..a } })
+        .collect();
+    Ok(Json(DeliveryOut { delivery: delivery.into(), attempts }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

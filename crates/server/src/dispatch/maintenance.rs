@@ -39,6 +39,10 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 if let Err(e) = state.store.expire_idempotency_keys(switchyard_core::now_millis()).await {
                     tracing::warn!(error = %e, "idempotency key sweep failed");
                 }
+                // Connect flows started and never finished.
+                if let Err(e) = state.store.purge_oauth_states(switchyard_core::now_millis()).await {
+                    tracing::warn!(error = %e, "OAuth state sweep failed");
+                }
             }
             _ = retention.tick(), if state.config.retention.is_some() => prune(&state, &stop).await,
         }

@@ -122,6 +122,9 @@ impl Providers {
                 continue;
             };
             let version = key("TOKEN_VERSION").unwrap_or_else(|| "v1".into());
+            if !matches!(version.as_str(), "v1" | "v3") {
+                return Err(format!("SWITCHYARD_OAUTH_{}_TOKEN_VERSION must be v1 or v3", name.to_uppercase()));
+            }
             let d = defaults(name, &version);
             let client_auth = match key("CLIENT_AUTH").as_deref() {
                 None => d.auth,

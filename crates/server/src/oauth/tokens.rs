@@ -24,7 +24,9 @@ const LOCK_MS: i64 = 30_000;
 /// Refresh this long before expiry at most (a quarter of the token's life when that is shorter).
 const REFRESH_MARGIN_MS: i64 = 60_000;
 /// Errors a token endpoint gives for a refresh token that will never work again.
-const DEAD_GRANT: &[&str] = &["invalid_grant", "invalid_refresh_token", "token_revoked", "token_expired", "invalid_client"];
+/// (`invalid_client` is not among them: a wrong client secret is the operator's to fix, and
+/// must not send every connection of the provider to `needs_reauth`.)
+const DEAD_GRANT: &[&str] = &["invalid_grant", "invalid_refresh_token", "token_revoked", "token_expired"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
@@ -129,7 +131,11 @@ impl Tokens {
         let deadline = now + LOCK_MS + 5_000;
         loop {
             let now = switchyard_core::now_millis();
-            let latest = self.stored(state, &connection.id).await?;
+            let latest = match self.stored(state, &connection.id).await {
+                Ok(latest) => latest,
+                Err(TokenError::NeedsReauth(reason)) => return Err(self.needs_reauth(state, connection, reason).await),
+                Err(e) => return Err(e),
+            };
             if latest.0 == ConnectionStatus::NeedsReauth {
                 return Err(TokenError::NeedsReauth("the connection is waiting to be reconnected".into()));
             }
@@ -148,10 +154,7 @@ impl Tokens {
                 match &result {
                     Ok(fresh) => secrets.credentials = Some(fresh.clone()),
                     Err(TokenError::NeedsReauth(reason)) => {
-                        tracing::warn!(connection = %connection.id, reason = %reason, "refresh token refused; the connection needs to be reconnected");
-                        metrics::counter!("switchyard_token_refreshes_total", "outcome" => "needs_reauth").increment(1);
-                        let _ = state.store.set_connection_status(&connection.id, ConnectionStatus::NeedsReauth).await;
-                        state.config_changed();
+                        return Err(self.needs_reauth(state, connection, reason.clone()).await);
                     }
                     Err(TokenError::Failed(reason)) => {
                         tracing::warn!(connection = %connection.id, reason = %reason, "token refresh failed");
@@ -165,6 +168,20 @@ impl Tokens {
                 return Err(TokenError::Failed("another node has held the refresh lock too long".into()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Marks the connection `needs_reauth` (its deliveries then wait); if that cannot be stored,
+    /// the failure is a transient one, so the delivery is retried rather than deferred forever.
+    async fn needs_reauth(&self, state: &AppState, connection: &Connection, reason: String) -> TokenError {
+        tracing::warn!(connection = %connection.id, reason = %reason, "the provider refused the connection's tokens; it needs to be reconnected");
+        metrics::counter!("switchyard_token_refreshes_total", "outcome" => "needs_reauth").increment(1);
+        match state.store.set_connection_status(&connection.id, ConnectionStatus::NeedsReauth).await {
+            Ok(()) => {
+                state.config_changed();
+                TokenError::NeedsReauth(reason)
+            }
+            Err(e) => TokenError::Failed(format!("could not mark the connection needs_reauth: {e}")),
         }
     }
 

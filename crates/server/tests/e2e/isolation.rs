@@ -94,6 +94,7 @@ async fn session_roles_limit_what_a_session_may_do() {
     let ws = app.workspace("a").await;
     let conn = app.webhook(&ws, &receiver.url(), json!({})).await;
     let conn_path = format!("/api/v1/connections/{}", conn["id"].as_str().unwrap());
+    app.rule(&ws, &conn, "*", json!({})).await;
     let event = app.emit_ok(&ws, json!({"event": "x", "payload": {"private": true}})).await;
 
     let viewer = session(&app, &ws, "viewer").await;
@@ -103,6 +104,15 @@ async fn session_roles_limit_what_a_session_may_do() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (_, e) = app.call(Method::GET, &format!("/api/v1/events/{event}"), Some(&viewer), None).await;
     assert!(e.get("payload").is_none(), "viewers see no payloads: {e}");
+    // Nor the request that carried it.
+    let delivered = app.wait_event(&event, "completed").await;
+    let delivery_path = format!("/api/v1/deliveries/{}", delivered["deliveries"][0]["id"].as_str().unwrap());
+    let (_, d) = app.call(Method::GET, &delivery_path, Some(&viewer), None).await;
+    assert!(d["attempts"][0]["request"].is_null() && d["attempts"][0]["response_excerpt"].is_null(), "{d}");
+    assert!(app.ok(Method::GET, &delivery_path.replace("/api/v1", ""), None, 200).await["attempts"][0]["request"]
+        .as_str()
+        .unwrap()
+        .contains("private"));
 
     let editor = session(&app, &ws, "editor").await;
     let (s, _) = app.call(Method::PATCH, &conn_path, Some(&editor), Some(json!({"name": "n"}))).await;
