@@ -10,27 +10,23 @@ use switchyard_core::ids::*;
 use switchyard_core::model::*;
 use switchyard_core::Millis;
 
-/// Locks the connections with due work that no other node is claiming from right now. Holding
-/// these locks until commit is what makes in-flight caps hold across nodes: the claim below
-/// counts each locked connection's in-flight deliveries after every earlier claim committed.
-/// The LATERAL probe is one index seek per connection, whatever its backlog.
+/// Locks the connections with due work and free slots that no other node is claiming from right
+/// now. Holding these locks until commit is what makes in-flight caps hold across nodes: each
+/// connection's `in_flight` counter is read, and raised by the claim, under its lock. The
+/// LATERAL probe is one index seek per connection, whatever its backlog.
 const LOCK_CONNECTIONS_SQL: &str = "
 SELECT c.id FROM connections c
 CROSS JOIN LATERAL (
     SELECT 1 FROM deliveries x
     WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1
     ORDER BY x.next_attempt_at LIMIT 1) due
-WHERE c.status = 'active'
-  AND (SELECT COUNT(*) FROM deliveries b WHERE b.connection_id = c.id AND b.status = 'delivering') < c.max_in_flight
+WHERE c.status = 'active' AND c.in_flight < c.max_in_flight
 FOR NO KEY UPDATE OF c SKIP LOCKED";
 
-/// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked connections.
+/// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked
+/// connections; the claimed deliveries are added to their connections' `in_flight`.
 const CLAIM_SQL: &str = "
-WITH busy AS (
-    SELECT connection_id, COUNT(*) AS n FROM deliveries
-    WHERE status = 'delivering' AND connection_id = ANY($5) GROUP BY connection_id
-),
-due AS (
+WITH due AS (
     SELECT d.id, d.workspace_id, d.connection_id, d.next_attempt_at,
            ROW_NUMBER() OVER (PARTITION BY d.connection_id ORDER BY d.next_attempt_at, d.id) AS conn_rank
     FROM connections c
@@ -45,15 +41,22 @@ allowed AS (
            ROW_NUMBER() OVER (PARTITION BY due.workspace_id ORDER BY due.conn_rank, due.next_attempt_at) AS ws_rank
     FROM due
     JOIN connections c ON c.id = due.connection_id
-    LEFT JOIN busy b ON b.connection_id = due.connection_id
-    WHERE due.conn_rank + COALESCE(b.n, 0) <= c.max_in_flight
+    WHERE due.conn_rank + c.in_flight <= c.max_in_flight
 ),
-picked AS (SELECT id FROM allowed ORDER BY ws_rank, next_attempt_at LIMIT $4)
-UPDATE deliveries d
-SET status = 'delivering', lease_owner = $1, updated_at = $2, lease_expires_at = $2 + $3 + c.timeout_ms
-FROM picked, connections c
-WHERE d.id = picked.id AND c.id = d.connection_id AND d.status IN ('pending', 'retrying')
-RETURNING d.*";
+picked AS (SELECT id FROM allowed ORDER BY ws_rank, next_attempt_at LIMIT $4),
+claimed AS (
+    UPDATE deliveries d
+    SET status = 'delivering', lease_owner = $1, updated_at = $2, lease_expires_at = $2 + $3 + c.timeout_ms
+    FROM picked, connections c
+    WHERE d.id = picked.id AND c.id = d.connection_id AND d.status IN ('pending', 'retrying')
+    RETURNING d.*
+),
+counted AS (
+    UPDATE connections c SET in_flight = c.in_flight + x.n
+    FROM (SELECT connection_id, COUNT(*) AS n FROM claimed GROUP BY connection_id) x
+    WHERE c.id = x.connection_id
+)
+SELECT * FROM claimed";
 
 const RECORD_SQL: &str = "
 WITH input AS (
@@ -67,7 +70,7 @@ moved AS (
         last_error = i.last_error, lease_owner = NULL, lease_expires_at = NULL, updated_at = $11
     FROM input i
     WHERE d.id = i.id AND d.status = 'delivering' AND d.lease_owner = $12
-    RETURNING d.id, d.workspace_id, d.event_id
+    RETURNING d.id, d.workspace_id, d.event_id, d.connection_id
 ),
 recorded AS (
     INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
@@ -76,7 +79,7 @@ recorded AS (
     FROM moved m JOIN input i ON i.id = m.id
     ON CONFLICT DO NOTHING
 )
-SELECT DISTINCT event_id FROM moved";
+SELECT event_id, connection_id FROM moved";
 
 /// Claims and attempt records do not wait for their commit to reach disk. Losing one in a crash
 /// is harmless: a lost claim leaves the delivery due, a lost record leaves it leased until the
@@ -89,6 +92,30 @@ async fn relaxed_commit(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<()> 
 
 const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
      lease_owner = NULL, lease_expires_at = NULL";
+
+/// Lowers the `in_flight` counters of the connections of deliveries that left 'delivering' in
+/// this transaction (one id per delivery). The rows are locked in id order first, so two nodes
+/// recording at once never wait on each other in a cycle.
+async fn free_slots<'a>(tx: &mut sqlx::Transaction<'_, Postgres>, connections: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for c in connections {
+        *counts.entry(c).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let (ids, ns): (Vec<&str>, Vec<i64>) = counts.into_iter().unzip();
+    sqlx::query("SELECT 1 FROM connections WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE").bind(&ids).execute(&mut **tx).await?;
+    sqlx::query(
+        "UPDATE connections c SET in_flight = GREATEST(c.in_flight - x.n, 0)
+         FROM UNNEST($1::text[], $2::bigint[]) AS x(id, n) WHERE c.id = x.id",
+    )
+    .bind(&ids)
+    .bind(&ns)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl DeliveryStore for PostgresStore {
@@ -140,7 +167,7 @@ impl DeliveryStore for PostgresStore {
         relaxed_commit(&mut tx).await?;
         // One statement for the whole batch: move each delivery on (only where this node still
         // holds the lease), record its attempt, and name the events whose rollup may change.
-        let events: Vec<String> = sqlx::query_scalar(RECORD_SQL)
+        let moved: Vec<(String, String)> = sqlx::query_as(RECORD_SQL)
             .bind(&input.ids)
             .bind(&input.numbers)
             .bind(&input.statuses)
@@ -156,6 +183,8 @@ impl DeliveryStore for PostgresStore {
             .bind(&input.requests)
             .fetch_all(&mut *tx)
             .await?;
+        let events: Vec<String> = moved.iter().map(|(e, _)| e.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        free_slots(&mut tx, moved.iter().map(|(_, c)| c.as_str())).await?;
         refresh_event_statuses(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
@@ -164,41 +193,48 @@ impl DeliveryStore for PostgresStore {
     async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()> {
         let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
+        let freed: Vec<String> = sqlx::query_scalar(&format!(
             "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = $1, updated_at = $1
-             WHERE id = ANY($2) AND status = 'delivering' AND lease_owner = $3"
+             WHERE id = ANY($2) AND status = 'delivering' AND lease_owner = $3 RETURNING connection_id"
         ))
         .bind(at)
         .bind(&ids)
         .bind(owner)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        free_slots(&mut tx, freed.iter().map(String::as_str)).await?;
         notify_due(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn recover_expired_leases(&self, now: Millis) -> Result<u64> {
-        let done = sqlx::query(&format!(
+        let mut tx = self.pool.begin().await?;
+        let freed: Vec<String> = sqlx::query_scalar(&format!(
             "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = $1, updated_at = $1
-             WHERE status = 'delivering' AND lease_expires_at < $1"
+             WHERE status = 'delivering' AND lease_expires_at < $1 RETURNING connection_id"
         ))
         .bind(now)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        free_slots(&mut tx, freed.iter().map(String::as_str)).await?;
+        tx.commit().await?;
+        Ok(freed.len() as u64)
     }
 
     async fn recover_foreign_leases(&self, owner: &str, now: Millis) -> Result<u64> {
-        let done = sqlx::query(&format!(
+        let mut tx = self.pool.begin().await?;
+        let freed: Vec<String> = sqlx::query_scalar(&format!(
             "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = $1, updated_at = $1
-             WHERE status = 'delivering' AND lease_owner IS DISTINCT FROM $2"
+             WHERE status = 'delivering' AND lease_owner IS DISTINCT FROM $2 RETURNING connection_id"
         ))
         .bind(now)
         .bind(owner)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        free_slots(&mut tx, freed.iter().map(String::as_str)).await?;
+        tx.commit().await?;
+        Ok(freed.len() as u64)
     }
 
     async fn waiting_count(&self) -> Result<u64> {
