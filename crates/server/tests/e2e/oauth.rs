@@ -540,3 +540,88 @@ async fn two_nodes_refresh_an_expired_token_once_between_them() {
     assert_eq!(counts["refresh_failures"], 0, "a single-use refresh token was used twice: {counts}");
     assert!(vendor.seen().iter().all(|(_, s)| *s == 200), "{:?}", vendor.seen());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_rotating_tokens_are_replaced_on_each_refresh_until_slack_refuses_them() {
+    // Slack's token endpoint with rotation on: each refresh token works once, and errors come as
+    // HTTP 200 with ok: false.
+    let forms: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = forms.clone();
+    let app_router = axum::Router::new()
+        .route(
+            "/api/oauth.v2.access",
+            axum::routing::post(move |body: String| {
+                let recorded = recorded.clone();
+                async move {
+                    recorded.lock().unwrap().push(body.clone());
+                    let answer = if body.contains("grant_type=authorization_code") {
+                        json!({"ok": true, "access_token": "xoxe.xoxb-1", "refresh_token": "xoxe-1-r1", "expires_in": 2, "token_type": "bot"})
+                    } else if body.contains("refresh_token=xoxe-1-r1") {
+                        json!({"ok": true, "access_token": "xoxe.xoxb-2", "refresh_token": "xoxe-1-r2", "expires_in": 2, "token_type": "bot"})
+                    } else {
+                        json!({"ok": false, "error": "invalid_refresh_token"})
+                    };
+                    axum::Json(answer)
+                }
+            }),
+        )
+        .route(
+            "/api/chat.postMessage",
+            axum::routing::post(|headers: axum::http::HeaderMap| async move {
+                let token = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                axum::Json(if token.starts_with("Bearer xoxe.xoxb-") { json!({"ok": true}) } else { json!({"ok": false, "error": "invalid_auth"}) })
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slack = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app_router).await.ok() });
+
+    let port = free_port();
+    let provider = Provider {
+        token_url: format!("{slack}/api/oauth.v2.access"),
+        authorize_url: format!("{slack}/oauth/v2/authorize"),
+        ..stub_provider("slack", &slack)
+    };
+    let app = TestApp::spawn_with(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.public_url = Some(format!("http://127.0.0.1:{port}"));
+        c.oauth = Providers([("slack".to_owned(), provider)].into());
+    })
+    .await;
+    let ws = app.workspace("slack").await;
+    let product = product_page().await;
+    let v = app
+        .ok(
+            Method::POST,
+            &format!("/workspaces/{}/connections/oauth", ws.id),
+            Some(json!({"type": "slack", "name": "team", "config": {"base_url": slack}, "redirect_to": product})),
+            201,
+        )
+        .await;
+    let state =
+        url::Url::parse(v["authorize_url"].as_str().unwrap()).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let landed = reqwest::get(format!("http://127.0.0.1:{port}/oauth/callback?code=c1&state={state}")).await.unwrap();
+    let conn_id = landed.url().query_pairs().find(|(k, _)| k == "connection_id").unwrap().1.into_owned();
+    let conn = app.ok(Method::GET, &format!("/connections/{conn_id}"), None, 200).await;
+    // No rate limit, so the three messages go out as fast as the test sends them.
+    app.ok(Method::PATCH, &format!("/connections/{conn_id}"), Some(json!({"rate_limit_per_minute": null})), 200).await;
+    app.rule(&ws, &conn, "*", json!({"action": "send_message", "action_config": {"channel": "C1", "template": "hi"}})).await;
+
+    let first = app.emit_ok(&ws, json!({"event": "a", "payload": {}})).await;
+    app.wait_event(&first, "completed").await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let second = app.emit_ok(&ws, json!({"event": "b", "payload": {}})).await;
+    app.wait_event(&second, "completed").await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let third = app.emit_ok(&ws, json!({"event": "c", "payload": {}})).await;
+    wait_until("Slack's refusal marks the connection", async || {
+        app.ok(Method::GET, &format!("/connections/{conn_id}"), None, 200).await["status"] == "needs_reauth"
+    })
+    .await;
+    assert_eq!(app.event(&third).await["deliveries"][0]["attempt_count"], 0);
+
+    let forms = forms.lock().unwrap().clone();
+    assert_eq!(forms.len(), 3, "{forms:?}");
+    assert!(forms[1].contains("grant_type=refresh_token") && forms[1].contains("refresh_token=xoxe-1-r1"), "{}", forms[1]);
+    assert!(forms[2].contains("refresh_token=xoxe-1-r2"), "the rotated refresh token was stored and used: {}", forms[2]);
+}
