@@ -22,8 +22,8 @@ impl Connector for HubSpot {
         let list = || vec![FieldSpec::new("id", "List id", "string", true), vendor::mapping_field()];
         CatalogEntry::new("hubspot", "HubSpot", "Creates or updates the event's contact in HubSpot, and manages list membership.", "oauth")
             .auth_fields(vec![FieldSpec::new("access_token", "Access token", "secret", true).describe(
-                "A private app token (pat-...) or an OAuth access token with crm.objects.contacts.write and crm.lists.write \
-                 (and crm.objects.contacts.read for remove_from_list)",
+                "A private app token (pat-...) or an OAuth access token with crm.objects.contacts.read, crm.objects.contacts.write, \
+                 crm.lists.read and crm.lists.write",
             )])
             .config(vec![vendor::base_url_field(ORIGIN)])
             .action("add_to_list", "Add to list", list())

@@ -13,7 +13,8 @@ pub struct Slack;
 const ORIGIN: &str = "https://slack.com";
 
 /// `ok: false` errors that a later attempt can get past; every other one is permanent
-/// (`invalid_auth`, `token_revoked`, `channel_not_found`, `not_in_channel`, `invalid_blocks`, ...).
+/// (`channel_not_found`, `not_in_channel`, `invalid_blocks`, ...); a refused token (`invalid_auth`,
+/// `token_expired`, `token_revoked`) is permanent too, unless an OAuth token can be refreshed.
 const TRANSIENT: &[&str] = &["internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited"];
 
 #[async_trait::async_trait]
@@ -69,7 +70,7 @@ fn classify(r: &ResponseSummary) -> Classified {
     match error {
         "ratelimited" => Classified::rate_limited(requested_wait(r, SystemTime::now()), "Slack: ratelimited"),
         e if TRANSIENT.contains(&e) => Classified::retry(None, format!("Slack: {e}")),
-        e @ ("token_expired" | "invalid_auth") => Classified::unauthorized(format!("Slack: {e}")),
+        e @ ("token_expired" | "invalid_auth" | "token_revoked") => Classified::unauthorized(format!("Slack: {e}")),
         e => Classified::permanent(format!("Slack: {e}")),
     }
 }
