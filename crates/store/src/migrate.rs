@@ -20,6 +20,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 3, name: "connector_limits", sql: include_str!("../migrations/postgres/0003_connector_limits.sql") },
     Migration { version: 4, name: "oauth", sql: include_str!("../migrations/postgres/0004_oauth.sql") },
     Migration { version: 5, name: "in_flight_counter", sql: include_str!("../migrations/postgres/0005_in_flight_counter.sql") },
+    Migration { version: 6, name: "id_collation", sql: include_str!("../migrations/postgres/0006_id_collation.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`
