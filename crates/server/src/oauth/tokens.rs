@@ -150,7 +150,22 @@ impl Tokens {
                 .await
                 .map_err(|e| TokenError::Failed(e.to_string()))?;
             if locked {
-                let result = self.refresh_locked(state, connection, latest.1).await;
+                // Read again under the lock: another node may have refreshed between our read and
+                // our lock, and its refresh token may be single-use (using the old one again
+                // would make the provider revoke the whole grant).
+                let current = match self.stored(state, &connection.id).await {
+                    Ok((_, creds)) => creds,
+                    Err(e) => {
+                        let _ = state.store.unlock_refresh(&connection.id, &self.owner).await;
+                        return Err(e);
+                    }
+                };
+                if !stale(&current, switchyard_core::now_millis()) {
+                    let _ = state.store.unlock_refresh(&connection.id, &self.owner).await;
+                    secrets.credentials = Some(current);
+                    return Ok(true);
+                }
+                let result = self.refresh_locked(state, connection, current).await;
                 match &result {
                     Ok(fresh) => secrets.credentials = Some(fresh.clone()),
                     Err(TokenError::NeedsReauth(reason)) => {
