@@ -22,6 +22,7 @@ pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod keyring;
+mod memory;
 pub mod oauth;
 pub mod state;
 
@@ -109,6 +110,7 @@ impl Application {
         }
         workers.push(tokio::spawn(state.cache.clone().watch(state.store.clone(), cache_interval, stop.clone())));
         workers.push(tokio::spawn(keyring::watch(state.clone(), stop.clone())));
+        workers.push(tokio::spawn(memory::trim_periodically(stop.clone())));
         if role.dispatches() {
             if state.config.database_url.starts_with("sqlite:") {
                 // The embedded store has one node: any lease not ours belongs to a process that died.
