@@ -153,7 +153,7 @@ fn transport_error(e: reqwest::Error) -> TransportError {
 }
 
 /// The innermost error message (reqwest's own wraps it in context that repeats the URL).
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut current = e;
     while let Some(next) = current.source() {
         current = next;

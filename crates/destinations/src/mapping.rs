@@ -53,18 +53,22 @@ pub enum OnError {
 }
 
 /// A transform, written either as its name (`"trim"`) or as an object with its options
-/// (`{"type": "substring", "start": 0, "length": 10}`).
-#[derive(Debug, Clone, PartialEq)]
+/// (`{"type": "substring", "start": 0, "length": 10}`). The derived (tagged) form is reached
+/// through `remote = "Self"`; the `Deserialize` impl below turns a bare name into it first.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(remote = "Self", tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Transform {
     ToString,
     ToNumber,
     ToBoolean,
     /// `YYYY-MM-DD`, in `timezone` (UTC unless given).
     ToDate {
+        #[serde(default)]
         timezone: Option<String>,
     },
     /// RFC 3339 with the offset of `timezone` (UTC unless given).
     ToDatetime {
+        #[serde(default)]
         timezone: Option<String>,
     },
     Default {
@@ -76,32 +80,6 @@ pub enum Transform {
     /// Characters (not bytes) from `start`, at most `length` of them.
     Substring {
         start: usize,
-        length: Option<usize>,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum TransformObject {
-    ToString,
-    ToNumber,
-    ToBoolean,
-    ToDate {
-        #[serde(default)]
-        timezone: Option<String>,
-    },
-    ToDatetime {
-        #[serde(default)]
-        timezone: Option<String>,
-    },
-    Default {
-        value: Value,
-    },
-    Trim,
-    Lower,
-    Upper,
-    Substring {
-        start: usize,
         #[serde(default)]
         length: Option<usize>,
     },
@@ -109,24 +87,11 @@ enum TransformObject {
 
 impl<'de> Deserialize<'de> for Transform {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(d)?;
-        let object = match value {
+        let value = match Value::deserialize(d)? {
             Value::String(name) => serde_json::json!({ "type": name }),
             other => other,
         };
-        let t: TransformObject = serde_json::from_value(object).map_err(serde::de::Error::custom)?;
-        Ok(match t {
-            TransformObject::ToString => Transform::ToString,
-            TransformObject::ToNumber => Transform::ToNumber,
-            TransformObject::ToBoolean => Transform::ToBoolean,
-            TransformObject::ToDate { timezone } => Transform::ToDate { timezone },
-            TransformObject::ToDatetime { timezone } => Transform::ToDatetime { timezone },
-            TransformObject::Default { value } => Transform::Default { value },
-            TransformObject::Trim => Transform::Trim,
-            TransformObject::Lower => Transform::Lower,
-            TransformObject::Upper => Transform::Upper,
-            TransformObject::Substring { start, length } => Transform::Substring { start, length },
-        })
+        Transform::deserialize(value).map_err(serde::de::Error::custom)
     }
 }
 

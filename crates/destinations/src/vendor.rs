@@ -57,14 +57,6 @@ impl OutboundRequest {
         Self { method, url, headers: Default::default(), body: Default::default() }
     }
 
-    /// A form-encoded body (OAuth token endpoints).
-    pub fn form(url: url::Url, pairs: &[(&str, &str)]) -> Self {
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
-        Self { method: Method::POST, url, headers, body: body.into() }
-    }
-
     pub fn bearer(self, token: &str) -> Result<Self, BuildError> {
         self.secret_header(AUTHORIZATION, &format!("Bearer {token}"))
     }

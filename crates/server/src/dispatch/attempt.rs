@@ -42,20 +42,27 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
     let clock = Instant::now();
     let store = &*state.store;
 
-    let attempt = |classified: Classified, status_code: Option<u16>, excerpt: Option<String>, request: Option<String>| Attempt {
-        delivery_id: delivery.id.clone(),
-        number,
-        started_at,
-        duration_ms: clock.elapsed().as_millis() as u64,
-        status_code,
-        error: classified.error,
-        response_excerpt: excerpt,
-        request,
-    };
+    // The attempt's record, timed from `since` (after any wait for a rate-limit slot).
+    let attempt =
+        |since: (i64, Instant), classified: Classified, status_code: Option<u16>, excerpt: Option<String>, request: Option<String>| {
+            Attempt {
+                delivery_id: delivery.id.clone(),
+                number,
+                started_at: since.0,
+                duration_ms: since.1.elapsed().as_millis() as u64,
+                status_code,
+                error: classified.error,
+                response_excerpt: excerpt,
+                request,
+            }
+        };
     // A delivery that can never be attempted is dead at once, with the reason recorded.
     let dead = |message: &str| {
         record_metrics(NextStep::Dead, clock.elapsed());
-        Finished::Attempted(AttemptRecord { attempt: attempt(Classified::permanent(message), None, None, None), next: NextStep::Dead })
+        Finished::Attempted(AttemptRecord {
+            attempt: attempt((started_at, clock), Classified::permanent(message), None, None, None),
+            next: NextStep::Dead,
+        })
     };
     let defer = || Finished::Deferred { id: delivery.id.clone(), until: switchyard_core::now_millis() + DEFER_MS };
 
@@ -113,7 +120,7 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
                 let classified = Classified::retry(None, e.to_string());
                 let next = next_step(&connection.retry_policy, number.saturating_sub(delivery.replay_base), classified.outcome, started_at);
                 record_metrics(next, clock.elapsed());
-                return Finished::Attempted(AttemptRecord { attempt: attempt(classified, None, None, None), next });
+                return Finished::Attempted(AttemptRecord { attempt: attempt((started_at, clock), classified, None, None, None), next });
             }
         }
     }
@@ -157,19 +164,7 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
     let next = next_step(&connection.retry_policy, used, classified.outcome, now);
     record_metrics(next, clock.elapsed());
     let classified = Classified { error: classified.error.map(|e| exchange.redact(&e)), ..classified };
-    Finished::Attempted(AttemptRecord {
-        attempt: Attempt {
-            delivery_id: delivery.id.clone(),
-            number,
-            started_at,
-            duration_ms: clock.elapsed().as_millis() as u64,
-            status_code,
-            error: classified.error,
-            response_excerpt: excerpt,
-            request,
-        },
-        next,
-    })
+    Finished::Attempted(AttemptRecord { attempt: attempt((started_at, clock), classified, status_code, excerpt, request), next })
 }
 
 /// One run of the connector.

@@ -16,6 +16,7 @@ use std::time::Duration;
 use switchyard_core::ids::ConnectionId;
 use switchyard_core::model::{Connection, ConnectionStatus};
 use switchyard_core::Millis;
+use switchyard_destinations::http::root_cause;
 use switchyard_destinations::OpenedSecrets;
 use switchyard_store::Scope;
 
@@ -118,8 +119,11 @@ impl Tokens {
         secrets: &mut OpenedSecrets,
         rejected: Option<&str>,
     ) -> Result<bool, TokenError> {
-        let kind = managed(secrets.credentials.as_ref());
-        let Some(current) = secrets.credentials.clone().filter(|_| kind != Managed::No) else { return Ok(false) };
+        // Every attempt passes here: credentials that are not tokens cost one look, no copy.
+        if managed(secrets.credentials.as_ref()) == Managed::No {
+            return Ok(false);
+        }
+        let Some(current) = secrets.credentials.clone() else { return Ok(false) };
         let now = switchyard_core::now_millis();
         let stale = |c: &Value, now| needs_refresh(c, now) || (rejected.is_some() && access_token(c) == rejected);
         if !stale(&current, now) {
@@ -260,10 +264,11 @@ impl Tokens {
         Ok(Value::Object(fresh))
     }
 
-    /// A request to a provider's token endpoint with the app's client authentication.
-    pub async fn token_request(&self, provider: &Provider, form: &[(&str, &str)]) -> Result<Value, TokenError> {
+    /// A form POST to one of a provider's endpoints, with the app's client authentication
+    /// (Basic, or the id and secret in the form).
+    fn client_post(&self, provider: &Provider, url: &str, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
         let mut fields: Vec<(&str, &str)> = form.to_vec();
-        let mut request = self.http.post(&provider.token_url).header("accept", "application/json");
+        let mut request = self.http.post(url).header("accept", "application/json");
         match provider.client_auth {
             ClientAuth::Basic => request = request.basic_auth(&provider.client_id, Some(&provider.client_secret)),
             ClientAuth::Post => {
@@ -272,9 +277,13 @@ impl Tokens {
             }
         }
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-        let response = request
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
+        request.header("content-type", "application/x-www-form-urlencoded").body(body)
+    }
+
+    /// A request to a provider's token endpoint with the app's client authentication.
+    pub async fn token_request(&self, provider: &Provider, form: &[(&str, &str)]) -> Result<Value, TokenError> {
+        let response = self
+            .client_post(provider, &provider.token_url, form)
             .send()
             .await
             .map_err(|e| TokenError::Failed(format!("the token endpoint could not be reached: {}", root_cause(&e))))?;
@@ -289,17 +298,7 @@ impl Tokens {
         let token = if provider.name == "slack" { None } else { credentials.get("refresh_token").and_then(Value::as_str) }
             .or_else(|| access_token(credentials));
         let Some(token) = token else { return };
-        let mut fields = vec![("token", token)];
-        let mut request = self.http.post(url);
-        match provider.client_auth {
-            ClientAuth::Basic => request = request.basic_auth(&provider.client_id, Some(&provider.client_secret)),
-            ClientAuth::Post => {
-                fields.push(("client_id", &provider.client_id));
-                fields.push(("client_secret", &provider.client_secret));
-            }
-        }
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-        match request.header("content-type", "application/x-www-form-urlencoded").body(body).send().await {
+        match self.client_post(provider, url, &[("token", token)]).send().await {
             Ok(r) if r.status().is_success() => tracing::info!(provider = %provider.name, "revoked the disconnected connection's token"),
             Ok(r) => tracing::warn!(provider = %provider.name, status = r.status().as_u16(), "the provider did not revoke the token"),
             Err(e) => tracing::warn!(provider = %provider.name, error = %root_cause(&e), "could not reach the revocation endpoint"),
@@ -368,14 +367,6 @@ fn apply_grant(fresh: &mut Map<String, Value>, answer: &Value) {
     if let Some(scope) = answer.get("scope").and_then(Value::as_str) {
         fresh.insert("scope".into(), json!(scope));
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = e;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
 }
 
 #[cfg(test)]
