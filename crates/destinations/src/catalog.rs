@@ -45,8 +45,7 @@ pub struct ActionSpec {
 pub struct FieldSpec {
     pub key: String,
     pub label: String,
-    /// `string`, `secret`, `url`, `select`, `object`, `template`, `mapping`, `integer`,
-    /// `boolean` or `string_list`.
+    /// `string`, `secret`, `url`, `select`, `object`, `template`, `mapping`, `integer`.
     #[serde(rename = "type")]
     pub kind: String,
     pub required: bool,

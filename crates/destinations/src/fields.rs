@@ -82,17 +82,9 @@ fn check(spec: &FieldSpec, v: &Value, field: &str, ctx: &ValidationContext) -> R
             Some(_) => Ok(v.clone()),
             None => err("must be a non-negative integer".into()),
         },
-        "boolean" => match v {
-            Value::Bool(_) => Ok(v.clone()),
-            _ => err("must be true or false".into()),
-        },
         "object" => match v {
             Value::Object(_) => Ok(v.clone()),
             _ => err("must be an object".into()),
-        },
-        "string_list" => match v.as_array() {
-            Some(items) if items.iter().all(|i| i.as_str().is_some_and(|s| !s.is_empty())) => Ok(v.clone()),
-            _ => err("must be a list of non-empty strings".into()),
         },
         "mapping" => Mapping::parse(v, field).map(|_| v.clone()),
         other => err(format!("has an unknown field type {other:?} in the catalog")),
