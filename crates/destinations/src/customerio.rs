@@ -82,7 +82,7 @@ impl Connector for CustomerIo {
         .basic(site, key)?;
         exchange.expect(identify, classify).await?;
 
-        let name = match vendor::render_optional(ctx, "name", &context)? {
+        let name = match vendor::render_optional(ctx, "name", &context).await? {
             Some(n) => n,
             None => ctx.event.event.clone(),
         };

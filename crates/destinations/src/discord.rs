@@ -46,8 +46,8 @@ impl Connector for Discord {
         }
         url.query_pairs_mut().append_pair("wait", "true");
         let context = ctx.template_context()?;
-        let title = truncate(vendor::render(ctx, "title", &context)?, TITLE_MAX);
-        let description = truncate(vendor::render(ctx, "template", &context)?, DESCRIPTION_MAX);
+        let title = truncate(vendor::render(ctx, "title", &context).await?, TITLE_MAX);
+        let description = truncate(vendor::render(ctx, "template", &context).await?, DESCRIPTION_MAX);
         let mut embed = json!({"title": title, "description": description});
         if let Some(color) = ctx.action_config().get("color").and_then(Value::as_u64) {
             embed["color"] = json!(color);

@@ -60,7 +60,7 @@ fn check(spec: &FieldSpec, v: &Value, field: &str, ctx: &ValidationContext) -> R
         "template" => match v.as_str() {
             Some(source) if !source.trim().is_empty() => match template::check(source) {
                 Ok(()) => Ok(v.clone()),
-                Err(e) => err(format!("template syntax error: {e}")),
+                Err(e) => err(e),
             },
             _ => err("must be a non-empty template string".into()),
         },

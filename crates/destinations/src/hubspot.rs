@@ -69,7 +69,7 @@ impl Connector for HubSpot {
         } else {
             let mut properties = vendor::attributes(&person);
             if ctx.rule.action == "update_property" {
-                properties.insert(ctx.action_str("id")?.to_owned(), Value::String(vendor::render(ctx, "value", &context)?));
+                properties.insert(ctx.action_str("id")?.to_owned(), Value::String(vendor::render(ctx, "value", &context).await?));
             }
             let upsert = OutboundRequest::json(
                 Method::POST,

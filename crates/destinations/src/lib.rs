@@ -13,6 +13,7 @@ pub mod guard;
 pub mod http;
 pub mod mapping;
 pub mod outcome;
+pub mod sandbox;
 pub mod template;
 pub mod vendor;
 pub mod webhook;
@@ -96,6 +97,8 @@ pub struct DeliveryContext<'a> {
     pub secrets: &'a OpenedSecrets,
     /// Unix seconds of this attempt, used in signatures.
     pub timestamp: i64,
+    /// Where the rule's templates render.
+    pub renderer: &'a sandbox::Renderer,
 }
 
 impl DeliveryContext<'_> {

@@ -53,7 +53,7 @@ impl Connector for Resend {
                 "to": [email],
                 "template": {"id": ctx.action_str("id")?, "variables": variables},
             });
-            if let Some(subject) = vendor::render_optional(ctx, "subject", &context)? {
+            if let Some(subject) = vendor::render_optional(ctx, "subject", &context).await? {
                 body["subject"] = json!(subject);
             }
             let request = OutboundRequest::json(Method::POST, vendor::endpoint(config, ORIGIN, &["emails"])?, &body)

@@ -90,7 +90,7 @@ impl Connector for Salesforce {
                 fields.insert("Company".into(), Value::String(company.to_owned()));
             }
             if ctx.rule.action == "update_property" {
-                fields.insert(ctx.action_str("field")?.to_owned(), Value::String(vendor::render(ctx, "value", &context)?));
+                fields.insert(ctx.action_str("field")?.to_owned(), Value::String(vendor::render(ctx, "value", &context).await?));
             }
             let upsert = OutboundRequest::json(Method::PATCH, url(&["sobjects", &object, &external, &email])?, &Value::Object(fields))
                 .bearer(token)?;

@@ -75,9 +75,9 @@ impl Connector for SendGrid {
                     body["template_id"] = json!(ctx.action_str("id")?);
                     body["personalizations"][0]["dynamic_template_data"] = context.clone();
                 } else {
-                    body["subject"] = json!(vendor::render(ctx, "subject", &context)?);
+                    body["subject"] = json!(vendor::render(ctx, "subject", &context).await?);
                     // The body is HTML: values the template prints are escaped.
-                    body["content"] = json!([{"type": "text/html", "value": vendor::render_html(ctx, "template", &context)?}]);
+                    body["content"] = json!([{"type": "text/html", "value": vendor::render_html(ctx, "template", &context).await?}]);
                 }
                 OutboundRequest::json(Method::POST, vendor::endpoint(config, ORIGIN, &["v3", "mail", "send"])?, &body)
             }

@@ -43,9 +43,9 @@ impl Connector for Slack {
     async fn deliver(&self, ctx: &DeliveryContext<'_>, exchange: &mut Exchange<'_>) -> Delivered {
         let token = ctx.secrets.credential("access_token")?;
         let context = ctx.template_context()?;
-        let text = vendor::render(ctx, "template", &context)?;
+        let text = vendor::render(ctx, "template", &context).await?;
         let mut body = json!({"channel": ctx.action_str("channel")?, "text": text});
-        if let Some(blocks) = vendor::render_optional(ctx, "blocks", &context)? {
+        if let Some(blocks) = vendor::render_optional(ctx, "blocks", &context).await? {
             let blocks: Value = serde_json::from_str(&blocks)
                 .ok()
                 .filter(Value::is_array)

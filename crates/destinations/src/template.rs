@@ -10,15 +10,31 @@
 //!
 //! [`render`] does not escape (messages are plain text or the vendor's own markup); [`render_html`]
 //! HTML-escapes every value it prints, for e-mail bodies.
+//!
+//! Templates are written by tenants, so everything here is bounded. [`check`] refuses sources
+//! longer than [`MAX_SOURCE`], tags with more than [`MAX_TAG_TOKENS`] tokens or brackets nested
+//! deeper than [`MAX_NESTING`], and blocks nested deeper than [`MAX_NESTING`], before minijinja's
+//! recursive compiler sees them; rendering spends at most [`FUEL`] instructions and stops writing
+//! at [`MAX_OUTPUT`]. Memory and time are bounded by where rendering runs: see [`crate::sandbox`].
 
 use crate::mapping;
+use minijinja::machinery::{tokenize, Token, WhitespaceConfig};
+use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value};
 use std::sync::OnceLock;
 
 /// Instructions one render may spend: generous for a message, fatal to a runaway loop.
-const FUEL: u64 = 200_000;
-/// The longest rendered output kept.
+pub const FUEL: u64 = 200_000;
+/// The longest rendered output kept: rendering stops there and the output is cut.
 pub const MAX_OUTPUT: usize = 64 * 1024;
+/// The longest template source accepted, in bytes.
+pub const MAX_SOURCE: usize = 64 * 1024;
+/// The most tokens one `{{ ... }}` or `{% ... %}` tag may hold (an expression's depth is below it).
+pub const MAX_TAG_TOKENS: usize = 256;
+/// The deepest nesting of brackets within a tag, and of blocks (`if`, `for`, ...) in a template.
+pub const MAX_NESTING: usize = 32;
+/// The deepest macro recursion while rendering.
+const RECURSION_LIMIT: usize = 64;
 /// The name [`render_html`] gives its templates: the `.html` suffix turns auto-escaping on.
 const HTML_NAME: &str = "body.html";
 
@@ -28,6 +44,7 @@ fn environment() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION_LIMIT);
         // Messages are plain text or JSON-ish markup for the vendor, not HTML pages: only templates
         // rendered as HTML (named `*.html`, see `render_html`) are escaped.
         env.set_auto_escape_callback(|name| if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None });
@@ -38,9 +55,82 @@ fn environment() -> &'static Environment<'static> {
     })
 }
 
-/// Checks a template's syntax; the message names the line.
+/// Checks a template: its size and nesting first ([`check_bounds`]), then its syntax. The message
+/// says which limit was broken or names the line of the syntax error.
 pub fn check(source: &str) -> Result<(), String> {
-    environment().template_from_str(source).map(|_| ()).map_err(|e| describe(&e))
+    check_bounds(source)?;
+    environment().template_from_str(source).map(|_| ()).map_err(|e| format!("template syntax error: {}", describe(&e)))
+}
+
+/// Refuses templates whose size or nesting could exhaust the compiler's stack, by looking at their
+/// tokens only (the lexer does not recurse).
+pub fn check_bounds(source: &str) -> Result<(), String> {
+    if source.len() > MAX_SOURCE {
+        return Err(format!("the template is {} bytes long; the limit is {MAX_SOURCE}", source.len()));
+    }
+    // Block nesting: each open block is a frame; `elif` nests one level deeper inside its `if`.
+    let mut blocks: Vec<usize> = Vec::new();
+    let (mut in_tag, mut tag_tokens, mut brackets) = (false, 0usize, 0usize);
+    let mut first_ident: Option<String> = None;
+    let mut tag_assigns = false;
+    // A unit struct without minijinja's custom_syntax feature; a struct with defaults with it.
+    #[allow(clippy::default_constructed_unit_structs)]
+    let syntax = SyntaxConfig::default();
+    for token in tokenize(source, false, syntax, WhitespaceConfig::default()) {
+        let (token, span) = match token {
+            Ok(t) => t,
+            // Syntax errors are for the parser to describe.
+            Err(_) => return Ok(()),
+        };
+        let line = span.start_line;
+        match token {
+            Token::VariableStart | Token::BlockStart => {
+                (in_tag, tag_tokens, brackets, first_ident, tag_assigns) = (true, 0, 0, None, false);
+            }
+            Token::VariableEnd => in_tag = false,
+            Token::BlockEnd => {
+                in_tag = false;
+                match first_ident.as_deref() {
+                    Some("if" | "for" | "with" | "filter" | "macro" | "call" | "autoescape" | "block" | "raw") => blocks.push(1),
+                    // `{% set x %}...{% endset %}` is a block; `{% set x = ... %}` is not.
+                    Some("set") if !tag_assigns => blocks.push(1),
+                    Some("elif") => {
+                        if let Some(top) = blocks.last_mut() {
+                            *top += 1;
+                        }
+                    }
+                    Some(name) if name.starts_with("end") => {
+                        blocks.pop();
+                    }
+                    _ => {}
+                }
+                if blocks.iter().sum::<usize>() > MAX_NESTING {
+                    return Err(format!("line {line}: blocks are nested more than {MAX_NESTING} deep"));
+                }
+            }
+            Token::TemplateData(_) => {}
+            other if in_tag => {
+                tag_tokens += 1;
+                if tag_tokens > MAX_TAG_TOKENS {
+                    return Err(format!("line {line}: a tag holds more than {MAX_TAG_TOKENS} tokens; split the expression"));
+                }
+                match other {
+                    Token::Ident(name) if first_ident.is_none() => first_ident = Some(name.to_owned()),
+                    Token::Assign => tag_assigns = true,
+                    Token::ParenOpen | Token::BracketOpen | Token::BraceOpen => {
+                        brackets += 1;
+                        if brackets > MAX_NESTING {
+                            return Err(format!("line {line}: brackets are nested more than {MAX_NESTING} deep"));
+                        }
+                    }
+                    Token::ParenClose | Token::BracketClose | Token::BraceClose => brackets = brackets.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Renders a template over a context (see [`crate::DeliveryContext::template_context`]), without
@@ -56,17 +146,51 @@ pub fn render_html(source: &str, context: &serde_json::Value) -> Result<String, 
     render_named(HTML_NAME, source, context)
 }
 
+/// Renders as [`render`] (`html` false) or [`render_html`] does.
+pub fn render_as(html: bool, source: &str, context: &serde_json::Value) -> Result<String, String> {
+    render_named(if html { HTML_NAME } else { "<string>" }, source, context)
+}
+
 fn render_named(name: &str, source: &str, context: &serde_json::Value) -> Result<String, String> {
+    check_bounds(source)?;
     let template = environment().template_from_named_str(name, source).map_err(|e| describe(&e))?;
-    let mut out = template.render(Value::from_serialize(context)).map_err(|e| describe(&e))?;
-    if out.len() > MAX_OUTPUT {
-        let mut end = MAX_OUTPUT;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
+    let mut out = CappedOutput { bytes: Vec::new(), full: false };
+    let rendered = template.render_captured_to(Value::from_serialize(context), &mut out).map(|_| ());
+    match rendered {
+        Ok(()) => {}
+        // Output past the cap is dropped: stop there rather than render what nobody keeps.
+        Err(_) if out.full => {}
+        Err(e) => return Err(describe(&e)),
     }
-    Ok(out)
+    let mut bytes = out.bytes;
+    // The cut may have fallen inside a character.
+    while std::str::from_utf8(&bytes).is_err() {
+        bytes.pop();
+    }
+    Ok(String::from_utf8(bytes).unwrap_or_default())
+}
+
+/// A writer that keeps the first [`MAX_OUTPUT`] bytes, then fails the render's next write.
+struct CappedOutput {
+    bytes: Vec<u8>,
+    full: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = MAX_OUTPUT - self.bytes.len();
+        if buf.len() > room {
+            self.bytes.extend_from_slice(&buf[..room]);
+            self.full = true;
+            return Err(std::io::Error::other("output cap reached"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn describe(e: &Error) -> String {
@@ -180,7 +304,7 @@ mod tests {
     #[test]
     fn syntax_errors_name_the_line() {
         let e = check("Hello\n{{ payload.name ").unwrap_err();
-        assert!(e.starts_with("line 2"), "{e}");
+        assert!(e.starts_with("template syntax error: line 2"), "{e}");
         assert!(check("{% if %}").is_err());
         assert!(check("{{ payload.name | default('x') }}").is_ok());
     }
@@ -199,5 +323,78 @@ mod tests {
     fn runaway_templates_stop() {
         let e = render("{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}", &ctx()).unwrap_err();
         assert!(e.contains("too much work"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+    use serde_json::json;
+
+    /// Each of these overflowed the compiler's stack (and aborted the server) before the bounds.
+    #[test]
+    fn deep_expressions_are_refused_before_compiling() {
+        let attacks = [
+            format!("{{{{ {}1 }}}}", "-".repeat(10_000)),
+            format!("{{{{ payload{} }}}}", ".a".repeat(10_000)),
+            format!("{{{{ payload{} }}}}", "|upper".repeat(10_000)),
+            format!("{{{{ {}1{} }}}}", "(".repeat(10_000), ")".repeat(10_000)),
+            format!("{{{{ {}1 }}}}", "not ".repeat(10_000)),
+            // Blocks: as many as fit in the size limit.
+            format!("{}x{}", "{% if a %}".repeat(2_500), "{% endif %}".repeat(2_500)),
+            format!("{{% if a %}}{}{{% endif %}}", "{% elif b %}".repeat(5_000)),
+            format!("{}x{}", "{% for a in b %}".repeat(1_500), "{% endfor %}".repeat(1_500)),
+        ];
+        for source in &attacks {
+            assert!(source.len() <= MAX_SOURCE, "{}", source.len());
+            let e = check(source).unwrap_err();
+            assert!(e.contains("tokens") || e.contains("nested"), "{e}");
+            // Rendering checks the same bounds first.
+            assert!(render(source, &json!({})).is_err());
+        }
+        let long = "x".repeat(MAX_SOURCE + 1);
+        assert!(check(&long).unwrap_err().contains("limit is 65536"));
+    }
+
+    #[test]
+    fn ordinary_templates_stay_within_the_bounds() {
+        let nested = format!("{}x{}", "{% if a %}".repeat(MAX_NESTING), "{% endif %}".repeat(MAX_NESTING));
+        assert!(check(&nested).is_ok());
+        let many_tags = "{{ payload.user.name | default('someone') | upper }} ".repeat(1_000);
+        assert!(check(&many_tags).is_ok());
+        let elifs = format!("{{% if a %}}{}{{% endif %}}{{% for x in y %}}{{% endfor %}}", "{% elif b %}".repeat(MAX_NESTING - 1));
+        assert!(check(&elifs).is_ok());
+        // Assigning `set`s are not blocks; block `set`s are.
+        let sets = "{% set a = 1 %}".repeat(100);
+        assert!(check(&sets).is_ok());
+    }
+
+    /// The deepest templates the bounds let through compile and render on a 2 MiB stack (this test
+    /// thread's; tokio's blocking pool gives the same), in a debug build.
+    #[test]
+    fn the_deepest_accepted_templates_fit_a_small_stack() {
+        let deepest = [
+            format!("{{{{ {}1 }}}}", "-".repeat(MAX_TAG_TOKENS - 1)),
+            format!("{{{{ payload{} }}}}", ".a".repeat(MAX_TAG_TOKENS / 2 - 1)),
+            format!("{{{{ payload{} }}}}", "|upper".repeat(MAX_TAG_TOKENS / 2 - 1)),
+            format!("{{{{ {}1 }}}}", "not ".repeat(MAX_TAG_TOKENS - 1)),
+            format!("{{{{ {}1{} }}}}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING)),
+        ];
+        for expression in &deepest {
+            let blocks = format!("{}{expression}{}", "{% if payload %}".repeat(MAX_NESTING), "{% endif %}".repeat(MAX_NESTING));
+            for source in [expression, &blocks] {
+                check(source).unwrap_or_else(|e| panic!("{e}: {source}"));
+                let _ = render(source, &json!({"payload": {"a": 1}}));
+            }
+        }
+    }
+
+    #[test]
+    fn output_stops_at_the_cap_instead_of_growing() {
+        let out = render("{% for i in range(100000) %}0123456789{% endfor %}", &json!({})).unwrap();
+        assert_eq!(out.len(), MAX_OUTPUT);
+        // A cut inside a character drops the partial character.
+        let out = render("{% for i in range(100000) %}é{% endfor %}x", &json!({})).unwrap();
+        assert!(out.len() <= MAX_OUTPUT && out.len() > MAX_OUTPUT - 2);
     }
 }

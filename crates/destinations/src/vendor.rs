@@ -147,22 +147,25 @@ pub fn classify_with_message(r: &ResponseSummary, paths: &[&str]) -> Classified 
 }
 
 /// Renders a template setting of the rule, or fails the delivery with the template's message.
-pub fn render(ctx: &DeliveryContext<'_>, key: &str, context: &Value) -> Result<String, Classified> {
-    let source = ctx.action_str(key)?;
-    crate::template::render(source, context).map_err(|e| Classified::permanent(format!("the {key} template failed: {e}")))
+pub async fn render(ctx: &DeliveryContext<'_>, key: &str, context: &Value) -> Result<String, Classified> {
+    render_with(ctx, key, context, false).await
 }
 
 /// Like [`render`], for a setting that is an HTML document (an e-mail body): every value the
 /// template prints is HTML-escaped.
-pub fn render_html(ctx: &DeliveryContext<'_>, key: &str, context: &Value) -> Result<String, Classified> {
+pub async fn render_html(ctx: &DeliveryContext<'_>, key: &str, context: &Value) -> Result<String, Classified> {
+    render_with(ctx, key, context, true).await
+}
+
+async fn render_with(ctx: &DeliveryContext<'_>, key: &str, context: &Value, html: bool) -> Result<String, Classified> {
     let source = ctx.action_str(key)?;
-    crate::template::render_html(source, context).map_err(|e| Classified::permanent(format!("the {key} template failed: {e}")))
+    ctx.renderer.render(html, source, context).await.map_err(|e| Classified::permanent(format!("the {key} template failed: {e}")))
 }
 
 /// Like [`render`], for a setting that may be absent.
-pub fn render_optional(ctx: &DeliveryContext<'_>, key: &str, context: &Value) -> Result<Option<String>, Classified> {
+pub async fn render_optional(ctx: &DeliveryContext<'_>, key: &str, context: &Value) -> Result<Option<String>, Classified> {
     match ctx.action_config().get(key).and_then(Value::as_str) {
-        Some(s) if !s.is_empty() => render(ctx, key, context).map(Some),
+        Some(s) if !s.is_empty() => render(ctx, key, context).await.map(Some),
         _ => Ok(None),
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use switchyard_core::retry::RetryPolicy;
+use switchyard_destinations::sandbox::{Limits as TemplateLimits, Renderer, WorkerCommand};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -68,6 +69,28 @@ pub struct Config {
     pub cache_check_interval: Duration,
     /// Finished history older than this is deleted; `None` keeps it forever.
     pub retention: Option<Duration>,
+    /// Where and within what limits rules' templates render.
+    pub templates: TemplateConfig,
+}
+
+/// Template rendering (see `switchyard_destinations::sandbox`).
+#[derive(Debug, Clone, Default)]
+pub struct TemplateConfig {
+    /// The program rendering templates in worker processes; `None` renders in this process, with
+    /// fuel and the output cap but no memory or time bound (for tests and trusted templates only).
+    pub worker: Option<WorkerCommand>,
+    /// Worker processes, and so renders at once (`--template-workers`).
+    pub workers: usize,
+    pub limits: TemplateLimits,
+}
+
+impl TemplateConfig {
+    pub fn renderer(&self) -> Renderer {
+        match &self.worker {
+            Some(command) => Renderer::sandbox(command.clone(), self.workers, self.limits),
+            None => Renderer::InProcess,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -158,6 +181,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(10),
             cache_check_interval: Duration::from_millis(500),
             retention: None,
+            templates: TemplateConfig { worker: None, workers: 2, limits: TemplateLimits::default() },
         }
     }
 
@@ -191,6 +215,9 @@ impl Config {
                     "SWITCHYARD_PUBLIC_URL must be an http(s) URL such as https://switchyard.example.com (got {public:?})"
                 ));
             }
+        }
+        if self.templates.limits.memory_bytes < 16 << 20 || self.templates.limits.time.is_zero() {
+            return Err("templates need at least 16 MiB of memory and a time limit above zero".into());
         }
         if self.dispatcher.max_concurrency == 0 {
             return Err("the dispatcher needs a concurrency of at least 1".into());

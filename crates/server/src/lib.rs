@@ -73,6 +73,7 @@ impl Application {
             store,
             vault,
             registry: Default::default(),
+            renderer: config.templates.renderer(),
             cache: Default::default(),
             ingest,
             wake,

@@ -17,6 +17,8 @@ pub struct Inner {
     /// Seals and opens secrets at rest.
     pub vault: crate::keyring::Vault,
     pub registry: Registry,
+    /// Where rules' templates render (worker processes, unless configured otherwise).
+    pub renderer: switchyard_destinations::sandbox::Renderer,
     /// OAuth token refreshes and exchanges.
     pub tokens: crate::oauth::tokens::Tokens,
     pub cache: Arc<Cache>,

@@ -26,6 +26,12 @@ enum Command {
     RotateMasterKey(RotateArgs),
     /// Print the OpenAPI document generated from the handlers.
     Openapi,
+    /// Render templates for a server (started by `serve`, one process per worker; not for people).
+    #[command(hide = true)]
+    RenderWorker {
+        /// Bytes of address space the worker may add to what it holds at start.
+        memory_bytes: u64,
+    },
     /// Benchmark this binary: starts it as the server under test beside a loopback receiver and a
     /// load generator, prints a table and writes a JSON report (see docs/benchmarks.md).
     Bench(BenchArgs),
@@ -116,10 +122,23 @@ struct ServeArgs {
     /// Seconds to let attempts in flight finish on shutdown before handing their leases back.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
+    /// Worker processes rendering rules' templates, and so renders at once on this node.
+    #[arg(long, env = "SWITCHYARD_TEMPLATE_WORKERS", default_value_t = 2)]
+    template_workers: usize,
+    /// Memory one template render may use, in MiB; a render that needs more fails its delivery.
+    #[arg(long, env = "SWITCHYARD_TEMPLATE_MEMORY_MIB", default_value_t = 256)]
+    template_memory_mib: u64,
+    /// Longest one template render may take, in milliseconds; a slower one fails its delivery.
+    #[arg(long, env = "SWITCHYARD_TEMPLATE_TIME_LIMIT_MS", default_value_t = 2_000)]
+    template_time_limit_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::RenderWorker { memory_bytes } = cli.command {
+        // Before any runtime: the worker's address space is capped at what it holds now plus this.
+        return Ok(switchyard_destinations::sandbox::worker_main(memory_bytes)?);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
@@ -157,6 +176,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }),
+        Command::RenderWorker { .. } => unreachable!("handled before the runtime starts"),
         Command::Openapi => {
             println!("{}", switchyard_server::api::openapi().to_pretty_json()?);
             Ok(())
@@ -196,6 +216,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_seconds);
     config.dispatcher.lease_margin = std::time::Duration::from_millis(args.lease_margin_ms);
+    config.templates.worker = Some(switchyard_destinations::sandbox::WorkerCommand {
+        program: std::env::current_exe().context("could not find this program to start template workers")?,
+        args: vec!["render-worker".into()],
+    });
+    config.templates.workers = args.template_workers.max(1);
+    config.templates.limits.memory_bytes = args.template_memory_mib << 20;
+    config.templates.limits.time = std::time::Duration::from_millis(args.template_time_limit_ms);
     config.retention = (args.retention_days > 0).then(|| std::time::Duration::from_secs(args.retention_days * 86_400));
 
     let app = Application::build(config).await.context("switchyard could not start")?;

@@ -184,6 +184,7 @@ pub async fn deliver(call: Call<'_>) -> (Delivered, Vec<Step>) {
         connection: &connection,
         secrets: &secrets,
         timestamp: 1_795_453_200,
+        renderer: &switchyard_destinations::sandbox::Renderer::InProcess,
     };
     let sender = Sender::new(true);
     let mut exchange = Exchange::new(&sender, std::time::Duration::from_secs(5), &secrets);

@@ -116,7 +116,12 @@ async fn validate(state: &AppState, rule: &mut Rule) -> ApiResult<()> {
     if !rule.action_config.is_object() {
         return Err(ApiError::invalid("action_config", "must be an object"));
     }
-    rule.action_config = connector.validate_action(&rule.action, &rule.action_config)?;
+    // Templates compile here: off the async workers, on a thread whose stack is known (their size
+    // and nesting are checked before the compiler sees them).
+    let (connector, action, config) = (connector.clone(), rule.action.clone(), std::mem::take(&mut rule.action_config));
+    rule.action_config = tokio::task::spawn_blocking(move || connector.validate_action(&action, &config))
+        .await
+        .map_err(|_| ApiError::invalid("action_config", "could not be checked"))??;
     if let Some(c) = &rule.conditions {
         Condition::parse(c, "conditions").map_err(|e| ApiError::invalid(e.field, e.message))?;
     }

@@ -9,6 +9,7 @@ use switchyard_core::model::{Attempt, Connection};
 use switchyard_core::retry::RetryPolicy;
 use switchyard_destinations::http::Sender;
 use switchyard_destinations::outcome::{Classified, Outcome};
+use switchyard_destinations::sandbox::Renderer;
 use switchyard_destinations::{DeliveryContext, Exchange, OpenedSecrets};
 use switchyard_store::{AttemptRecord, Claimed, NextStep};
 
@@ -126,7 +127,17 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
     }
     let timeout = Duration::from_millis(connection.timeout_ms);
     let mut exchange = Exchange::new(dispatch.sender, timeout, &secrets);
-    let mut classified = deliver(&**connector, &delivery, number, &event, &rule, &connection, &secrets, started_at, &mut exchange).await;
+    let parts = Parts {
+        connector: &**connector,
+        delivery: &delivery,
+        number,
+        event: &event,
+        rule: &rule,
+        connection: &connection,
+        started_at,
+        renderer: &state.renderer,
+    };
+    let mut classified = parts.deliver(&secrets, &mut exchange).await;
     let mut earlier_request = None;
     // A refused token is refreshed once, and the attempt made again with the new one.
     if classified.unauthorized && managed(secrets.credentials.as_ref()) != Managed::No {
@@ -137,8 +148,7 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
                     .request_record()
                     .map(|r| format!("{r}\n-> HTTP 401: the access token was refreshed and the request sent again"));
                 exchange = Exchange::new(dispatch.sender, timeout, &secrets);
-                classified =
-                    deliver(&**connector, &delivery, number, &event, &rule, &connection, &secrets, started_at, &mut exchange).await;
+                classified = parts.deliver(&secrets, &mut exchange).await;
             }
             Err(TokenError::NeedsReauth(_)) => return now_defer(),
             Err(TokenError::Failed(m)) => {
@@ -167,31 +177,35 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
     Finished::Attempted(AttemptRecord { attempt: attempt((started_at, clock), classified, status_code, excerpt, request), next })
 }
 
-/// One run of the connector.
-#[allow(clippy::too_many_arguments)]
-async fn deliver(
-    connector: &dyn switchyard_destinations::Connector,
-    delivery: &switchyard_core::model::Delivery,
+/// What one attempt delivers, but for the secrets (which a token refresh replaces).
+struct Parts<'a> {
+    connector: &'a dyn switchyard_destinations::Connector,
+    delivery: &'a switchyard_core::model::Delivery,
     number: u32,
-    event: &switchyard_core::model::Event,
-    rule: &switchyard_core::model::Rule,
-    connection: &Connection,
-    secrets: &OpenedSecrets,
+    event: &'a switchyard_core::model::Event,
+    rule: &'a switchyard_core::model::Rule,
+    connection: &'a Connection,
     started_at: i64,
-    exchange: &mut Exchange<'_>,
-) -> Classified {
-    let ctx = DeliveryContext {
-        delivery_id: delivery.id.as_str(),
-        attempt: number,
-        event,
-        rule,
-        connection,
-        secrets,
-        timestamp: started_at / 1000,
-    };
-    match connector.deliver(&ctx, exchange).await {
-        Ok(()) => Classified::success(),
-        Err(c) => c,
+    renderer: &'a Renderer,
+}
+
+impl Parts<'_> {
+    /// One run of the connector.
+    async fn deliver(&self, secrets: &OpenedSecrets, exchange: &mut Exchange<'_>) -> Classified {
+        let ctx = DeliveryContext {
+            delivery_id: self.delivery.id.as_str(),
+            attempt: self.number,
+            event: self.event,
+            rule: self.rule,
+            connection: self.connection,
+            secrets,
+            timestamp: self.started_at / 1000,
+            renderer: self.renderer,
+        };
+        match self.connector.deliver(&ctx, exchange).await {
+            Ok(()) => Classified::success(),
+            Err(c) => c,
+        }
     }
 }
 

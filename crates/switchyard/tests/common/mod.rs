@@ -78,7 +78,14 @@ pub fn command(data: &Data, env: &[(&str, Option<&str>)]) -> Command {
 
 /// Starts a node with extra flags, environment overrides, and somewhere for its logs.
 pub fn start_custom(data: &Data, flags: &[&str], env: &[(&str, Option<&str>)], stderr: Stdio) -> Node {
-    let mut child = command(data, env).arg("serve").args(flags).stdout(Stdio::piped()).stderr(stderr).spawn().expect("the binary starts");
+    let mut command = command(data, env);
+    command.arg("serve").args(flags).stdout(Stdio::piped()).stderr(stderr);
+    spawn_node(command)
+}
+
+/// Runs a prepared `serve` command (stdout piped) and waits until it listens.
+pub fn spawn_node(mut command: Command) -> Node {
+    let mut child = command.spawn().expect("the binary starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let base = loop {

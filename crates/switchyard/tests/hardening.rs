@@ -1,0 +1,200 @@
+//! Attacks by a tenant (an editor or a publishable-key holder) against the real binary: each must
+//! leave the server up, responsive and correct. See docs/security.md ("What a tenant can do to the
+//! installation").
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// A Slack stand-in on loopback that accepts every message.
+async fn slack_stub() -> String {
+    let app = axum::Router::new().fallback(|| async { axum::Json(json!({"ok": true, "ts": "1.0"})) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    url
+}
+
+struct Workspace {
+    id: String,
+    pk: String,
+    slack: String,
+}
+
+/// A workspace with one Slack connection (to the stub, no rate limit); no rules yet.
+async fn workspace(client: &reqwest::Client, base: &str, slack_url: &str) -> Workspace {
+    let ws = admin(client, Method::POST, &format!("{base}/api/v1/workspaces"), Some(json!({"name": "tenant"}))).await;
+    let id = ws["id"].as_str().unwrap().to_owned();
+    let conn = json!({"type": "slack", "name": "slack", "config": {"base_url": slack_url}, "credentials": {"access_token": "xoxb-hardening"},
+                      "rate_limit_per_minute": null, "max_in_flight": 8});
+    let conn = admin(client, Method::POST, &format!("{base}/api/v1/workspaces/{id}/connections"), Some(conn)).await;
+    Workspace { id, pk: ws["publishable_key"]["key"].as_str().unwrap().to_owned(), slack: conn["id"].as_str().unwrap().to_owned() }
+}
+
+async fn call(client: &reqwest::Client, method: Method, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Creates a Slack rule for `event` with `template`; returns the status and body.
+async fn slack_rule(client: &reqwest::Client, base: &str, ws: &Workspace, event: &str, template: &str) -> (u16, Value) {
+    let rule = json!({"name": event, "event": event, "connection_id": ws.slack,
+                      "action_config": {"channel": "C1", "template": template}});
+    call(client, Method::POST, &format!("{base}/api/v1/workspaces/{}/rules", ws.id), ADMIN, Some(rule)).await
+}
+
+async fn emit(client: &reqwest::Client, base: &str, ws: &Workspace, event: &str) -> String {
+    let (status, v) =
+        call(client, Method::POST, &format!("{base}/api/v1/events"), &ws.pk, Some(json!({"event": event, "payload": {"n": 1}}))).await;
+    assert_eq!(status, 202, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// The workspace's deliveries of one event, once every one has finished.
+async fn finished(client: &reqwest::Client, base: &str, ws: &Workspace, event_id: &str, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, event) = call(client, Method::GET, &format!("{base}/api/v1/events/{event_id}"), ADMIN, None).await;
+        let ids: Vec<String> =
+            event["deliveries"].as_array().map(|d| d.iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect()).unwrap_or_default();
+        let mut all = Vec::new();
+        for id in &ids {
+            all.push(call(client, Method::GET, &format!("{base}/api/v1/deliveries/{id}"), ADMIN, None).await.1);
+        }
+        if !all.is_empty() && all.iter().all(|d| matches!(d["status"].as_str(), Some("succeeded" | "dead"))) {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "deliveries of {event_id} in {} did not finish: {all:?}", ws.id);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn healthy(client: &reqwest::Client, base: &str) -> Duration {
+    let started = Instant::now();
+    let r = client.get(format!("{base}/healthz")).timeout(Duration::from_secs(30)).send().await.expect("healthz answers");
+    assert_eq!(r.status(), 200);
+    started.elapsed()
+}
+
+/// Starts a node whose whole process may use at most `bytes` of address space, as `prlimit --as`
+/// would: a template that escaped its worker's budget would abort the node instead of exhausting
+/// the machine.
+fn start_capped(data: &Data, bytes: u64) -> Node {
+    use std::os::unix::process::CommandExt;
+    let mut command = command(data, &[]);
+    command.arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit());
+    // SAFETY: setrlimit is async-signal-safe and touches nothing of the parent.
+    unsafe {
+        command.pre_exec(move || {
+            let cap = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+            if libc::setrlimit(libc::RLIMIT_AS, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    spawn_node(command)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_that_would_overflow_the_compiler_s_stack_are_refused_with_a_422() {
+    let data = data().await;
+    let node = start(&data);
+    let client = reqwest::Client::new();
+    let ws = workspace(&client, &node.base, &slack_stub().await).await;
+    for (template, says) in [
+        (format!("{{{{ {}1 }}}}", "-".repeat(10_000)), "tokens"),
+        (format!("{{{{ payload{} }}}}", ".a".repeat(10_000)), "tokens"),
+        (format!("{{{{ payload{} }}}}", "|upper".repeat(10_000)), "tokens"),
+        (format!("{{{{ payload{} }}}}", "|upper".repeat(12_000)), "limit is 65536"),
+        (format!("{}x{}", "{% if a %}".repeat(2_500), "{% endif %}".repeat(2_500)), "nested"),
+    ] {
+        let (status, body) = slack_rule(&client, &node.base, &ws, "a.*", &template).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["details"][0]["field"], "action_config.template", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{body}");
+    }
+    healthy(&client, &node.base).await;
+    // The node still takes good rules and delivers through them.
+    let (status, body) = slack_rule(&client, &node.base, &ws, "good.*", "{{ event }} for {{ payload.n }}").await;
+    assert_eq!(status, 201, "{body}");
+    let event = emit(&client, &node.base, &ws, "good.one").await;
+    let done = finished(&client, &node.base, &ws, &event, Duration::from_secs(20)).await;
+    assert_eq!(done[0]["status"], "succeeded", "{done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_template_fails_its_delivery_and_the_node_stays_up() {
+    let data = data().await;
+    // 4 GiB for the whole node: far more than it needs, far less than the bomb's 3.2 GB string.
+    let node = start_capped(&data, 4 << 30);
+    let client = reqwest::Client::new();
+    let ws = workspace(&client, &node.base, &slack_stub().await).await;
+    let bomb = r#"{% set a = "x" * 100000000 %}{% set b = a ~ a ~ a ~ a ~ a ~ a ~ a ~ a %}{% set c = b ~ b ~ b ~ b %}{{ c|length }}"#;
+    let (status, body) = slack_rule(&client, &node.base, &ws, "bomb.*", bomb).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = slack_rule(&client, &node.base, &ws, "fine.*", "fine {{ payload.n }}").await;
+    assert_eq!(status, 201, "{body}");
+
+    let bombs: Vec<String> = futures_join(&client, &node.base, &ws, "bomb.go", 3).await;
+    let fine = emit(&client, &node.base, &ws, "fine.go").await;
+    for event in &bombs {
+        let done = finished(&client, &node.base, &ws, event, Duration::from_secs(60)).await;
+        assert_eq!(done[0]["status"], "dead", "{done:?}");
+        let error = done[0]["last_error"].as_str().unwrap();
+        assert!(error.contains("more memory than the limit of 256 MiB"), "{error}");
+        assert_eq!(done[0]["attempts"].as_array().unwrap().len(), 1, "a render that breaks a limit is permanent");
+    }
+    let done = finished(&client, &node.base, &ws, &fine, Duration::from_secs(20)).await;
+    assert_eq!(done[0]["status"], "succeeded", "{done:?}");
+    healthy(&client, &node.base).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_templates_neither_stall_the_node_nor_run_past_their_time_limit() {
+    let data = data().await;
+    let node = start_custom(&data, &["--template-time-limit-ms", "1500"], &[], Stdio::inherit());
+    let client = reqwest::Client::new();
+    let ws = workspace(&client, &node.base, &slack_stub().await).await;
+    // Each loop turn builds and scans a 10 MB string: seconds of work within the fuel.
+    let slow = r#"{% for i in range(100000) %}{{ ("x" * 10000000)|upper|length }}{% endfor %}"#;
+    assert_eq!(slack_rule(&client, &node.base, &ws, "slow.*", slow).await.0, 201);
+    let events = futures_join(&client, &node.base, &ws, "slow.go", 4).await;
+    // While they render, the API answers at once and takes events.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        slowest = slowest.max(healthy(&client, &node.base).await);
+        let started = Instant::now();
+        emit(&client, &node.base, &ws, "other.event").await;
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(slowest < Duration::from_millis(500), "the API took {slowest:?} while templates rendered");
+    let started = Instant::now();
+    for event in &events {
+        let done = finished(&client, &node.base, &ws, event, Duration::from_secs(30)).await;
+        assert_eq!(done[0]["status"], "dead", "{done:?}");
+        assert!(done[0]["last_error"].as_str().unwrap().contains("longer than the limit of 1500 ms"), "{done:?}");
+    }
+    // Four renders on two workers, each stopped at 1.5 s.
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// Emits `n` events named `event`; returns their ids.
+async fn futures_join(client: &reqwest::Client, base: &str, ws: &Workspace, event: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(emit(client, base, ws, event).await);
+    }
+    ids
+}
