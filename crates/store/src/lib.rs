@@ -293,6 +293,30 @@ pub struct SealedValue {
 }
 
 /// Every column that holds sealed values: (table, key column, sealed column, extra condition).
+/// A delivery whose lease was taken back from a node that stopped this many times in a row (a
+/// node that crashed during its attempt, every time) is set aside as dead rather than tried again:
+/// whatever ends the process must not end it again after every restart.
+pub const MAX_LEASE_RECOVERIES: i64 = 3;
+
+/// Why such a delivery is dead.
+/// (No quote in it: it is written into SQL as a literal.)
+pub const SET_ASIDE_ERROR: &str =
+    "set aside: 3 attempts in a row ended with the node making them (a crash during the attempt?); replay it once the cause is fixed";
+
+/// The `SET` clause that takes a lease back from a stopped node, at `now` (a bound parameter):
+/// back to the queue, or dead once [`MAX_LEASE_RECOVERIES`] is reached. Expressions read the row
+/// as it was.
+pub(crate) fn recover_lease_set(now: &str) -> String {
+    let limit = MAX_LEASE_RECOVERIES;
+    format!(
+        "lease_recoveries = lease_recoveries + 1, \
+         status = CASE WHEN lease_recoveries + 1 >= {limit} THEN 'dead' WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
+         last_error = CASE WHEN lease_recoveries + 1 >= {limit} THEN '{SET_ASIDE_ERROR}' ELSE last_error END, \
+         next_attempt_at = CASE WHEN lease_recoveries + 1 >= {limit} THEN NULL ELSE {now} END, \
+         lease_owner = NULL, lease_expires_at = NULL, updated_at = {now}"
+    )
+}
+
 pub const SEALED_COLUMNS: &[(&str, &str, &str, &str)] = &[
     ("connections", "id", "credentials_sealed", "TRUE"),
     ("connections", "id", "signing_secret_sealed", "TRUE"),

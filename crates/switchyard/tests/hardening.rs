@@ -198,3 +198,86 @@ async fn futures_join(client: &reqwest::Client, base: &str, ws: &Workspace, even
     }
     ids
 }
+
+/// A receiver that never answers; counts the requests that reached it.
+async fn black_hole() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let arrived = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = arrived.clone();
+    let app = axum::Router::new().fallback(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            "never"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (url, arrived)
+}
+
+/// Whatever makes a node die during an attempt (here `kill -9`, standing in for any crash), the
+/// delivery is set aside after the third time instead of ending every restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_attempts_keep_ending_the_node_is_set_aside_not_retried_forever() {
+    let data = data().await;
+    let (url, arrived) = black_hole().await;
+    let client = reqwest::Client::new();
+    let mut node = start(&data);
+    let base = node.base.clone();
+    let ws = admin(&client, Method::POST, &format!("{base}/api/v1/workspaces"), Some(json!({"name": "loop"}))).await;
+    let ws_id = ws["id"].as_str().unwrap();
+    let conn = json!({"type": "webhook", "name": "hangs", "config": {"url": url}, "timeout_ms": 2000,
+                      "retry_policy": {"max_attempts": 50, "initial_delay_ms": 10, "max_delay_ms": 20}});
+    let conn = admin(&client, Method::POST, &format!("{base}/api/v1/workspaces/{ws_id}/connections"), Some(conn)).await;
+    admin(
+        &client,
+        Method::POST,
+        &format!("{base}/api/v1/workspaces/{ws_id}/rules"),
+        Some(json!({"name": "all", "event": "*", "connection_id": conn["id"]})),
+    )
+    .await;
+    let pk = ws["publishable_key"]["key"].as_str().unwrap();
+    let (status, event) =
+        call(&client, Method::POST, &format!("{base}/api/v1/events"), pk, Some(json!({"event": "crash.me", "payload": {}}))).await;
+    assert_eq!(status, 202);
+    let event_id = event["id"].as_str().unwrap();
+
+    for crash in 1..=3 {
+        // Each crash happens while the attempt is in flight.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while arrived.load(std::sync::atomic::Ordering::SeqCst) < crash {
+            assert!(Instant::now() < deadline, "attempt {crash} never reached the receiver");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+        node = start(&data);
+    }
+    let base = node.base.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let delivery = loop {
+        let (_, e) = call(&client, Method::GET, &format!("{base}/api/v1/events/{event_id}"), ADMIN, None).await;
+        let d = e["deliveries"][0].clone();
+        if d["status"] == "dead" {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "the delivery was not set aside: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(delivery["last_error"].as_str().unwrap().contains("3 attempts in a row ended with the node making them"), "{delivery}");
+    let (_, e) = call(&client, Method::GET, &format!("{base}/api/v1/events/{event_id}"), ADMIN, None).await;
+    assert_eq!(e["status"], "failed", "{e}");
+    // The node stays up and tries it no more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(arrived.load(std::sync::atomic::Ordering::SeqCst), 3);
+    healthy(&client, &base).await;
+    // A replay, on purpose, tries it again.
+    let id = delivery["id"].as_str().unwrap();
+    call(&client, Method::POST, &format!("{base}/api/v1/deliveries/{id}/replay"), ADMIN, None).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while arrived.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+        assert!(Instant::now() < deadline, "the replay was not attempted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

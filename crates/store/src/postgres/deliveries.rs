@@ -67,7 +67,7 @@ WITH input AS (
 moved AS (
     UPDATE deliveries d
     SET status = i.status, attempt_count = GREATEST(d.attempt_count, i.number), next_attempt_at = i.next_at,
-        last_error = i.last_error, lease_owner = NULL, lease_expires_at = NULL, updated_at = $11
+        last_error = i.last_error, lease_owner = NULL, lease_expires_at = NULL, lease_recoveries = 0, updated_at = $11
     FROM input i
     WHERE d.id = i.id AND d.status = 'delivering' AND d.lease_owner = $12
     RETURNING d.id, d.workspace_id, d.event_id, d.connection_id
@@ -115,6 +115,31 @@ async fn free_slots<'a>(tx: &mut sqlx::Transaction<'_, Postgres>, connections: i
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+impl PostgresStore {
+    /// Takes back the leases of stopped nodes that `condition` picks (see
+    /// [`crate::recover_lease_set`]), and rolls up the events of deliveries set aside.
+    async fn recover_leases(&self, condition: &str, now: Millis, owner: Option<&str>) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let recovered: Vec<(String, String, String)> = sqlx::query_as(&format!(
+            "UPDATE deliveries SET {} WHERE status = 'delivering' AND {condition} RETURNING connection_id, event_id, status",
+            crate::recover_lease_set("$1")
+        ))
+        .bind(now)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        free_slots(&mut tx, recovered.iter().map(|(c, _, _)| c.as_str())).await?;
+        let dead: Vec<String> =
+            recovered.iter().filter(|(_, _, s)| s == "dead").map(|(_, e, _)| e.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        if !dead.is_empty() {
+            tracing::warn!(deliveries = dead.len(), "deliveries set aside: their attempts kept ending with the node making them");
+            refresh_event_statuses(&mut tx, &dead).await?;
+        }
+        tx.commit().await?;
+        Ok(recovered.len() as u64)
+    }
 }
 
 #[async_trait]
@@ -209,32 +234,11 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn recover_expired_leases(&self, now: Millis) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let freed: Vec<String> = sqlx::query_scalar(&format!(
-            "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = $1, updated_at = $1
-             WHERE status = 'delivering' AND lease_expires_at < $1 RETURNING connection_id"
-        ))
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        free_slots(&mut tx, freed.iter().map(String::as_str)).await?;
-        tx.commit().await?;
-        Ok(freed.len() as u64)
+        self.recover_leases("lease_expires_at < $1", now, None).await
     }
 
     async fn recover_foreign_leases(&self, owner: &str, now: Millis) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let freed: Vec<String> = sqlx::query_scalar(&format!(
-            "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = $1, updated_at = $1
-             WHERE status = 'delivering' AND lease_owner IS DISTINCT FROM $2 RETURNING connection_id"
-        ))
-        .bind(now)
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        free_slots(&mut tx, freed.iter().map(String::as_str)).await?;
-        tx.commit().await?;
-        Ok(freed.len() as u64)
+        self.recover_leases("lease_owner IS DISTINCT FROM $2", now, Some(owner)).await
     }
 
     async fn waiting_count(&self) -> Result<u64> {
@@ -257,7 +261,7 @@ impl DeliveryStore for PostgresStore {
             Some(_) => {}
         }
         let event: String = sqlx::query_scalar(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, replay_base = attempt_count, last_error = NULL, updated_at = $1
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, updated_at = $1
              WHERE id = $2 RETURNING event_id",
         )
         .bind(now)
@@ -273,7 +277,7 @@ impl DeliveryStore for PostgresStore {
     async fn replay_matching(&self, ws: &WorkspaceId, f: &DeliveryFilter, now: Millis) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let mut q = QueryBuilder::<Postgres>::new(
-            "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, last_error = NULL, next_attempt_at = ",
+            "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, next_attempt_at = ",
         );
         q.push_bind(now).push(", updated_at = ").push_bind(now);
         q.push(" WHERE status <> 'delivering' AND workspace_id = ").push_bind(ws.as_str());

@@ -50,6 +50,29 @@ RETURNING *";
 const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
      lease_owner = NULL, lease_expires_at = NULL";
 
+impl SqliteStore {
+    /// Takes back the leases of stopped nodes that `condition` picks (see
+    /// [`crate::recover_lease_set`]), and rolls up the events of deliveries set aside.
+    async fn recover_leases(&self, condition: &str, now: Millis, owner: Option<&str>) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let recovered: Vec<(String, String)> = sqlx::query_as(&format!(
+            "UPDATE deliveries SET {} WHERE status = 'delivering' AND {condition} RETURNING event_id, status",
+            crate::recover_lease_set("?1")
+        ))
+        .bind(now)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        let dead: BTreeSet<&str> = recovered.iter().filter(|(_, s)| s == "dead").map(|(e, _)| e.as_str()).collect();
+        if !dead.is_empty() {
+            tracing::warn!(deliveries = dead.len(), "deliveries set aside: their attempts kept ending with the node making them");
+            refresh_event_statuses(&mut tx, &serde_json::to_string(&dead).unwrap_or_default()).await?;
+        }
+        tx.commit().await?;
+        Ok(recovered.len() as u64)
+    }
+}
+
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     async fn claim_due(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64) -> Result<Vec<Claimed>> {
@@ -120,7 +143,7 @@ impl DeliveryStore for SqliteStore {
                 FROM json_each($1))
              UPDATE deliveries SET status = input.status, attempt_count = MAX(deliveries.attempt_count, input.number),
                  next_attempt_at = input.next_at, last_error = input.last_error, lease_owner = NULL, lease_expires_at = NULL,
-                 updated_at = $2
+                 lease_recoveries = 0, updated_at = $2
              FROM input
              WHERE deliveries.id = input.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = $3
              RETURNING deliveries.id, deliveries.event_id",
@@ -167,26 +190,11 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn recover_expired_leases(&self, now: Millis) -> Result<u64> {
-        let done = sqlx::query(&format!(
-            "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = ?1, updated_at = ?1
-             WHERE status = 'delivering' AND lease_expires_at < ?1"
-        ))
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        self.recover_leases("lease_expires_at < ?1", now, None).await
     }
 
     async fn recover_foreign_leases(&self, owner: &str, now: Millis) -> Result<u64> {
-        let done = sqlx::query(&format!(
-            "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = ?1, updated_at = ?1
-             WHERE status = 'delivering' AND lease_owner IS NOT ?2"
-        ))
-        .bind(now)
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        self.recover_leases("lease_owner IS NOT ?2", now, Some(owner)).await
     }
 
     async fn waiting_count(&self) -> Result<u64> {
@@ -209,7 +217,7 @@ impl DeliveryStore for SqliteStore {
             Some(_) => {}
         }
         let event: String = sqlx::query_scalar(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, replay_base = attempt_count, last_error = NULL, updated_at = ?1
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, updated_at = ?1
              WHERE id = ?2 RETURNING event_id",
         )
         .bind(now)
@@ -224,7 +232,7 @@ impl DeliveryStore for SqliteStore {
     async fn replay_matching(&self, ws: &WorkspaceId, f: &DeliveryFilter, now: Millis) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
         let mut q = QueryBuilder::<Sqlite>::new(
-            "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, last_error = NULL, next_attempt_at = ",
+            "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, next_attempt_at = ",
         );
         q.push_bind(now).push(", updated_at = ").push_bind(now);
         q.push(" WHERE status <> 'delivering' AND workspace_id = ").push_bind(ws.as_str());
