@@ -71,6 +71,8 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// Where and within what limits rules' templates render.
     pub templates: TemplateConfig,
+    /// Timeouts and the connection cap of the HTTP listener.
+    pub http: crate::serve::HttpLimits,
 }
 
 /// Template rendering (see `switchyard_destinations::sandbox`).
@@ -182,6 +184,7 @@ impl Config {
             cache_check_interval: Duration::from_millis(500),
             retention: None,
             templates: TemplateConfig { worker: None, workers: 2, limits: TemplateLimits::default() },
+            http: crate::serve::HttpLimits::default(),
         }
     }
 
@@ -218,6 +221,13 @@ impl Config {
         }
         if self.templates.limits.memory_bytes < 16 << 20 || self.templates.limits.time.is_zero() {
             return Err("templates need at least 16 MiB of memory and a time limit above zero".into());
+        }
+        let http = &self.http;
+        if http.header_read_timeout.is_zero() || http.header_read_timeout > Duration::from_secs(30) {
+            return Err("the HTTP header read timeout must be between 1 ms and 30 s".into());
+        }
+        if http.idle_timeout.is_zero() || http.body_read_timeout.is_zero() || http.max_connections == 0 {
+            return Err("the HTTP idle and body read timeouts and the connection cap must be above zero".into());
         }
         if self.dispatcher.max_concurrency == 0 {
             return Err("the dispatcher needs a concurrency of at least 1".into());

@@ -45,10 +45,24 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large("the request body is larger than this endpoint accepts")
+        } else if let Some(timed_out) = timed_out(&rejection) {
+            ApiError::request_timeout(timed_out.to_string())
         } else {
             ApiError::bad_request(format!("could not read the request body: {rejection}"))
         }
     })
+}
+
+/// The body deadline's error (see [`crate::serve`]), if that is why the body could not be read.
+fn timed_out(rejection: &axum::extract::rejection::BytesRejection) -> Option<&crate::serve::BodyTimedOut> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if let Some(t) = e.downcast_ref::<crate::serve::BodyTimedOut>() {
+            return Some(t);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

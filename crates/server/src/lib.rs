@@ -24,6 +24,7 @@ pub mod json;
 pub mod keyring;
 mod memory;
 pub mod oauth;
+pub mod serve;
 pub mod state;
 
 use anyhow::Context;
@@ -55,6 +56,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
+        serve::ensure_descriptors(&config);
         let store = switchyard_store::open_with(&config.database_url, &config.postgres)
             .await
             .with_context(|| format!("could not open the database at {}", config::redact_url(&config.database_url)))?;
@@ -129,9 +131,11 @@ impl Application {
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
                 axum::response::IntoResponse::into_response(error::ApiError::internal("a request handler panicked"))
             }))
-            .layer(tower_http::trace::TraceLayer::new_for_http());
-        let shutdown = stop.clone();
-        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+            // Spans name the path only: query strings carry OAuth codes and states.
+            .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+            }));
+        serve::serve(listener, app, state.config.http, stop.clone()).await;
         stop.cancel();
         for worker in workers {
             let _ = worker.await;

@@ -122,6 +122,18 @@ struct ServeArgs {
     /// Seconds to let attempts in flight finish on shutdown before handing their leases back.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
+    /// Longest wait for a request's head (its first byte to its last header), in milliseconds; at most 30000.
+    #[arg(long, env = "SWITCHYARD_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    http_header_timeout_ms: u64,
+    /// Keep-alive connections with nothing moving for this long are closed, in milliseconds.
+    #[arg(long, env = "SWITCHYARD_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    http_idle_timeout_ms: u64,
+    /// Longest a request body may take to arrive whole, in milliseconds; a slower one gets 408.
+    #[arg(long, env = "SWITCHYARD_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    http_body_timeout_ms: u64,
+    /// Most HTTP connections open at once; past it, new ones get 503 and are closed.
+    #[arg(long, env = "SWITCHYARD_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    http_max_connections: usize,
     /// Worker processes rendering rules' templates, and so renders at once on this node.
     #[arg(long, env = "SWITCHYARD_TEMPLATE_WORKERS", default_value_t = 2)]
     template_workers: usize,
@@ -216,6 +228,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_seconds);
     config.dispatcher.lease_margin = std::time::Duration::from_millis(args.lease_margin_ms);
+    config.http = switchyard_server::serve::HttpLimits {
+        header_read_timeout: std::time::Duration::from_millis(args.http_header_timeout_ms),
+        idle_timeout: std::time::Duration::from_millis(args.http_idle_timeout_ms),
+        body_read_timeout: std::time::Duration::from_millis(args.http_body_timeout_ms),
+        max_connections: args.http_max_connections,
+    };
     config.templates.worker = Some(switchyard_destinations::sandbox::WorkerCommand {
         program: std::env::current_exe().context("could not find this program to start template workers")?,
         args: vec!["render-worker".into()],

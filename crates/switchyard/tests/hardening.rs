@@ -281,3 +281,149 @@ async fn a_delivery_whose_attempts_keep_ending_the_node_is_set_aside_not_retried
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+mod http_limits {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    fn addr(node: &Node) -> String {
+        node.base.trim_start_matches("http://").to_owned()
+    }
+
+    /// Reads until the server closes the connection (or `within` passes); returns what it sent and
+    /// whether it closed.
+    async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+            }
+        }
+    }
+
+    /// A client sending a partial request line and then one header line at a time, never finishing.
+    async fn slow_loris(addr: String, every: Duration) -> (Duration, bool) {
+        let started = Instant::now();
+        let Ok(mut stream) = TcpStream::connect(&addr).await else { return (started.elapsed(), true) };
+        if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.is_err() {
+            return (started.elapsed(), true);
+        }
+        for i in 0..100 {
+            tokio::time::sleep(every).await;
+            if stream.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes()).await.is_err() {
+                return (started.elapsed(), true);
+            }
+            let mut probe = [0u8; 1];
+            if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
+                return (started.elapsed(), true);
+            }
+        }
+        (started.elapsed(), false)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_headers_are_cut_off_and_the_api_keeps_answering() {
+        let data = data().await;
+        let node = start_with(&data, &["--http-header-timeout-ms", "1000"]);
+        let client = reqwest::Client::new();
+        // Three hundred slow clients at once, each one header every 300 ms.
+        let lorises: Vec<_> = (0..300).map(|_| tokio::spawn(slow_loris(addr(&node), Duration::from_millis(300)))).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(healthy(&client, &node.base).await < Duration::from_millis(500));
+        for loris in lorises {
+            let (held, closed) = loris.await.unwrap();
+            assert!(closed, "a slow client was held for {held:?}");
+            assert!(held < Duration::from_secs(4), "a slow client was held for {held:?}");
+        }
+        healthy(&client, &node.base).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
+        let data = data().await;
+        let node = start_with(&data, &["--http-idle-timeout-ms", "1500"]);
+        let mut stream = TcpStream::connect(addr(&node)).await.unwrap();
+        let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        // Requests 700 ms apart keep the connection: it is never idle for 1.5 s.
+        for _ in 0..4 {
+            stream.write_all(request).await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        // Then left alone, it is closed.
+        let started = Instant::now();
+        let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(closed);
+        assert!(started.elapsed() < Duration::from_millis(1500), "closed after {:?}", started.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_never_finishes_gets_a_408() {
+        let data = data().await;
+        let node = start_with(&data, &["--http-body-timeout-ms", "1000"]);
+        let client = reqwest::Client::new();
+        let ws = admin(&client, Method::POST, &format!("{}/api/v1/workspaces", node.base), Some(json!({"name": "b"}))).await;
+        let pk = ws["publishable_key"]["key"].as_str().unwrap();
+        let mut stream = TcpStream::connect(addr(&node)).await.unwrap();
+        let head = format!(
+            "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {pk}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"event\""
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // A byte now and then does not extend the deadline.
+        let started = Instant::now();
+        let trickle = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if stream.write_all(b" ").await.is_err() {
+                    break;
+                }
+                let mut buf = [0u8; 4096];
+                if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(5), stream.read(&mut buf)).await {
+                    return String::from_utf8_lossy(&buf[..n]).into_owned();
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+            }
+            String::new()
+        };
+        let answer = trickle.await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"request_timeout\""), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_past_the_cap_get_a_503_and_the_cap_frees_up() {
+        let data = data().await;
+        let node = start_with(&data, &["--http-max-connections", "20"]);
+        let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..20 {
+            held.push(TcpStream::connect(addr(&node)).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let over = client.get(format!("{}/healthz", node.base)).send().await.unwrap();
+        assert_eq!(over.status(), 503);
+        assert_eq!(over.headers()["retry-after"], "1");
+        let body: Value = over.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable");
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = client.get(format!("{}/healthz", node.base)).send().await.unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cap never freed up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
