@@ -27,6 +27,9 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
                 || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
                 || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1)
                 || (seg[0..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
+                || (seg[0..4] == [0, 0, 0, 0] && seg[4] == 0xffff && seg[5] == 0) // IPv4-translated ::ffff:0:0/96
+                || (seg[0] == 0x2001 && seg[1] < 0x0200) // IETF protocol assignments 2001::/23 (Teredo 2001::/32 included)
+                || (seg[0] == 0x0100 && seg[1..4] == [0, 0, 0]) // discard-only 100::/64
         }
     }
 }
@@ -64,7 +67,11 @@ pub fn check_url(url: &url::Url, allow_private: bool) -> Result<(), String> {
         None => return Err("must have a host".into()),
         Some(url::Host::Ipv4(ip)) => is_forbidden(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => is_forbidden(IpAddr::V6(ip)),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"),
+        Some(url::Host::Domain(d)) => {
+            // `localhost.` is `localhost`: the trailing dot only makes the name absolute.
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
     };
     if forbidden && !allow_private {
         return Err(ForbiddenAddress(url.host_str().unwrap_or_default().to_owned()).to_string());
@@ -116,6 +123,13 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "2001::5efe:7f00:1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "100::1",
+            "100::ffff:ffff:ffff:ffff",
         ] {
             assert!(forbidden(ip), "{ip} should be forbidden");
         }
@@ -134,6 +148,11 @@ mod tests {
         assert!(check_url(&url("http://169.254.169.254/latest/meta-data"), false).is_err());
         assert!(check_url(&url("http://[::1]:8080/"), false).is_err());
         assert!(check_url(&url("http://localhost:3000/"), false).is_err());
+        assert!(check_url(&url("http://localhost.:3000/"), false).is_err());
+        assert!(check_url(&url("http://api.LOCALHOST../"), false).is_err());
+        assert!(check_url(&url("http://[::ffff:0:7f00:1]/"), false).is_err());
+        assert!(check_url(&url("http://[2001::1]/"), false).is_err());
+        assert!(check_url(&url("http://[100::1]/"), false).is_err());
         assert!(check_url(&url("http://127.0.0.1:3000/"), true).is_ok());
         assert!(check_url(&url("https://hooks.example.com/x"), false).is_ok());
         assert!(check_url(&url("ftp://example.com/"), false).is_err());

@@ -23,7 +23,23 @@ const RESERVED_HEADERS: &[&str] = &[
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
+    // Hop-by-hop and connection-control headers: they would change how the request travels, not
+    // what it says.
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "http2-settings",
 ];
+/// The most headers a connection may add (static and secret together).
+pub const MAX_HEADERS: usize = 32;
+/// The longest header name and value accepted.
+pub const MAX_HEADER_NAME: usize = 128;
+pub const MAX_HEADER_VALUE: usize = 4096;
 const CONFIG_KEYS: &[&str] = &["url", "method", "headers", "format", "signing"];
 
 #[derive(Serialize)]
@@ -129,6 +145,9 @@ impl Connector for Webhook {
                 )),
             }
         }
+        if let Some(n) = obj.get("headers").and_then(Value::as_object).map(|h| h.len()).filter(|n| *n > MAX_HEADERS) {
+            errors.push(FieldError::new("credentials.headers", format!("holds {n} headers; the limit is {MAX_HEADERS}")));
+        }
         if obj.contains_key("bearer_token") && (obj.contains_key("username") || obj.contains_key("password")) {
             errors.push(FieldError::new("credentials", "use either basic auth (username, password) or bearer_token, not both"));
         }
@@ -229,9 +248,17 @@ fn check_headers(headers: &Value, field: &str, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::new(field, "must be an object of header names to string values"));
         return;
     };
+    if map.len() > MAX_HEADERS {
+        errors.push(FieldError::new(field, format!("holds {} headers; the limit is {MAX_HEADERS}", map.len())));
+        return;
+    }
     for (name, value) in map {
-        let f = format!("{field}.{name}");
-        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        let f = format!("{field}.{}", name.chars().take(MAX_HEADER_NAME).collect::<String>());
+        if name.len() > MAX_HEADER_NAME {
+            errors.push(FieldError::new(&f, format!("is longer than {MAX_HEADER_NAME} characters")));
+        } else if value.as_str().is_some_and(|v| v.len() > MAX_HEADER_VALUE) {
+            errors.push(FieldError::new(&f, format!("has a value longer than {MAX_HEADER_VALUE} bytes")));
+        } else if HeaderName::from_bytes(name.as_bytes()).is_err() {
             errors.push(FieldError::new(&f, "is not a valid header name"));
         } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             errors.push(FieldError::new(&f, "is set by Switchyard and cannot be overridden"));

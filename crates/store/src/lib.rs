@@ -187,7 +187,7 @@ pub trait WorkspaceStore: Send + Sync {
     async fn find_session(&self, token_hash: &str) -> Result<Option<Session>>;
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>>;
     /// Replaces the session's token and expiry (refresh).
-    async fn refresh_session(&self, id: &SessionId, token_hash: &str, expires_at: Millis) -> Result<bool>;
+    async fn refresh_session(&self, id: &SessionId, token_hash: &str, expires_at: Millis, now: Millis) -> Result<bool>;
     async fn delete_session(&self, id: &SessionId) -> Result<bool>;
 }
 

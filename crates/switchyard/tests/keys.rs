@@ -326,6 +326,10 @@ async fn known_secrets_reach_neither_the_database_files_nor_the_logs() {
             .to_string();
     }
     assert!(responses.contains("[redacted]"), "the attempt records show where credentials went");
+    // An OAuth provider's redirect carries a code and a state in its query: neither is logged.
+    let oauth = ["known-oauth-code-3e9d1f0a", "known-oauth-state-7c2b5e8f"];
+    let callback = format!("{}/oauth/callback?code={}&state={}", node.base, oauth[0], oauth[1]);
+    client.get(callback).send().await.unwrap();
     drop(node);
 
     let logs = std::fs::read_to_string(&log_path).unwrap();
@@ -336,5 +340,8 @@ async fn known_secrets_reach_neither_the_database_files_nor_the_logs() {
     // Keys (publishable, admin) are stored only as hashes and pass through no log either.
     for secret in secrets.iter().map(|s| s.to_string()).chain(signing.iter().cloned()).chain([pk.to_owned(), ADMIN.to_owned()]) {
         assert!(hidden(&secret), "{secret} leaked into the logs, the database files or an API response");
+    }
+    for secret in oauth {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
     }
 }

@@ -25,7 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_rule, list_rules))
         .routes(routes!(get_rule, update_rule, delete_rule))
-        .routes(routes!(test_rule))
+        // A test event is held to the size of a real one.
+        .merge(OpenApiRouter::new().routes(routes!(test_rule)).layer(axum::extract::DefaultBodyLimit::max(super::events::MAX_EVENT_BYTES)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -75,9 +75,15 @@ async fn create_session(
     state.store.get_workspace(&Scope::All, &ws).await?.ok_or_else(|| ApiError::invalid("workspace_id", "no such workspace"))?;
     let ttl = check_ttl(body.ttl_seconds)?;
     for (i, origin) in body.allowed_origins.iter().enumerate() {
-        let ok = url::Url::parse(origin).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/" && !origin.ends_with('/'));
+        // Exactly what browsers send in `Origin`: scheme, host and a non-default port; no user
+        // info, path, query or fragment, the host in lower case.
+        let ok = url::Url::parse(origin)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.origin().ascii_serialization() == origin.as_str());
         if !ok {
-            return Err(ApiError::invalid(format!("allowed_origins[{i}]"), "must be an origin like https://app.example.com"));
+            return Err(ApiError::invalid(
+                format!("allowed_origins[{i}]"),
+                "must be an origin as browsers send it, like https://app.example.com or http://localhost:3000 (no path, query, user or default port)",
+            ));
         }
     }
     if let Some((i, _)) = body.scopes.iter().enumerate().find(|(_, s)| !KNOWN_SCOPES.contains(&s.as_str())) {
@@ -112,7 +118,8 @@ pub struct RefreshSession {
 /// Issues a new token for the session (the old one stops working at once), valid for `ttl_seconds` from now.
 #[utoipa::path(post, path = "/sessions/{id}/refresh", tag = "sessions", params(("id" = String, Path)),
     request_body(content = Option<RefreshSession>),
-    responses((status = 200, body = SessionRefreshed), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 200, body = SessionRefreshed), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("admin_key" = [])))]
 async fn refresh_session(
     State(state): State<AppState>,
     principal: Principal,
@@ -123,11 +130,17 @@ async fn refresh_session(
     let id = path_id(&id, SessionId::parse, "session")?;
     let options: RefreshSession = body.parse_or_default()?;
     let ttl = check_ttl(options.ttl_seconds)?;
-    state.store.get_session(&id).await?.ok_or_else(|| ApiError::not_found("session"))?;
+    let session = state.store.get_session(&id).await?.ok_or_else(|| ApiError::not_found("session"))?;
+    let now = switchyard_core::now_millis();
+    let expired = || ApiError::conflict("the session has expired and cannot be refreshed; create a new one");
+    if session.expires_at <= now {
+        return Err(expired());
+    }
     let token = generate_token("st_");
-    let expires_at = switchyard_core::now_millis() + ttl as i64 * 1000;
-    if !state.store.refresh_session(&id, &hash_token(&token), expires_at).await? {
-        return Err(ApiError::not_found("session"));
+    let expires_at = now + ttl as i64 * 1000;
+    // Only while it is still alive: an expiry between the read and this write refuses too.
+    if !state.store.refresh_session(&id, &hash_token(&token), expires_at, now).await? {
+        return Err(expired());
     }
     Ok(Json(SessionRefreshed { access_token: token, expires_at: ts(expires_at) }))
 }

@@ -3,6 +3,7 @@
 
 mod connectors;
 mod delivery;
+mod hardening;
 mod harness;
 mod ingest;
 mod isolation;

@@ -135,11 +135,12 @@ macro_rules! impl_workspace_store {
                 row.as_ref().map(rows::session).transpose()
             }
 
-            async fn refresh_session(&self, id: &SessionId, token_hash: &str, expires_at: Millis) -> Result<bool> {
-                let done = sqlx::query("UPDATE sessions SET token_hash = $1, expires_at = $2 WHERE id = $3")
+            async fn refresh_session(&self, id: &SessionId, token_hash: &str, expires_at: Millis, now: Millis) -> Result<bool> {
+                let done = sqlx::query("UPDATE sessions SET token_hash = $1, expires_at = $2 WHERE id = $3 AND expires_at > $4")
                     .bind(token_hash)
                     .bind(expires_at)
                     .bind(id.as_str())
+                    .bind(now)
                     .execute(self.writer())
                     .await?;
                 Ok(done.rows_affected() > 0)

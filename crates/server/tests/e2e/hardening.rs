@@ -1,0 +1,143 @@
+//! The smaller holes a tenant could use, each closed: see docs/security.md.
+
+use crate::harness::*;
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn a_rule_test_payload_is_held_to_the_size_of_an_event() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("t").await;
+    let conn = app.webhook(&ws, "http://127.0.0.1:9/x", json!({})).await;
+    let rule = app.rule(&ws, &conn, "*", json!({})).await;
+    let path = format!("/rules/{}/test", rule["id"].as_str().unwrap());
+    let big = "x".repeat(300 * 1024);
+    let (status, body) = app.admin(Method::POST, &path, Some(json!({"payload": {"blob": big}}))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn destination_addresses_that_reach_private_networks_are_refused_when_saved() {
+    let app = TestApp::spawn_with(|c| c.allow_private_destinations = false).await;
+    let ws = app.workspace("ssrf").await;
+    for url in [
+        "http://[::ffff:0:7f00:1]/x",   // IPv4-translated 127.0.0.1
+        "http://[::ffff:0:a9fe:a9fe]/", // IPv4-translated 169.254.169.254
+        "http://[2001::5efe:7f00:1]/",  // Teredo
+        "http://[100::1]/",             // discard-only
+        "http://localhost./x",
+        "http://metadata.localhost./",
+    ] {
+        let body = json!({"type": "webhook", "name": "w", "config": {"url": url}});
+        let (status, v) = app.admin(Method::POST, &format!("/workspaces/{}/connections", ws.id), Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {v}");
+        assert_eq!(v["error"]["details"][0]["field"], "config.url", "{url}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn x_publishable_key_takes_publishable_keys_only() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("pk").await;
+    let session = app.ok(Method::POST, "/sessions", Some(json!({"workspace_id": ws.id, "role": "admin"})), 201).await;
+    let st = session["access_token"].as_str().unwrap();
+    let send = |key: String, path: &'static str, method: Method| {
+        let request = app.client.request(method, format!("{}{path}", app.base)).header("X-Publishable-Key", key);
+        async move {
+            let r = request.json(&json!({"event": "a.b", "payload": {}})).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    assert_eq!(send(ws.pk.clone(), "/api/v1/events", Method::POST).await, 202);
+    // An admin key or a session token in this header is no credential at all.
+    assert_eq!(send(ADMIN_KEY.to_owned(), "/api/v1/workspaces", Method::GET).await, 401);
+    assert_eq!(send(ADMIN_KEY.to_owned(), "/api/v1/events", Method::POST).await, 401);
+    assert_eq!(send(st.to_owned(), "/api/v1/workspaces/x/connections", Method::GET).await, 401);
+    assert_eq!(send(st.to_owned(), "/api/v1/events", Method::POST).await, 401);
+}
+
+#[tokio::test]
+async fn webhook_headers_are_bounded_and_cannot_steer_the_connection() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("h").await;
+    let path = format!("/workspaces/{}/connections", ws.id);
+    let create = |config_headers: Value, secret_headers: Value| {
+        let body = json!({"type": "webhook", "name": "w", "config": {"url": "http://127.0.0.1:9/x", "headers": config_headers},
+                          "credentials": {"headers": secret_headers}});
+        app.admin(Method::POST, &path, Some(body))
+    };
+    for name in ["Upgrade", "TE", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Trailer", "Expect", "Connection", "Host"] {
+        let (status, v) = create(json!({name: "x"}), json!({})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {v}");
+        let (status, v) = create(json!({}), json!({name: "x"})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {v}");
+    }
+    let (status, v) = create(json!({"X-Big": "v".repeat(5_000)}), json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("longer than 4096"), "{v}");
+    let (status, v) = create(json!({"X-".to_owned() + &"n".repeat(200): "v"}), json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let many: serde_json::Map<String, Value> = (0..33).map(|i| (format!("X-H{i}"), json!("v"))).collect();
+    let (status, v) = create(Value::Object(many.clone()), json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("limit is 32"), "{v}");
+    let (status, v) = create(json!({}), Value::Object(many)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (status, v) = create(json!({"X-Team": "a"}), json!({"X-Api-Key": "k"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test]
+async fn allowed_origins_must_be_origins_as_browsers_send_them() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("o").await;
+    for origin in [
+        "https://app.example.com/path",
+        "https://app.example.com/",
+        "https://app.example.com?x=1",
+        "https://app.example.com#top",
+        "https://user@app.example.com",
+        "https://user:pw@app.example.com",
+        "https://app.example.com:443",
+        "https://App.Example.com",
+        "javascript:alert(1)",
+        "app.example.com",
+        "*",
+    ] {
+        let body = json!({"workspace_id": ws.id, "role": "viewer", "allowed_origins": [origin]});
+        let (status, v) = app.admin(Method::POST, "/sessions", Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{origin}: {v}");
+        assert_eq!(v["error"]["details"][0]["field"], "allowed_origins[0]");
+    }
+    let body = json!({"workspace_id": ws.id, "role": "viewer", "allowed_origins": ["https://app.example.com", "http://localhost:3000"]});
+    app.ok(Method::POST, "/sessions", Some(body), 201).await;
+}
+
+#[tokio::test]
+async fn an_expired_session_cannot_be_refreshed_back_to_life() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("s").await;
+    // A session that expired a second ago, written as the server would have.
+    let store = switchyard_store::open(&app.database_url).await.unwrap();
+    let now = switchyard_core::now_millis();
+    let token = "st_expired_session_token_0123456789abcdefghij";
+    let session = switchyard_core::model::Session {
+        id: switchyard_core::ids::SessionId::generate(),
+        workspace_id: switchyard_core::ids::WorkspaceId::parse(&ws.id).unwrap(),
+        role: switchyard_core::model::SessionRole::Admin,
+        scopes: vec![],
+        allowed_origins: vec![],
+        external_user_id: None,
+        expires_at: now - 1_000,
+        created_at: now - 60_000,
+    };
+    store.create_session(&session, &switchyard_core::crypto::hash_token(token)).await.unwrap();
+    let (status, _) = app.call(Method::GET, &format!("/api/v1/workspaces/{}/rules", ws.id), Some(token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, v) = app.admin(Method::POST, &format!("/sessions/{}/refresh", session.id.as_str()), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("expired"), "{v}");
+    let (status, _) = app.call(Method::GET, &format!("/api/v1/workspaces/{}/rules", ws.id), Some(token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "still refused");
+}
