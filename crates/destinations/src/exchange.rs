@@ -8,7 +8,9 @@ use std::time::Duration;
 
 /// Headers whose values are never recorded, whatever a connector marks.
 const SECRET_HEADERS: &[&str] = &["authorization", "api-token", "x-api-key", "api-key", "cookie", "proxy-authorization"];
-/// Secrets shorter than this are not scrubbed from text (they would match everywhere).
+/// Query parameters whose values are never recorded.
+const SECRET_PARAMS: &[&str] = &["api_key", "apikey", "key", "token", "access_token", "secret", "password", "signature", "sig"];
+/// Text shorter than this is not scrubbed from answers and errors (it would match everywhere).
 const MIN_SCRUB_LEN: usize = 6;
 /// Path segments of a secret URL at least this long are secrets too (tokens, not words).
 const MIN_URL_SECRET_LEN: usize = 20;
@@ -23,24 +25,82 @@ pub struct Step {
     pub response_excerpt: Option<String>,
 }
 
+/// One attempt's requests and answers, and what must never be recorded of them.
+///
+/// Credentials are redacted **where they were placed**: secret headers (whatever their length),
+/// the parts of a secret URL (a Discord webhook's token) and secret query parameters. Request
+/// bodies are recorded as built: no connector puts a credential in a body, and scrubbing a body
+/// by content would tell an event's author which of the values they sent equals a credential.
+///
+/// Answers and errors can only be scrubbed by content (a destination may echo what it got). They
+/// lose every form of the credentials that was sent (the values, their URL- and JSON-escaped
+/// forms, the secret header values such as `Basic <base64>`) and, so that scrubbing never
+/// confirms a guess, every value the event carries (a value in the payload that equals a
+/// credential is then redacted exactly like any other value of the payload). Values shorter than
+/// six characters are too common to scrub from free text; in errors, they are still removed
+/// where they are quoted.
 pub struct Exchange<'a> {
     sender: &'a Sender,
     timeout: Duration,
+    /// Every string of the credentials and signing secrets, whatever its length.
+    credentials: Vec<String>,
+    /// Parts of credentials that are URLs: where they appear in a request URL, they are secrets.
+    url_parts: Vec<String>,
+    /// Removed from answers and errors, longest first.
     scrub: Vec<String>,
+    /// The event's short values, removed from answers and errors where quoted.
+    short_values: Vec<String>,
     steps: Vec<Step>,
 }
 
 impl<'a> Exchange<'a> {
-    pub fn new(sender: &'a Sender, timeout: Duration, secrets: &OpenedSecrets) -> Self {
-        let mut scrub = Vec::new();
-        if let Some(credentials) = &secrets.credentials {
-            collect_strings(credentials, &mut scrub);
+    /// `payload` is the event's payload as stored (JSON text).
+    pub fn new(sender: &'a Sender, timeout: Duration, secrets: &OpenedSecrets, payload: &str) -> Self {
+        let mut credentials = Vec::new();
+        if let Some(c) = &secrets.credentials {
+            collect_strings(c, &mut credentials);
         }
-        scrub.extend(secrets.signing_secrets.iter().cloned());
-        scrub.retain(|s| s.len() >= MIN_SCRUB_LEN);
-        // Longest first, so a secret containing another is replaced whole.
-        scrub.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Self { sender, timeout, scrub, steps: Vec::new() }
+        credentials.extend(secrets.signing_secrets.iter().cloned());
+        credentials.retain(|s| !s.is_empty());
+        let mut url_parts = Vec::new();
+        for c in &credentials {
+            if let Ok(url) = url::Url::parse(c) {
+                url_parts.extend(url.path_segments().into_iter().flatten().filter(|p| p.len() >= MIN_URL_SECRET_LEN).map(str::to_owned));
+                url_parts.extend(url.password().map(str::to_owned));
+            }
+        }
+        let mut scrub = Vec::new();
+        for c in credentials.iter().chain(&url_parts) {
+            scrub.push(c.clone());
+            scrub.push(url::form_urlencoded::byte_serialize(c.as_bytes()).collect());
+            let json = serde_json::to_string(c).unwrap_or_default();
+            let json = json[1..json.len().saturating_sub(1).max(1)].to_owned();
+            // Some encoders (PHP's among them) escape slashes too.
+            scrub.push(json.replace('/', "\\/"));
+            scrub.push(json);
+        }
+        let mut short_values = Vec::new();
+        if let Ok(payload) = serde_json::from_str::<serde_json::Value>(payload) {
+            let mut values = Vec::new();
+            collect_scalars(&payload, &mut values);
+            for v in values {
+                if v.len() >= MIN_SCRUB_LEN {
+                    scrub.push(v);
+                } else if !v.is_empty() {
+                    short_values.push(v);
+                }
+            }
+        }
+        let mut x = Self { sender, timeout, credentials, url_parts, scrub, short_values, steps: Vec::new() };
+        x.settle_scrub();
+        x
+    }
+
+    fn settle_scrub(&mut self) {
+        self.scrub.retain(|s| s.len() >= MIN_SCRUB_LEN);
+        // Longest first, so a value containing another is replaced whole.
+        self.scrub.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.scrub.dedup();
     }
 
     /// Sends a request. Transport failures come back classified (timeouts and refused
@@ -103,7 +163,8 @@ impl<'a> Exchange<'a> {
         self.steps.last().map(|s| (s.status, s.response_excerpt.clone())).unwrap_or((None, None))
     }
 
-    /// Removes every known secret from text.
+    /// Removes from an answer or an error every form of the credentials sent, and the event's
+    /// values (see the type's documentation).
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for secret in &self.scrub {
@@ -111,41 +172,95 @@ impl<'a> Exchange<'a> {
                 out = out.replace(secret.as_str(), REDACTED);
             }
         }
+        for value in &self.short_values {
+            for (open, close) in [("'", "'"), ("\"", "\""), ("`", "`"), ("\\\"", "\\\"")] {
+                let quoted = format!("{open}{value}{close}");
+                if out.contains(&quoted) {
+                    out = out.replace(&quoted, &format!("{open}{REDACTED}{close}"));
+                }
+            }
+        }
         out
     }
 
-    fn describe(&self, req: &OutboundRequest) -> String {
-        let mut text = format!("{} {}\n", req.method, req.url);
+    /// The request as recorded: secrets removed where they were placed.
+    fn describe(&mut self, req: &OutboundRequest) -> String {
+        let mut text = format!("{} {}\n", req.method, self.recorded_url(&req.url));
+        let mut sent_secrets = Vec::new();
         for (name, value) in &req.headers {
-            let shown = if value.is_sensitive() || SECRET_HEADERS.contains(&name.as_str()) {
-                REDACTED.to_owned()
+            let raw = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let secret = value.is_sensitive() || SECRET_HEADERS.contains(&name.as_str()) || self.carries_credential(&raw);
+            if secret {
+                // An echo of it in the answer is a credential too (`Basic <base64>`, a token).
+                if let Some((_, token)) = raw.split_once(' ') {
+                    sent_secrets.push(token.to_owned());
+                }
+                sent_secrets.push(format!("{name}: {raw}"));
+                sent_secrets.push(raw);
+                text.push_str(&format!("{name}: {REDACTED}\n"));
             } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
-            };
-            text.push_str(&format!("{name}: {shown}\n"));
+                text.push_str(&format!("{name}: {raw}\n"));
+            }
         }
+        self.scrub.extend(sent_secrets);
+        self.settle_scrub();
         if !req.body.is_empty() {
             let end = req.body.len().min(EXCERPT_BYTES);
             text.push('\n');
             text.push_str(&String::from_utf8_lossy(&req.body[..end]));
         }
-        self.redact(&text)
+        text
+    }
+
+    /// Whether a header value is, or holds, a credential (`Bearer <token>`, a raw key).
+    fn carries_credential(&self, value: &str) -> bool {
+        self.credentials
+            .iter()
+            .any(|c| value == c || value.rsplit(' ').next() == Some(c.as_str()) || (c.len() >= MIN_SCRUB_LEN && value.contains(c.as_str())))
+    }
+
+    /// The URL with the parts of secret URLs and secret query parameters redacted.
+    fn recorded_url(&self, url: &url::Url) -> String {
+        let mut url = url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some(REDACTED));
+        }
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    // By name only: a value that came from the event and happens to equal a
+                    // credential is shown as sent, like any other.
+                    let secret = SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str());
+                    (k.into_owned(), if secret { REDACTED.to_owned() } else { v.into_owned() })
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        let mut text = url.to_string();
+        for part in &self.url_parts {
+            text = text.replace(part.as_str(), REDACTED);
+        }
+        text
     }
 }
 
 fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
-        serde_json::Value::String(s) => {
-            out.push(s.clone());
-            // A secret URL (a Discord webhook) may be sent to another origin (a base_url): its
-            // long path segments and password are secrets on their own.
-            if let Ok(url) = url::Url::parse(s) {
-                out.extend(url.path_segments().into_iter().flatten().filter(|p| p.len() >= MIN_URL_SECRET_LEN).map(str::to_owned));
-                out.extend(url.password().map(str::to_owned));
-            }
-        }
+        serde_json::Value::String(s) => out.push(s.clone()),
         serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
         serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// Every string and number of a payload, as text.
+fn collect_scalars(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Number(n) => out.push(n.to_string()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_scalars(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_scalars(v, out)),
         _ => {}
     }
 }
@@ -156,26 +271,93 @@ mod tests {
     use reqwest::header::{HeaderMap, HeaderValue};
     use serde_json::json;
 
-    #[test]
-    fn recorded_requests_hide_secrets_in_headers_urls_and_bodies() {
-        let sender = Sender::new(true);
-        let secrets = OpenedSecrets { credentials: Some(json!({"api_key": "key-abcdef123-us6", "n": 1})), signing_secrets: vec![] };
-        let x = Exchange::new(&sender, Duration::from_secs(1), &secrets);
-        let mut headers = HeaderMap::new();
-        headers.insert("authorization", HeaderValue::from_static("Basic eDprZXk="));
-        headers.insert("x-custom", HeaderValue::from_static("token key-abcdef123-us6"));
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        let req = OutboundRequest {
+    fn request(url: &str, headers: &[(&'static str, &str, bool)], body: &str) -> OutboundRequest {
+        let mut map = HeaderMap::new();
+        for (name, value, sensitive) in headers {
+            let mut v = HeaderValue::from_str(value).unwrap();
+            v.set_sensitive(*sensitive);
+            map.insert(*name, v);
+        }
+        OutboundRequest {
             method: reqwest::Method::POST,
-            url: url::Url::parse("https://h.example/hooks/key-abcdef123-us6?x=1").unwrap(),
-            headers,
-            body: bytes::Bytes::from_static(br#"{"key":"key-abcdef123-us6","email":"a@b.co"}"#),
+            url: url::Url::parse(url).unwrap(),
+            headers: map,
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn credentials_are_redacted_where_they_were_placed() {
+        let sender = Sender::new(true);
+        let secrets = OpenedSecrets {
+            credentials: Some(
+                json!({"api_key": "key-abcdef123-us6", "pin": "42", "hook": "https://discord.com/api/webhooks/1/abcdefghijklmnopqrstuvwxyz"}),
+            ),
+            signing_secrets: vec![],
         };
+        let mut x = Exchange::new(&sender, Duration::from_secs(1), &secrets, r#"{"email":"a@b.co"}"#);
+        let req = request(
+            "https://discord.com/api/webhooks/1/abcdefghijklmnopqrstuvwxyz?wait=true&api_key=k1&x=1",
+            &[
+                ("authorization", "Basic eDprZXk=", true),
+                ("x-custom", "token key-abcdef123-us6", false),
+                ("x-short-secret", "42", true),
+                ("x-short", "42", false),
+                ("content-type", "application/json", false),
+            ],
+            r#"{"email":"a@b.co"}"#,
+        );
         let text = x.describe(&req);
-        assert!(!text.contains("key-abcdef123-us6"), "{text}");
-        assert!(!text.contains("eDprZXk="), "{text}");
+        for secret in ["key-abcdef123-us6", "eDprZXk=", "abcdefghijklmnopqrstuvwxyz", "k1", ": 42"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
         assert!(text.contains("content-type: application/json"));
-        assert!(text.contains("a@b.co"));
-        assert!(text.starts_with("POST https://h.example/hooks/[redacted]?x=1"), "{text}");
+        assert!(text.contains("x-short-secret: [redacted]") && text.contains("x-short: [redacted]"), "{text}");
+        assert!(text.starts_with("POST https://discord.com/api/webhooks/1/[redacted]?wait=true&api_key=%5Bredacted%5D&x=1"), "{text}");
+        assert!(text.contains(r#"{"email":"a@b.co"}"#), "{text}");
+    }
+
+    #[test]
+    fn echoed_credentials_are_redacted_from_answers_in_every_form_sent() {
+        let sender = Sender::new(true);
+        let secrets = OpenedSecrets { credentials: Some(json!({"username": "ada", "password": "pa ss/wörd"})), signing_secrets: vec![] };
+        let mut x = Exchange::new(&sender, Duration::from_secs(1), &secrets, "{}");
+        x.describe(&request("https://h.example/", &[("authorization", "Basic YWRhOnBhIHNzL3fDtnJk", true)], ""));
+        let echo = r#"{"headers":{"Authorization":"Basic YWRhOnBhIHNzL3fDtnJk"},"form":"pw=pa+ss%2Fw%C3%B6rd","json":"pa ss\/wörd"}"#;
+        let shown = x.redact(echo);
+        for form in ["YWRhOnBhIHNzL3fDtnJk", "pa+ss%2Fw%C3%B6rd", "pa ss"] {
+            assert!(!shown.contains(form), "{form} in {shown}");
+        }
+    }
+
+    /// An event's author who can read the history must not learn which of the values they sent
+    /// equals a credential: right and wrong guesses are recorded alike.
+    #[test]
+    fn redaction_never_tells_a_right_guess_from_a_wrong_one() {
+        let sender = Sender::new(true);
+        let secrets = OpenedSecrets { credentials: Some(json!({"password": "hunter2!"})), signing_secrets: vec![] };
+        let record = |guess: &str| {
+            let payload = json!({"guess": guess}).to_string();
+            let mut x = Exchange::new(&sender, Duration::from_secs(1), &secrets, &payload);
+            let sent = x.describe(&request("https://h.example/", &[("authorization", "Basic aHVudGVyMiE=", true)], &payload));
+            // A destination that echoes the whole request, credential and payload.
+            let answer = x.redact(&format!("got {payload} with password hunter2!"));
+            (sent.replace(guess, "GUESS"), answer)
+        };
+        assert_eq!(record("hunter2!"), record("hunter3!"));
+        assert_eq!(record("hunter2!").1, r#"got {"guess":"[redacted]"} with password [redacted]"#);
+    }
+
+    #[test]
+    fn errors_lose_the_event_s_values_even_short_quoted_ones() {
+        let sender = Sender::new(true);
+        let x = Exchange::new(
+            &sender,
+            Duration::from_secs(1),
+            &OpenedSecrets::default(),
+            r#"{"age":"abc","email":"ada@example.com","n":1234567}"#,
+        );
+        let e = x.redact("payload.age: 'abc' is not a number; ada@example.com is taken; 1234567 too big; a b c");
+        assert_eq!(e, "payload.age: '[redacted]' is not a number; [redacted] is taken; [redacted] too big; a b c");
     }
 }

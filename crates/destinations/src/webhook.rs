@@ -201,7 +201,7 @@ impl Webhook {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(map) = config.get("headers").and_then(Value::as_object) {
-            append_headers(&mut headers, map)?;
+            append_headers(&mut headers, map, false)?;
         }
         if let Some(creds) = ctx.secrets.credentials.as_ref().and_then(Value::as_object) {
             if let Some(token) = creds.get("bearer_token").and_then(Value::as_str) {
@@ -212,7 +212,8 @@ impl Webhook {
                 headers.insert(AUTHORIZATION, sensitive(&format!("Basic {encoded}"))?);
             }
             if let Some(map) = creds.get("headers").and_then(Value::as_object) {
-                append_headers(&mut headers, map)?;
+                // Secret headers: never recorded, however short.
+                append_headers(&mut headers, map, true)?;
             }
         }
         headers.insert("webhook-id", HeaderValue::from_str(ctx.delivery_id).map_err(|_| BuildError("bad delivery id".into()))?);
@@ -268,13 +269,14 @@ fn check_headers(headers: &Value, field: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn append_headers(headers: &mut HeaderMap, map: &Map<String, Value>) -> Result<(), BuildError> {
+fn append_headers(headers: &mut HeaderMap, map: &Map<String, Value>, secret: bool) -> Result<(), BuildError> {
     for (name, value) in map {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError(format!("invalid header name {name:?}")))?;
-        let value = value
+        let mut value = value
             .as_str()
             .and_then(|v| HeaderValue::from_str(v).ok())
             .ok_or_else(|| BuildError(format!("invalid value for header {name}")))?;
+        value.set_sensitive(secret);
         headers.insert(name, value);
     }
     Ok(())

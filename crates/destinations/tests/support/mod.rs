@@ -187,7 +187,7 @@ pub async fn deliver(call: Call<'_>) -> (Delivered, Vec<Step>) {
         renderer: &switchyard_destinations::sandbox::Renderer::InProcess,
     };
     let sender = Sender::new(true);
-    let mut exchange = Exchange::new(&sender, std::time::Duration::from_secs(5), &secrets);
+    let mut exchange = Exchange::new(&sender, std::time::Duration::from_secs(5), &secrets, &event.payload);
     let verdict = connector.deliver(&ctx, &mut exchange).await;
     (verdict, exchange.steps().to_vec())
 }

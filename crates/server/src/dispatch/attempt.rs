@@ -126,7 +126,7 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
         }
     }
     let timeout = Duration::from_millis(connection.timeout_ms);
-    let mut exchange = Exchange::new(dispatch.sender, timeout, &secrets);
+    let mut exchange = Exchange::new(dispatch.sender, timeout, &secrets, &event.payload);
     let parts = Parts {
         connector: &**connector,
         delivery: &delivery,
@@ -147,7 +147,7 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
                 earlier_request = exchange
                     .request_record()
                     .map(|r| format!("{r}\n-> HTTP 401: the access token was refreshed and the request sent again"));
-                exchange = Exchange::new(dispatch.sender, timeout, &secrets);
+                exchange = Exchange::new(dispatch.sender, timeout, &secrets, &event.payload);
                 classified = parts.deliver(&secrets, &mut exchange).await;
             }
             Err(TokenError::NeedsReauth(_)) => return now_defer(),

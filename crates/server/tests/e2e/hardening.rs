@@ -141,3 +141,76 @@ async fn an_expired_session_cannot_be_refreshed_back_to_life() {
     let (status, _) = app.call(Method::GET, &format!("/api/v1/workspaces/{}/rules", ws.id), Some(token), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "still refused");
 }
+
+/// A destination that echoes the request's credentials and payload back, as a debugging endpoint
+/// would; it fails so that the answer is also quoted in the error.
+async fn echo() -> Receiver {
+    Receiver::start(|_, r| {
+        let auth = r.headers.get("authorization").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let key = r.headers.get("x-key").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let guess = r.json()["data"]["guess"].clone();
+        let body = json!({"message": format!("rejected {guess} with {auth} and x-key: {key}"), "authorization": auth}).to_string();
+        Reply::WithHeaders(422, vec![("content-type", "application/json".into())], body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn recorded_attempts_hide_credentials_where_placed_and_never_confirm_a_guess() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("leak").await;
+    let receiver = echo().await;
+    let password = "hunter2!";
+    let conn = app
+        .webhook(&ws, &receiver.url(), json!({"credentials": {"username": "ada", "password": password, "headers": {"X-Key": "k9"}}}))
+        .await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let mut seen = Vec::new();
+    for guess in [password, "hunter3!"] {
+        let id = app.emit_ok(&ws, json!({"event": "guess.made", "payload": {"guess": guess}})).await;
+        let event = app.wait_event(&id, "failed").await;
+        let delivery = app.delivery(event["deliveries"][0]["id"].as_str().unwrap()).await;
+        let attempt = &delivery["attempts"][0];
+        let request = attempt["request"].as_str().unwrap();
+        let excerpt = attempt["response_excerpt"].as_str().unwrap();
+        let error = attempt["error"].as_str().unwrap();
+        // Basic's base64 of ada:hunter2! and the short secret header are nowhere.
+        for text in [request, excerpt, error, delivery["last_error"].as_str().unwrap()] {
+            assert!(!text.contains("YWRhOmh1bnRlcjIh"), "{text}");
+            assert!(!text.contains("k9"), "{text}");
+        }
+        assert!(request.contains("authorization: [redacted]") && request.contains("x-key: [redacted]"), "{request}");
+        seen.push((
+            request.replace(guess, "GUESS").lines().filter(|l| !l.starts_with("webhook-")).collect::<Vec<_>>().join("\n"),
+            excerpt.to_owned(),
+            error.to_owned(),
+        ));
+    }
+    // The body is recorded as sent (each guess in clear), and the answers alike: nothing tells
+    // the right guess from the wrong one.
+    let strip_ids = |s: &str| {
+        s.split('"').filter(|p| !p.starts_with("evt_") && !p.starts_with("dlv_") && !p.contains('T')).collect::<Vec<_>>().join("\"")
+    };
+    assert_eq!(strip_ids(&seen[0].0), strip_ids(&seen[1].0));
+    assert_eq!(seen[0].1, seen[1].1);
+    assert_eq!(seen[0].2, seen[1].2);
+}
+
+#[tokio::test]
+async fn errors_shown_to_viewers_without_payload_access_quote_no_payload_value() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("err").await;
+    let receiver = echo().await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({})).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let id = app.emit_ok(&ws, json!({"event": "x.y", "payload": {"guess": "ada@example.com", "short": "ab"}})).await;
+    let event = app.wait_event(&id, "failed").await;
+    let delivery_id = event["deliveries"][0]["id"].as_str().unwrap();
+    let viewer = app.ok(Method::POST, "/sessions", Some(json!({"workspace_id": ws.id, "role": "viewer"})), 201).await;
+    let (status, d) =
+        app.call(Method::GET, &format!("/api/v1/deliveries/{delivery_id}"), Some(viewer["access_token"].as_str().unwrap()), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let shown = d.to_string();
+    assert!(!shown.contains("ada@example.com"), "{shown}");
+    assert!(d["attempts"][0]["error"].as_str().unwrap().contains("HTTP 422"), "{d}");
+}
