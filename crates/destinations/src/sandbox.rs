@@ -47,6 +47,17 @@ pub struct WorkerCommand {
     pub args: Vec<String>,
 }
 
+/// Why a render produced nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The template failed or broke a limit: the same template over the same event fails again.
+    #[error("{0}")]
+    Template(String),
+    /// The renderer could not be started or reached: a later attempt may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Renders templates; see the module's documentation.
 #[derive(Clone)]
 pub enum Renderer {
@@ -72,13 +83,14 @@ impl Renderer {
 
     /// Renders `source` over `context`, HTML-escaping printed values when `html` is set (see
     /// [`crate::template`]).
-    pub async fn render(&self, html: bool, source: &str, context: &serde_json::Value) -> Result<String, String> {
+    pub async fn render(&self, html: bool, source: &str, context: &serde_json::Value) -> Result<String, RenderError> {
         match self {
             Self::InProcess => {
                 let (source, context) = (source.to_owned(), context.clone());
-                tokio::task::spawn_blocking(move || crate::template::render_as(html, &source, &context))
-                    .await
-                    .unwrap_or_else(|_| Err("the template renderer failed".to_owned()))
+                match tokio::task::spawn_blocking(move || crate::template::render_as(html, &source, &context)).await {
+                    Ok(rendered) => rendered.map_err(RenderError::Template),
+                    Err(_) => Err(RenderError::Template("the template renderer failed".to_owned())),
+                }
             }
             Self::Sandbox(pool) => pool.render(&Request { html, source, context }).await,
         }
@@ -126,15 +138,20 @@ enum Response {
 const MAX_FRAME: usize = 16 << 20;
 
 impl Pool {
-    async fn render(&self, request: &Request<'_>) -> Result<String, String> {
-        let frame = serde_json::to_vec(request).map_err(|e| format!("the template context could not be encoded: {e}"))?;
-        let _slot = self.slots.acquire().await.map_err(|_| "the template renderer is shut down".to_owned())?;
-        let idle = self.idle.lock().expect("pool lock").pop();
+    async fn render(&self, request: &Request<'_>) -> Result<String, RenderError> {
+        let frame =
+            serde_json::to_vec(request).map_err(|e| RenderError::Template(format!("the template context could not be encoded: {e}")))?;
+        let _slot = self.slots.acquire().await.map_err(|_| RenderError::Unavailable("the template renderer is shut down".to_owned()))?;
+        // An idle worker that has gone (killed from outside) is replaced, not blamed on this render.
+        let idle = std::iter::from_fn(|| self.idle.lock().expect("pool lock").pop()).find_map(|mut w| match w.child.try_wait() {
+            Ok(None) => Some(w),
+            _ => None,
+        });
         let mut worker = match idle {
             Some(w) => w,
             None => self.spawn().map_err(|e| {
                 tracing::error!(error = %e, program = %self.command.program.display(), "could not start a template worker");
-                "the template renderer could not start".to_owned()
+                RenderError::Unavailable("the template renderer could not start".to_owned())
             })?,
         };
         match tokio::time::timeout(self.limits.time, exchange(&mut worker, &frame)).await {
@@ -144,13 +161,14 @@ impl Pool {
             }
             Ok(Ok(Response::Err(e))) => {
                 self.idle.lock().expect("pool lock").push(worker);
-                Err(e)
+                Err(RenderError::Template(e))
             }
-            Ok(Err(_)) => Err(self.why_it_stopped(worker).await),
+            // The worker ended during the render: the template's doing (memory, stack, a panic).
+            Ok(Err(_)) => Err(RenderError::Template(self.why_it_stopped(worker).await)),
             Err(_) => {
                 let _ = worker.child.start_kill();
                 let _ = worker.child.wait().await;
-                Err(format!("rendering took longer than the limit of {} ms", self.limits.time.as_millis()))
+                Err(RenderError::Template(format!("rendering took longer than the limit of {} ms", self.limits.time.as_millis())))
             }
         }
     }
@@ -285,4 +303,27 @@ fn cap_address_space(memory_bytes: u64) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn cap_address_space(_memory_bytes: u64) -> std::io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A renderer that cannot start is a passing failure (the delivery is retried), never the
+    /// template's fault. (Renders in real workers are tested against the binary, which is the
+    /// worker: crates/switchyard/tests/hardening.rs.)
+    #[tokio::test]
+    async fn a_worker_that_cannot_start_is_a_passing_failure() {
+        let command = WorkerCommand { program: "/nonexistent/switchyard".into(), args: vec!["render-worker".into()] };
+        let renderer = Renderer::sandbox(command, 1, Limits::default());
+        let e = renderer.render(false, "{{ event }}", &serde_json::json!({"event": "x"})).await.unwrap_err();
+        assert_eq!(e, RenderError::Unavailable("the template renderer could not start".into()));
+    }
+
+    #[tokio::test]
+    async fn in_process_rendering_reports_template_errors_as_the_template_s() {
+        let e = Renderer::InProcess.render(false, "{{ x | nosuchfilter }}", &serde_json::json!({})).await.unwrap_err();
+        assert!(matches!(e, RenderError::Template(_)), "{e:?}");
+        assert_eq!(Renderer::InProcess.render(true, "<b>{{ x }}</b>", &serde_json::json!({"x": "<i>"})).await.unwrap(), "<b>&lt;i&gt;</b>");
+    }
 }

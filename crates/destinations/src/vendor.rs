@@ -5,6 +5,7 @@ use crate::catalog::FieldSpec;
 use crate::http::ResponseSummary;
 use crate::mapping::{lookup, Mapping};
 use crate::outcome::{classify_http, Classified};
+use crate::sandbox::RenderError;
 use crate::{BuildError, DeliveryContext, OutboundRequest};
 use base64::Engine as _;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -159,7 +160,11 @@ pub async fn render_html(ctx: &DeliveryContext<'_>, key: &str, context: &Value) 
 
 async fn render_with(ctx: &DeliveryContext<'_>, key: &str, context: &Value, html: bool) -> Result<String, Classified> {
     let source = ctx.action_str(key)?;
-    ctx.renderer.render(html, source, context).await.map_err(|e| Classified::permanent(format!("the {key} template failed: {e}")))
+    ctx.renderer.render(html, source, context).await.map_err(|e| match e {
+        RenderError::Template(e) => Classified::permanent(format!("the {key} template failed: {e}")),
+        // Nothing was sent: a later attempt renders again.
+        RenderError::Unavailable(e) => Classified::retry(None, e),
+    })
 }
 
 /// Like [`render`], for a setting that may be absent.

@@ -62,6 +62,9 @@ pub struct Config {
     pub idempotency_window: Duration,
     /// Most events committed in one ingest transaction.
     pub ingest_batch_max: usize,
+    /// Most deliveries one ingestion request may create (its events times the rules each
+    /// matches); a request over it is refused, or for a bulk request, the events past it.
+    pub max_deliveries_per_request: usize,
     /// How long shutdown waits for in-flight deliveries before handing their leases back.
     pub shutdown_grace: Duration,
     /// How often caches compare the store's config version (multi-node freshness). Where the
@@ -180,6 +183,7 @@ impl Config {
             defaults: ConnectionDefaults::default(),
             idempotency_window: Duration::from_secs(24 * 3600),
             ingest_batch_max: 5_000,
+            max_deliveries_per_request: 10_000,
             shutdown_grace: Duration::from_secs(10),
             cache_check_interval: Duration::from_millis(500),
             retention: None,
@@ -228,6 +232,9 @@ impl Config {
         }
         if http.idle_timeout.is_zero() || http.body_read_timeout.is_zero() || http.max_connections == 0 {
             return Err("the HTTP idle and body read timeouts and the connection cap must be above zero".into());
+        }
+        if self.max_deliveries_per_request == 0 {
+            return Err("--max-deliveries-per-request must be at least 1".into());
         }
         if self.dispatcher.max_concurrency == 0 {
             return Err("the dispatcher needs a concurrency of at least 1".into());

@@ -2,8 +2,13 @@
 //! takes everything queued, commits it in one transaction, then answers each request. Under load a
 //! batch fills while the previous one commits, so one fsync covers many events; no request is
 //! answered before its batch is committed.
+//!
+//! A batch is bounded in events and in deliveries: a request that fans out to many deliveries
+//! commits alone (and no request may create more than `max_deliveries_per_request`, see
+//! `api::events`), so no transaction, and no other workspace's wait for it, grows without bound.
 
 use crate::error::ApiError;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use switchyard_store::{IngestOutcome, NewEvent, Store};
@@ -29,12 +34,20 @@ pub struct IngestStats {
     pub events: AtomicU64,
 }
 
+/// The most one transaction takes: events, and deliveries. The first request waiting is always
+/// taken whole.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub events: usize,
+    pub deliveries: usize,
+}
+
 impl IngestQueue {
     /// Starts the writer. It stops once every queue handle is dropped and the queue is drained.
-    pub fn start(store: Arc<dyn Store>, window_ms: i64, max_batch: usize, wake: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(store: Arc<dyn Store>, window_ms: i64, limits: BatchLimits, wake: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
         let stats = Arc::new(IngestStats::default());
-        let handle = tokio::spawn(writer(rx, store, window_ms, max_batch, wake, stats.clone()));
+        let handle = tokio::spawn(writer(rx, store, window_ms, limits, wake, stats.clone()));
         (Self { tx, stats }, handle)
     }
 
@@ -57,22 +70,48 @@ async fn writer(
     mut rx: mpsc::Receiver<Job>,
     store: Arc<dyn Store>,
     window_ms: i64,
-    max_batch: usize,
+    limits: BatchLimits,
     wake: Arc<Notify>,
     stats: Arc<IngestStats>,
 ) {
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        let mut count = jobs[0].events.len();
-        while count < max_batch {
+    let deliveries_of = |job: &Job| job.events.iter().map(|e| e.deliveries.len()).sum::<usize>();
+    // Requests taken from the channel and not yet committed, oldest first.
+    let mut pending: VecDeque<Job> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(job) => pending.push_back(job),
+                None => break,
+            }
+        }
+        while pending.len() < 4096 {
             match rx.try_recv() {
-                Ok(job) => {
-                    count += job.events.len();
-                    jobs.push(job);
-                }
+                Ok(job) => pending.push_back(job),
                 Err(_) => break,
             }
         }
+        // The oldest request always goes in; then, in order, every other that still fits. A big
+        // fan-out thus commits alone while the small requests behind it go with the next batch,
+        // and it never waits behind more than one batch of them.
+        let first = pending.pop_front().expect("one request at least");
+        let (mut count, mut deliveries) = (first.events.len(), deliveries_of(&first));
+        let mut jobs = vec![first];
+        let mut later = VecDeque::new();
+        while let Some(job) = pending.pop_front() {
+            let (n, d) = (job.events.len(), deliveries_of(&job));
+            if count + n <= limits.events && deliveries + d <= limits.deliveries {
+                count += n;
+                deliveries += d;
+                jobs.push(job);
+            } else {
+                later.push_back(job);
+            }
+            if count >= limits.events || deliveries >= limits.deliveries {
+                break;
+            }
+        }
+        later.extend(pending.drain(..));
+        pending = later;
         let sizes: Vec<usize> = jobs.iter().map(|j| j.events.len()).collect();
         let batch: Vec<NewEvent> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.events)).collect();
         let result = store.ingest(&batch, switchyard_core::now_millis(), window_ms).await;
@@ -130,7 +169,8 @@ mod tests {
     async fn concurrent_requests_share_transactions_and_each_gets_its_own_answer() {
         let dir = tempfile::tempdir().unwrap();
         let store = switchyard_store::open(&switchyard_store::testing::database_url(dir.path()).await).await.unwrap();
-        let (queue, _writer) = IngestQueue::start(store.clone(), 60_000, 5_000, Arc::new(Notify::new()));
+        let (queue, _writer) =
+            IngestQueue::start(store.clone(), 60_000, BatchLimits { events: 5_000, deliveries: 10_000 }, Arc::new(Notify::new()));
         let ws = WorkspaceId::generate();
         let mut submissions = tokio::task::JoinSet::new();
         for i in 0..500 {

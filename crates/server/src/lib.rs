@@ -66,8 +66,12 @@ impl Application {
         let bootstrap_admin_key = bootstrap::admin_key(&config, &*store).await?;
 
         let wake = Arc::new(Notify::new());
-        let (ingest, _writer) =
-            ingest::IngestQueue::start(store.clone(), config.idempotency_window.as_millis() as i64, config.ingest_batch_max, wake.clone());
+        let (ingest, _writer) = ingest::IngestQueue::start(
+            store.clone(),
+            config.idempotency_window.as_millis() as i64,
+            ingest::BatchLimits { events: config.ingest_batch_max, deliveries: config.max_deliveries_per_request },
+            wake.clone(),
+        );
         let env_admin_digest = config.admin_key.as_deref().map(switchyard_core::crypto::hash_token);
         let tokens = oauth::tokens::Tokens::new(config.zoom_token_url.clone());
         let state = AppState::new(Inner {

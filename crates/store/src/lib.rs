@@ -228,12 +228,34 @@ pub trait EventStore: Send + Sync {
     async fn prune_history(&self, before: Millis, limit: u32) -> Result<u64>;
 }
 
+/// What one claim may take per workspace, so that no workspace holds more than its share of a
+/// node's delivery slots.
+#[derive(Debug, Clone)]
+pub struct NodeShare {
+    /// Most deliveries of one workspace in this claim.
+    pub per_workspace: u32,
+    /// Workspaces already at their share: none of their deliveries is claimed.
+    pub full: Vec<WorkspaceId>,
+}
+
+impl Default for NodeShare {
+    fn default() -> Self {
+        Self { per_workspace: u32::MAX, full: Vec::new() }
+    }
+}
+
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
     /// Leases up to `limit` due deliveries to `owner`: fair across workspaces and connections, never
     /// more in flight per connection than its `max_in_flight`. Each lease lasts the connection's
     /// timeout plus `lease_margin_ms`.
-    async fn claim_due(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64) -> Result<Vec<Claimed>>;
+    async fn claim_due(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64) -> Result<Vec<Claimed>> {
+        self.claim_due_shared(owner, now, limit, lease_margin_ms, &NodeShare::default()).await
+    }
+    /// [`Self::claim_due`] within the claiming node's share for each workspace: none of the
+    /// workspaces in `share.full`, at most `share.per_workspace` of any other.
+    async fn claim_due_shared(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64, share: &NodeShare)
+        -> Result<Vec<Claimed>>;
     /// Records finished attempts and moves each delivery on (one transaction for the batch).
     async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()>;
     /// Hands leased deliveries back without an attempt (shutdown, deferral), due at `at`.
@@ -316,6 +338,10 @@ pub(crate) fn recover_lease_set(now: &str) -> String {
          lease_owner = NULL, lease_expires_at = NULL, updated_at = {now}"
     )
 }
+
+/// Deliveries a bulk replay moves per transaction: a replay of any size never holds the writer
+/// for long.
+pub const REPLAY_BATCH: i64 = 1_000;
 
 pub const SEALED_COLUMNS: &[(&str, &str, &str, &str)] = &[
     ("connections", "id", "credentials_sealed", "TRUE"),

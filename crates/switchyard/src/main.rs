@@ -134,6 +134,9 @@ struct ServeArgs {
     /// Most HTTP connections open at once; past it, new ones get 503 and are closed.
     #[arg(long, env = "SWITCHYARD_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
     http_max_connections: usize,
+    /// Most deliveries one ingestion request may create (events times the rules each matches).
+    #[arg(long, env = "SWITCHYARD_MAX_DELIVERIES_PER_REQUEST", default_value_t = 10_000)]
+    max_deliveries_per_request: usize,
     /// Worker processes rendering rules' templates, and so renders at once on this node.
     #[arg(long, env = "SWITCHYARD_TEMPLATE_WORKERS", default_value_t = 2)]
     template_workers: usize,
@@ -228,6 +231,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_seconds);
     config.dispatcher.lease_margin = std::time::Duration::from_millis(args.lease_margin_ms);
+    config.max_deliveries_per_request = args.max_deliveries_per_request;
     config.http = switchyard_server::serve::HttpLimits {
         header_read_timeout: std::time::Duration::from_millis(args.http_header_timeout_ms),
         idle_timeout: std::time::Duration::from_millis(args.http_idle_timeout_ms),

@@ -427,3 +427,69 @@ mod http_limits {
         }
     }
 }
+
+/// 1,000 rules on `*` and bulk requests of tiny events: each request creates at most the limit of
+/// deliveries (10,000 by default), and another workspace's events keep being accepted at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_fan_out_is_cut_at_the_request_limit_and_never_stalls_another_workspace() {
+    let data = data().await;
+    let node = start(&data);
+    let client = reqwest::Client::new();
+    let (url, _) = receiver(Duration::ZERO).await;
+    let base = node.base.clone();
+    let ws = admin(&client, Method::POST, &format!("{base}/api/v1/workspaces"), Some(json!({"name": "amplifier"}))).await;
+    let ws_id = ws["id"].as_str().unwrap();
+    let conn = admin(
+        &client,
+        Method::POST,
+        &format!("{base}/api/v1/workspaces/{ws_id}/connections"),
+        Some(json!({"type": "webhook", "name": "sink", "config": {"url": url}})),
+    )
+    .await;
+    for i in 0..1_000 {
+        let rule = json!({"name": format!("r{i}"), "event": "*", "connection_id": conn["id"]});
+        admin(&client, Method::POST, &format!("{base}/api/v1/workspaces/{ws_id}/rules"), Some(rule)).await;
+    }
+    let pk = ws["publishable_key"]["key"].as_str().unwrap().to_owned();
+    let tiny: Vec<Value> = (0..1_000).map(|i| json!({"event": "t", "payload": {"i": i}})).collect();
+    let (status, v) = call(&client, Method::POST, &format!("{base}/api/v1/events/bulk"), &pk, Some(json!(tiny))).await;
+    assert_eq!(status, 207, "{v}");
+    assert_eq!((v["accepted"].as_u64(), v["rejected"].as_u64()), (Some(10), Some(990)));
+
+    let other = workspace(&client, &base, &slack_stub().await).await;
+    let flooding = Instant::now() + Duration::from_secs(4);
+    let floods: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, base, pk) = (client.clone(), base.clone(), pk.clone());
+            tokio::spawn(async move {
+                let ten: Vec<Value> = (0..10).map(|i| json!({"event": "t", "payload": {"i": i}})).collect();
+                let mut sent = 0;
+                while Instant::now() < flooding {
+                    let (status, _) = call(&client, Method::POST, &format!("{base}/api/v1/events/bulk"), &pk, Some(json!(ten))).await;
+                    assert_eq!(status, 202);
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    while Instant::now() < flooding {
+        let started = Instant::now();
+        emit(&client, &base, &other, "other.event").await;
+        latencies.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut requests = 0;
+    for f in floods {
+        requests += f.await.unwrap();
+    }
+    latencies.sort();
+    let (median, max) = (latencies[latencies.len() / 2], *latencies.last().unwrap());
+    println!(
+        "{requests} requests of 10,000 deliveries each; the other workspace's ingest: median {median:?}, max {max:?} ({} events)",
+        latencies.len()
+    );
+    assert!(requests >= 2, "the flood got through {requests} requests");
+    assert!(max < Duration::from_millis(1_500), "another workspace's ingest waited {max:?} behind the fan-out");
+}

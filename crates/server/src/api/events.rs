@@ -168,6 +168,13 @@ async fn ingest_event(
     let ws = ingest_workspace(&principal)?;
     let input: EventInput = parse_json(&body)?;
     let new = prepare(&state, &ws, input, idempotency_header(&headers)?).await?;
+    let max = state.config.max_deliveries_per_request;
+    if new.deliveries.len() > max {
+        return Err(ApiError::invalid(
+            "event",
+            format!("this event matches {} rules; one request may create at most {max} deliveries", new.deliveries.len()),
+        ));
+    }
     let id = new.event.id.clone();
     let accepted = accept(&state, new).await?;
     let status = if accepted.id == id.as_str() { StatusCode::ACCEPTED } else { StatusCode::OK };
@@ -207,6 +214,7 @@ async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBod
     }
     let mut results: Vec<BulkItem> = Vec::with_capacity(items.len());
     let mut batch = Vec::with_capacity(items.len());
+    let mut fan_out = 0usize;
     for (index, raw) in items.iter().enumerate() {
         let prepared = if raw.get().len() > MAX_EVENT_BYTES {
             Err(ApiError::payload_too_large(format!("the event is larger than {MAX_EVENT_BYTES} bytes")))
@@ -216,6 +224,22 @@ async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBod
                 Err(e) => Err(e),
             }
         };
+        // Events past the request's delivery limit are refused, each saying so; what fits is kept.
+        let max = state.config.max_deliveries_per_request;
+        let prepared = prepared.and_then(|new| {
+            if fan_out + new.deliveries.len() > max {
+                Err(ApiError::invalid(
+                    "event",
+                    format!(
+                        "this request reached its limit of {max} deliveries ({fan_out} so far, this event matches {} rules); send this event in another request",
+                        new.deliveries.len()
+                    ),
+                ))
+            } else {
+                fan_out += new.deliveries.len();
+                Ok(new)
+            }
+        });
         match prepared {
             Ok(new) => {
                 results.push(BulkItem { index, id: Some(new.event.id.to_string()), duplicate: false, error: None });

@@ -3,6 +3,9 @@
 //! - [`run`] is the loop: claim what is due (the store's claim is fair across workspaces and caps
 //!   each connection's in-flight requests), start one task per delivery, then sleep until new work
 //!   is signalled, a scheduled retry falls due, or the poll interval passes.
+//! - No workspace holds more than its share of the node's slots ([`Shares`]): an attempt in flight
+//!   cannot be taken back, so slots are kept free for workspaces that have none yet, whatever one
+//!   workspace's destinations do (hang until their timeout, for instance).
 //! - [`attempt`] performs one attempt and decides what comes next.
 //! - [`recorder`] writes finished attempts in batches and wakes the loop.
 //! - [`maintenance`] recovers leases of dead nodes and refreshes queue metrics.
@@ -14,12 +17,13 @@ pub mod recorder;
 
 use crate::state::AppState;
 use recorder::Recorder;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::ids::DeliveryId;
+use switchyard_core::ids::{DeliveryId, WorkspaceId};
 use switchyard_destinations::http::Sender;
+use switchyard_store::NodeShare;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +42,7 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
     let permits = Arc::new(Semaphore::new(config.max_concurrency));
     // Deliveries this node holds a lease on and has not yet handed to the recorder.
     let leased: Arc<Mutex<HashSet<DeliveryId>>> = Arc::default();
+    let shares: Arc<Mutex<Shares>> = Arc::default();
     let mut tasks = JoinSet::new();
 
     loop {
@@ -56,22 +61,40 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         let free = permits.available_permits().min(config.claim_batch as usize) as u32;
         let mut saturated = false;
         if free > 0 {
-            match state.store.claim_due(&owner, now, free, config.lease_margin.as_millis() as i64).await {
+            let share = lock(&shares).node_share(config.max_concurrency);
+            match state.store.claim_due_shared(&owner, now, free, config.lease_margin.as_millis() as i64, &share).await {
                 Ok(claimed) => {
                     saturated = claimed.len() as u32 == free;
+                    let mut over_share = Vec::new();
                     for c in claimed {
-                        let Ok(permit) = permits.clone().try_acquire_owned() else { break };
-                        leased.lock().unwrap_or_else(|p| p.into_inner()).insert(c.delivery.id.clone());
+                        // A workspace that already held some slots may have been given more than
+                        // its share left: the excess goes straight back, due as it was.
+                        if !lock(&shares).take(&c.delivery.workspace_id, share.per_workspace as usize) {
+                            over_share.push(c.delivery.id.clone());
+                            continue;
+                        }
+                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                            lock(&shares).give_back(&c.delivery.workspace_id);
+                            over_share.push(c.delivery.id.clone());
+                            continue;
+                        };
+                        lock(&leased).insert(c.delivery.id.clone());
                         let (state, sender, recorder, leased) = (state.clone(), sender.clone(), recorder.clone(), leased.clone());
-                        let limiter = limiter.clone();
+                        let (limiter, shares) = (limiter.clone(), shares.clone());
                         tasks.spawn(async move {
-                            let id = c.delivery.id.clone();
+                            let (id, workspace) = (c.delivery.id.clone(), c.delivery.workspace_id.clone());
                             let dispatch = attempt::Dispatch { sender: &sender, limiter: &limiter, sleep_horizon_ms };
                             let record = attempt::perform(&state, &dispatch, c).await;
                             recorder.record(record);
-                            leased.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                            lock(&leased).remove(&id);
+                            lock(&shares).give_back(&workspace);
                             drop(permit);
                         });
+                    }
+                    if !over_share.is_empty() {
+                        if let Err(e) = state.store.release(&owner, &over_share, now).await {
+                            tracing::warn!(error = %e, "could not hand back deliveries over a workspace's share; their leases expire");
+                        }
                     }
                 }
                 Err(e) => {
@@ -99,7 +122,7 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
-    let unfinished: Vec<DeliveryId> = leased.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+    let unfinished: Vec<DeliveryId> = lock(&leased).drain().collect();
     if !unfinished.is_empty() {
         tracing::info!(count = unfinished.len(), "handing back leases of attempts cut off by shutdown");
         if let Err(e) = state.store.release(&owner, &unfinished, switchyard_core::now_millis()).await {
@@ -108,4 +131,77 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
     }
     drop(recorder);
     let _ = recorder_task.await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The node's delivery slots each workspace holds. A workspace may hold at most
+/// `slots / (workspaces holding slots + 1)`: alone, half of them; beside two others, a quarter.
+/// So however long one workspace's attempts take, a workspace that holds none finds slots free,
+/// and the shares even out as attempts finish.
+#[derive(Default)]
+struct Shares {
+    held: HashMap<WorkspaceId, usize>,
+}
+
+impl Shares {
+    fn node_share(&self, slots: usize) -> NodeShare {
+        let share = (slots / (self.held.len() + 1)).max(1);
+        let full = self.held.iter().filter(|(_, n)| **n >= share).map(|(w, _)| w.clone()).collect();
+        NodeShare { per_workspace: share as u32, full }
+    }
+
+    /// Counts a slot for `workspace` if it holds fewer than `share`.
+    fn take(&mut self, workspace: &WorkspaceId, share: usize) -> bool {
+        let held = self.held.entry(workspace.clone()).or_default();
+        if *held >= share {
+            if *held == 0 {
+                self.held.remove(workspace);
+            }
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    fn give_back(&mut self, workspace: &WorkspaceId) {
+        if let Some(held) = self.held.get_mut(workspace) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(workspace);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workspace_holds_at_most_its_share_and_leaves_room_for_newcomers() {
+        let mut shares = Shares::default();
+        let (a, b) = (WorkspaceId::generate(), WorkspaceId::generate());
+        let share = shares.node_share(512);
+        assert_eq!(share.per_workspace, 512);
+        // Alone, a workspace gets half the slots: the rest wait for others.
+        let share = (512 / 2) as usize;
+        let taken = (0..600).filter(|_| shares.take(&a, share)).count();
+        assert_eq!(taken, 256);
+        let now = shares.node_share(512);
+        assert_eq!(now.per_workspace, 256);
+        assert_eq!(now.full, vec![a.clone()]);
+        // A second workspace comes: shares shrink to a third.
+        assert!(shares.take(&b, now.per_workspace as usize));
+        let now = shares.node_share(512);
+        assert_eq!(now.per_workspace, 170);
+        assert_eq!(now.full, vec![a.clone()]);
+        for _ in 0..256 {
+            shares.give_back(&a);
+        }
+        shares.give_back(&b);
+        assert!(shares.held.is_empty());
+    }
 }

@@ -214,3 +214,99 @@ async fn errors_shown_to_viewers_without_payload_access_quote_no_payload_value()
     assert!(!shown.contains("ada@example.com"), "{shown}");
     assert!(d["attempts"][0]["error"].as_str().unwrap().contains("HTTP 422"), "{d}");
 }
+
+#[tokio::test]
+async fn a_workspace_whose_destination_hangs_cannot_take_every_dispatch_slot() {
+    let app = TestApp::spawn().await;
+    let hog = app.workspace("hog").await;
+    let hanging = Receiver::start(|_, _| Reply::Hang).await;
+    let conn = app.webhook(&hog, &hanging.url(), json!({"max_in_flight": 1000, "timeout_ms": 60000})).await;
+    app.rule(&hog, &conn, "*", json!({})).await;
+    for chunk in 0..9 {
+        let events: Vec<Value> = (0..100).map(|i| json!({"event": "hog.event", "payload": {"n": chunk * 100 + i}})).collect();
+        let (status, v) = app.call(Method::POST, "/api/v1/events/bulk", Some(&hog.pk), Some(json!(events))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    }
+    // The hog's deliveries fill what the node lets one workspace hold, and stay there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while hanging.count() < 256 {
+        assert!(std::time::Instant::now() < deadline, "only {} attempts started", hanging.count());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(hanging.count() <= 512, "{}", hanging.count());
+
+    let other = app.workspace("other").await;
+    let fast = Receiver::status(200).await;
+    let conn = app.webhook(&other, &fast.url(), json!({})).await;
+    app.rule(&other, &conn, "*", json!({})).await;
+    let started = std::time::Instant::now();
+    app.emit_ok(&other, json!({"event": "other.event", "payload": {}})).await;
+    fast.wait_for(1).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "the other workspace waited {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn one_request_creates_no_more_deliveries_than_the_limit_and_a_bulk_keeps_what_fits() {
+    let app = TestApp::spawn_with(|c| c.max_deliveries_per_request = 50).await;
+    let ws = app.workspace("fan").await;
+    let receiver = Receiver::status(200).await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({})).await;
+    for _ in 0..30 {
+        app.rule(&ws, &conn, "*", json!({})).await;
+    }
+    let events: Vec<Value> = (0..3).map(|i| json!({"event": "fan.out", "payload": {"i": i}})).collect();
+    let (status, v) = app.call(Method::POST, "/api/v1/events/bulk", Some(&ws.pk), Some(json!(events))).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{v}");
+    assert_eq!((v["accepted"].as_u64(), v["rejected"].as_u64()), (Some(1), Some(2)), "{v}");
+    let refusal = v["results"][1]["error"]["message"].as_str().unwrap();
+    assert!(refusal.contains("limit of 50 deliveries") && refusal.contains("another request"), "{refusal}");
+    // What was accepted has all its deliveries.
+    let accepted = app.event(v["results"][0]["id"].as_str().unwrap()).await;
+    assert_eq!(accepted["deliveries"].as_array().unwrap().len(), 30);
+    for _ in 0..21 {
+        app.rule(&ws, &conn, "*", json!({})).await;
+    }
+    let (status, v) = app.emit(&ws, json!({"event": "fan.out", "payload": {}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("matches 51 rules; one request may create at most 50"), "{v}");
+}
+
+#[tokio::test]
+async fn a_large_replay_runs_in_batches_and_replays_every_delivery_once() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("replay").await;
+    let accept = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = accept.clone();
+    let receiver = Receiver::start(move |_, _| Reply::Status(if flag.load(std::sync::atomic::Ordering::SeqCst) { 200 } else { 400 })).await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({"max_in_flight": 64})).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let total = 2_500;
+    for chunk in 0..(total / 500) {
+        let events: Vec<Value> = (0..500).map(|i| json!({"event": "r.e", "payload": {"n": chunk * 500 + i}})).collect();
+        let (status, v) = app.call(Method::POST, "/api/v1/events/bulk", Some(&ws.pk), Some(json!(events))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    }
+    receiver.wait_for(total).await;
+    // Every delivery has failed for good once none is waiting or in flight.
+    let unfinished = || async {
+        let mut n = 0;
+        for status in ["pending", "retrying", "delivering"] {
+            let (_, v) = app.admin(Method::GET, &format!("/workspaces/{}/deliveries?status={status}&limit=1", ws.id), None).await;
+            n += v["data"].as_array().map(Vec::len).unwrap_or(0);
+        }
+        n
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while unfinished().await > 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    accept.store(true, std::sync::atomic::Ordering::SeqCst);
+    let v = app.ok(Method::POST, &format!("/workspaces/{}/replay", ws.id), Some(json!({"status": "dead"})), 202).await;
+    assert_eq!(v["replayed"], total as u64, "{v}");
+    receiver.wait_for(2 * total).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 2 * total, "every dead delivery was replayed exactly once");
+}

@@ -2,7 +2,7 @@
 
 use super::{events::refresh_event_status, events::refresh_event_statuses, notify_due, PostgresStore};
 use crate::rows;
-use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, Result, Scope};
+use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, NodeShare, Result, Scope};
 use async_trait::async_trait;
 use sqlx::{Postgres, QueryBuilder};
 use std::collections::{BTreeSet, HashMap};
@@ -20,7 +20,7 @@ CROSS JOIN LATERAL (
     SELECT 1 FROM deliveries x
     WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1
     ORDER BY x.next_attempt_at LIMIT 1) due
-WHERE c.status = 'active' AND c.in_flight < c.max_in_flight
+WHERE c.status = 'active' AND c.in_flight < c.max_in_flight AND NOT (c.workspace_id = ANY($2))
 FOR NO KEY UPDATE OF c SKIP LOCKED";
 
 /// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked
@@ -43,7 +43,7 @@ allowed AS (
     JOIN connections c ON c.id = due.connection_id
     WHERE due.conn_rank + c.in_flight <= c.max_in_flight
 ),
-picked AS (SELECT id FROM allowed ORDER BY ws_rank, next_attempt_at LIMIT $4),
+picked AS (SELECT id FROM allowed WHERE ws_rank <= $6 ORDER BY ws_rank, next_attempt_at LIMIT $4),
 claimed AS (
     UPDATE deliveries d
     SET status = 'delivering', lease_owner = $1, updated_at = $2, lease_expires_at = $2 + $3 + c.timeout_ms
@@ -144,10 +144,18 @@ impl PostgresStore {
 
 #[async_trait]
 impl DeliveryStore for PostgresStore {
-    async fn claim_due(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64) -> Result<Vec<Claimed>> {
+    async fn claim_due_shared(
+        &self,
+        owner: &str,
+        now: Millis,
+        limit: u32,
+        lease_margin_ms: i64,
+        share: &NodeShare,
+    ) -> Result<Vec<Claimed>> {
+        let full: Vec<&str> = share.full.iter().map(WorkspaceId::as_str).collect();
         let mut tx = self.pool.begin().await?;
         relaxed_commit(&mut tx).await?;
-        let connections: Vec<String> = sqlx::query_scalar(LOCK_CONNECTIONS_SQL).bind(now).fetch_all(&mut *tx).await?;
+        let connections: Vec<String> = sqlx::query_scalar(LOCK_CONNECTIONS_SQL).bind(now).bind(&full).fetch_all(&mut *tx).await?;
         if connections.is_empty() {
             return Ok(Vec::new());
         }
@@ -157,6 +165,7 @@ impl DeliveryStore for PostgresStore {
             .bind(lease_margin_ms)
             .bind(limit as i64)
             .bind(&connections)
+            .bind(share.per_workspace as i64)
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
@@ -275,24 +284,33 @@ impl DeliveryStore for PostgresStore {
     }
 
     async fn replay_matching(&self, ws: &WorkspaceId, f: &DeliveryFilter, now: Millis) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let mut q = QueryBuilder::<Postgres>::new(
-            "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, next_attempt_at = ",
-        );
-        q.push_bind(now).push(", updated_at = ").push_bind(now);
-        q.push(" WHERE status <> 'delivering' AND workspace_id = ").push_bind(ws.as_str());
-        Self::push_delivery_filter(&mut q, f);
-        q.push(" RETURNING event_id");
-        let events: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-        let replayed = events.len() as u64;
-        for event in events.into_iter().collect::<BTreeSet<_>>() {
-            refresh_event_status(&mut tx, &event).await?;
+        // In batches of REPLAY_BATCH by id, each its own transaction (see `crate::REPLAY_BATCH`).
+        let (mut after, mut replayed) = (String::new(), 0u64);
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let mut q = QueryBuilder::<Postgres>::new(
+                "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, next_attempt_at = ",
+            );
+            q.push_bind(now).push(", updated_at = ").push_bind(now);
+            // The status is checked again on the row itself: a claim may have taken it meanwhile.
+            q.push(" WHERE status <> 'delivering' AND id IN (SELECT id FROM deliveries WHERE status <> 'delivering' AND workspace_id = ")
+                .push_bind(ws.as_str());
+            Self::push_delivery_filter(&mut q, f);
+            q.push(" AND id > ").push_bind(after.clone());
+            q.push(" ORDER BY id LIMIT ").push_bind(crate::REPLAY_BATCH).push(") RETURNING id, event_id");
+            let moved: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            let events: Vec<String> = moved.iter().map(|(_, e)| e.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            if !events.is_empty() {
+                refresh_event_statuses(&mut tx, &events).await?;
+                notify_due(&mut tx).await?;
+            }
+            tx.commit().await?;
+            replayed += moved.len() as u64;
+            match moved.iter().map(|(id, _)| id).max() {
+                Some(last) if moved.len() as i64 == crate::REPLAY_BATCH => after = last.clone(),
+                _ => return Ok(replayed),
+            }
         }
-        if replayed > 0 {
-            notify_due(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(replayed)
     }
 }
 

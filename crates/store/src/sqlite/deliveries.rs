@@ -2,7 +2,7 @@
 
 use super::{events::refresh_event_status, events::refresh_event_statuses, SqliteStore};
 use crate::rows;
-use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, Result, Scope};
+use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, NodeShare, Result, Scope};
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 use std::collections::{BTreeSet, HashMap};
@@ -31,9 +31,10 @@ WHERE id IN (
             SELECT x.id FROM deliveries x
             WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= ?2
             ORDER BY x.next_attempt_at LIMIT ?4)
-        -- A connection at its cap, or waiting to be reconnected, is skipped before any of its
-        -- backlog is read.
+        -- A connection at its cap, or waiting to be reconnected, or of a workspace at its share
+        -- of this node, is skipped before any of its backlog is read.
         WHERE COALESCE(cb.n, 0) < c.max_in_flight AND c.status = 'active'
+          AND c.workspace_id NOT IN (SELECT value FROM json_each(?6))
     ),
     allowed AS (
         SELECT due.id, due.next_attempt_at,
@@ -43,7 +44,7 @@ WHERE id IN (
         LEFT JOIN busy b ON b.connection_id = due.connection_id
         WHERE due.conn_rank + COALESCE(b.n, 0) <= c.max_in_flight
     )
-    SELECT id FROM allowed ORDER BY ws_rank, next_attempt_at LIMIT ?4
+    SELECT id FROM allowed WHERE ws_rank <= ?5 ORDER BY ws_rank, next_attempt_at LIMIT ?4
 )
 RETURNING *";
 
@@ -75,9 +76,25 @@ impl SqliteStore {
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
-    async fn claim_due(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64) -> Result<Vec<Claimed>> {
+    async fn claim_due_shared(
+        &self,
+        owner: &str,
+        now: Millis,
+        limit: u32,
+        lease_margin_ms: i64,
+        share: &NodeShare,
+    ) -> Result<Vec<Claimed>> {
+        let full: Vec<&str> = share.full.iter().map(WorkspaceId::as_str).collect();
         let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query(CLAIM_SQL).bind(owner).bind(now).bind(lease_margin_ms).bind(limit).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query(CLAIM_SQL)
+            .bind(owner)
+            .bind(now)
+            .bind(lease_margin_ms)
+            .bind(limit)
+            .bind(share.per_workspace as i64)
+            .bind(serde_json::to_string(&full).unwrap_or_default())
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -230,20 +247,33 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn replay_matching(&self, ws: &WorkspaceId, f: &DeliveryFilter, now: Millis) -> Result<u64> {
-        let mut tx = self.writer.begin().await?;
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, next_attempt_at = ",
-        );
-        q.push_bind(now).push(", updated_at = ").push_bind(now);
-        q.push(" WHERE status <> 'delivering' AND workspace_id = ").push_bind(ws.as_str());
-        Self::push_delivery_filter(&mut q, f);
-        q.push(" RETURNING event_id");
-        let events: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-        let replayed = events.len() as u64;
-        for event in events.into_iter().collect::<BTreeSet<_>>() {
-            refresh_event_status(&mut tx, &event).await?;
+        // In batches of REPLAY_BATCH by id, each its own transaction (see `crate::REPLAY_BATCH`).
+        let (mut after, mut replayed) = (String::new(), 0u64);
+        loop {
+            let mut tx = self.writer.begin().await?;
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, next_attempt_at = ",
+            );
+            q.push_bind(now).push(", updated_at = ").push_bind(now);
+            // The status is checked again on the row itself: a claim may have taken it meanwhile.
+            q.push(" WHERE status <> 'delivering' AND id IN (SELECT id FROM deliveries WHERE status <> 'delivering' AND workspace_id = ")
+                .push_bind(ws.as_str());
+            Self::push_delivery_filter(&mut q, f);
+            q.push(" AND id > ").push_bind(after.clone());
+            q.push(" ORDER BY id LIMIT ").push_bind(crate::REPLAY_BATCH).push(") RETURNING id, event_id");
+            let moved: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+            let events: BTreeSet<&str> = moved.iter().map(|(_, e)| e.as_str()).collect();
+            if !events.is_empty() {
+                refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
+            }
+            tx.commit().await?;
+            replayed += moved.len() as u64;
+            match moved.iter().map(|(id, _)| id).max() {
+                Some(last) if moved.len() as i64 == crate::REPLAY_BATCH => after = last.clone(),
+                _ => return Ok(replayed),
+            }
+            // Let the ingest writer and the dispatcher in between batches.
+            tokio::task::yield_now().await;
         }
-        tx.commit().await?;
-        Ok(replayed)
     }
 }
