@@ -5,7 +5,7 @@
 //! - [`node`]: the server under test, as a child process (its RSS is read from /proc).
 //! - [`receiver`]: destinations: one that answers 200 at once and timestamps arrivals, one that hangs.
 //! - [`load`]: closed-loop (N connections as fast as they go) and open-loop (fixed rate) senders.
-//! - [`scenarios`]: the measurements (a)–(f), and [`report`]: medians, the table and the JSON file.
+//! - [`scenarios`]: the measurements (a)–(g), and [`report`]: medians, the table and the JSON file.
 
 pub mod load;
 pub mod node;
@@ -44,6 +44,9 @@ pub struct Sizes {
     pub queued_deliveries: usize,
     /// Pause after a burst of writes before measuring the steady state beside it.
     pub settle: Duration,
+    /// (g): rules on `*` in the amplifying workspace, and its queued backlog (replayed whole).
+    pub amplifier_rules: usize,
+    pub amplifier_backlog_requests: usize,
 }
 
 impl Sizes {
@@ -60,6 +63,9 @@ impl Sizes {
             noisy_backlog: 100_000,
             queued_deliveries: 1_000_000,
             settle: Duration::from_secs(3),
+            amplifier_rules: 1_000,
+            // 37 requests of 10 events × 1,000 rules: the 370,000-delivery replay of issue 10.
+            amplifier_backlog_requests: 37,
         }
     }
 
@@ -76,6 +82,8 @@ impl Sizes {
             noisy_backlog: 200,
             queued_deliveries: 1_000,
             settle: Duration::from_millis(100),
+            amplifier_rules: 5,
+            amplifier_backlog_requests: 2,
         }
     }
 }

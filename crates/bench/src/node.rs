@@ -72,7 +72,7 @@ impl Node {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    async fn admin(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub async fn admin(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let r = self.client.post(format!("{}/api/v1{path}", self.base)).bearer_auth(ADMIN_KEY).json(&body).send().await?;
         let status = r.status();
         let v: Value = r.json().await?;

@@ -1,5 +1,6 @@
 //! The measurements of one run: (a) ingest, (b) end to end, (c) latency at a fixed rate,
-//! (d) the same with a noisy neighbour, (e) memory, (f) the machine's ceiling.
+//! (d) the same with a noisy neighbour, (e) memory, (f) the machine's ceiling, (g) another
+//! workspace's ingest while one workspace amplifies (a huge fan-out, a huge replay).
 
 use crate::load::{closed_loop, open_loop};
 use crate::node::Node;
@@ -25,6 +26,11 @@ pub struct RunFigures {
     pub peak_rss_mib: f64,
     pub queued_rss_mib: f64,
     pub queued_deliveries: usize,
+    /// (g) another workspace's ingest latency (to the 202) while one workspace sends a bulk of
+    /// 1,000 tiny events to 1,000 rules on `*`, and while it replays its whole backlog.
+    pub fan_out_neighbour_ms: Percentiles,
+    pub replay_neighbour_ms: Percentiles,
+    pub replayed: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -32,6 +38,8 @@ pub struct Percentiles {
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
+    #[serde(default)]
+    pub max: f64,
 }
 
 impl Percentiles {
@@ -41,7 +49,7 @@ impl Percentiles {
         }
         micros.sort_unstable();
         let at = |p: f64| micros[((micros.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
-        Ok(Self { p50: at(0.50), p95: at(0.95), p99: at(0.99) })
+        Ok(Self { p50: at(0.50), p95: at(0.95), p99: at(0.99), max: at(1.0) })
     }
 }
 
@@ -172,6 +180,22 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
         s.queued_deliveries
     );
 
+    drop(node);
+
+    // (g) amplification beside another workspace's ingest.
+    let node = Node::start(&config.binary, pg).await?;
+    let (fan_out_neighbour_ms, replay_neighbour_ms, replayed) = amplification(&node, config).await?;
+    eprintln!(
+        "  neighbour's ingest during a 1,000 x {} fan-out: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; during a replay of {replayed}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        s.amplifier_rules,
+        fan_out_neighbour_ms.p50,
+        fan_out_neighbour_ms.p99,
+        fan_out_neighbour_ms.max,
+        replay_neighbour_ms.p50,
+        replay_neighbour_ms.p99,
+        replay_neighbour_ms.max
+    );
+
     Ok(RunFigures {
         ceiling_rps,
         ingest_single_eps,
@@ -182,5 +206,97 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
         peak_rss_mib,
         queued_rss_mib,
         queued_deliveries: s.queued_deliveries,
+        fan_out_neighbour_ms,
+        replay_neighbour_ms,
+        replayed,
     })
+}
+
+/// Single events from another workspace, 200 a second, each timed to its `202`, while `during`
+/// runs (and at least one second).
+async fn neighbour_latency<F: std::future::Future<Output = anyhow::Result<T>>, T>(
+    node: &Node,
+    key: &str,
+    during: F,
+) -> anyhow::Result<(Percentiles, T)> {
+    let url = format!("{}/api/v1/events", node.base);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (client, url, key, stop) = (node.client.clone(), url.clone(), key.to_owned(), stop.clone());
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(5));
+            let mut tasks = tokio::task::JoinSet::new();
+            let started = Instant::now();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || started.elapsed() < Duration::from_secs(1) {
+                ticker.tick().await;
+                n += 1;
+                let request = client.post(&url).bearer_auth(&key).header("content-type", "application/json").body(single_body(n));
+                tasks.spawn(async move {
+                    let sent = Instant::now();
+                    match request.send().await {
+                        Ok(r) if r.status() == 202 => Ok(sent.elapsed().as_micros() as u64),
+                        Ok(r) => Err(anyhow::anyhow!("the neighbour's event was answered {}", r.status())),
+                        Err(e) => Err(e.into()),
+                    }
+                });
+            }
+            let mut micros = Vec::new();
+            while let Some(done) = tasks.join_next().await {
+                micros.push(done??);
+            }
+            anyhow::Ok(micros)
+        })
+    };
+    let outcome = during.await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let micros = sender.await??;
+    Ok((Percentiles::of(micros)?, outcome?))
+}
+
+/// (g): a workspace with many rules on `*` behind a destination that never answers (its
+/// deliveries stay queued), a backlog, then one bulk of 1,000 tiny events and a replay of
+/// everything queued, each beside a neighbour's paced ingest.
+async fn amplification(node: &Node, config: &BenchConfig) -> anyhow::Result<(Percentiles, Percentiles, u64)> {
+    let s = &config.sizes;
+    let hang = receiver::hanging().await?;
+    let (key, id) = node.workspace("amplifier", &[hang], json!({"timeout_ms": 120_000, "max_in_flight": 1})).await?;
+    let connections =
+        node.client.get(format!("{}/api/v1/workspaces/{id}/connections", node.base)).bearer_auth(crate::node::ADMIN_KEY).send().await?;
+    let connections: serde_json::Value = connections.json().await?;
+    let connection = connections["data"][0]["id"].clone();
+    for i in 1..s.amplifier_rules {
+        node.admin(&format!("/workspaces/{id}/rules"), json!({"name": format!("r{i}"), "event": "*", "connection_id": connection})).await?;
+    }
+    let bulk_url = format!("{}/api/v1/events/bulk", node.base);
+    let tiny = |n: usize| (0..n).map(|i| json!({"event": "amp", "payload": {"i": i}})).collect::<Vec<_>>();
+    for _ in 0..s.amplifier_backlog_requests {
+        let r = node.client.post(&bulk_url).bearer_auth(&key).json(&tiny(10)).send().await?;
+        if !r.status().is_success() {
+            bail!("the backlog's bulk request was answered {}", r.status());
+        }
+    }
+    let (neighbour, _) = node.workspace("neighbour", &[], json!({})).await?;
+    tokio::time::sleep(s.settle).await;
+    let (fan_out, _) = neighbour_latency(node, &neighbour, async {
+        // Accepted whole (202) by a server without a limit, cut at the limit (207) by one with.
+        let r = node.client.post(&bulk_url).bearer_auth(&key).json(&tiny(1_000)).send().await?;
+        if !r.status().is_success() {
+            bail!("the fan-out's bulk request was answered {}", r.status());
+        }
+        Ok(())
+    })
+    .await?;
+    tokio::time::sleep(s.settle).await;
+    let replay_url = format!("{}/api/v1/workspaces/{id}/replay", node.base);
+    let (replay, replayed) = neighbour_latency(node, &neighbour, async {
+        let r = node.client.post(&replay_url).bearer_auth(crate::node::ADMIN_KEY).json(&json!({"status": "pending"})).send().await?;
+        if r.status() != 202 {
+            bail!("the replay was answered {}", r.status());
+        }
+        let v: serde_json::Value = r.json().await?;
+        Ok(v["replayed"].as_u64().unwrap_or(0))
+    })
+    .await?;
+    Ok((fan_out, replay, replayed))
 }

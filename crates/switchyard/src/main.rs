@@ -51,6 +51,9 @@ struct BenchArgs {
     /// Where the JSON report goes.
     #[arg(long, default_value = "bench-report.json")]
     out: std::path::PathBuf,
+    /// The server binary to measure (default: this one), to compare two builds with one harness.
+    #[arg(long)]
+    server: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -165,7 +168,10 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Bench(args) => runtime.block_on(async {
             let config = switchyard_bench::BenchConfig {
-                binary: std::env::current_exe()?,
+                binary: match args.server {
+                    Some(path) => path,
+                    None => std::env::current_exe()?,
+                },
                 postgres: args.postgres,
                 runs: args.runs.max(1),
                 sizes: if args.smoke { switchyard_bench::Sizes::smoke() } else { switchyard_bench::Sizes::full() },
