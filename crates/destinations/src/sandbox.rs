@@ -177,6 +177,8 @@ impl Pool {
         let mut child = Command::new(&self.command.program)
             .args(&self.command.args)
             .arg(self.limits.memory_bytes.to_string())
+            // The node's environment holds its master and admin keys: a worker gets none of it.
+            .env_clear()
             // One malloc arena: the address-space cap is then about the template, not arenas.
             .env("MALLOC_ARENA_MAX", "1")
             .stdin(std::process::Stdio::piped())

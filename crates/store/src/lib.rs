@@ -232,15 +232,23 @@ pub trait EventStore: Send + Sync {
 /// node's delivery slots.
 #[derive(Debug, Clone)]
 pub struct NodeShare {
-    /// Most deliveries of one workspace in this claim.
+    /// Most deliveries of a workspace not listed in `room`.
     pub per_workspace: u32,
-    /// Workspaces already at their share: none of their deliveries is claimed.
-    pub full: Vec<WorkspaceId>,
+    /// Workspaces that already hold slots, with the room they have left; none of those with 0 is
+    /// claimed (their connections are not even looked at).
+    pub room: Vec<(WorkspaceId, u32)>,
 }
 
 impl Default for NodeShare {
     fn default() -> Self {
-        Self { per_workspace: u32::MAX, full: Vec::new() }
+        Self { per_workspace: u32::MAX, room: Vec::new() }
+    }
+}
+
+impl NodeShare {
+    /// The workspaces with no room left.
+    pub fn full(&self) -> Vec<&str> {
+        self.room.iter().filter(|(_, r)| *r == 0).map(|(w, _)| w.as_str()).collect()
     }
 }
 
@@ -252,8 +260,8 @@ pub trait DeliveryStore: Send + Sync {
     async fn claim_due(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64) -> Result<Vec<Claimed>> {
         self.claim_due_shared(owner, now, limit, lease_margin_ms, &NodeShare::default()).await
     }
-    /// [`Self::claim_due`] within the claiming node's share for each workspace: none of the
-    /// workspaces in `share.full`, at most `share.per_workspace` of any other.
+    /// [`Self::claim_due`] within the claiming node's share for each workspace: at most its
+    /// `share.room`, or `share.per_workspace` for a workspace not listed.
     async fn claim_due_shared(&self, owner: &str, now: Millis, limit: u32, lease_margin_ms: i64, share: &NodeShare)
         -> Result<Vec<Claimed>>;
     /// Records finished attempts and moves each delivery on (one transaction for the batch).

@@ -116,6 +116,22 @@ async fn a_backlog_in_one_workspace_does_not_starve_another() {
     assert!(claimed.iter().any(|c| c.delivery.workspace_id == quiet), "the quiet workspace got a slot");
 }
 
+/// A claim takes each workspace up to its room on the claiming node, skips the full ones, and
+/// gives unlisted workspaces the plain share.
+#[tokio::test]
+async fn claims_keep_each_workspace_within_its_room_on_the_node() {
+    let f = fixture().await;
+    let (a, b, c) = (workspace(&*f.store).await, workspace(&*f.store).await, workspace(&*f.store).await);
+    for ws in [&a, &b, &c] {
+        let conn = connection(&*f.store, ws, 1_000).await;
+        enqueue(&*f.store, ws, &conn, 50, 1_000).await;
+    }
+    let share = NodeShare { per_workspace: 7, room: vec![(a.clone(), 0), (b.clone(), 3)] };
+    let claimed = f.store.claim_due_shared("n", 2_000, 100, 30_000, &share).await.unwrap();
+    let count = |ws: &WorkspaceId| claimed.iter().filter(|x| &x.delivery.workspace_id == ws).count();
+    assert_eq!((count(&a), count(&b), count(&c)), (0, 3, 7));
+}
+
 #[tokio::test]
 async fn scheduled_deliveries_wait_until_due() {
     let f = fixture().await;

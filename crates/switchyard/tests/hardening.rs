@@ -130,6 +130,30 @@ async fn templates_that_would_overflow_the_compiler_s_stack_are_refused_with_a_4
     let event = emit(&client, &node.base, &ws, "good.one").await;
     let done = finished(&client, &node.base, &ws, &event, Duration::from_secs(20)).await;
     assert_eq!(done[0]["status"], "succeeded", "{done:?}");
+    // It rendered in a worker process, which holds none of the node's secrets.
+    let workers = children_of(node.child.id());
+    assert!(!workers.is_empty(), "no template worker is running");
+    for pid in workers {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(String::from_utf8_lossy(&cmdline).contains("render-worker"));
+        let environ = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap()).into_owned();
+        assert!(!environ.contains("SWITCHYARD_"), "a template worker sees the node's environment: {environ}");
+    }
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        // The parent pid is the second field after the parenthesised command name.
+        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(pid) {
+            children.push(child);
+        }
+    }
+    children
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

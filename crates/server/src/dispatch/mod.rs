@@ -67,8 +67,8 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
                     saturated = claimed.len() as u32 == free;
                     let mut over_share = Vec::new();
                     for c in claimed {
-                        // A workspace that already held some slots may have been given more than
-                        // its share left: the excess goes straight back, due as it was.
+                        // The claim took each workspace's room into account; this only guards
+                        // against a share that shrank meanwhile (the excess goes straight back).
                         if !lock(&shares).take(&c.delivery.workspace_id, share.per_workspace as usize) {
                             over_share.push(c.delivery.id.clone());
                             continue;
@@ -147,10 +147,11 @@ struct Shares {
 }
 
 impl Shares {
+    /// What the next claim may take: each workspace up to its share, less what it holds.
     fn node_share(&self, slots: usize) -> NodeShare {
         let share = (slots / (self.held.len() + 1)).max(1);
-        let full = self.held.iter().filter(|(_, n)| **n >= share).map(|(w, _)| w.clone()).collect();
-        NodeShare { per_workspace: share as u32, full }
+        let room = self.held.iter().map(|(w, n)| (w.clone(), share.saturating_sub(*n) as u32)).collect();
+        NodeShare { per_workspace: share as u32, room }
     }
 
     /// Counts a slot for `workspace` if it holds fewer than `share`.
@@ -192,12 +193,15 @@ mod tests {
         assert_eq!(taken, 256);
         let now = shares.node_share(512);
         assert_eq!(now.per_workspace, 256);
-        assert_eq!(now.full, vec![a.clone()]);
-        // A second workspace comes: shares shrink to a third.
+        assert_eq!(now.room, vec![(a.clone(), 0)]);
+        assert_eq!(now.full(), vec![a.as_str()]);
+        // A second workspace comes: shares shrink to a third; the first has no room, the second
+        // the rest of its share.
         assert!(shares.take(&b, now.per_workspace as usize));
         let now = shares.node_share(512);
         assert_eq!(now.per_workspace, 170);
-        assert_eq!(now.full, vec![a.clone()]);
+        assert_eq!(now.full(), vec![a.as_str()]);
+        assert!(now.room.contains(&(b.clone(), 169)));
         for _ in 0..256 {
             shares.give_back(&a);
         }

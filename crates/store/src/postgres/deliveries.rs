@@ -37,13 +37,16 @@ WITH due AS (
     WHERE c.id = ANY($5)
 ),
 allowed AS (
-    SELECT due.id, due.next_attempt_at,
+    SELECT due.id, due.workspace_id, due.next_attempt_at,
            ROW_NUMBER() OVER (PARTITION BY due.workspace_id ORDER BY due.conn_rank, due.next_attempt_at) AS ws_rank
     FROM due
     JOIN connections c ON c.id = due.connection_id
     WHERE due.conn_rank + c.in_flight <= c.max_in_flight
 ),
-picked AS (SELECT id FROM allowed WHERE ws_rank <= $6 ORDER BY ws_rank, next_attempt_at LIMIT $4),
+picked AS (
+    SELECT id FROM allowed
+    WHERE ws_rank <= COALESCE((SELECT r.room FROM UNNEST($7::text[], $8::bigint[]) AS r(ws, room) WHERE r.ws = allowed.workspace_id), $6)
+    ORDER BY ws_rank, next_attempt_at LIMIT $4),
 claimed AS (
     UPDATE deliveries d
     SET status = 'delivering', lease_owner = $1, updated_at = $2, lease_expires_at = $2 + $3 + c.timeout_ms
@@ -152,7 +155,8 @@ impl DeliveryStore for PostgresStore {
         lease_margin_ms: i64,
         share: &NodeShare,
     ) -> Result<Vec<Claimed>> {
-        let full: Vec<&str> = share.full.iter().map(WorkspaceId::as_str).collect();
+        let full = share.full();
+        let (room_ws, room): (Vec<&str>, Vec<i64>) = share.room.iter().map(|(w, r)| (w.as_str(), *r as i64)).unzip();
         let mut tx = self.pool.begin().await?;
         relaxed_commit(&mut tx).await?;
         let connections: Vec<String> = sqlx::query_scalar(LOCK_CONNECTIONS_SQL).bind(now).bind(&full).fetch_all(&mut *tx).await?;
@@ -166,6 +170,8 @@ impl DeliveryStore for PostgresStore {
             .bind(limit as i64)
             .bind(&connections)
             .bind(share.per_workspace as i64)
+            .bind(&room_ws)
+            .bind(&room)
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {

@@ -37,14 +37,16 @@ WHERE id IN (
           AND c.workspace_id NOT IN (SELECT value FROM json_each(?6))
     ),
     allowed AS (
-        SELECT due.id, due.next_attempt_at,
+        SELECT due.id, due.workspace_id, due.next_attempt_at,
                ROW_NUMBER() OVER (PARTITION BY due.workspace_id ORDER BY due.conn_rank, due.next_attempt_at) AS ws_rank
         FROM due
         JOIN connections c ON c.id = due.connection_id
         LEFT JOIN busy b ON b.connection_id = due.connection_id
         WHERE due.conn_rank + COALESCE(b.n, 0) <= c.max_in_flight
     )
-    SELECT id FROM allowed WHERE ws_rank <= ?5 ORDER BY ws_rank, next_attempt_at LIMIT ?4
+    SELECT id FROM allowed
+    WHERE ws_rank <= COALESCE((SELECT r.value FROM json_each(?7) r WHERE r.key = allowed.workspace_id), ?5)
+    ORDER BY ws_rank, next_attempt_at LIMIT ?4
 )
 RETURNING *";
 
@@ -84,7 +86,8 @@ impl DeliveryStore for SqliteStore {
         lease_margin_ms: i64,
         share: &NodeShare,
     ) -> Result<Vec<Claimed>> {
-        let full: Vec<&str> = share.full.iter().map(WorkspaceId::as_str).collect();
+        let room: serde_json::Map<String, serde_json::Value> =
+            share.room.iter().map(|(w, r)| (w.as_str().to_owned(), serde_json::Value::from(*r))).collect();
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(CLAIM_SQL)
             .bind(owner)
@@ -92,7 +95,8 @@ impl DeliveryStore for SqliteStore {
             .bind(lease_margin_ms)
             .bind(limit)
             .bind(share.per_workspace as i64)
-            .bind(serde_json::to_string(&full).unwrap_or_default())
+            .bind(serde_json::to_string(&share.full()).unwrap_or_default())
+            .bind(serde_json::Value::Object(room).to_string())
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
