@@ -15,6 +15,11 @@ const MIN_SCRUB_LEN: usize = 6;
 /// Path segments of a secret URL at least this long are secrets too (tokens, not words).
 const MIN_URL_SECRET_LEN: usize = 20;
 pub const REDACTED: &str = "[redacted]";
+/// Up to this many patterns, answers are scrubbed by plain substring searches; past it, by one
+/// automaton. Measured on a 2 KiB answer: 200 patterns cost 43 µs an attempt searched one by one
+/// and 132 µs through an automaton built for the attempt, so the automaton only pays for a very
+/// large payload.
+const NAIVE_PATTERNS: usize = 1_000;
 
 /// What was sent and what came back, for the attempt history.
 #[derive(Debug, Clone)]
@@ -50,9 +55,8 @@ pub struct Exchange<'a> {
     scrub: Vec<String>,
     /// The event's short values, removed from answers and errors where quoted.
     short_values: Vec<String>,
-    /// `scrub` and the quoted short values as one automaton, with each pattern's replacement:
-    /// built when first needed, once per change, so that a payload of many values costs one pass
-    /// over each answer rather than one per value.
+    /// `scrub` and the quoted short values as one automaton, with each pattern's replacement,
+    /// for payloads of very many values: built when first needed, once per change.
     matcher: std::sync::OnceLock<Option<(aho_corasick::AhoCorasick, Vec<String>)>>,
     steps: Vec<Step>,
 }
@@ -129,6 +133,8 @@ impl<'a> Exchange<'a> {
                 // Leftmost-longest: a value containing another is replaced whole.
                 aho_corasick::AhoCorasick::builder()
                     .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    // Built per attempt and used on a few KiB: the cheapest to build.
+                    .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
                     .build(&patterns)
                     .ok()
                     .map(|m| (m, replacements))
@@ -199,10 +205,30 @@ impl<'a> Exchange<'a> {
     /// Removes from an answer or an error every form of the credentials sent, and the event's
     /// values (see the type's documentation).
     pub fn redact(&self, text: &str) -> String {
-        match self.matcher() {
-            Some((matcher, replacements)) => matcher.replace_all(text, replacements),
-            None => text.to_owned(),
+        // A few patterns (the usual case): a substring search each is cheaper than building an
+        // automaton on every attempt. Many (a large payload): one pass of the automaton.
+        if self.scrub.len() + 4 * self.short_values.len() > NAIVE_PATTERNS {
+            return match self.matcher() {
+                Some((matcher, replacements)) => matcher.replace_all(text, replacements),
+                None => text.to_owned(),
+            };
         }
+        let mut out = text.to_owned();
+        // Longest first, so a value containing another is replaced whole.
+        let mut scrub: Vec<&String> = self.scrub.iter().filter(|s| out.contains(s.as_str())).collect();
+        scrub.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in scrub {
+            out = out.replace(secret.as_str(), REDACTED);
+        }
+        for value in &self.short_values {
+            for (open, close) in [("'", "'"), ("\"", "\""), ("`", "`"), ("\\\"", "\\\"")] {
+                let quoted = format!("{open}{value}{close}");
+                if out.contains(&quoted) {
+                    out = out.replace(&quoted, &format!("{open}{REDACTED}{close}"));
+                }
+            }
+        }
+        out
     }
 
     /// The request as recorded: secrets removed where they were placed.
