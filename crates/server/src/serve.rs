@@ -41,7 +41,7 @@ impl Default for HttpLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(30),
-            max_connections: 1024,
+            max_connections: 4096,
         }
     }
 }

@@ -135,7 +135,7 @@ struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
     http_body_timeout_ms: u64,
     /// Most HTTP connections open at once; past it, new ones get 503 and are closed.
-    #[arg(long, env = "SWITCHYARD_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    #[arg(long, env = "SWITCHYARD_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
     http_max_connections: usize,
     /// Most deliveries one ingestion request may create (events times the rules each matches).
     #[arg(long, env = "SWITCHYARD_MAX_DELIVERIES_PER_REQUEST", default_value_t = 10_000)]
