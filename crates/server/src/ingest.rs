@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 struct Job {
     events: Vec<NewEvent>,
+    /// The deliveries of all its events, counted once when submitted.
+    deliveries: usize,
     reply: oneshot::Sender<Result<Vec<IngestOutcome>, ()>>,
 }
 
@@ -58,12 +60,35 @@ impl IngestQueue {
     /// Stores events durably; returns once their transaction has committed.
     pub async fn submit(&self, events: Vec<NewEvent>) -> Result<Vec<IngestOutcome>, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Job { events, reply }).await.map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+        let deliveries = events.iter().map(|e| e.deliveries.len()).sum();
+        self.tx.send(Job { events, deliveries, reply }).await.map_err(|_| ApiError::unavailable("the server is shutting down"))?;
         match answer.await {
             Ok(Ok(outcomes)) => Ok(outcomes),
             _ => Err(ApiError::unavailable("the event could not be stored; retry shortly")),
         }
     }
+}
+
+/// The next transaction's requests. The oldest always goes in; then, in order, every other that
+/// still fits. A big fan-out thus commits alone while the small requests behind it go with the
+/// next batch, and it never waits behind more than one batch of them. What is not taken stays in
+/// `pending`, in order.
+fn take_batch(pending: &mut VecDeque<Job>, limits: BatchLimits) -> Vec<Job> {
+    let Some(first) = pending.pop_front() else { return Vec::new() };
+    let (mut events, mut deliveries) = (first.events.len(), first.deliveries);
+    let mut jobs = vec![first];
+    let mut i = 0;
+    while i < pending.len() && events < limits.events && deliveries < limits.deliveries {
+        let job = &pending[i];
+        if events + job.events.len() <= limits.events && deliveries + job.deliveries <= limits.deliveries {
+            events += job.events.len();
+            deliveries += job.deliveries;
+            jobs.extend(pending.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    jobs
 }
 
 async fn writer(
@@ -74,7 +99,6 @@ async fn writer(
     wake: Arc<Notify>,
     stats: Arc<IngestStats>,
 ) {
-    let deliveries_of = |job: &Job| job.events.iter().map(|e| e.deliveries.len()).sum::<usize>();
     // Requests taken from the channel and not yet committed, oldest first.
     let mut pending: VecDeque<Job> = VecDeque::new();
     loop {
@@ -90,28 +114,7 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        // The oldest request always goes in; then, in order, every other that still fits. A big
-        // fan-out thus commits alone while the small requests behind it go with the next batch,
-        // and it never waits behind more than one batch of them.
-        let first = pending.pop_front().expect("one request at least");
-        let (mut count, mut deliveries) = (first.events.len(), deliveries_of(&first));
-        let mut jobs = vec![first];
-        let mut later = VecDeque::new();
-        while let Some(job) = pending.pop_front() {
-            let (n, d) = (job.events.len(), deliveries_of(&job));
-            if count + n <= limits.events && deliveries + d <= limits.deliveries {
-                count += n;
-                deliveries += d;
-                jobs.push(job);
-            } else {
-                later.push_back(job);
-            }
-            if count >= limits.events || deliveries >= limits.deliveries {
-                break;
-            }
-        }
-        later.extend(pending.drain(..));
-        pending = later;
+        let mut jobs = take_batch(&mut pending, limits);
         let sizes: Vec<usize> = jobs.iter().map(|j| j.events.len()).collect();
         let batch: Vec<NewEvent> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.events)).collect();
         let result = store.ingest(&batch, switchyard_core::now_millis(), window_ms).await;
@@ -163,6 +166,29 @@ mod tests {
             idempotency_key: key.map(str::to_owned),
             deliveries: Vec::new(),
         }
+    }
+
+    /// A job of `n` events with `d` deliveries in all (only the counts matter to batching).
+    fn job(n: usize, d: usize) -> Job {
+        let ws = WorkspaceId::generate();
+        Job { events: (0..n).map(|_| event(&ws, None)).collect(), deliveries: d, reply: oneshot::channel().0 }
+    }
+
+    #[test]
+    fn a_large_fan_out_commits_alone_and_small_requests_behind_it_go_first() {
+        let limits = BatchLimits { events: 100, deliveries: 1_000 };
+        // Small, large, small, small: the large one does not fit beside the first small one.
+        let mut pending: VecDeque<Job> = [job(1, 1), job(10, 1_000), job(1, 3), job(1, 0)].into_iter().collect();
+        let shape = |jobs: &[Job]| jobs.iter().map(|j| (j.events.len(), j.deliveries)).collect::<Vec<_>>();
+        assert_eq!(shape(&take_batch(&mut pending, limits)), [(1, 1), (1, 3), (1, 0)]);
+        // It is then the oldest, and goes first, alone.
+        assert_eq!(shape(&take_batch(&mut pending, limits)), [(10, 1_000)]);
+        assert!(pending.is_empty());
+        // The oldest always goes, even over the limits; events count as well as deliveries.
+        let mut pending: VecDeque<Job> = [job(150, 0), job(60, 0), job(50, 0), job(40, 0)].into_iter().collect();
+        assert_eq!(shape(&take_batch(&mut pending, limits)), [(150, 0)]);
+        assert_eq!(shape(&take_batch(&mut pending, limits)), [(60, 0), (40, 0)]);
+        assert_eq!(shape(&take_batch(&mut pending, limits)), [(50, 0)]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -152,7 +152,6 @@ async fn refuse(mut stream: TcpStream) {
 }
 
 /// What a connection is doing, for its watchdog.
-#[derive(Default)]
 struct Activity {
     /// Milliseconds since the connection opened, of the last byte read or written.
     last_io: AtomicU64,
@@ -161,15 +160,25 @@ struct Activity {
     head_started: AtomicU64,
     /// Requests handed to the application and not yet answered.
     busy: AtomicUsize,
-    opened: std::sync::OnceLock<Instant>,
+    opened: Instant,
     /// Wakes the watchdog when a head starts (its deadline is nearer than the idle one).
     head: tokio::sync::Notify,
 }
 
 impl Activity {
+    fn new() -> Self {
+        Self {
+            last_io: AtomicU64::new(1),
+            head_started: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+            opened: Instant::now(),
+            head: tokio::sync::Notify::new(),
+        }
+    }
+
     fn now(&self) -> u64 {
         // 1-based, so that 0 can mean "none".
-        self.opened.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+        self.opened.elapsed().as_millis() as u64 + 1
     }
 
     fn read(&self) {
@@ -212,8 +221,7 @@ impl Activity {
 }
 
 async fn serve_connection(stream: TcpStream, app: Router, limits: HttpLimits, draining: CancellationToken) {
-    let activity = Arc::new(Activity::default());
-    activity.wrote();
+    let activity = Arc::new(Activity::new());
     let io = hyper_util::rt::TokioIo::new(Watched { inner: stream, activity: activity.clone() });
     let service = {
         let activity = activity.clone();

@@ -156,11 +156,9 @@ impl Shares {
 
     /// Counts a slot for `workspace` if it holds fewer than `share`.
     fn take(&mut self, workspace: &WorkspaceId, share: usize) -> bool {
+        // `share` is at least 1, so a workspace at its share is already in the map.
         let held = self.held.entry(workspace.clone()).or_default();
         if *held >= share {
-            if *held == 0 {
-                self.held.remove(workspace);
-            }
             return false;
         }
         *held += 1;
