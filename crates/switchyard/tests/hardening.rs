@@ -138,7 +138,14 @@ async fn templates_that_would_overflow_the_compiler_s_stack_are_refused_with_a_4
         assert!(String::from_utf8_lossy(&cmdline).contains("render-worker"));
         let environ = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap()).into_owned();
         assert!(!environ.contains("SWITCHYARD_"), "a template worker sees the node's environment: {environ}");
+        // A worker killed from outside is replaced at the next render, not blamed on it.
+        // SAFETY: kill only sends a signal.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let event = emit(&client, &node.base, &ws, "good.two").await;
+    let done = finished(&client, &node.base, &ws, &event, Duration::from_secs(20)).await;
+    assert_eq!(done[0]["status"], "succeeded", "{done:?}");
 }
 
 /// The processes whose parent is `pid`.
