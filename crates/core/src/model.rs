@@ -187,6 +187,52 @@ pub struct Session {
     pub scopes: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub external_user_id: Option<String>,
+    /// How the session's embedded pages look; unset fields fall back to the installation's.
+    pub branding: Option<Branding>,
     pub expires_at: Millis,
     pub created_at: Millis,
+}
+
+/// The look of the embedded pages: an accent colour (`#rrggbb`), a logo (an https URL) and the
+/// name shown beside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Branding {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accent_color: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Branding {
+    /// Each field of `self`, or `fallback`'s where `self` has none.
+    pub fn or(&self, fallback: &Branding) -> Branding {
+        Branding {
+            accent_color: self.accent_color.clone().or_else(|| fallback.accent_color.clone()),
+            logo_url: self.logo_url.clone().or_else(|| fallback.logo_url.clone()),
+            name: self.name.clone().or_else(|| fallback.name.clone()),
+        }
+    }
+}
+
+/// An event name a workspace knows: learned from what it received, declared through the API, or
+/// both.
+#[derive(Debug, Clone)]
+pub struct EventType {
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub received_count: i64,
+    pub first_seen_at: Option<Millis>,
+    pub last_seen_at: Option<Millis>,
+    /// The payload of the latest event of this name, while it is kept in history.
+    pub sample_payload: Option<String>,
+    pub description: Option<String>,
+    /// A JSON Schema (JSON text) describing the payload.
+    pub json_schema: Option<String>,
+    /// An example payload (JSON text).
+    pub example: Option<String>,
+    pub declared_at: Option<Millis>,
+    pub updated_at: Millis,
 }

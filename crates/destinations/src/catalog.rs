@@ -55,6 +55,9 @@ pub struct FieldSpec {
     pub options: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
+    /// For templates: the output is HTML, so printed values are escaped.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub html: bool,
 }
 
 impl CatalogEntry {
@@ -100,7 +103,16 @@ impl CatalogEntry {
 
 impl FieldSpec {
     pub fn new(key: &str, label: &str, kind: &str, required: bool) -> Self {
-        Self { key: key.into(), label: label.into(), kind: kind.into(), required, description: None, options: Vec::new(), default: None }
+        Self {
+            key: key.into(),
+            label: label.into(),
+            kind: kind.into(),
+            required,
+            description: None,
+            options: Vec::new(),
+            default: None,
+            html: false,
+        }
     }
 
     pub fn describe(mut self, text: &str) -> Self {
@@ -110,6 +122,12 @@ impl FieldSpec {
 
     pub fn options(mut self, options: &[&str]) -> Self {
         self.options = options.iter().map(|o| (*o).to_owned()).collect();
+        self
+    }
+
+    /// Marks a template whose output is HTML.
+    pub fn html(mut self) -> Self {
+        self.html = true;
         self
     }
 

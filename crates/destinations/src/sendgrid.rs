@@ -32,7 +32,7 @@ impl Connector for SendGrid {
                 vec![
                     from(),
                     FieldSpec::new("subject", "Subject", "template", true),
-                    FieldSpec::new("template", "HTML body", "template", true),
+                    FieldSpec::new("template", "HTML body", "template", true).html(),
                     vendor::mapping_field(),
                 ],
             )

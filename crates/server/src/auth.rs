@@ -119,7 +119,9 @@ impl FromRequestParts<AppState> for Principal {
                     return Err(ApiError::unauthorized("the session has expired; refresh it"));
                 }
                 if let Some(origin) = parts.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
-                    if !session.allowed_origins.is_empty() && !session.allowed_origins.iter().any(|o| o == origin) {
+                    // The session's own pages call from this server's origin.
+                    let own = crate::embed::is_own_origin(origin, &parts.headers);
+                    if !own && !session.allowed_origins.is_empty() && !session.allowed_origins.iter().any(|o| o == origin) {
                         return Err(ApiError::forbidden("this session may not be used from this origin"));
                     }
                 }

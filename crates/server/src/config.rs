@@ -76,6 +76,8 @@ pub struct Config {
     pub templates: TemplateConfig,
     /// Timeouts and the connection cap of the HTTP listener.
     pub http: crate::serve::HttpLimits,
+    /// The embedded pages' look where a session sets none (accent colour, logo URL, name).
+    pub branding: switchyard_core::model::Branding,
 }
 
 /// Template rendering (see `switchyard_destinations::sandbox`).
@@ -189,6 +191,7 @@ impl Config {
             retention: None,
             templates: TemplateConfig { worker: None, workers: 2, limits: TemplateLimits::default() },
             http: crate::serve::HttpLimits::default(),
+            branding: Default::default(),
         }
     }
 
@@ -222,6 +225,11 @@ impl Config {
                     "SWITCHYARD_PUBLIC_URL must be an http(s) URL such as https://switchyard.example.com (got {public:?})"
                 ));
             }
+        }
+        if let Err(e) = crate::embed::check_branding(&self.branding, "SWITCHYARD_BRAND") {
+            let field = e.body().error.details.first().map(|d| d.field.to_uppercase().replace('.', "_")).unwrap_or_default();
+            let message = e.body().error.details.first().map(|d| d.message.clone()).unwrap_or_default();
+            return Err(format!("{field} {message}"));
         }
         if self.templates.limits.memory_bytes < 16 << 20 || self.templates.limits.time.is_zero() {
             return Err("templates need at least 16 MiB of memory and a time limit above zero".into());

@@ -8,6 +8,7 @@
 //! `api::events`), so no transaction, and no other workspace's wait for it, grows without bound.
 
 use crate::error::ApiError;
+use crate::learn::EventTypeLearner;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,10 +47,16 @@ pub struct BatchLimits {
 
 impl IngestQueue {
     /// Starts the writer. It stops once every queue handle is dropped and the queue is drained.
-    pub fn start(store: Arc<dyn Store>, window_ms: i64, limits: BatchLimits, wake: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: Arc<dyn Store>,
+        window_ms: i64,
+        limits: BatchLimits,
+        wake: Arc<Notify>,
+        learner: Arc<EventTypeLearner>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
         let stats = Arc::new(IngestStats::default());
-        let handle = tokio::spawn(writer(rx, store, window_ms, limits, wake, stats.clone()));
+        let handle = tokio::spawn(writer(rx, store, window_ms, limits, wake, stats.clone(), learner));
         (Self { tx, stats }, handle)
     }
 
@@ -98,6 +105,7 @@ async fn writer(
     limits: BatchLimits,
     wake: Arc<Notify>,
     stats: Arc<IngestStats>,
+    learner: Arc<EventTypeLearner>,
 ) {
     // Requests taken from the channel and not yet committed, oldest first.
     let mut pending: VecDeque<Job> = VecDeque::new();
@@ -128,6 +136,7 @@ async fn writer(
                 if batch.iter().zip(&outcomes).any(|(e, o)| matches!(o, IngestOutcome::Created) && !e.deliveries.is_empty()) {
                     wake.notify_one();
                 }
+                learner.note(&batch, &outcomes);
                 let mut outcomes = outcomes.into_iter();
                 for (job, size) in jobs.into_iter().zip(sizes) {
                     let _ = job.reply.send(Ok(outcomes.by_ref().take(size).collect()));
@@ -195,8 +204,13 @@ mod tests {
     async fn concurrent_requests_share_transactions_and_each_gets_its_own_answer() {
         let dir = tempfile::tempdir().unwrap();
         let store = switchyard_store::open(&switchyard_store::testing::database_url(dir.path()).await).await.unwrap();
-        let (queue, _writer) =
-            IngestQueue::start(store.clone(), 60_000, BatchLimits { events: 5_000, deliveries: 10_000 }, Arc::new(Notify::new()));
+        let (queue, _writer) = IngestQueue::start(
+            store.clone(),
+            60_000,
+            BatchLimits { events: 5_000, deliveries: 10_000 },
+            Arc::new(Notify::new()),
+            Default::default(),
+        );
         let ws = WorkspaceId::generate();
         let mut submissions = tokio::task::JoinSet::new();
         for i in 0..500 {

@@ -18,10 +18,12 @@ pub mod bootstrap;
 pub mod cache;
 pub mod config;
 pub mod dispatch;
+pub mod embed;
 pub mod error;
 pub mod ingest;
 pub mod json;
 pub mod keyring;
+pub mod learn;
 mod memory;
 pub mod oauth;
 pub mod serve;
@@ -66,11 +68,13 @@ impl Application {
         let bootstrap_admin_key = bootstrap::admin_key(&config, &*store).await?;
 
         let wake = Arc::new(Notify::new());
+        let learner = Arc::new(learn::EventTypeLearner::default());
         let (ingest, _writer) = ingest::IngestQueue::start(
             store.clone(),
             config.idempotency_window.as_millis() as i64,
             ingest::BatchLimits { events: config.ingest_batch_max, deliveries: config.max_deliveries_per_request },
             wake.clone(),
+            learner.clone(),
         );
         let env_admin_digest = config.admin_key.as_deref().map(switchyard_core::crypto::hash_token);
         let tokens = oauth::tokens::Tokens::new(config.zoom_token_url.clone());
@@ -82,6 +86,7 @@ impl Application {
             renderer: config.templates.renderer(),
             cache: Default::default(),
             ingest,
+            learner,
             wake,
             env_admin_digest,
             metrics: bootstrap::metrics_handle(),
@@ -118,6 +123,7 @@ impl Application {
         workers.push(tokio::spawn(state.cache.clone().watch(state.store.clone(), cache_interval, stop.clone())));
         workers.push(tokio::spawn(keyring::watch(state.clone(), stop.clone())));
         workers.push(tokio::spawn(memory::trim_periodically(stop.clone())));
+        workers.push(tokio::spawn(learn::run(state.learner.clone(), state.store.clone(), stop.clone())));
         if role.dispatches() {
             if state.config.database_url.starts_with("sqlite:") {
                 // The embedded store has one node: any lease not ours belongs to a process that died.
@@ -141,6 +147,8 @@ impl Application {
             }));
         serve::serve(listener, app, state.config.http, stop.clone()).await;
         stop.cancel();
+        // Every request has been answered: what they taught is written before the node stops.
+        state.learner.flush(&*state.store).await;
         for worker in workers {
             let _ = worker.await;
         }

@@ -24,6 +24,8 @@ pub struct Inner {
     pub cache: Arc<Cache>,
     /// The group-commit writer events are handed to.
     pub ingest: IngestQueue,
+    /// Event names seen by ingestion, written in the background.
+    pub learner: Arc<crate::learn::EventTypeLearner>,
     /// Wakes this node's dispatcher when new deliveries are due now.
     pub wake: Arc<Notify>,
     /// SHA-256 digest of `SWITCHYARD_ADMIN_KEY`, when set.

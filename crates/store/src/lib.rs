@@ -89,6 +89,8 @@ pub struct DeliveryFilter {
     pub status: Option<DeliveryStatus>,
     pub connection_id: Option<ConnectionId>,
     pub rule_id: Option<RuleId>,
+    /// The event's name.
+    pub event: Option<String>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
 }
@@ -183,12 +185,85 @@ pub trait WorkspaceStore: Send + Sync {
     async fn list_publishable_keys(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<PublishableKey>>;
     async fn delete_publishable_key(&self, ws: &WorkspaceId, id: &PublishableKeyId) -> Result<bool>;
     async fn find_publishable_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>>;
-    async fn create_session(&self, session: &Session, token_hash: &str) -> Result<()>;
+    /// Stores a session and, when given, its single-use launch token.
+    async fn create_session(&self, session: &Session, token_hash: &str, launch: Option<&NewLaunch>) -> Result<()>;
+    /// Uses a launch token: once, before it expires, while its session lives.
+    async fn take_launch(&self, token_hash: &str, now: Millis) -> Result<LaunchTaken>;
     async fn find_session(&self, token_hash: &str) -> Result<Option<Session>>;
     async fn get_session(&self, id: &SessionId) -> Result<Option<Session>>;
     /// Replaces the session's token and expiry (refresh).
     async fn refresh_session(&self, id: &SessionId, token_hash: &str, expires_at: Millis, now: Millis) -> Result<bool>;
     async fn delete_session(&self, id: &SessionId) -> Result<bool>;
+}
+
+/// A session's launch token, stored hashed.
+#[derive(Debug, Clone)]
+pub struct NewLaunch {
+    pub token_hash: String,
+    /// The page the launch opens: `dashboard`, `events/evt_...`, ...
+    pub page: String,
+    pub expires_at: Millis,
+}
+
+/// What using a launch token found.
+#[derive(Debug, Clone)]
+pub enum LaunchTaken {
+    /// First use in time: the pages open on `page`.
+    Opened { session: Session, page: String },
+    /// Used before.
+    Used { session: Session },
+    /// The launch token, or its session, expired first.
+    Expired { session: Session },
+    /// No such token.
+    Unknown,
+}
+
+/// What ingestion taught about one event name in a short span (see [`EventTypeStore::learn_event_types`]).
+#[derive(Debug, Clone)]
+pub struct LearnedEventType {
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub count: i64,
+    pub first_seen_at: Millis,
+    pub last_seen_at: Millis,
+    /// The latest event of this name in the span.
+    pub sample_event_id: EventId,
+}
+
+/// A declaration of an event type through the API.
+#[derive(Debug, Clone)]
+pub struct EventTypeDeclaration {
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub description: Option<String>,
+    pub json_schema: Option<String>,
+    pub example: Option<String>,
+}
+
+/// Learning stops adding names to a workspace that has this many (names already known keep counting).
+pub const MAX_LEARNED_EVENT_TYPES: i64 = 1000;
+/// Declarations are refused past this many event types in a workspace.
+pub const MAX_EVENT_TYPES: i64 = 2000;
+
+#[async_trait]
+pub trait EventTypeStore: Send + Sync {
+    /// Adds what ingestion saw to the workspaces' event types, in one transaction.
+    async fn learn_event_types(&self, learned: &[LearnedEventType], now: Millis) -> Result<()>;
+    /// A workspace's event types by name, from the first after `after`.
+    async fn list_event_types(&self, ws: &WorkspaceId, after: Option<&str>, limit: u32) -> Result<Vec<EventType>>;
+    async fn get_event_type(&self, ws: &WorkspaceId, name: &str) -> Result<Option<EventType>>;
+    /// Declares (or re-declares) an event type. `Conflict` past [`MAX_EVENT_TYPES`].
+    async fn declare_event_type(&self, declaration: &EventTypeDeclaration, now: Millis) -> Result<EventType>;
+    /// Removes a declaration; a type never received disappears. False when there was none.
+    async fn undeclare_event_type(&self, ws: &WorkspaceId, name: &str, now: Millis) -> Result<bool>;
+}
+
+/// Counts for a workspace's dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowCounts {
+    pub events: u64,
+    /// Deliveries created in the window, by connection and where they stand now.
+    pub deliveries: Vec<(ConnectionId, DeliveryStatus, u64)>,
 }
 
 #[async_trait]
@@ -290,6 +365,8 @@ pub trait HistoryStore: Send + Sync {
     async fn get_delivery(&self, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>>;
     async fn delivery_attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>>;
     async fn list_deliveries(&self, ws: &WorkspaceId, filter: &DeliveryFilter, page: &Page) -> Result<Vec<Delivery>>;
+    /// Events received, and deliveries created, since `since` (through the id indexes: ids are ULIDs).
+    async fn window_counts(&self, ws: &WorkspaceId, since: Millis) -> Result<WindowCounts>;
 }
 
 /// The whole store, as the server holds it.
@@ -387,12 +464,21 @@ pub trait CredentialStore: Send + Sync {
 }
 
 pub trait Store:
-    AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore + CredentialStore
+    AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore + CredentialStore + EventTypeStore
 {
 }
 
-impl<T: AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore + CredentialStore> Store
-    for T
+impl<
+        T: AdminStore
+            + WorkspaceStore
+            + ConnectionStore
+            + RuleStore
+            + EventStore
+            + DeliveryStore
+            + HistoryStore
+            + CredentialStore
+            + EventTypeStore,
+    > Store for T
 {
 }
 
@@ -430,5 +516,10 @@ pub enum OpenError {
 /// The smallest event id created at `ms`: ids are ULIDs, so `id < event_id_floor(t)` selects the
 /// events created before `t` through the primary key index.
 pub(crate) fn event_id_floor(ms: Millis) -> String {
-    format!("{}{}", EventId::PREFIX, ulid::Ulid::from_parts(ms.max(0) as u64, 0))
+    id_floor(EventId::PREFIX, ms)
+}
+
+/// The smallest id with `prefix` created at `ms`.
+pub(crate) fn id_floor(prefix: &str, ms: Millis) -> String {
+    format!("{prefix}{}", ulid::Ulid::from_parts(ms.max(0) as u64, 0))
 }

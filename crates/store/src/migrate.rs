@@ -13,6 +13,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 2, name: "connector_limits", sql: include_str!("../migrations/sqlite/0002_connector_limits.sql") },
     Migration { version: 3, name: "oauth", sql: include_str!("../migrations/sqlite/0003_oauth.sql") },
     Migration { version: 4, name: "lease_recoveries", sql: include_str!("../migrations/sqlite/0004_lease_recoveries.sql") },
+    Migration { version: 5, name: "embed", sql: include_str!("../migrations/sqlite/0005_embed.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -23,6 +24,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 5, name: "in_flight_counter", sql: include_str!("../migrations/postgres/0005_in_flight_counter.sql") },
     Migration { version: 6, name: "id_collation", sql: include_str!("../migrations/postgres/0006_id_collation.sql") },
     Migration { version: 7, name: "lease_recoveries", sql: include_str!("../migrations/postgres/0007_lease_recoveries.sql") },
+    Migration { version: 8, name: "embed", sql: include_str!("../migrations/postgres/0008_embed.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

@@ -78,8 +78,28 @@ pub fn session(row: &impl AnyRow) -> Result<Session> {
         scopes: serde_json::from_str(&scopes).map_err(|_| corrupt("sessions.scopes"))?,
         allowed_origins: serde_json::from_str(&origins).map_err(|_| corrupt("sessions.allowed_origins"))?,
         external_user_id: row.opt_text("external_user_id")?,
+        branding: match row.opt_text("branding")? {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt("sessions.branding"))?),
+            None => None,
+        },
         expires_at: row.int("expires_at")?,
         created_at: row.int("created_at")?,
+    })
+}
+
+pub fn event_type(row: &impl AnyRow) -> Result<EventType> {
+    Ok(EventType {
+        workspace_id: WorkspaceId::from_trusted(row.text("workspace_id")?),
+        name: row.text("name")?,
+        received_count: row.int("received_count")?,
+        first_seen_at: row.opt_int("first_seen_at")?,
+        last_seen_at: row.opt_int("last_seen_at")?,
+        sample_payload: row.opt_text("sample_payload")?,
+        description: row.opt_text("description")?,
+        json_schema: row.opt_text("json_schema")?,
+        example: row.opt_text("example")?,
+        declared_at: row.opt_int("declared_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 

@@ -233,6 +233,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.zoom_token_url = url;
     }
     config.admin_key = std::env::var("SWITCHYARD_ADMIN_KEY").ok().filter(|k| !k.is_empty());
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    config.branding = switchyard_core::model::Branding {
+        accent_color: env("SWITCHYARD_BRAND_ACCENT_COLOR"),
+        logo_url: env("SWITCHYARD_BRAND_LOGO_URL"),
+        name: env("SWITCHYARD_BRAND_NAME"),
+    };
     config.dispatcher.max_concurrency = args.dispatch_concurrency;
     config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_seconds);

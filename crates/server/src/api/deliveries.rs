@@ -122,6 +122,8 @@ pub struct DeliveryQuery {
     pub status: Option<String>,
     pub connection_id: Option<String>,
     pub rule_id: Option<String>,
+    /// The event's name (exact).
+    pub event: Option<String>,
     /// RFC 3339: created at or after.
     pub since: Option<String>,
     /// RFC 3339: created before.
@@ -138,6 +140,8 @@ pub struct ReplayFilter {
     pub status: Option<String>,
     pub connection_id: Option<String>,
     pub rule_id: Option<String>,
+    /// Only deliveries of events with this name (exact).
+    pub event: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
 }
@@ -146,6 +150,7 @@ fn delivery_filter(
     status: Option<&str>,
     connection_id: Option<&str>,
     rule_id: Option<&str>,
+    event: Option<&str>,
     since: Option<&str>,
     until: Option<&str>,
 ) -> ApiResult<DeliveryFilter> {
@@ -157,7 +162,14 @@ fn delivery_filter(
     // An id that cannot exist matches nothing, like any other unknown id.
     let connection_id = connection_id.map(|c| ConnectionId::parse(c).unwrap_or_else(|| ConnectionId::from_trusted(c.to_owned())));
     let rule_id = rule_id.map(|r| RuleId::parse(r).unwrap_or_else(|| RuleId::from_trusted(r.to_owned())));
-    Ok(DeliveryFilter { status, connection_id, rule_id, since: time_param(since, "since")?, until: time_param(until, "until")? })
+    Ok(DeliveryFilter {
+        status,
+        connection_id,
+        rule_id,
+        event: event.filter(|e| !e.is_empty()).map(str::to_owned),
+        since: time_param(since, "since")?,
+        until: time_param(until, "until")?,
+    })
 }
 
 #[utoipa::path(get, path = "/workspaces/{ws}/deliveries", tag = "deliveries", params(("ws" = String, Path), DeliveryQuery),
@@ -170,8 +182,14 @@ async fn list_deliveries(
 ) -> ApiResult<Json<ListOf<DeliverySummary>>> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
     let page = ListParams { limit: q.limit, cursor: q.cursor.clone() }.page()?;
-    let filter =
-        delivery_filter(q.status.as_deref(), q.connection_id.as_deref(), q.rule_id.as_deref(), q.since.as_deref(), q.until.as_deref())?;
+    let filter = delivery_filter(
+        q.status.as_deref(),
+        q.connection_id.as_deref(),
+        q.rule_id.as_deref(),
+        q.event.as_deref(),
+        q.since.as_deref(),
+        q.until.as_deref(),
+    )?;
     let items = state.store.list_deliveries(&ws.id, &filter, &page).await?;
     Ok(Json(ListOf::from_fetched(items, &page, |d| d.id.to_string(), DeliverySummary::from)))
 }
@@ -225,6 +243,7 @@ async fn replay_workspace(
         Some(body.status.as_deref().unwrap_or("dead")),
         body.connection_id.as_deref(),
         body.rule_id.as_deref(),
+        body.event.as_deref(),
         body.since.as_deref(),
         body.until.as_deref(),
     )?;

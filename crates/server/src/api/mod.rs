@@ -4,10 +4,12 @@
 pub mod common;
 pub mod connections;
 pub mod deliveries;
+pub mod event_types;
 pub mod events;
 pub mod oauth;
 pub mod rules;
 pub mod sessions;
+pub mod stats;
 pub mod workspaces;
 
 use crate::auth::{Access, Principal};
@@ -65,8 +67,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(connections::router())
         .merge(rules::router())
         .merge(events::router())
+        .merge(event_types::router())
         .merge(deliveries::router())
         .merge(sessions::router())
+        .merge(stats::router())
         .merge(oauth::router())
         .routes(routes!(list_integrations))
 }
@@ -84,6 +88,7 @@ pub fn router(state: AppState, serve_api: bool) -> Router {
         let spec = std::sync::Arc::new(spec);
         api.route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
             .route("/oauth/callback", get(oauth::callback))
+            .merge(crate::embed::router())
             .merge(ops)
     } else {
         ops

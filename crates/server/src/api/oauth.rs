@@ -17,7 +17,7 @@ use crate::oauth::providers::Provider;
 use crate::oauth::tokens::{merge_grant, TokenError};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use base64::Engine as _;
@@ -91,15 +91,18 @@ fn callback_url(state: &AppState) -> ApiResult<String> {
     Ok(format!("{}/oauth/callback", base.trim_end_matches('/')))
 }
 
-/// `redirect_to` must be an http(s) URL; a session may only send the browser to its own origins.
-fn check_redirect(principal: &Principal, raw: &str) -> ApiResult<url::Url> {
+/// `redirect_to` must be an http(s) URL; a session may only send the browser to its own origins,
+/// or to this server's own landing page for OAuth popups (`/embed/oauth/done`).
+fn check_redirect(state: &AppState, headers: &HeaderMap, principal: &Principal, raw: &str) -> ApiResult<url::Url> {
     let url = url::Url::parse(raw)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .ok_or_else(|| ApiError::invalid("redirect_to", "must be an http(s) URL"))?;
     if let Principal::Session(session) = principal {
         let origin = url.origin().ascii_serialization();
-        if !session.allowed_origins.is_empty() && !session.allowed_origins.iter().any(|o| o == &origin) {
+        let base = crate::embed::public_base(state, headers);
+        let landing = url::Url::parse(&base).is_ok_and(|b| b.origin().ascii_serialization() == origin) && url.path() == "/embed/oauth/done";
+        if !landing && !session.allowed_origins.is_empty() && !session.allowed_origins.iter().any(|o| o == &origin) {
             return Err(ApiError::invalid("redirect_to", "must be on one of the session's allowed_origins"));
         }
     }
@@ -170,12 +173,13 @@ async fn begin(
 async fn start_oauth(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     Path(ws): Path<String>,
     ValidJson(body): ValidJson<StartOAuth>,
 ) -> ApiResult<(StatusCode, Json<OAuthStarted>)> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     let provider = provider(&state, &body.kind)?.clone();
-    check_redirect(&principal, &body.redirect_to)?;
+    check_redirect(&state, &headers, &principal, &body.redirect_to)?;
     let mut request = CreateConnection {
         kind: body.kind,
         name: body.name,
@@ -213,12 +217,13 @@ fn clone_request(r: &CreateConnection) -> ApiResult<CreateConnection> {
 async fn reconnect(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<Reconnect>,
 ) -> ApiResult<(StatusCode, Json<OAuthStarted>)> {
     let (_, conn) = visible_connection(&state, &principal, &id, Access::Write).await?;
     let provider = provider(&state, &conn.kind)?.clone();
-    check_redirect(&principal, &body.redirect_to)?;
+    check_redirect(&state, &headers, &principal, &body.redirect_to)?;
     begin(&state, &provider, conn.workspace_id.clone(), Some(conn.id.clone()), json!({"redirect_to": body.redirect_to})).await
 }
 

@@ -26,7 +26,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_rule, list_rules))
         .routes(routes!(get_rule, update_rule, delete_rule))
         // A test event is held to the size of a real one.
-        .merge(OpenApiRouter::new().routes(routes!(test_rule)).layer(axum::extract::DefaultBodyLimit::max(super::events::MAX_EVENT_BYTES)))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(test_rule))
+                .routes(routes!(preview_rule))
+                .layer(axum::extract::DefaultBodyLimit::max(super::events::MAX_EVENT_BYTES)),
+        )
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -290,4 +295,109 @@ async fn test_rule(
     };
     let EventAccepted { id, .. } = accept(&state, new).await?;
     Ok((StatusCode::ACCEPTED, Json(TestAccepted { event_id: id })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRule {
+    pub connection_id: String,
+    /// Defaults to the connection type's first action.
+    pub action: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub action_config: Option<Value>,
+    /// The event name the sample stands for.
+    pub event: Option<String>,
+    /// The sample payload (a JSON object); a generic one when absent.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PreviewField {
+    pub key: String,
+    pub label: String,
+    /// `template` or `mapping`.
+    pub kind: String,
+    /// The rendered text (templates) or the mapped fields (mappings).
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    /// Why it could not be rendered against this sample.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RulePreview {
+    pub action: String,
+    /// Each template and mapping of the action's settings, rendered against the sample.
+    pub fields: Vec<PreviewField>,
+}
+
+/// Renders a rule's templates and mappings against a sample payload, as a delivery would, without
+/// sending anything. Settings are checked first (422 naming the field).
+#[utoipa::path(post, path = "/workspaces/{ws}/rules/preview", tag = "rules", params(("ws" = String, Path)), request_body = PreviewRule,
+    responses((status = 200, body = RulePreview), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("admin_key" = []), ("session_token" = [])))]
+async fn preview_rule(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    ValidJson(body): ValidJson<PreviewRule>,
+) -> ApiResult<Json<RulePreview>> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+    let conn = state
+        .store
+        .get_connection(&Scope::Workspace(ws.id.clone()), &connection_id(&body.connection_id)?)
+        .await?
+        .ok_or_else(|| ApiError::invalid("connection_id", "no such connection in this workspace"))?;
+    let connector =
+        state.registry.get(&conn.kind).ok_or_else(|| ApiError::invalid("connection_id", "the connection's type is unknown"))?.clone();
+    let action = body.action.filter(|a| !a.is_empty()).unwrap_or_else(|| connector.default_action());
+    let config = body.action_config.unwrap_or_else(|| json!({}));
+    let (checker, checked_action) = (connector.clone(), action.clone());
+    let config = tokio::task::spawn_blocking(move || checker.validate_action(&checked_action, &config))
+        .await
+        .map_err(|_| ApiError::invalid("action_config", "could not be checked"))??;
+    let payload = body.payload.unwrap_or_else(|| json!({"email": "test@example.com", "first_name": "Test", "last_name": "User"}));
+    if !payload.is_object() {
+        return Err(ApiError::invalid("payload", "must be a JSON object"));
+    }
+    let event =
+        body.event.filter(|e| EventPattern::parse(e).is_ok_and(|p| p.exact().is_some())).unwrap_or_else(|| "switchyard.test".into());
+    let context = json!({
+        "event": event,
+        "event_id": "evt_preview",
+        "payload": payload,
+        "resource": body.resource,
+        "resource_id": body.resource_id,
+        "workspace_id": ws.id.as_str(),
+        "occurred_at": switchyard_core::rfc3339(switchyard_core::now_millis()),
+    });
+    let catalog = connector.catalog();
+    let spec = catalog.actions.iter().find(|a| a.key == action).ok_or_else(|| ApiError::invalid("action", "unknown action"))?;
+    let mut fields = Vec::new();
+    for f in &spec.fields {
+        let Some(value) = config.get(&f.key).filter(|v| !v.is_null()) else { continue };
+        let (output, error) = match f.kind.as_str() {
+            "template" => {
+                let source = value.as_str().unwrap_or_default();
+                match state.renderer.render(f.html, source, &context).await {
+                    Ok(text) => (Some(Value::String(text)), None),
+                    Err(switchyard_destinations::sandbox::RenderError::Template(m)) => (None, Some(m)),
+                    Err(e) => return Err(ApiError::unavailable(e.to_string())),
+                }
+            }
+            "mapping" => match switchyard_destinations::mapping::Mapping::parse(value, &f.key) {
+                Ok(m) => match m.apply(&context) {
+                    Ok(map) => (Some(Value::Object(map)), None),
+                    Err(e) => (None, Some(e)),
+                },
+                Err(errors) => (None, Some(errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))),
+            },
+            _ => continue,
+        };
+        fields.push(PreviewField { key: f.key.clone(), label: f.label.clone(), kind: f.kind.clone(), output, error });
+    }
+    Ok(Json(RulePreview { action, fields }))
 }

@@ -7,12 +7,12 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{RawBody, ValidJson};
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchyard_core::crypto::{generate_token, hash_token};
 use switchyard_core::ids::*;
-use switchyard_core::model::{Session, SessionRole};
+use switchyard_core::model::{Branding, Session, SessionRole};
 use switchyard_store::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,9 +21,16 @@ const MIN_TTL: u64 = 60;
 const DEFAULT_TTL: u64 = 1800;
 const MAX_TTL: u64 = 24 * 3600;
 const KNOWN_SCOPES: &[&str] = &["events.payload:read"];
+const MIN_LAUNCH_TTL: u64 = 15;
+const DEFAULT_LAUNCH_TTL: u64 = 30;
+const MAX_LAUNCH_TTL: u64 = 120;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_session)).routes(routes!(refresh_session)).routes(routes!(delete_session))
+    OpenApiRouter::new()
+        .routes(routes!(create_session))
+        .routes(routes!(current_session))
+        .routes(routes!(refresh_session))
+        .routes(routes!(delete_session))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -39,6 +46,14 @@ pub struct CreateSession {
     /// Extra permissions: `events.payload:read` lets a viewer see payloads.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The page the launch URL opens: `dashboard` (default), `connections`, `rules`, `events`, or a
+    /// deeper path such as `events/evt_...`, `rules/new` or `events?status=failed`.
+    pub launch_page: Option<String>,
+    /// How long the launch URL may wait for its one load: 15..120, default 30.
+    pub launch_ttl_seconds: Option<u64>,
+    /// The look of this session's pages; unset fields fall back to the installation's.
+    #[schema(value_type = Option<Object>)]
+    pub branding: Option<Branding>,
 }
 
 fn check_ttl(ttl: Option<u64>) -> ApiResult<u64> {
@@ -55,6 +70,22 @@ pub struct SessionCreated {
     /// The bearer token (`st_...`); shown only here and on refresh.
     pub access_token: String,
     pub expires_at: String,
+    /// Load this once, in an iframe, to open the embedded pages (single use).
+    pub launch_url: String,
+    pub launch_expires_at: String,
+}
+
+/// What a session token may do, as its own pages ask it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CurrentSession {
+    pub session_id: String,
+    pub workspace_id: String,
+    pub workspace_name: String,
+    pub role: SessionRole,
+    pub scopes: Vec<String>,
+    /// Whether event payloads are shown to this session.
+    pub sees_payloads: bool,
+    pub expires_at: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -68,6 +99,7 @@ pub struct SessionRefreshed {
 async fn create_session(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     ValidJson(body): ValidJson<CreateSession>,
 ) -> ApiResult<(StatusCode, Json<SessionCreated>)> {
     principal.require_admin()?;
@@ -89,8 +121,28 @@ async fn create_session(
     if let Some((i, _)) = body.scopes.iter().enumerate().find(|(_, s)| !KNOWN_SCOPES.contains(&s.as_str())) {
         return Err(ApiError::invalid(format!("scopes[{i}]"), format!("unknown scope; known: {}", KNOWN_SCOPES.join(", "))));
     }
+    let launch_page = body.launch_page.unwrap_or_else(|| "dashboard".into());
+    if !crate::embed::valid_page(&launch_page) {
+        return Err(ApiError::invalid(
+            "launch_page",
+            "must be dashboard, connections, rules or events, or a path inside one such as events/evt_..., rules/new or events?status=failed",
+        ));
+    }
+    let launch_ttl = body.launch_ttl_seconds.unwrap_or(DEFAULT_LAUNCH_TTL);
+    if !(MIN_LAUNCH_TTL..=MAX_LAUNCH_TTL).contains(&launch_ttl) {
+        return Err(ApiError::invalid("launch_ttl_seconds", format!("must be between {MIN_LAUNCH_TTL} and {MAX_LAUNCH_TTL}")));
+    }
+    if let Some(branding) = &body.branding {
+        crate::embed::check_branding(branding, "branding")?;
+    }
     let now = switchyard_core::now_millis();
     let token = generate_token("st_");
+    let launch_token = generate_token("lt_");
+    let launch = switchyard_store::NewLaunch {
+        token_hash: hash_token(&launch_token),
+        page: launch_page,
+        expires_at: now + (launch_ttl.min(ttl) as i64) * 1000,
+    };
     let session = Session {
         id: SessionId::generate(),
         workspace_id: ws,
@@ -98,14 +150,45 @@ async fn create_session(
         scopes: body.scopes,
         allowed_origins: body.allowed_origins,
         external_user_id: body.external_user_id,
+        branding: body.branding,
         expires_at: now + ttl as i64 * 1000,
         created_at: now,
     };
-    state.store.create_session(&session, &hash_token(&token)).await?;
+    state.store.create_session(&session, &hash_token(&token), Some(&launch)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(SessionCreated { session_id: session.id.into_string(), access_token: token, expires_at: ts(session.expires_at) }),
+        Json(SessionCreated {
+            session_id: session.id.into_string(),
+            access_token: token,
+            expires_at: ts(session.expires_at),
+            launch_url: format!("{}/embed/launch/{launch_token}", crate::embed::public_base(&state, &headers)),
+            launch_expires_at: ts(launch.expires_at),
+        }),
     ))
+}
+
+/// The session whose token calls: its workspace, role and expiry (what its pages need to know).
+#[utoipa::path(get, path = "/sessions/current", tag = "sessions",
+    responses((status = 200, body = CurrentSession), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("session_token" = [])))]
+async fn current_session(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<CurrentSession>> {
+    let Principal::Session(session) = &principal else {
+        return Err(ApiError::forbidden("only a session token has a current session"));
+    };
+    let ws = state
+        .store
+        .get_workspace(&Scope::Workspace(session.workspace_id.clone()), &session.workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    Ok(Json(CurrentSession {
+        session_id: session.id.as_str().to_owned(),
+        workspace_id: ws.id.into_string(),
+        workspace_name: ws.name,
+        role: session.role,
+        scopes: session.scopes.clone(),
+        sees_payloads: principal.sees_payloads(),
+        expires_at: ts(session.expires_at),
+    }))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]

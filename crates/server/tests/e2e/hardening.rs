@@ -129,10 +129,11 @@ async fn an_expired_session_cannot_be_refreshed_back_to_life() {
         scopes: vec![],
         allowed_origins: vec![],
         external_user_id: None,
+        branding: None,
         expires_at: now - 1_000,
         created_at: now - 60_000,
     };
-    store.create_session(&session, &switchyard_core::crypto::hash_token(token)).await.unwrap();
+    store.create_session(&session, &switchyard_core::crypto::hash_token(token), None).await.unwrap();
     let (status, _) = app.call(Method::GET, &format!("/api/v1/workspaces/{}/rules", ws.id), Some(token), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, v) = app.admin(Method::POST, &format!("/sessions/{}/refresh", session.id.as_str()), None).await;

@@ -3,6 +3,7 @@
 
 mod connectors;
 mod delivery;
+mod embed;
 mod hardening;
 mod harness;
 mod ingest;

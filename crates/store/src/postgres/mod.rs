@@ -15,6 +15,7 @@ mod events;
 mod config_tables {
     use super::PostgresStore;
     use crate::rows;
+    use crate::rows::AnyRow as _;
     use crate::{DeleteOutcome, DeliveryFilter, EventFilter, Page, Result, Scope};
     use switchyard_core::ids::*;
     use switchyard_core::model::*;
@@ -25,6 +26,7 @@ mod config_tables {
     crate::shared::rules::impl_rule_store!(PostgresStore, sqlx::Postgres);
     crate::shared::history::impl_history_store!(PostgresStore, sqlx::Postgres);
     crate::shared::credentials::impl_credential_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::event_types::impl_event_type_store!(PostgresStore, sqlx::Postgres);
 }
 
 use crate::migrate::{statements, POSTGRES};

@@ -79,6 +79,29 @@ macro_rules! impl_history_store {
                 let rows = q.build().fetch_all(self.reader()).await?;
                 rows.iter().map(rows::delivery).collect()
             }
+
+            async fn window_counts(&self, ws: &WorkspaceId, since: Millis) -> Result<crate::WindowCounts> {
+                let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE workspace_id = $1 AND id >= $2")
+                    .bind(ws.as_str())
+                    .bind(crate::id_floor(EventId::PREFIX, since))
+                    .fetch_one(self.reader())
+                    .await?;
+                let rows = sqlx::query(
+                    "SELECT connection_id, status, COUNT(*) AS n FROM deliveries WHERE workspace_id = $1 AND id >= $2 GROUP BY connection_id, status",
+                )
+                    .bind(ws.as_str())
+                    .bind(crate::id_floor(DeliveryId::PREFIX, since))
+                    .fetch_all(self.reader())
+                    .await?;
+                let mut deliveries = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let status = row.text("status")?;
+                    let status = DeliveryStatus::parse(&status).ok_or_else(|| crate::StoreError::Corrupt("deliveries.status".into()))?;
+                    deliveries.push((ConnectionId::from_trusted(row.text("connection_id")?), status, row.int("n")?.max(0) as u64));
+                }
+                deliveries.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
+                Ok(crate::WindowCounts { events: events.max(0) as u64, deliveries })
+            }
         }
 
         impl $store {
@@ -92,6 +115,10 @@ macro_rules! impl_history_store {
                 }
                 if let Some(v) = &f.rule_id {
                     q.push(" AND rule_id = ").push_bind(v.as_str().to_owned());
+                }
+                if let Some(v) = &f.event {
+                    // Through the events' primary key, one look-up per delivery the other conditions kept.
+                    q.push(" AND EXISTS (SELECT 1 FROM events ev WHERE ev.id = deliveries.event_id AND ev.event = ").push_bind(v.clone()).push(")");
                 }
                 if let Some(v) = f.since {
                     q.push(" AND created_at >= ").push_bind(v);

@@ -106,10 +106,11 @@ macro_rules! impl_workspace_store {
                 Ok(ws.map(WorkspaceId::from_trusted))
             }
 
-            async fn create_session(&self, s: &Session, token_hash: &str) -> Result<()> {
+            async fn create_session(&self, s: &Session, token_hash: &str, launch: Option<&crate::NewLaunch>) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
                 sqlx::query(
-                    "INSERT INTO sessions (id, workspace_id, token_hash, role, scopes, allowed_origins, external_user_id, expires_at, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO sessions (id, workspace_id, token_hash, role, scopes, allowed_origins, external_user_id, expires_at, created_at, branding)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(s.id.as_str())
                 .bind(s.workspace_id.as_str())
@@ -120,9 +121,51 @@ macro_rules! impl_workspace_store {
                 .bind(&s.external_user_id)
                 .bind(s.expires_at)
                 .bind(s.created_at)
-                .execute(self.writer())
+                .bind(s.branding.as_ref().map(|b| serde_json::to_string(b).unwrap_or_default()))
+                .execute(&mut *tx)
                 .await?;
+                if let Some(launch) = launch {
+                    sqlx::query("INSERT INTO session_launches (token_hash, session_id, page, expires_at) VALUES ($1, $2, $3, $4)")
+                        .bind(&launch.token_hash)
+                        .bind(s.id.as_str())
+                        .bind(&launch.page)
+                        .bind(launch.expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok(())
+            }
+
+            async fn take_launch(&self, token_hash: &str, now: Millis) -> Result<crate::LaunchTaken> {
+                use crate::LaunchTaken;
+                let taken = sqlx::query(
+                    "UPDATE session_launches SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+                     AND session_id IN (SELECT id FROM sessions WHERE expires_at > $2)",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .execute(self.writer())
+                .await?
+                .rows_affected()
+                    > 0;
+                // Read from the writer: the row just changed there.
+                let row = sqlx::query(
+                    "SELECT s.*, l.page AS launch_page, l.used_at AS launch_used_at, l.expires_at AS launch_expires_at
+                     FROM session_launches l JOIN sessions s ON s.id = l.session_id WHERE l.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(self.writer())
+                .await?;
+                let Some(row) = row else { return Ok(LaunchTaken::Unknown) };
+                let session = rows::session(&row)?;
+                Ok(if taken {
+                    LaunchTaken::Opened { page: row.text("launch_page")?, session }
+                } else if row.opt_int("launch_used_at")?.is_some() {
+                    LaunchTaken::Used { session }
+                } else {
+                    LaunchTaken::Expired { session }
+                })
             }
 
             async fn find_session(&self, token_hash: &str) -> Result<Option<Session>> {

@@ -12,6 +12,7 @@ mod events;
 mod config_tables {
     use super::SqliteStore;
     use crate::rows;
+    use crate::rows::AnyRow as _;
     use crate::{DeleteOutcome, DeliveryFilter, EventFilter, Page, Result, Scope};
     use switchyard_core::ids::*;
     use switchyard_core::model::*;
@@ -22,6 +23,7 @@ mod config_tables {
     crate::shared::rules::impl_rule_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::history::impl_history_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::credentials::impl_credential_store!(SqliteStore, sqlx::Sqlite);
+    crate::shared::event_types::impl_event_type_store!(SqliteStore, sqlx::Sqlite);
 }
 
 use crate::migrate::SQLITE;

@@ -1,0 +1,30 @@
+-- Embedded pages. A session's launch URL carries a single-use token (hashed here) that opens the
+-- pages once, before `expires_at`; `used_at` records the load so a second one can say why it fails.
+CREATE TABLE session_launches (
+    token_hash TEXT COLLATE "C" PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    page       TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at    BIGINT
+);
+CREATE INDEX session_launches_session ON session_launches (session_id);
+
+-- Branding for a session's pages (accent colour, logo URL, name), as JSON.
+ALTER TABLE sessions ADD COLUMN branding TEXT;
+
+-- Event types: learned from ingestion (count, first and last seen, the latest event as a sample)
+-- and declared through the API (description, JSON Schema, example payload).
+CREATE TABLE event_types (
+    workspace_id    TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    name            TEXT COLLATE "C" NOT NULL,
+    received_count  BIGINT NOT NULL DEFAULT 0,
+    first_seen_at   BIGINT,
+    last_seen_at    BIGINT,
+    sample_event_id TEXT,
+    description     TEXT,
+    json_schema     TEXT,
+    example         TEXT,
+    declared_at     BIGINT,
+    updated_at      BIGINT NOT NULL,
+    PRIMARY KEY (workspace_id, name)
+);

@@ -1,0 +1,359 @@
+// The embedded pages in a real browser: launch, the message contract, security, the customer's
+// whole journey, roles, expiry and refresh, accessibility, and screenshots of every page.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  adminClient,
+  axeViolations,
+  frameWithHeading,
+  launchBrowser,
+  screenshot,
+  startHost,
+  startReceiver,
+  startServer,
+  waitFor,
+} from "./harness.mjs";
+
+let server, host, receiver, browser, admin, workspace;
+
+before(async () => {
+  server = await startServer();
+  host = await startHost(server.base);
+  receiver = await startReceiver();
+  browser = await launchBrowser();
+  admin = adminClient(server.base);
+  workspace = await admin.ok("POST", "/workspaces", { name: "acme-prod" }, 201);
+});
+
+after(async () => {
+  await browser?.close();
+  await receiver?.stop();
+  await host?.stop();
+  await server?.stop();
+});
+
+/** A new browser context (no shared state) with a page watching every request. */
+async function open(query, options = {}) {
+  const context = await browser.newContext({ colorScheme: options.colorScheme || "light", viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  const requests = [];
+  context.on("request", (r) => requests.push({ url: r.url(), headers: r.headers() }));
+  const dialogs = [];
+  page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
+  await page.goto(host.url({ workspace: workspace.id, ...query }));
+  return { context, page, requests, dialogs };
+}
+
+describe("launch", () => {
+  test("the launch URL opens the pages once; a second load says so in words", async () => {
+    const { context, page } = await open({ role: "editor" });
+    const frame = await frameWithHeading(page, "Dashboard");
+    assert.ok(await frame.getByRole("navigation").getByRole("link", { name: "Rules" }).isVisible());
+    const launchUrl = await page.evaluate(() => window.minted.launch_url);
+    assert.match(launchUrl, /^http:\/\/localhost:\d+\/embed\/launch\/lt_/);
+    const again = await fetch(launchUrl);
+    assert.equal(again.status, 410);
+    const text = await again.text();
+    assert.match(text, /already used/);
+    assert.match(text, /mint/);
+    assert.match(again.headers.get("content-security-policy"), new RegExp(`frame-ancestors ${host.origin}`));
+    const unknown = await fetch(`${server.base}/embed/launch/lt_not_a_real_token`);
+    assert.equal(unknown.status, 401);
+    assert.match(await unknown.text(), /not valid/);
+    await context.close();
+  });
+
+  test("a frame reloaded with its used launch URL shows the error page, not a blank frame", async () => {
+    const { context, page } = await open({ role: "viewer" });
+    const frame = await frameWithHeading(page, "Dashboard");
+    await frame.evaluate(() => location.reload());
+    await frameWithHeading(page, "This link was already used");
+    await context.close();
+  });
+
+  test("a session whose origins do not include the host cannot be framed", async () => {
+    const { context, page } = await open({ role: "admin", origin: "http://127.0.0.1:9" });
+    const frameEl = await page.waitForSelector("#slot iframe");
+    const frame = await frameEl.contentFrame();
+    // The browser refuses the document: no ready message, no heading, ever.
+    await new Promise((r) => setTimeout(r, 1500));
+    const messages = await page.evaluate(() => window.messages.filter((m) => m.data && m.data.type === "switchyard:ready").length);
+    assert.equal(messages, 0);
+    // What shows is the browser's own refusal, not the pages.
+    assert.match(frame.url(), /^chrome-error:/);
+    assert.equal(await frame.getByRole("navigation").count(), 0);
+    await context.close();
+  });
+});
+
+describe("message contract", () => {
+  test("ready, auth, resize and navigation both ways, from and to the right origins only", async () => {
+    const { context, page } = await open({ role: "editor" });
+    const frame = await frameWithHeading(page, "Dashboard");
+    const ready = await page.evaluate(() => window.messages.find((m) => m.data.type === "switchyard:ready"));
+    assert.equal(ready.origin, server.base);
+    assert.equal(ready.data.session_id, await page.evaluate(() => window.minted.session_id));
+    // Resize: the iframe takes the content's height.
+    await waitFor(async () => (await page.evaluate(() => window.messages.some((m) => m.data.type === "switchyard:resize"))), "a resize message");
+    const heights = await page.evaluate(() => {
+      const f = document.querySelector("#slot iframe");
+      return { frame: parseInt(f.style.height, 10), last: window.messages.filter((m) => m.data.type === "switchyard:resize").pop().data.height };
+    });
+    assert.equal(heights.frame, heights.last);
+    // Frame → host.
+    await frame.getByRole("link", { name: "Rules" }).click();
+    await frame.getByRole("heading", { level: 1, name: "Rules" }).waitFor();
+    await waitFor(async () => (await page.evaluate(() => window.navigations.includes("rules"))), "onNavigate(rules)");
+    // Host → frame.
+    await page.evaluate(() => window.frameHandle.navigate("events"));
+    await frame.getByRole("heading", { level: 1, name: "Events" }).waitFor();
+    await context.close();
+  });
+
+  test("messages from another origin inside the host page are ignored by the frame and by the helper", async () => {
+    const attackerOrigin = host.origin.replace("127.0.0.1", "localhost");
+    const { context, page } = await open({ role: "editor", extra: "attacker", attacker: `${attackerOrigin}/attacker.html` });
+    const frame = await frameWithHeading(page, "Dashboard");
+    const attacker = page.frames().find((f) => f.url().includes("attacker.html"));
+    await attacker.evaluate(() => window.postMessage("attack", "*"));
+    await new Promise((r) => setTimeout(r, 800));
+    // The frame neither navigated nor took the forged token (it would have ended the session).
+    assert.equal(await frame.getByRole("heading", { level: 1 }).textContent(), "Dashboard");
+    await frame.getByRole("link", { name: "Connections" }).click();
+    await frame.getByRole("heading", { level: 1, name: "Connections" }).waitFor();
+    // The helper ignored the forged resize (7 px) and navigation: the frame's height is its own last report.
+    await new Promise((r) => setTimeout(r, 300));
+    const heights = await page.evaluate(() => ({
+      frame: parseInt(document.querySelector("#slot iframe").style.height, 10),
+      reported: window.messages.filter((m) => m.data.type === "switchyard:resize" && m.origin !== location.origin).pop().data.height,
+    }));
+    assert.equal(heights.frame, heights.reported);
+    assert.notEqual(heights.frame, 7);
+    assert.ok(!(await page.evaluate(() => window.navigations.includes("forged"))));
+    await context.close();
+  });
+});
+
+describe("security", () => {
+  test("no token in any URL, no cookies, no storage; API calls carry the token as a bearer", async () => {
+    const { context, page, requests } = await open({ role: "admin" });
+    const frame = await frameWithHeading(page, "Dashboard");
+    for (const name of ["Connections", "Rules", "Events", "Dashboard"]) {
+      await frame.getByRole("link", { name, exact: true }).click();
+      await frame.getByRole("heading", { level: 1, name }).waitFor();
+    }
+    const token = await page.evaluate(() => window.minted.access_token);
+    const leaked = requests.filter((r) => r.url.includes("st_") || r.url.includes(token));
+    assert.deepEqual(leaked, []);
+    const apiCalls = requests.filter((r) => r.url.startsWith(`${server.base}/api/v1/`));
+    assert.ok(apiCalls.length > 5, `${apiCalls.length} API calls`);
+    for (const call of apiCalls) assert.match(call.headers.authorization || "", /^Bearer st_/, call.url);
+    assert.deepEqual(await context.cookies(), []);
+    // Storage is either empty or, for a cross-site frame, not even reachable.
+    const storage = await frame.evaluate(() => {
+      const size = (get) => { try { return get().length; } catch { return 0; } };
+      return [size(() => localStorage), size(() => sessionStorage), document.cookie];
+    });
+    assert.deepEqual(storage, [0, 0, ""]);
+    // Every page response carries the policy.
+    const res = await fetch(`${server.base}/embed/assets/app.js`);
+    assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+    await context.close();
+  });
+
+  test("names written by customers are text, never markup", async () => {
+    const hostile = "<img src=x onerror=alert(1)>";
+    await admin.ok("POST", `/workspaces/${workspace.id}/connections`, { type: "webhook", name: hostile, config: { url: receiver.url } }, 201);
+    const { context, page, dialogs } = await open({ role: "admin", page: "connections" });
+    const frame = await frameWithHeading(page, "Connections");
+    const cell = frame.getByRole("link", { name: hostile, exact: true });
+    await cell.waitFor();
+    assert.equal(await cell.textContent(), hostile);
+    assert.equal(await frame.locator("main img").count(), 0);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(dialogs, []);
+    await context.close();
+  });
+});
+
+describe("the customer's journey", () => {
+  test("connect a webhook, write a rule with a condition, send a test event, read the attempt, replay it", async () => {
+    const { context, page } = await open({ role: "admin", brand: "Acme" });
+    const frame = await frameWithHeading(page, "Dashboard");
+    await frame.getByRole("link", { name: "Connections", exact: true }).click();
+    await frame.getByRole("link", { name: "New connection" }).click();
+    await frame.getByRole("heading", { level: 1, name: "New connection" }).waitFor();
+    await frame.getByRole("link", { name: /^Webhook/ }).click();
+    await frame.getByLabel("Name").fill("Orders endpoint");
+    await frame.getByLabel("URL", { exact: false }).first().fill(receiver.url);
+    await frame.getByRole("button", { name: "Create connection" }).click();
+    await frame.getByRole("heading", { level: 1, name: "Connection created" }).waitFor();
+    const secret = await frame.getByRole("textbox", { name: "Signing secret" }).inputValue();
+    assert.match(secret, /^whsec_/);
+    await frame.getByRole("link", { name: "Open the connection" }).click();
+    await frame.getByRole("heading", { level: 1, name: "Orders endpoint" }).waitFor();
+
+    // A rule with a condition, built without JSON.
+    await frame.getByRole("link", { name: "New rule" }).click();
+    await frame.getByRole("heading", { level: 1, name: "New rule" }).waitFor();
+    await frame.getByLabel("Name").fill("Pro signups");
+    await frame.getByLabel(/^Event\b/).fill("user.created");
+    await frame.getByRole("button", { name: "Add condition" }).click();
+    await frame.getByLabel("Field 1").fill("payload.plan");
+    await frame.getByLabel("Comparison 1").selectOption("eq");
+    await frame.getByLabel("Value 1").fill("pro");
+    await frame.getByRole("button", { name: "Create rule" }).click();
+    await frame.getByRole("heading", { level: 1, name: "Pro signups" }).waitFor();
+    const rules = await admin.ok("GET", `/workspaces/${workspace.id}/rules`, undefined, 200);
+    const rule = rules.data.find((r) => r.name === "Pro signups");
+    assert.deepEqual(rule.conditions, { all: [{ path: "payload.plan", op: "eq", value: "pro" }] });
+
+    // Send a test event: the outcome shows in place.
+    const before = receiver.requests.length;
+    await frame.getByRole("button", { name: "Send test event" }).click();
+    await frame.getByText("Delivered", { exact: true }).waitFor({ timeout: 15000 });
+    assert.ok(await frame.getByText("HTTP 200").first().isVisible());
+    assert.equal(receiver.requests.length, before + 1);
+    await screenshot(page, "rule-light");
+
+    // The attempt, request and response, then a replay.
+    await frame.getByRole("link", { name: "See the event and its attempts" }).click();
+    await frame.getByRole("heading", { level: 1, name: "user.created" }).waitFor();
+    await frame.getByText(/^Attempt 1/).click();
+    assert.ok(await frame.getByRole("heading", { name: "Request" }).isVisible());
+    const request = await frame.locator("details.attempt pre").first().textContent();
+    assert.match(request, /POST http:\/\/127\.0\.0\.1/);
+    assert.doesNotMatch(request, new RegExp(secret));
+    await frame.getByRole("button", { name: /^Replay the delivery/ }).click();
+    await frame.getByText("Queued to be sent again").waitFor();
+    await waitFor(() => receiver.requests.length === before + 2, "the replayed delivery");
+    await context.close();
+  });
+
+  test("events emitted by the product are listed, filtered through the URL", async () => {
+    const pk = workspace.publishable_key.key;
+    for (const [event, plan] of [["invoice.paid", "pro"], ["user.created", "free"]]) {
+      const res = await fetch(`${server.base}/api/v1/events`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${pk}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ event, payload: { plan } }),
+      });
+      assert.equal(res.status, 202);
+    }
+    const { context, page } = await open({ role: "viewer", page: "events?event=invoice.paid" });
+    const frame = await frameWithHeading(page, "Events");
+    await frame.getByRole("link", { name: "invoice.paid" }).first().waitFor();
+    assert.equal(await frame.getByRole("link", { name: "user.created" }).count(), 0);
+    assert.equal(await frame.getByLabel(/^Event\b/).inputValue(), "invoice.paid");
+    // Filtering writes the URL.
+    await frame.getByLabel(/^Event\b/).fill("user.created");
+    await frame.getByRole("button", { name: "Filter" }).click();
+    await frame.getByRole("link", { name: "user.created" }).first().waitFor();
+    assert.match(frame.url(), /#\/events\?event=user\.created/);
+    await context.close();
+  });
+});
+
+describe("roles", () => {
+  test("a viewer sees no control that changes anything, and the server refuses it anyway", async () => {
+    const { context, page } = await open({ role: "viewer", page: "connections" });
+    const frame = await frameWithHeading(page, "Connections");
+    assert.equal(await frame.getByRole("link", { name: "New connection" }).count(), 0);
+    await frame.getByRole("link", { name: "Rules", exact: true }).click();
+    await frame.getByRole("heading", { level: 1, name: "Rules" }).waitFor();
+    assert.equal(await frame.getByRole("link", { name: "New rule" }).count(), 0);
+    await frame.getByRole("link", { name: "Events", exact: true }).click();
+    await frame.getByRole("heading", { level: 1, name: "Events" }).waitFor();
+    assert.equal(await frame.getByRole("button", { name: "Replay failed deliveries" }).count(), 0);
+    const token = await page.evaluate(() => window.minted.access_token);
+    const status = await frame.evaluate(async ([t, ws]) => (await fetch(`/api/v1/workspaces/${ws}/replay`, {
+      method: "POST", headers: { Authorization: `Bearer ${t}`, "Content-Type": "application/json" }, body: "{}", referrerPolicy: "origin",
+    })).status, [token, workspace.id]);
+    assert.equal(status, 403);
+    await context.close();
+  });
+
+  test("an editor changes things but may not delete; an admin may", async () => {
+    const conns = await admin.ok("GET", `/workspaces/${workspace.id}/connections`, undefined, 200);
+    const target = conns.data.find((c) => c.type === "webhook");
+    for (const [role, deletes] of [["editor", false], ["admin", true]]) {
+      const { context, page } = await open({ role, page: `connections/${target.id}` });
+      const frame = await frameWithHeading(page, target.name);
+      assert.equal(await frame.getByRole("button", { name: "Delete connection" }).count(), deletes ? 1 : 0, role);
+      assert.equal(await frame.getByRole("button", { name: "Save changes" }).count(), 1, role);
+      await context.close();
+    }
+  });
+});
+
+describe("expiry and refresh", () => {
+  test("the frame asks the host for a fresh token before expiry and after a 401, and carries on", async () => {
+    // A 60 s session: "about 60 s before it expires" is now.
+    const { context, page } = await open({ role: "editor", ttl: "60" });
+    const frame = await frameWithHeading(page, "Dashboard");
+    await waitFor(async () => (await page.evaluate(() => window.refreshes)) >= 1, "a refresh before expiry");
+    const expiring = await page.evaluate(() => window.messages.find((m) => m.data.type === "switchyard:token-expiring"));
+    assert.ok(expiring.data.expires_at);
+    // The host's backend rotates the token behind the frame's back: the next call is refused,
+    // the frame says so and asks again.
+    const sessionId = await page.evaluate(() => window.minted.session_id);
+    await waitFor(async () => (await page.evaluate(() => window.messages.filter((m) => m.data.type === "switchyard:ready").length)) === 1, "one ready");
+    await new Promise((r) => setTimeout(r, 500));
+    const refreshesBefore = await page.evaluate(() => window.refreshes);
+    await admin.ok("POST", `/sessions/${sessionId}/refresh`, {}, 200);
+    await frame.getByRole("link", { name: "Events", exact: true }).click();
+    await waitFor(async () => (await page.evaluate(() => window.messages.some((m) => m.data.type === "switchyard:token-expired"))), "token-expired");
+    await frame.getByRole("heading", { level: 1, name: "Events" }).waitFor();
+    assert.ok((await page.evaluate(() => window.refreshes)) > refreshesBefore);
+    await context.close();
+  });
+});
+
+describe("accessibility and screenshots", () => {
+  for (const scheme of ["light", "dark"]) {
+    test(`every page is free of serious axe violations (${scheme})`, async () => {
+      const events = await admin.ok("GET", `/workspaces/${workspace.id}/events?limit=1`, undefined, 200);
+      const rules = await admin.ok("GET", `/workspaces/${workspace.id}/rules`, undefined, 200);
+      const conns = await admin.ok("GET", `/workspaces/${workspace.id}/connections`, undefined, 200);
+      const pages = [
+        ["dashboard", "Dashboard"],
+        ["connections", "Connections"],
+        ["connections/new", "New connection"],
+        ["connections/new?type=webhook", "New Webhook connection"],
+        [`connections/${conns.data[0].id}`, conns.data[0].name],
+        ["rules", "Rules"],
+        ["rules/new", "New rule"],
+        [`rules/${rules.data[0].id}`, rules.data[0].name],
+        ["events", "Events"],
+        [`events/${events.data[0].id}`, events.data[0].event],
+      ];
+      const { context, page } = await open({ role: "admin", page: "dashboard", brand: "Acme" }, { colorScheme: scheme });
+      const frame = await frameWithHeading(page, "Dashboard");
+      const problems = [];
+      for (const [path, heading] of pages) {
+        await page.evaluate((p) => window.frameHandle.navigate(p), path);
+        await frame.getByRole("heading", { level: 1, name: heading, exact: true }).waitFor();
+        await frame.locator("[role=status]", { hasText: "Loading" }).waitFor({ state: "detached" }).catch(() => {});
+        for (const v of await axeViolations(frame)) problems.push(`${path}: ${v}`);
+        await screenshot(page, `${path.replace(/[/?=]/g, "-").replace(/-(conn|rule|evt)_[A-Z0-9]+/, "-detail")}-${scheme}`);
+      }
+      assert.deepEqual(problems, []);
+      await context.close();
+    });
+  }
+
+  test("the pages are usable from the keyboard", async () => {
+    const { context, page } = await open({ role: "editor" });
+    const frame = await frameWithHeading(page, "Dashboard");
+    await frame.getByRole("link", { name: "Dashboard" }).focus();
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Enter");
+    await frame.getByRole("heading", { level: 1, name: "Rules" }).waitFor();
+    await page.keyboard.press("Tab");
+    const focused = await frame.evaluate(() => document.activeElement.textContent);
+    assert.ok(focused.length > 0);
+    await context.close();
+  });
+});
