@@ -10,15 +10,21 @@ import {
   launchBrowser,
   screenshot,
   startHost,
+  freePort,
+  startOAuthServer,
   startReceiver,
   startServer,
+  startVendor,
   waitFor,
 } from "./harness.mjs";
 
-let server, host, receiver, browser, admin, workspace;
+let server, host, receiver, vendor, oauth, browser, admin, workspace;
 
 before(async () => {
-  server = await startServer();
+  const port = await freePort();
+  oauth = await startOAuthServer(`http://localhost:${port}/oauth/callback`);
+  server = await startServer({ port, env: oauth.env });
+  vendor = await startVendor();
   host = await startHost(server.base);
   receiver = await startReceiver();
   browser = await launchBrowser();
@@ -29,8 +35,10 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await receiver?.stop();
+  await vendor?.stop();
   await host?.stop();
   await server?.stop();
+  oauth?.stop();
 });
 
 /** A new browser context (no shared state) with a page watching every request. */
@@ -251,6 +259,80 @@ describe("the customer's journey", () => {
     await frame.getByRole("button", { name: "Filter" }).click();
     await frame.getByRole("link", { name: "user.created" }).first().waitFor();
     assert.match(frame.url(), /#\/events\?event=user\.created/);
+    await context.close();
+  });
+});
+
+describe("connections", () => {
+  test("every type's form is built from the catalog, labelled and axe-clean", async () => {
+    const catalog = await admin.ok("GET", "/integrations", undefined, 200);
+    assert.equal(catalog.data.length, 14);
+    const { context, page } = await open({ role: "admin", page: "connections/new" });
+    const frame = await frameWithHeading(page, "New connection");
+    for (const kind of catalog.data) {
+      assert.equal(await frame.getByRole("link", { name: new RegExp(`^${kind.name}`) }).count(), 1, kind.type);
+    }
+    const problems = [];
+    for (const kind of catalog.data) {
+      await page.evaluate((p) => window.frameHandle.navigate(p), `connections/new?type=${kind.type}`);
+      await frame.getByRole("heading", { level: 1, name: `New ${kind.name} connection` }).waitFor();
+      const fields = [...kind.config_fields, ...(kind.auth.type === "api_key" ? kind.auth.fields : [])];
+      for (const f of fields) {
+        assert.equal(await frame.getByLabel(new RegExp(`^${f.label.replace(/[()]/g, "\\$&")}`)).count() >= 1, true, `${kind.type}.${f.key}`);
+      }
+      const submit = kind.auth.type === "oauth" ? `Connect with ${kind.name}` : "Create connection";
+      assert.equal(await frame.getByRole("button", { name: submit }).count(), 1, kind.type);
+      for (const v of await axeViolations(frame)) problems.push(`${kind.type}: ${v}`);
+    }
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("an OAuth connection is made in a popup, never inside the frame, and lands on its page", async () => {
+    const { context, page } = await open({ role: "editor", page: "connections/new?type=hubspot" });
+    const frame = await frameWithHeading(page, "New HubSpot connection");
+    await frame.getByLabel(/^Name/).fill("Sales CRM");
+    const popupOpened = context.waitForEvent("page");
+    await frame.getByRole("button", { name: "Connect with HubSpot" }).click();
+    const popup = await popupOpened;
+    // The popup goes to the provider, which approves at once, then back through the callback.
+    await frame.getByRole("heading", { level: 1, name: "Sales CRM" }).waitFor({ timeout: 20000 });
+    await popup.waitForEvent("close", { timeout: 10000 }).catch(() => {});
+    assert.ok(popup.isClosed(), "the popup closes itself");
+    assert.ok(!frame.url().includes(oauth.issuer), "the frame never left the server");
+    const conns = await admin.ok("GET", `/workspaces/${workspace.id}/connections`, undefined, 200);
+    const made = conns.data.find((c) => c.name === "Sales CRM");
+    assert.equal(made.type, "hubspot");
+    assert.equal(made.has_credentials, true);
+    await context.close();
+  });
+
+  test("a picker lists the destination's own choices, and the rule delivers to the one picked", async () => {
+    const slack = await admin.ok("POST", `/workspaces/${workspace.id}/connections`, {
+      type: "slack", name: "Team Slack", config: { base_url: vendor.url }, credentials: { access_token: "xoxb-browser-test" },
+    }, 201);
+    const { context, page } = await open({ role: "editor", page: `rules/new?connection=${slack.id}` });
+    const frame = await frameWithHeading(page, "New rule");
+    await frame.getByLabel(/^Name/).fill("Alerts to Slack");
+    await frame.getByLabel(/^Event\b/).fill("alert.triggered");
+    const channel = frame.getByRole("combobox", { name: /^Channel/ });
+    await channel.waitFor();
+    const options = await channel.locator("option").allTextContents();
+    assert.deepEqual(options, ["Choose…", "#general · C1", "#alerts · C2", "#ops · C3", "Another id…"]);
+    await channel.selectOption("C2");
+    await frame.getByLabel(/^Message/).fill("{{ payload.title }} is {{ payload.severity }}");
+    await frame.getByRole("button", { name: "Create rule" }).click();
+    await frame.getByRole("heading", { level: 1, name: "Alerts to Slack" }).waitFor();
+    // The preview renders the template against the sample.
+    await frame.getByLabel("Sample payload").fill(JSON.stringify({ title: "Disk full", severity: "high" }));
+    await frame.getByText("Disk full is high").waitFor();
+    await frame.getByRole("button", { name: "Send test event" }).click();
+    await frame.getByText("Delivered", { exact: true }).waitFor({ timeout: 15000 });
+    const sent = vendor.requests.filter((r) => r.path === "/api/chat.postMessage").pop();
+    assert.equal(JSON.parse(sent.body).channel, "C2");
+    assert.equal(JSON.parse(sent.body).text, "Disk full is high");
+    assert.equal(sent.headers.authorization, "Bearer xoxb-browser-test");
+    await screenshot(page, "rule-picker-light");
     await context.close();
   });
 });

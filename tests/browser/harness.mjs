@@ -44,13 +44,13 @@ async function waitFor(check, what, timeoutMs = 20000) {
 }
 
 /** The switchyard binary on its own SQLite file; its public URL is on `localhost`. */
-export async function startServer() {
+export async function startServer({ port, env = {} } = {}) {
   const bin = process.env.SWITCHYARD_BIN || join(root, "target", "debug", "switchyard");
-  const port = await freePort();
+  port = port || (await freePort());
   const dir = mkdtempSync(join(tmpdir(), "sy-browser-"));
   const base = `http://localhost:${port}`;
   const child = spawn(bin, ["serve", "--database-url", `sqlite://${join(dir, "switchyard.db")}`, "--listen", `127.0.0.1:${port}`, "--allow-private-destinations", "--poll-interval-ms", "50"], {
-    env: { ...process.env, SWITCHYARD_ADMIN_KEY: ADMIN_KEY, SWITCHYARD_PUBLIC_URL: base, SWITCHYARD_LOG: "warn" },
+    env: { ...process.env, SWITCHYARD_ADMIN_KEY: ADMIN_KEY, SWITCHYARD_PUBLIC_URL: base, SWITCHYARD_LOG: "warn", ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
@@ -85,6 +85,71 @@ export function adminClient(base) {
     return r.body;
   }
   return { call, ok };
+}
+
+export { freePort };
+
+/**
+ * The repository's test authorization server (oidc-provider, tests/oauth-server), with one
+ * client whose redirect is `callback`. Returns the issuer and the environment that configures
+ * switchyard's HubSpot provider against it.
+ */
+export async function startOAuthServer(callback) {
+  const secret = "browser-test-oauth-client-secret-0123";
+  const clients = [{ client_id: "hubspot-app", client_secret: secret, redirect_uris: [callback], auth_method: "post" }];
+  const child = spawn("node", [join(root, "tests", "oauth-server", "server.mjs")], {
+    env: { ...process.env, CLIENTS: JSON.stringify(clients) },
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  const issuer = await new Promise((ok, fail) => {
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = /listening (\S+)/.exec(out);
+      if (m) ok(m[1]);
+    });
+    child.once("exit", () => fail(new Error("the OAuth server stopped")));
+  });
+  return {
+    issuer,
+    env: {
+      SWITCHYARD_OAUTH_HUBSPOT_CLIENT_ID: "hubspot-app",
+      SWITCHYARD_OAUTH_HUBSPOT_CLIENT_SECRET: secret,
+      SWITCHYARD_OAUTH_HUBSPOT_AUTHORIZE_URL: `${issuer}/auth`,
+      SWITCHYARD_OAUTH_HUBSPOT_TOKEN_URL: `${issuer}/token`,
+      SWITCHYARD_OAUTH_HUBSPOT_SCOPES: "openid offline_access",
+      SWITCHYARD_OAUTH_HUBSPOT_AUTHORIZE_PARAMS: "prompt=consent",
+      SWITCHYARD_OAUTH_HUBSPOT_CLIENT_AUTH: "post",
+    },
+    stop: () => { child.kill(); },
+  };
+}
+
+/**
+ * A loopback stand-in for vendors' APIs: Slack's conversations.list (two pages) and
+ * chat.postMessage, HubSpot's list search. Records every request.
+ */
+export async function startVendor() {
+  const requests = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => { body += d; });
+    req.on("end", () => {
+      const url = new URL(req.url, "http://x");
+      requests.push({ method: req.method, path: url.pathname, query: url.search, headers: req.headers, body });
+      const json = (v) => { res.writeHead(200, { "Content-Type": "application/json" }); res.end(JSON.stringify(v)); };
+      if (url.pathname === "/api/conversations.list") {
+        if (url.searchParams.get("cursor") === "next") return json({ ok: true, channels: [{ id: "C3", name: "ops" }], response_metadata: { next_cursor: "" } });
+        return json({ ok: true, channels: [{ id: "C1", name: "general" }, { id: "C2", name: "alerts" }], response_metadata: { next_cursor: "next" } });
+      }
+      if (url.pathname === "/api/chat.postMessage") return json({ ok: true, channel: "C2", ts: "1.2" });
+      if (url.pathname === "/crm/v3/lists/search") return json({ lists: [{ listId: "7", name: "Trials" }], hasMore: false, offset: 1 });
+      res.writeHead(404);
+      res.end("{}");
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${server.address().port}`, requests, stop: () => new Promise((r) => server.close(r)) };
 }
 
 /** A loopback receiver standing in for a customer's webhook endpoint: records every request. */

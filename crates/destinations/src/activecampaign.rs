@@ -5,7 +5,7 @@
 use crate::catalog::{CatalogEntry, FieldSpec};
 use crate::http::ResponseSummary;
 use crate::outcome::Classified;
-use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
+use crate::{vendor, Choice, Connector, Delivered, DeliveryContext, Exchange, OptionsContext, OutboundRequest};
 use reqwest::header::HeaderName;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -19,7 +19,7 @@ const MESSAGE: &[&str] = &["errors.0.title", "message"];
 #[async_trait::async_trait]
 impl Connector for ActiveCampaign {
     fn catalog(&self) -> CatalogEntry {
-        let id = |label: &str| vec![FieldSpec::new("id", label, "string", true), vendor::mapping_field()];
+        let id = |label: &str, set: &str| vec![FieldSpec::new("id", label, "string", true).choices(set), vendor::mapping_field()];
         CatalogEntry::new(
             "activecampaign",
             "ActiveCampaign",
@@ -32,10 +32,10 @@ impl Connector for ActiveCampaign {
                 .describe("Your account name: {account}.api-us1.com (letters, digits and hyphens, at most 63)"),
             vendor::base_url_field("https://{account}.api-us1.com"),
         ])
-        .action("add_to_list", "Subscribe to list", id("List id"))
-        .action("remove_from_list", "Unsubscribe from list", id("List id"))
-        .action("add_tag", "Add tag", id("Tag id"))
-        .action("remove_tag", "Remove tag", id("Tag id"))
+        .action("add_to_list", "Subscribe to list", id("List id", "lists"))
+        .action("remove_from_list", "Unsubscribe from list", id("List id", "lists"))
+        .action("add_tag", "Add tag", id("Tag id", "tags"))
+        .action("remove_tag", "Remove tag", id("Tag id", "tags"))
         // 5 requests a second at the vendor, and a delivery sends up to 3: 100 deliveries a minute.
         .limits(Some(5), Some(100))
     }
@@ -54,14 +54,7 @@ impl Connector for ActiveCampaign {
 
     async fn deliver(&self, ctx: &DeliveryContext<'_>, exchange: &mut Exchange<'_>) -> Delivered {
         let key = ctx.secrets.credential("api_key")?;
-        let config = &ctx.connection.config;
-        let origin = match (config.get("base_url").and_then(Value::as_str), config.get("account").and_then(Value::as_str)) {
-            (Some(base), _) => base.to_owned(),
-            // Checked when saved; checked again since it goes into a hostname.
-            (None, Some(account)) if valid_account(account) => format!("https://{account}.api-us1.com"),
-            (None, Some(_)) => return Err(Classified::permanent("the connection's account is not a valid account name")),
-            _ => return Err(Classified::permanent("the connection has neither account nor base_url")),
-        };
+        let origin = origin(&ctx.connection.config)?;
         let api = |segments: &[&str]| {
             let mut all = vec!["api", "3"];
             all.extend_from_slice(segments);
@@ -121,9 +114,53 @@ impl Connector for ActiveCampaign {
             }
         }
     }
+
+    async fn options(&self, set: &str, ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Option<Result<Vec<Choice>, Classified>> {
+        match set {
+            "lists" => Some(listing(ctx, exchange, "lists", "name").await),
+            "tags" => Some(listing(ctx, exchange, "tags", "tag").await),
+            _ => None,
+        }
+    }
 }
 
 /// An account name as it goes into `https://{account}.api-us1.com`: one DNS label.
+/// The account's API origin: `base_url`, or `https://{account}.api-us1.com`.
+fn origin(config: &Value) -> Result<String, Classified> {
+    match (config.get("base_url").and_then(Value::as_str), config.get("account").and_then(Value::as_str)) {
+        (Some(base), _) => Ok(base.to_owned()),
+        // Checked when saved; checked again since it goes into a hostname.
+        (None, Some(account)) if valid_account(account) => Ok(format!("https://{account}.api-us1.com")),
+        (None, Some(_)) => Err(Classified::permanent("the connection's account is not a valid account name")),
+        _ => Err(Classified::permanent("the connection has neither account nor base_url")),
+    }
+}
+
+/// Lists (`lists`, named `name`) or tags (`tags`, named `tag`), by offset (`meta.total` says how many).
+async fn listing(
+    ctx: &OptionsContext<'_>,
+    exchange: &mut Exchange<'_>,
+    set: &'static str,
+    label: &'static str,
+) -> Result<Vec<Choice>, Classified> {
+    let key = ctx.secrets.credential("api_key")?;
+    let origin = origin(&ctx.connection.config)?;
+    let next = |page: usize, previous: Option<&Value>| {
+        let total = previous
+            .and_then(|b| b.pointer("/meta/total"))
+            .and_then(|t| t.as_u64().or_else(|| t.as_str().and_then(|s| s.parse().ok())))
+            .unwrap_or(0);
+        if page > 0 && (page as u64) * 100 >= total {
+            return Ok(None);
+        }
+        let mut url = vendor::endpoint_at(&origin, &["api", "3", set])?;
+        url.query_pairs_mut().append_pair("limit", "100").append_pair("offset", &(page * 100).to_string());
+        Ok(Some(OutboundRequest::empty(Method::GET, url).secret_header(HeaderName::from_static("api-token"), key)?))
+    };
+    let (list, label) = (format!("/{set}"), format!("/{label}"));
+    vendor::paged(exchange, next, vendor::listing_classifier(MESSAGE), |b| vendor::choices_at(b, &list, "/id", &label)).await
+}
+
 fn valid_account(account: &str) -> bool {
     (1..=63).contains(&account.len()) && account.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }

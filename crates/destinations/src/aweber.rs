@@ -6,7 +6,7 @@
 use crate::catalog::{CatalogEntry, FieldSpec};
 use crate::http::ResponseSummary;
 use crate::outcome::{requested_wait, Classified};
-use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
+use crate::{vendor, Choice, Connector, Delivered, DeliveryContext, Exchange, OptionsContext, OutboundRequest};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
@@ -23,7 +23,7 @@ const RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 #[async_trait::async_trait]
 impl Connector for AWeber {
     fn catalog(&self) -> CatalogEntry {
-        let list = || vec![FieldSpec::new("id", "List id", "string", true), vendor::mapping_field()];
+        let list = || vec![FieldSpec::new("id", "List id", "string", true).choices("lists"), vendor::mapping_field()];
         CatalogEntry::new("aweber", "AWeber", "Adds the event's person to an AWeber list, or unsubscribes them.", "oauth")
             .auth_fields(vec![FieldSpec::new("access_token", "Access token", "secret", true)])
             .config(vec![FieldSpec::new("account_id", "Account id", "string", true), vendor::base_url_field(ORIGIN)])
@@ -69,6 +69,28 @@ impl Connector for AWeber {
         let request = OutboundRequest::json(update.0, update.1, &update.2).bearer(token)?;
         exchange.expect(request, classify).await.map(|_| ())
     }
+
+    async fn options(&self, set: &str, ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Option<Result<Vec<Choice>, Classified>> {
+        (set == "lists").then_some(())?;
+        Some(lists(ctx, exchange).await)
+    }
+}
+
+/// The account's lists, by offset (`total_size` says how many).
+async fn lists(ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Result<Vec<Choice>, Classified> {
+    let token = ctx.secrets.credential("access_token")?;
+    let config = &ctx.connection.config;
+    let account = config.get("account_id").and_then(Value::as_str).unwrap_or_default();
+    let next = |page: usize, previous: Option<&Value>| {
+        let total = previous.and_then(|b| b.get("total_size")).and_then(Value::as_u64).unwrap_or(0);
+        if page > 0 && (page as u64) * 100 >= total {
+            return Ok(None);
+        }
+        let mut url = vendor::endpoint(config, ORIGIN, &["1.0", "accounts", account, "lists"])?;
+        url.query_pairs_mut().append_pair("ws.start", &(page * 100).to_string()).append_pair("ws.size", "100");
+        Ok(Some(OutboundRequest::empty(Method::GET, url).bearer(token)?))
+    };
+    vendor::paged(exchange, next, classify, |b| vendor::choices_at(b, "/entries", "/id", "/name")).await
 }
 
 /// HTTP semantics with AWeber's message, except its rate limit: 403 with the message "Rate Limit

@@ -58,6 +58,9 @@ pub struct FieldSpec {
     /// For templates: the output is HTML, so printed values are escaped.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub html: bool,
+    /// The destination lists this field's choices: `GET /connections/{id}/options/{choices}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choices: Option<String>,
 }
 
 impl CatalogEntry {
@@ -112,6 +115,7 @@ impl FieldSpec {
             options: Vec::new(),
             default: None,
             html: false,
+            choices: None,
         }
     }
 
@@ -122,6 +126,12 @@ impl FieldSpec {
 
     pub fn options(mut self, options: &[&str]) -> Self {
         self.options = options.iter().map(|o| (*o).to_owned()).collect();
+        self
+    }
+
+    /// Names the set of choices the destination lists for this field (`channels`, `lists`, ...).
+    pub fn choices(mut self, set: &str) -> Self {
+        self.choices = Some(set.into());
         self
     }
 

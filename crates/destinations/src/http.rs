@@ -19,6 +19,7 @@ const READ_LIMIT: usize = 64 * 1024;
 pub struct Sender {
     client: reqwest::Client,
     allow_private: bool,
+    read_limit: usize,
 }
 
 /// What came back.
@@ -74,7 +75,14 @@ impl Sender {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
         }
         let client = builder.build().expect("the HTTP client's static configuration is valid");
-        Self { client, allow_private }
+        Self { client, allow_private, read_limit: READ_LIMIT }
+    }
+
+    /// The same client reading up to `bytes` of each answer (listings of a destination's choices
+    /// are larger than delivery answers).
+    pub fn with_read_limit(mut self, bytes: usize) -> Self {
+        self.read_limit = bytes;
+        self
     }
 
     pub async fn send(&self, req: OutboundRequest, timeout: Duration) -> Sent {
@@ -111,18 +119,18 @@ impl Sender {
             .map_err(transport_error)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = tokio::time::timeout_at(deadline.into(), read_bounded(response))
+        let body = tokio::time::timeout_at(deadline.into(), read_bounded(response, self.read_limit))
             .await
             .map_err(|_| TransportError { kind: TransportErrorKind::Timeout, message: "timed out reading the response".into() })??;
         Ok(ResponseSummary { status, headers, body })
     }
 }
 
-async fn read_bounded(mut response: reqwest::Response) -> Result<Bytes, TransportError> {
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Bytes, TransportError> {
     let mut buf = BytesMut::new();
-    while buf.len() < READ_LIMIT {
+    while buf.len() < limit {
         match response.chunk().await.map_err(transport_error)? {
-            Some(chunk) => buf.extend_from_slice(&chunk[..chunk.len().min(READ_LIMIT - buf.len())]),
+            Some(chunk) => buf.extend_from_slice(&chunk[..chunk.len().min(limit - buf.len())]),
             None => break,
         }
     }

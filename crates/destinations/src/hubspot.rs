@@ -5,7 +5,7 @@
 use crate::catalog::{CatalogEntry, FieldSpec};
 use crate::http::ResponseSummary;
 use crate::outcome::Classified;
-use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
+use crate::{vendor, Choice, Connector, Delivered, DeliveryContext, Exchange, OptionsContext, OutboundRequest};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -19,7 +19,7 @@ const MESSAGE: &[&str] = &["message"];
 #[async_trait::async_trait]
 impl Connector for HubSpot {
     fn catalog(&self) -> CatalogEntry {
-        let list = || vec![FieldSpec::new("id", "List id", "string", true), vendor::mapping_field()];
+        let list = || vec![FieldSpec::new("id", "List id", "string", true).choices("lists"), vendor::mapping_field()];
         CatalogEntry::new("hubspot", "HubSpot", "Creates or updates the event's contact in HubSpot, and manages list membership.", "oauth")
             .auth_fields(vec![FieldSpec::new("access_token", "Access token", "secret", true).describe(
                 "A private app token (pat-...) or an OAuth access token with crm.objects.contacts.read, crm.objects.contacts.write, \
@@ -32,7 +32,9 @@ impl Connector for HubSpot {
                 "update_property",
                 "Update property",
                 vec![
-                    FieldSpec::new("id", "Property", "string", true).describe("The property's internal name, e.g. lifecyclestage"),
+                    FieldSpec::new("id", "Property", "string", true)
+                        .describe("The property's internal name, e.g. lifecyclestage")
+                        .choices("properties"),
                     FieldSpec::new("value", "Value", "template", true),
                     vendor::mapping_field(),
                 ],
@@ -94,6 +96,59 @@ impl Connector for HubSpot {
         .bearer(token)?;
         exchange.expect(membership, |r| vendor::classify_with_message(r, MESSAGE)).await.map(|_| ())
     }
+
+    async fn options(&self, set: &str, ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Option<Result<Vec<Choice>, Classified>> {
+        match set {
+            "lists" => Some(lists(ctx, exchange).await),
+            "properties" => Some(properties(ctx, exchange).await),
+            _ => None,
+        }
+    }
+}
+
+/// The contact lists, by offset (`POST /crm/v3/lists/search` with an empty query).
+async fn lists(ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Result<Vec<Choice>, Classified> {
+    let token = ctx.secrets.credential("access_token")?;
+    let config = &ctx.connection.config;
+    let next = |page: usize, previous: Option<&Value>| {
+        if page > 0 && previous.and_then(|b| b.get("hasMore")).and_then(Value::as_bool) != Some(true) {
+            return Ok(None);
+        }
+        let offset = previous.and_then(|b| b.get("offset")).cloned().unwrap_or(json!(0));
+        let body = json!({"query": "", "count": 100, "offset": offset, "objectTypeId": "0-1"});
+        Ok(Some(
+            OutboundRequest::json(Method::POST, vendor::endpoint(config, ORIGIN, &["crm", "v3", "lists", "search"])?, &body)
+                .bearer(token)?,
+        ))
+    };
+    vendor::paged(exchange, next, vendor::listing_classifier(MESSAGE), |b| vendor::choices_at(b, "/lists", "/listId", "/name")).await
+}
+
+/// The contact properties (one answer holds them all); read-only ones are left out.
+async fn properties(ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Result<Vec<Choice>, Classified> {
+    let token = ctx.secrets.credential("access_token")?;
+    let config = &ctx.connection.config;
+    let next = |page: usize, _: Option<&Value>| {
+        if page > 0 {
+            return Ok(None);
+        }
+        let url = vendor::endpoint(config, ORIGIN, &["crm", "v3", "properties", "contacts"])?;
+        Ok(Some(OutboundRequest::empty(Method::GET, url).bearer(token)?))
+    };
+    let read = |body: &Value| {
+        let writable: Vec<Value> = body
+            .get("results")
+            .and_then(Value::as_array)
+            .map(|all| {
+                all.iter()
+                    .filter(|p| p.pointer("/modificationMetadata/readOnlyValue").and_then(Value::as_bool) != Some(true))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        vendor::choices_at(&Value::Array(writable), "", "/name", "/label")
+    };
+    vendor::paged(exchange, next, vendor::listing_classifier(MESSAGE), read).await
 }
 
 /// The first record's id in a batch answer (`results[0].id`).

@@ -134,6 +134,24 @@ impl DeliveryContext<'_> {
     }
 }
 
+/// One choice a destination offers for a setting: a channel, a list, a property.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Choice {
+    /// What the setting stores (an id).
+    pub value: String,
+    /// What people see (a name).
+    pub label: String,
+}
+
+/// What listing a destination's choices needs.
+pub struct OptionsContext<'a> {
+    pub connection: &'a Connection,
+    pub secrets: &'a OpenedSecrets,
+}
+
+/// The most choices one listing returns; pages beyond are not fetched.
+pub const MAX_CHOICES: usize = 1000;
+
 /// The request a connector wants sent.
 #[derive(Debug, Clone)]
 pub struct OutboundRequest {
@@ -204,6 +222,13 @@ pub trait Connector: Send + Sync {
 
     /// Makes one attempt: sends what the action needs through `exchange` and judges the answers.
     async fn deliver(&self, ctx: &DeliveryContext<'_>, exchange: &mut Exchange<'_>) -> Delivered;
+
+    /// Lists the choices of `set` (a name the catalog gives in a field's `choices`) from the
+    /// destination itself, with the connection's credentials. `None` when there is no such set.
+    async fn options(&self, set: &str, ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Option<Result<Vec<Choice>, Classified>> {
+        let _ = (set, ctx, exchange);
+        None
+    }
 }
 
 /// Every connector, by type name.

@@ -5,10 +5,14 @@
 
 use crate::catalog::{CatalogEntry, FieldSpec};
 use crate::outcome::Classified;
-use crate::{fields, vendor, BuildError, Connector, Delivered, DeliveryContext, Exchange, FieldError, OutboundRequest, ValidationContext};
+use crate::{
+    fields, vendor, BuildError, Choice, Connector, Delivered, DeliveryContext, Exchange, FieldError, OpenedSecrets, OptionsContext,
+    OutboundRequest, ValidationContext,
+};
 use md5::{Digest, Md5};
 use reqwest::Method;
 use serde_json::{json, Value};
+use switchyard_core::model::Connection;
 
 pub struct Mailchimp;
 
@@ -20,7 +24,7 @@ const MESSAGE: &[&str] = &["detail", "title"];
 impl Connector for Mailchimp {
     fn catalog(&self) -> CatalogEntry {
         let list = |extra: bool| {
-            let mut f = vec![FieldSpec::new("id", "Audience id", "string", true)];
+            let mut f = vec![FieldSpec::new("id", "Audience id", "string", true).choices("audiences")];
             if extra {
                 f.push(
                     FieldSpec::new("status_if_new", "Status of new members", "select", false)
@@ -62,34 +66,7 @@ impl Connector for Mailchimp {
     }
 
     async fn deliver(&self, ctx: &DeliveryContext<'_>, exchange: &mut Exchange<'_>) -> Delivered {
-        let base_url = ctx.connection.config.get("base_url").and_then(Value::as_str).filter(|s| !s.is_empty());
-        let (origin, auth) = match ctx.secrets.credential("api_key") {
-            Ok(key) => {
-                let origin = match base_url {
-                    Some(base) => base.to_owned(),
-                    None => match key.rsplit_once('-') {
-                        Some((_, dc)) if !dc.is_empty() && dc.chars().all(|c| c.is_ascii_alphanumeric()) => {
-                            format!("https://{dc}.api.mailchimp.com")
-                        }
-                        _ => return Err(Classified::permanent("the API key names no data centre (it should end in -us6 or similar)")),
-                    },
-                };
-                (origin, Auth::Key(key))
-            }
-            Err(_) => {
-                let token = ctx
-                    .secrets
-                    .credential("access_token")
-                    .map_err(|_| Classified::permanent("the connection has neither an api_key nor an access_token credential"))?;
-                // An OAuth token names no data centre: the flow stores the account's api_endpoint.
-                let origin = base_url.ok_or_else(|| {
-                    Classified::permanent(
-                        "an OAuth access token needs config.base_url (the account's api_endpoint, e.g. https://us6.api.mailchimp.com)",
-                    )
-                })?;
-                (origin.to_owned(), Auth::Token(token))
-            }
-        };
+        let (origin, auth) = origin_and_auth(ctx.connection, ctx.secrets)?;
         let context = ctx.template_context()?;
         let person = vendor::person(ctx, &context, DEFAULT_MAPPING)?;
         let email = vendor::email(&person).to_lowercase();
@@ -112,6 +89,54 @@ impl Connector for Mailchimp {
         let request = auth.apply(OutboundRequest::json(Method::PUT, url, &body))?;
         exchange.expect(request, |r| vendor::classify_with_message(r, MESSAGE)).await.map(|_| ())
     }
+
+    async fn options(&self, set: &str, ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Option<Result<Vec<Choice>, Classified>> {
+        (set == "audiences").then_some(())?;
+        Some(audiences(ctx, exchange).await)
+    }
+}
+
+/// Where the account's API is and how to authenticate: an API key names its data centre; an OAuth
+/// token comes with the account's `base_url` (the flow stores its api_endpoint).
+fn origin_and_auth<'a>(connection: &Connection, secrets: &'a OpenedSecrets) -> Result<(String, Auth<'a>), Classified> {
+    let base_url = connection.config.get("base_url").and_then(Value::as_str).filter(|s| !s.is_empty());
+    if let Ok(key) = secrets.credential("api_key") {
+        let origin = match (base_url, key.rsplit_once('-')) {
+            (Some(base), _) => base.to_owned(),
+            (None, Some((_, dc))) if !dc.is_empty() && dc.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                format!("https://{dc}.api.mailchimp.com")
+            }
+            _ => return Err(Classified::permanent("the API key names no data centre (it should end in -us6 or similar)")),
+        };
+        return Ok((origin, Auth::Key(key)));
+    }
+    let token = secrets
+        .credential("access_token")
+        .map_err(|_| Classified::permanent("the connection has neither an api_key nor an access_token credential"))?;
+    let origin = base_url.ok_or_else(|| {
+        Classified::permanent(
+            "an OAuth access token needs config.base_url (the account's api_endpoint, e.g. https://us6.api.mailchimp.com)",
+        )
+    })?;
+    Ok((origin.to_owned(), Auth::Token(token)))
+}
+
+/// The account's audiences, by offset.
+async fn audiences(ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Result<Vec<Choice>, Classified> {
+    let (origin, auth) = origin_and_auth(ctx.connection, ctx.secrets)?;
+    let next = |page: usize, previous: Option<&Value>| {
+        let total = previous.and_then(|b| b.get("total_items")).and_then(Value::as_u64).unwrap_or(0);
+        if page > 0 && (page as u64) * 100 >= total {
+            return Ok(None);
+        }
+        let mut url = vendor::endpoint_at(&origin, &["3.0", "lists"])?;
+        url.query_pairs_mut()
+            .append_pair("count", "100")
+            .append_pair("offset", &(page * 100).to_string())
+            .append_pair("fields", "lists.id,lists.name,total_items");
+        Ok(Some(auth.apply(OutboundRequest::empty(Method::GET, url))?))
+    };
+    vendor::paged(exchange, next, vendor::listing_classifier(MESSAGE), |b| vendor::choices_at(b, "/lists", "/id", "/name")).await
 }
 
 /// How requests are authorised: an API key as the Basic password, or an OAuth token.

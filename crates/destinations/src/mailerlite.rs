@@ -5,7 +5,7 @@
 use crate::catalog::{CatalogEntry, FieldSpec};
 use crate::http::ResponseSummary;
 use crate::outcome::Classified;
-use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
+use crate::{vendor, Choice, Connector, Delivered, DeliveryContext, Exchange, OptionsContext, OutboundRequest};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -19,7 +19,7 @@ const MESSAGE: &[&str] = &["message"];
 #[async_trait::async_trait]
 impl Connector for MailerLite {
     fn catalog(&self) -> CatalogEntry {
-        let group = || vec![FieldSpec::new("id", "Group id", "string", true), vendor::mapping_field()];
+        let group = || vec![FieldSpec::new("id", "Group id", "string", true).choices("groups"), vendor::mapping_field()];
         CatalogEntry::new("mailerlite", "MailerLite", "Adds the event's person to a MailerLite group, or takes them out of it.", "api_key")
             .auth_fields(vec![FieldSpec::new("api_key", "API token", "secret", true)])
             .config(vec![vendor::base_url_field(ORIGIN)])
@@ -66,4 +66,25 @@ impl Connector for MailerLite {
             c => Err(c),
         }
     }
+
+    async fn options(&self, set: &str, ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Option<Result<Vec<Choice>, Classified>> {
+        (set == "groups").then_some(())?;
+        Some(groups(ctx, exchange).await)
+    }
+}
+
+/// The account's groups, by page (`meta.last_page` says how many).
+async fn groups(ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Result<Vec<Choice>, Classified> {
+    let key = ctx.secrets.credential("api_key")?;
+    let config = &ctx.connection.config;
+    let next = |page: usize, previous: Option<&Value>| {
+        let last = previous.and_then(|b| b.pointer("/meta/last_page")).and_then(Value::as_u64).unwrap_or(0);
+        if page > 0 && page as u64 >= last {
+            return Ok(None);
+        }
+        let mut url = vendor::endpoint(config, ORIGIN, &["api", "groups"])?;
+        url.query_pairs_mut().append_pair("limit", "100").append_pair("page", &(page + 1).to_string());
+        Ok(Some(OutboundRequest::empty(Method::GET, url).bearer(key)?))
+    };
+    vendor::paged(exchange, next, vendor::listing_classifier(MESSAGE), |b| vendor::choices_at(b, "/data", "/id", "/name")).await
 }

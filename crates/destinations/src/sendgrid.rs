@@ -2,9 +2,10 @@
 //! contacts upserted with `PUT /v3/marketing/contacts`.
 
 use crate::catalog::{CatalogEntry, FieldSpec};
-use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
+use crate::outcome::Classified;
+use crate::{vendor, Choice, Connector, Delivered, DeliveryContext, Exchange, OptionsContext, OutboundRequest};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub struct SendGrid;
 
@@ -42,11 +43,16 @@ impl Connector for SendGrid {
                 vec![
                     from(),
                     FieldSpec::new("id", "Template id", "string", true)
+                        .choices("templates")
                         .describe("A dynamic template id (d-...); it receives the event as dynamic_template_data"),
                     vendor::mapping_field(),
                 ],
             )
-            .action("add_to_list", "Add contact to list", vec![FieldSpec::new("id", "List id", "string", true), vendor::mapping_field()])
+            .action(
+                "add_to_list",
+                "Add contact to list",
+                vec![FieldSpec::new("id", "List id", "string", true).choices("lists"), vendor::mapping_field()],
+            )
             .duplicates_on_retry(true)
             .limits(Some(10), None)
     }
@@ -84,4 +90,40 @@ impl Connector for SendGrid {
         };
         exchange.expect(request.bearer(key)?, |r| vendor::classify_with_message(r, MESSAGE)).await.map(|_| ())
     }
+
+    async fn options(&self, set: &str, ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Option<Result<Vec<Choice>, Classified>> {
+        match set {
+            "lists" => Some(listing(ctx, exchange, &["v3", "marketing", "lists"], &[]).await),
+            "templates" => Some(listing(ctx, exchange, &["v3", "templates"], &[("generations", "dynamic")]).await),
+            _ => None,
+        }
+    }
+}
+
+/// A paged listing (`result`, with `_metadata.next` naming the next page's `page_token`).
+async fn listing(
+    ctx: &OptionsContext<'_>,
+    exchange: &mut Exchange<'_>,
+    path: &[&str],
+    query: &[(&str, &str)],
+) -> Result<Vec<Choice>, Classified> {
+    let key = ctx.secrets.credential("api_key")?;
+    let config = &ctx.connection.config;
+    let next = |page: usize, previous: Option<&Value>| {
+        let token = previous
+            .and_then(|b| b.pointer("/_metadata/next"))
+            .and_then(Value::as_str)
+            .and_then(|next| url::Url::parse(next).ok())
+            .and_then(|u| u.query_pairs().find(|(k, _)| k == "page_token").map(|(_, v)| v.into_owned()));
+        if page > 0 && token.is_none() {
+            return Ok(None);
+        }
+        let mut url = vendor::endpoint(config, ORIGIN, path)?;
+        url.query_pairs_mut().extend_pairs(query).append_pair("page_size", "100");
+        if let Some(token) = &token {
+            url.query_pairs_mut().append_pair("page_token", token);
+        }
+        Ok(Some(OutboundRequest::empty(Method::GET, url).bearer(key)?))
+    };
+    vendor::paged(exchange, next, vendor::listing_classifier(MESSAGE), |b| vendor::choices_at(b, "/result", "/id", "/name")).await
 }

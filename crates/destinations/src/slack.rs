@@ -4,7 +4,7 @@
 use crate::catalog::{CatalogEntry, FieldSpec};
 use crate::http::ResponseSummary;
 use crate::outcome::{classify_http, requested_wait, Classified};
-use crate::{vendor, Connector, Delivered, DeliveryContext, Exchange, OutboundRequest};
+use crate::{vendor, Choice, Connector, Delivered, DeliveryContext, Exchange, OptionsContext, OutboundRequest};
 use serde_json::{json, Value};
 use std::time::SystemTime;
 
@@ -29,7 +29,9 @@ impl Connector for Slack {
                 "send_message",
                 "Send message",
                 vec![
-                    FieldSpec::new("channel", "Channel", "string", true).describe("A channel id (C0123...) or name the bot is in"),
+                    FieldSpec::new("channel", "Channel", "string", true)
+                        .describe("A channel id (C0123...) or name the bot is in")
+                        .choices("channels"),
                     FieldSpec::new("template", "Message", "template", true)
                         .describe("The message text (mrkdwn), and the notification fallback when blocks are given"),
                     FieldSpec::new("blocks", "Blocks", "template", false)
@@ -56,6 +58,39 @@ impl Connector for Slack {
         let request = OutboundRequest::json(reqwest::Method::POST, url, &body).bearer(token)?;
         exchange.expect(request, classify).await.map(|_| ())
     }
+
+    async fn options(&self, set: &str, ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Option<Result<Vec<Choice>, Classified>> {
+        (set == "channels").then_some(())?;
+        Some(channels(ctx, exchange).await)
+    }
+}
+
+/// The channels the bot can see (public and private, not archived), by cursor.
+async fn channels(ctx: &OptionsContext<'_>, exchange: &mut Exchange<'_>) -> Result<Vec<Choice>, Classified> {
+    let token = ctx.secrets.credential("access_token")?;
+    let config = &ctx.connection.config;
+    let next = |page: usize, previous: Option<&Value>| {
+        let cursor = previous.and_then(|b| b.pointer("/response_metadata/next_cursor")).and_then(Value::as_str).unwrap_or_default();
+        if page > 0 && cursor.is_empty() {
+            return Ok(None);
+        }
+        let mut url = vendor::endpoint(config, ORIGIN, &["api", "conversations.list"])?;
+        url.query_pairs_mut()
+            .append_pair("types", "public_channel,private_channel")
+            .append_pair("exclude_archived", "true")
+            .append_pair("limit", "200");
+        if !cursor.is_empty() {
+            url.query_pairs_mut().append_pair("cursor", cursor);
+        }
+        Ok(Some(OutboundRequest::empty(reqwest::Method::GET, url).bearer(token)?))
+    };
+    let read = |body: &Value| {
+        vendor::choices_at(body, "/channels", "/id", "/name")
+            .into_iter()
+            .map(|c| Choice { label: format!("#{}", c.label), value: c.value })
+            .collect()
+    };
+    vendor::paged(exchange, next, classify, read).await
 }
 
 fn classify(r: &ResponseSummary) -> Classified {

@@ -180,6 +180,65 @@ pub fn attributes(fields: &Map<String, Value>) -> Map<String, Value> {
     fields.iter().filter(|(k, _)| k.as_str() != "email").map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
+/// Pages a listing fetches at most (each page at most 100 or so choices).
+pub const MAX_PAGES: usize = 20;
+
+/// The choices in a listing: each item of the array at `list` (a JSON pointer, `""` for the
+/// whole answer) with its `value` and `label` (pointers into the item; numbers become text).
+/// Items lacking either are left out.
+pub fn choices_at(body: &Value, list: &str, value: &str, label: &str) -> Vec<crate::Choice> {
+    let text = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    body.pointer(list)
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| {
+                    let value = item.pointer(value).and_then(text)?;
+                    let label = item.pointer(label).and_then(text).unwrap_or_else(|| value.clone());
+                    Some(crate::Choice { value, label })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Fetches a listing page by page: `next(page, previous answer)` makes the request for page
+/// `page` (0-based), or says there is none (when the previous answer says it was the last, or
+/// says nothing about more); `read` takes a page's choices from its answer. Stops at
+/// [`crate::MAX_CHOICES`] choices or [`MAX_PAGES`] pages.
+pub async fn paged(
+    exchange: &mut crate::Exchange<'_>,
+    mut next: impl FnMut(usize, Option<&Value>) -> Result<Option<OutboundRequest>, Classified>,
+    classify: impl Fn(&ResponseSummary) -> Classified,
+    read: impl Fn(&Value) -> Vec<crate::Choice>,
+) -> Result<Vec<crate::Choice>, Classified> {
+    let mut out = Vec::new();
+    let mut previous: Option<Value> = None;
+    for page in 0..MAX_PAGES {
+        let Some(request) = next(page, previous.as_ref())? else { break };
+        let answer = exchange.expect(request, &classify).await?;
+        let body: Value = serde_json::from_slice(&answer.body)
+            .map_err(|_| Classified::retry(None, "the destination's answer was not the listing expected (or was too large)"))?;
+        out.extend(read(&body));
+        if out.len() >= crate::MAX_CHOICES {
+            break;
+        }
+        previous = Some(body);
+    }
+    out.truncate(crate::MAX_CHOICES);
+    Ok(out)
+}
+
+/// The default classification for listings: HTTP semantics with the vendor's message at `paths`.
+pub fn listing_classifier(paths: &'static [&'static str]) -> impl Fn(&ResponseSummary) -> Classified {
+    move |r| classify_with_message(r, paths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

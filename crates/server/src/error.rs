@@ -14,7 +14,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: bad_request, unauthorized, forbidden, not_found, conflict,
-    /// payload_too_large, request_timeout, validation_failed, rate_limited, internal, unavailable.
+    /// payload_too_large, request_timeout, validation_failed, rate_limited, internal, unavailable,
+    /// destination_error (a destination refused or failed a request made for the caller).
     pub code: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -84,6 +84,8 @@ impl Application {
             vault,
             registry: Default::default(),
             renderer: config.templates.renderer(),
+            options_sender: switchyard_destinations::http::Sender::new(config.allow_private_destinations).with_read_limit(1 << 20),
+            options_cache: Default::default(),
             cache: Default::default(),
             ingest,
             learner,

@@ -19,6 +19,10 @@ pub struct Inner {
     pub registry: Registry,
     /// Where rules' templates render (worker processes, unless configured otherwise).
     pub renderer: switchyard_destinations::sandbox::Renderer,
+    /// Lists destinations' choices for the pages' pickers (reads answers up to 1 MiB).
+    pub options_sender: switchyard_destinations::http::Sender,
+    /// Recent listings of destinations' choices.
+    pub options_cache: crate::api::options::OptionsCache,
     /// OAuth token refreshes and exchanges.
     pub tokens: crate::oauth::tokens::Tokens,
     pub cache: Arc<Cache>,

@@ -834,10 +834,13 @@
         specsNow = action ? action.fields : [];
         settings.replaceChildren(h("legend", null, "Action settings"));
         if (!specsNow.length) settings.append(h("p", { class: "help" }, "This action needs no settings: the event is sent as it is."));
+        var conn = connSelect.value;
         specsNow.forEach(function (spec) {
           var help = spec.type === "template" ? "Write text with {{ payload.field }} placeholders (minijinja). Available: event, payload, resource, resource_id, occurred_at." :
             spec.type === "mapping" ? "JSON: {\"schema_version\": 1, \"fields\": [{\"dest\": \"email\", \"source\": {\"type\": \"path\", \"value\": \"payload.email\"}}]}" : null;
-          settings.append(field(spec, "action_config", values ? values[spec.key] : undefined, { help: spec.description ? null : help }));
+          var wrapper = field(spec, "action_config", values ? values[spec.key] : undefined, { help: spec.description ? null : help });
+          settings.append(wrapper);
+          if (spec.choices && editable) picker(wrapper, spec, conn, values ? values[spec.key] : undefined);
         });
         schedulePreview();
         resized();
@@ -954,6 +957,47 @@
         if (s && !sampleBox.dataset.edited) { sampleBox.value = JSON.stringify(s, null, 2); schedulePreview(); }
       });
       sampleBox.addEventListener("input", function () { sampleBox.dataset.edited = "1"; });
+    });
+  }
+
+  /* Turns a text field into a list of the choices the destination holds (channels, lists, ...),
+     keeping "Another id…" for anything the list does not show. On failure the text field stays. */
+  var OTHER = "switchyard:other";
+
+  function picker(wrapper, spec, connectionId, current) {
+    var input = wrapper.querySelector("[name='" + cssEscape(spec.key) + "']");
+    var status = h("p", { class: "help", role: "status" }, "Loading the " + spec.choices + " from the destination…");
+    wrapper.append(status);
+    var key = connectionId + "/" + spec.choices;
+    cache.options = cache.options || {};
+    if (!cache.options[key]) {
+      cache.options[key] = api("GET", "/connections/" + encodeURIComponent(connectionId) + "/options/" + encodeURIComponent(spec.choices));
+      cache.options[key].catch(function () { delete cache.options[key]; });
+    }
+    cache.options[key].then(function (result) {
+      if (!document.body.contains(input)) return;
+      if (!result.data.length) { status.textContent = "The destination lists no " + spec.choices + " yet: type an id."; return; }
+      var known = result.data.some(function (c) { return c.value === current; });
+      var select = h("select", { id: input.id, name: spec.key, required: input.required, "aria-describedby": input.getAttribute("aria-describedby"), "data-kind": "string" },
+        h("option", { value: "" }, "Choose…"),
+        current && !known ? h("option", { value: current, selected: true }, current + " (current)") : null,
+        result.data.map(function (c) { return h("option", { value: c.value, selected: c.value === current }, c.label === c.value ? c.label : c.label + " · " + c.value); }),
+        h("option", { value: OTHER }, "Another id…"));
+      var other = h("input", { type: "text", id: input.id + "-other", "aria-label": (spec.label || spec.key) + " (another id)", hidden: true, class: "mono" });
+      select.addEventListener("change", function () {
+        var typing = select.value === OTHER;
+        other.hidden = !typing;
+        if (typing) { select.removeAttribute("name"); other.setAttribute("name", spec.key); other.focus(); }
+        else { other.removeAttribute("name"); select.setAttribute("name", spec.key); }
+        select.dispatchEvent(new Event("input", { bubbles: true }));
+      });
+      input.replaceWith(select, other);
+      status.textContent = result.truncated ? "Showing the first " + result.data.length + "; pick “Another id…” for the rest." : "";
+      if (!status.textContent) status.remove();
+      resized();
+    }, function (error) {
+      status.textContent = "The " + spec.choices + " could not be loaded (" + error.message + "). Type an id instead.";
+      resized();
     });
   }
 

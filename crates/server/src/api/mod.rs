@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod event_types;
 pub mod events;
 pub mod oauth;
+pub mod options;
 pub mod rules;
 pub mod sessions;
 pub mod stats;
@@ -72,6 +73,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(stats::router())
         .merge(oauth::router())
+        .merge(options::router())
         .routes(routes!(list_integrations))
 }
 

@@ -231,7 +231,7 @@ pub fn next_step(policy: &RetryPolicy, used: u32, outcome: Outcome, now: i64) ->
     }
 }
 
-fn open_secrets(state: &AppState, connection: &Connection) -> Result<OpenedSecrets, switchyard_core::crypto::CryptoError> {
+pub(crate) fn open_secrets(state: &AppState, connection: &Connection) -> Result<OpenedSecrets, switchyard_core::crypto::CryptoError> {
     let context = connection.id.as_str();
     let mut signing_secrets = Vec::new();
     if let Some(sealed) = &connection.signing_secret_sealed {

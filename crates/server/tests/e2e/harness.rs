@@ -176,6 +176,8 @@ pub struct Workspace {
 pub struct Received {
     pub method: Method,
     pub path: String,
+    /// The query string, when there was one.
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -220,7 +222,14 @@ impl Receiver {
         let app = axum::Router::new().fallback(move |method: Method, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
             let (recorded, responder) = (recorded.clone(), responder.clone());
             async move {
-                let received = Received { method, path: uri.path().to_owned(), headers, body, at: Instant::now() };
+                let received = Received {
+                    method,
+                    path: uri.path().to_owned(),
+                    query: uri.query().map(str::to_owned),
+                    headers,
+                    body,
+                    at: Instant::now(),
+                };
                 let n = {
                     let mut all = recorded.lock().unwrap();
                     all.push(received.clone());

@@ -10,3 +10,4 @@ mod ingest;
 mod isolation;
 mod management;
 mod oauth;
+mod options;
