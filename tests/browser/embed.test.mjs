@@ -46,7 +46,7 @@ async function open(query, options = {}) {
   const context = await browser.newContext({ colorScheme: options.colorScheme || "light", viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();
   const requests = [];
-  context.on("request", (r) => requests.push({ url: r.url(), headers: r.headers() }));
+  context.on("request", (r) => requests.push({ url: r.url(), method: r.method(), headers: r.headers() }));
   const dialogs = [];
   page.on("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
   await page.goto(host.url({ workspace: workspace.id, ...query }));
@@ -288,7 +288,7 @@ describe("connections", () => {
     await context.close();
   });
 
-  test("an OAuth connection is made in a popup, never inside the frame, and lands on its page", async () => {
+  test("an OAuth connection is made in a popup, never inside the frame, and comes back to the list", async () => {
     const { context, page } = await open({ role: "editor", page: "connections/new?type=hubspot" });
     const frame = await frameWithHeading(page, "New HubSpot connection");
     await frame.getByLabel(/^Name/).fill("Sales CRM");
@@ -296,7 +296,9 @@ describe("connections", () => {
     await frame.getByRole("button", { name: "Connect with HubSpot" }).click();
     const popup = await popupOpened;
     // The popup goes to the provider, which approves at once, then back through the callback.
-    await frame.getByRole("heading", { level: 1, name: "Sales CRM" }).waitFor({ timeout: 20000 });
+    await frame.getByRole("heading", { level: 1, name: "Connections" }).waitFor({ timeout: 20000 });
+    await frame.getByText("Connected. The new connection is in the list.").waitFor();
+    await frame.getByRole("link", { name: "Sales CRM" }).waitFor();
     await popup.waitForEvent("close", { timeout: 10000 }).catch(() => {});
     assert.ok(popup.isClosed(), "the popup closes itself");
     assert.ok(!frame.url().includes(oauth.issuer), "the frame never left the server");
@@ -356,6 +358,28 @@ describe("roles", () => {
     await context.close();
   });
 
+  test("a session narrowed to one resource shows only that resource's events and changes no connection", async () => {
+    const pk = workspace.publishable_key.key;
+    for (const id of ["p1", "p2"]) {
+      const res = await fetch(`${server.base}/api/v1/events`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${pk}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ event: `project.${id}.updated`, resource: "project", resource_id: id }),
+      });
+      assert.equal(res.status, 202);
+    }
+    const { context, page } = await open({ role: "admin", page: "events", resource: "project", resource_id: "p1" });
+    const frame = await frameWithHeading(page, "Events");
+    await frame.getByText("Showing only").waitFor();
+    await frame.getByRole("link", { name: "project.p1.updated" }).waitFor();
+    assert.equal(await frame.getByRole("link", { name: "project.p2.updated" }).count(), 0);
+    await frame.getByRole("link", { name: "Connections", exact: true }).click();
+    await frame.getByRole("heading", { level: 1, name: "Connections" }).waitFor();
+    assert.equal(await frame.getByRole("link", { name: "New connection" }).count(), 0);
+    await screenshot(page, "events-narrowed-light");
+    await context.close();
+  });
+
   test("an editor changes things but may not delete; an admin may", async () => {
     const conns = await admin.ok("GET", `/workspaces/${workspace.id}/connections`, undefined, 200);
     const target = conns.data.find((c) => c.type === "webhook");
@@ -366,6 +390,52 @@ describe("roles", () => {
       assert.equal(await frame.getByRole("button", { name: "Save changes" }).count(), 1, role);
       await context.close();
     }
+  });
+});
+
+describe("isolation", () => {
+  test("every call the pages make for one workspace is refused to another workspace's session, and its pages show none of it", async () => {
+    const other = await admin.ok("POST", "/workspaces", { name: "globex-prod" }, 201);
+    const conns = await admin.ok("GET", `/workspaces/${workspace.id}/connections`, undefined, 200);
+    const rules = await admin.ok("GET", `/workspaces/${workspace.id}/rules`, undefined, 200);
+    const events = await admin.ok("GET", `/workspaces/${workspace.id}/events?limit=1`, undefined, 200);
+    const pages = ["dashboard", "connections", "connections/new?type=webhook", `connections/${conns.data[0].id}`, "rules", `rules/${rules.data[0].id}`, "rules/new",
+      "events", `events/${events.data[0].id}`];
+    const { context, page, requests } = await open({ role: "admin" });
+    const frame = await frameWithHeading(page, "Dashboard");
+    for (const path of pages) {
+      await page.evaluate((p) => window.frameHandle.navigate(p), path);
+      await frame.locator("h1").first().waitFor();
+      await frame.locator("[role=status]", { hasText: "Loading" }).waitFor({ state: "detached" }).catch(() => {});
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await context.close();
+    const calls = [...new Set(requests.filter((r) => r.url.startsWith(`${server.base}/api/v1/`) && r.method === "GET").map((r) => r.url))];
+    assert.ok(calls.length >= 10, `${calls.length} calls`);
+    const theirs = (await admin.ok("POST", "/sessions", { workspace_id: other.id, role: "admin" }, 201)).access_token;
+    const secrets = [workspace.id, ...conns.data.map((c) => c.id), ...rules.data.map((r) => r.id), events.data[0].id];
+    for (const url of calls) {
+      const res = await fetch(url, { headers: { Authorization: `Bearer ${theirs}` } });
+      const text = await res.text();
+      const global = /\/api\/v1\/(integrations|sessions\/current)$/.test(url);
+      if (global) assert.equal(res.status, 200, url);
+      else assert.ok([403, 404].includes(res.status), `${url} → ${res.status} ${text}`);
+      for (const id of secrets) assert.ok(!text.includes(id), `${url} shows ${id}`);
+    }
+    // The other workspace's own pages show nothing of the first one.
+    const names = [...conns.data.map((c) => c.name), ...rules.data.map((r) => r.name), "acme-prod"];
+    const mine = await open({ role: "admin", workspace: other.id });
+    const theirFrame = await frameWithHeading(mine.page, "Dashboard");
+    for (const path of ["dashboard", "connections", "rules", "events", `events/${events.data[0].id}`, `rules/${rules.data[0].id}`]) {
+      await mine.page.evaluate((p) => window.frameHandle.navigate(p), path);
+      await theirFrame.locator("h1").first().waitFor();
+      await theirFrame.locator("[role=status]", { hasText: "Loading" }).waitFor({ state: "detached" }).catch(() => {});
+      await new Promise((r) => setTimeout(r, 300));
+      const text = await theirFrame.locator("body").innerText();
+      for (const name of names) assert.ok(!text.includes(name), `${path} shows ${name}`);
+      for (const id of secrets) assert.ok(!text.includes(id), `${path} shows ${id}`);
+    }
+    await mine.context.close();
   });
 });
 

@@ -219,6 +219,7 @@ window.addEventListener("message", (e) => window.messages.push({ origin: e.origi
         if (q.get("page")) body.launch_page = q.get("page");
         if (q.get("scopes")) body.scopes = q.get("scopes").split(",");
         if (q.get("brand")) body.branding = { name: q.get("brand"), accent_color: "#0b7285" };
+        if (q.get("resource")) Object.assign(body, { resource: q.get("resource"), resource_id: q.get("resource_id") });
         const minted = await admin.ok("POST", "/sessions", body, 201);
         res.writeHead(200, { "Content-Type": "application/json" });
         return res.end(JSON.stringify(minted));

@@ -130,8 +130,25 @@ pub struct Rule {
     pub action_config: serde_json::Value,
     pub conditions: Option<serde_json::Value>,
     pub active: bool,
+    /// A rule bound to one resource matches only that resource's events (a rule made by a
+    /// session narrowed to it).
+    pub bound_to: Option<ResourceRef>,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+/// One record of the product's own (`resource` and `resource_id`, as events carry them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ResourceRef {
+    pub resource: String,
+    pub resource_id: String,
+}
+
+impl ResourceRef {
+    /// Whether an event with these fields is this resource's.
+    pub fn covers(&self, resource: Option<&str>, resource_id: Option<&str>) -> bool {
+        resource == Some(self.resource.as_str()) && resource_id == Some(self.resource_id.as_str())
+    }
 }
 
 /// An accepted event. The payload stays the JSON text it arrived as.
@@ -189,6 +206,9 @@ pub struct Session {
     pub external_user_id: Option<String>,
     /// How the session's embedded pages look; unset fields fall back to the installation's.
     pub branding: Option<Branding>,
+    /// A session narrowed to one resource sees only its events and deliveries and the rules bound
+    /// to it, binds the rules it makes, and uses the workspace's connections without changing them.
+    pub resource: Option<ResourceRef>,
     pub expires_at: Millis,
     pub created_at: Millis,
 }

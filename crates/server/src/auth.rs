@@ -8,7 +8,7 @@ use axum::http::header::{AUTHORIZATION, ORIGIN};
 use axum::http::request::Parts;
 use switchyard_core::crypto::{constant_time_eq, hash_token};
 use switchyard_core::ids::WorkspaceId;
-use switchyard_core::model::{Session, SessionRole};
+use switchyard_core::model::{ResourceRef, Session, SessionRole};
 use switchyard_store::Scope;
 
 use crate::cache::KeyOwner;
@@ -20,7 +20,7 @@ pub enum Principal {
     /// A publishable key: may only send events into its workspace.
     Publishable(WorkspaceId),
     /// An embed session: what its role allows, inside its workspace.
-    Session(Session),
+    Session(Box<Session>),
 }
 
 /// What an action does, for role checks.
@@ -61,6 +61,28 @@ impl Principal {
             Principal::Admin => Ok(()),
             _ => Err(ApiError::forbidden("this action needs an admin key")),
         }
+    }
+
+    /// The one resource a narrowed session sees, if it is one.
+    pub fn resource(&self) -> Option<&ResourceRef> {
+        match self {
+            Principal::Session(s) => s.resource.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Refuses a session narrowed to one resource: it uses the workspace's connections and event
+    /// types but does not change them.
+    pub fn forbid_narrowed(&self, what: &str) -> Result<(), ApiError> {
+        match self.resource() {
+            Some(r) => Err(ApiError::forbidden(format!("a session narrowed to {} {} may not {what}", r.resource, r.resource_id))),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this credential may see an event with these fields.
+    pub fn sees_resource(&self, resource: Option<&str>, resource_id: Option<&str>) -> bool {
+        self.resource().is_none_or(|r| r.covers(resource, resource_id))
     }
 
     /// Whether event payloads may be shown (viewers need the `events.payload:read` scope).
@@ -125,7 +147,7 @@ impl FromRequestParts<AppState> for Principal {
                         return Err(ApiError::forbidden("this session may not be used from this origin"));
                     }
                 }
-                Ok(Principal::Session(session))
+                Ok(Principal::Session(Box::new(session)))
             }
             _ => Err(unknown()),
         }

@@ -91,6 +91,8 @@ pub struct DeliveryFilter {
     pub rule_id: Option<RuleId>,
     /// The event's name.
     pub event: Option<String>,
+    /// Only deliveries of this resource's events.
+    pub resource: Option<ResourceRef>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
 }
@@ -285,7 +287,8 @@ pub trait RuleStore: Send + Sync {
     async fn get_rule(&self, scope: &Scope, id: &RuleId) -> Result<Option<Rule>>;
     /// A rule even if deleted: deliveries accepted before a deletion still carry out its action.
     async fn get_rule_for_delivery(&self, id: &RuleId) -> Result<Option<Rule>>;
-    async fn list_rules(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<Rule>>;
+    /// A workspace's rules, newest first; with `bound`, only the rules bound to that resource.
+    async fn list_rules(&self, ws: &WorkspaceId, page: &Page, bound: Option<&ResourceRef>) -> Result<Vec<Rule>>;
     async fn active_rules(&self, ws: &WorkspaceId) -> Result<Vec<Rule>>;
     async fn update_rule(&self, rule: &Rule) -> Result<()>;
     async fn delete_rule(&self, scope: &Scope, id: &RuleId) -> Result<bool>;
@@ -365,8 +368,9 @@ pub trait HistoryStore: Send + Sync {
     async fn get_delivery(&self, scope: &Scope, id: &DeliveryId) -> Result<Option<Delivery>>;
     async fn delivery_attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>>;
     async fn list_deliveries(&self, ws: &WorkspaceId, filter: &DeliveryFilter, page: &Page) -> Result<Vec<Delivery>>;
-    /// Events received, and deliveries created, since `since` (through the id indexes: ids are ULIDs).
-    async fn window_counts(&self, ws: &WorkspaceId, since: Millis) -> Result<WindowCounts>;
+    /// Events received, and deliveries created, since `since` (through the id indexes: ids are
+    /// ULIDs); with `resource`, only that resource's.
+    async fn window_counts(&self, ws: &WorkspaceId, since: Millis, resource: Option<&ResourceRef>) -> Result<WindowCounts>;
 }
 
 /// The whole store, as the server holds it.

@@ -82,9 +82,18 @@ pub fn session(row: &impl AnyRow) -> Result<Session> {
             Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt("sessions.branding"))?),
             None => None,
         },
+        resource: resource_ref(row)?,
         expires_at: row.int("expires_at")?,
         created_at: row.int("created_at")?,
     })
+}
+
+/// `resource` and `resource_id` together, or neither.
+fn resource_ref(row: &impl AnyRow) -> Result<Option<ResourceRef>> {
+    match (row.opt_text("resource")?, row.opt_text("resource_id")?) {
+        (Some(resource), Some(resource_id)) => Ok(Some(ResourceRef { resource, resource_id })),
+        _ => Ok(None),
+    }
 }
 
 pub fn event_type(row: &impl AnyRow) -> Result<EventType> {
@@ -139,6 +148,7 @@ pub fn rule(row: &impl AnyRow) -> Result<Rule> {
         action_config: json(row, "action_config")?,
         conditions: conditions.map(|c| serde_json::from_str(&c)).transpose().map_err(|_| corrupt("rules.conditions"))?,
         active: row.flag("active")?,
+        bound_to: resource_ref(row)?,
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
     })

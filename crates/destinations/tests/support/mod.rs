@@ -159,6 +159,7 @@ pub async fn deliver(call: Call<'_>) -> (Delivered, Vec<Step>) {
         action_config,
         conditions: None,
         active: true,
+        bound_to: None,
         created_at: 0,
         updated_at: 0,
     };

@@ -21,6 +21,7 @@
   var expiringTimer = null;
   var fromHost = false;
   var cache = {};
+  var flash = null; // a message for the next page shown (after an OAuth popup, say)
 
   var accent = body.getAttribute("data-accent");
   if (accent && /^#[0-9a-fA-F]{6}$/.test(accent)) {
@@ -243,6 +244,8 @@
 
   function canWrite() { return me && (me.role === "editor" || me.role === "admin"); }
   function canManage() { return me && me.role === "admin"; }
+  /* A session narrowed to one resource uses the workspace's connections but does not change them. */
+  function canChangeConnections() { return canWrite() && !me.resource; }
 
   /* ---------- shared pieces ---------- */
 
@@ -251,6 +254,7 @@
     var heading = h("h1", { tabindex: "-1" }, title);
     var parts = [heading];
     if (lead) parts.push(h("p", { class: "lead" }, lead));
+    if (flash) { parts.push(h("p", { class: "success", role: "status" }, flash)); flash = null; }
     main.replaceChildren.apply(main, parts);
     return heading;
   }
@@ -406,6 +410,10 @@
   function renderNav() {
     var list = h("ul", null, SECTIONS.map(function (s) { return h("li", null, link(s[0], s[1], { "data-section": s[0] })); }));
     nav.replaceChildren(list);
+    if (me.resource) {
+      nav.append(h("p", { class: "scope-note" }, "Showing only ", h("strong", null, me.resource.resource + " " + me.resource.resource_id),
+        ": its events and deliveries, and the rules for it."));
+    }
     markNav();
   }
 
@@ -498,7 +506,7 @@
 
   function connectionList() {
     page("Connections", "Where this workspace's events are delivered.");
-    if (canWrite()) main.append(h("p", null, link("connections/new", "New connection", { class: "button" })));
+    if (canChangeConnections()) main.append(h("p", null, link("connections/new", "New connection", { class: "button" })));
     var status = loading();
     main.append(status);
     return Promise.all([connections(), catalog()]).then(function (r) {
@@ -516,7 +524,7 @@
   }
 
   function newConnection(query) {
-    if (!canWrite()) { page("New connection"); main.append(alertBox("Your role may not create connections.")); return; }
+    if (!canChangeConnections()) { page("New connection"); main.append(alertBox("This session may not create connections.")); return; }
     var type = query.get("type");
     return catalog().then(function (kinds) {
       var kind = kinds.filter(function (k) { return k.type === type; })[0];
@@ -612,7 +620,7 @@
       done = true;
       window.removeEventListener("message", onMessage);
       clearInterval(poll);
-      if (message && message.connection_id) go("connections/" + message.connection_id);
+      if (message && message.connection_id) { flash = "Connected. The new connection is in the list."; go("connections"); }
       else if (message && message.error) status.replaceWith(alertBox("The connection was not made: " + message.error));
       else go("connections");
     };
@@ -638,14 +646,14 @@
         h("div", null, h("dt", null, "In flight at most"), h("dd", null, String(c.max_in_flight))),
         h("div", null, h("dt", null, "Rate limit"), h("dd", null, c.rate_limit_per_minute ? c.rate_limit_per_minute + " a minute" : "none"))));
       var actions = h("div", { class: "actions" });
-      if (canWrite() && kind && kind.auth.type === "oauth") {
+      if (canChangeConnections() && kind && kind.auth.type === "oauth") {
         actions.append(button("Reconnect", function () {
           var popup = window.open("", "switchyard-oauth", "popup,width=600,height=720");
           api("POST", "/connections/" + encodeURIComponent(c.id) + "/reconnect", { redirect_to: location.origin + "/embed/oauth/done" })
             .then(function (r2) { awaitOAuth(popup, r2.authorize_url); }, function (e) { if (popup) popup.close(); main.append(alertBox(e)); });
         }, { class: "secondary" }));
       }
-      if (canManage() && c.type === "webhook") {
+      if (canManage() && !me.resource && c.type === "webhook") {
         actions.append(button("Rotate signing secret", function (e) {
           confirmDialog("Rotate the signing secret?", "A new secret is made now. The current one keeps working beside it for 24 hours, so your endpoint can switch over.", "Rotate").then(function (yes) {
             if (!yes) return;
@@ -656,7 +664,7 @@
           });
         }, { class: "secondary" }));
       }
-      if (canManage()) {
+      if (canManage() && !me.resource) {
         actions.append(button("Delete connection", function (e) {
           var text = rules.length ? "Its " + rules.length + " rule" + (rules.length === 1 ? "" : "s") + " will be deleted with it. History stays." : "History stays; nothing more is sent to it.";
           confirmDialog("Delete " + c.name + "?", text, "Delete").then(function (yes) {
@@ -670,7 +678,7 @@
       rulesPanel.append(rules.length ? h("ul", { class: "list" }, rules.map(function (rule) { return h("li", null, link("rules/" + rule.id, rule.name), h("span", { class: "muted" }, " " + rule.event)); }))
         : empty("No rule sends here yet.", canWrite() ? link("rules/new?connection=" + c.id, "New rule", { class: "button" }) : null));
       main.append(rulesPanel);
-      if (canWrite() && kind) {
+      if (canChangeConnections() && kind) {
         main.append(h("section", { class: "panel", "aria-labelledby": "conn-edit" }, h("h2", { id: "conn-edit" }, "Settings"), connectionForm(kind, c)));
       }
       status.remove();
@@ -796,7 +804,7 @@
       var editable = canWrite();
       page(rule ? rule.name : "New rule", rule ? null : "Send matching events to one of this workspace's connections.");
       if (!conns.length) {
-        main.append(empty("A rule sends events to a connection, and there is none yet.", canWrite() ? link("connections/new", "New connection", { class: "button" }) : null));
+        main.append(empty("A rule sends events to a connection, and there is none yet.", canChangeConnections() ? link("connections/new", "New connection", { class: "button" }) : null));
         return;
       }
       var kindOf = function (connId) {

@@ -302,6 +302,7 @@ async fn create_connection(
     Path(ws): Path<String>,
     ValidJson(body): ValidJson<CreateConnection>,
 ) -> ApiResult<(StatusCode, Json<ConnectionOut>)> {
+    principal.forbid_narrowed("create connections")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     let (conn, signing_secret) = prepare_connection(&state, ws.id, body, false)?;
     state.store.create_connection(&conn).await?;
@@ -351,6 +352,7 @@ async fn update_connection(
     Path(id): Path<String>,
     ValidJson(body): ValidJson<UpdateConnection>,
 ) -> ApiResult<Json<ConnectionOut>> {
+    principal.forbid_narrowed("change connections")?;
     let (_, mut conn) = visible_connection(&state, &principal, &id, Access::Write).await?;
     let connector = connector(&state, &conn.kind)?;
     if let Some(name) = body.name {
@@ -439,6 +441,7 @@ async fn delete_connection(
     Path(id): Path<String>,
     Q(params): Q<DeleteParams>,
 ) -> ApiResult<StatusCode> {
+    principal.forbid_narrowed("delete connections")?;
     let scope = principal.scope(Access::Manage)?;
     let id = path_id(&id, ConnectionId::parse, "connection")?;
     // Read the tokens first: a disconnected OAuth connection's tokens are revoked where the
@@ -485,6 +488,7 @@ async fn rotate_secret(
     Path(id): Path<String>,
     body: RawBody,
 ) -> ApiResult<Json<RotatedSecret>> {
+    principal.forbid_narrowed("rotate signing secrets")?;
     let (_, mut conn) = visible_connection(&state, &principal, &id, Access::Manage).await?;
     let options: RotateSecret = body.parse_or_default()?;
     let grace = options.grace_period_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECS);

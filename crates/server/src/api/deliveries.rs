@@ -12,7 +12,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchyard_core::ids::*;
 use switchyard_core::model::{Attempt, Delivery, DeliveryStatus};
-use switchyard_store::DeliveryFilter;
+use switchyard_store::{DeliveryFilter, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -103,6 +103,7 @@ async fn get_delivery(State(state): State<AppState>, principal: Principal, Path(
     let scope = principal.scope(Access::Read)?;
     let id = path_id(&id, DeliveryId::parse, "delivery")?;
     let delivery = state.store.get_delivery(&scope, &id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    visible_to_narrowed(&state, &principal, &scope, &delivery.event_id).await?;
     let attempts = state.store.delivery_attempts(&id).await?;
     // What was sent carries the payload (and what came back may echo it): only for those who
     // may see payloads.
@@ -166,6 +167,7 @@ fn delivery_filter(
         status,
         connection_id,
         rule_id,
+        resource: None,
         event: event.filter(|e| !e.is_empty()).map(str::to_owned),
         since: time_param(since, "since")?,
         until: time_param(until, "until")?,
@@ -190,8 +192,23 @@ async fn list_deliveries(
         q.since.as_deref(),
         q.until.as_deref(),
     )?;
+    let filter = DeliveryFilter { resource: principal.resource().cloned(), ..filter };
     let items = state.store.list_deliveries(&ws.id, &filter, &page).await?;
     Ok(Json(ListOf::from_fetched(items, &page, |d| d.id.to_string(), DeliverySummary::from)))
+}
+
+/// A session narrowed to one resource sees only that resource's events' deliveries: any other is
+/// not found.
+async fn visible_to_narrowed(state: &AppState, principal: &Principal, scope: &Scope, event: &EventId) -> ApiResult<()> {
+    if principal.resource().is_none() {
+        return Ok(());
+    }
+    let event = state.store.get_event(scope, event).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    if principal.sees_resource(event.resource.as_deref(), event.resource_id.as_deref()) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("delivery"))
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -213,6 +230,10 @@ async fn replay_delivery(
 ) -> ApiResult<(StatusCode, Json<ReplayAccepted>)> {
     let scope = principal.scope(Access::Write)?;
     let id = path_id(&id, DeliveryId::parse, "delivery")?;
+    if principal.resource().is_some() {
+        let delivery = state.store.get_delivery(&scope, &id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
+        visible_to_narrowed(&state, &principal, &scope, &delivery.event_id).await?;
+    }
     match state.store.replay_delivery(&scope, &id, switchyard_core::now_millis()).await? {
         None => Err(ApiError::not_found("delivery")),
         Some(false) => Err(ApiError::conflict("an attempt of this delivery is in flight; replay it once it finishes")),
@@ -247,6 +268,7 @@ async fn replay_workspace(
         body.since.as_deref(),
         body.until.as_deref(),
     )?;
+    let filter = DeliveryFilter { resource: principal.resource().cloned(), ..filter };
     if filter.status == Some(DeliveryStatus::Delivering) {
         return Err(ApiError::invalid("status", "deliveries in flight cannot be replayed"));
     }

@@ -88,6 +88,12 @@ pub struct DeclareEventType {
     pub example: Option<Value>,
 }
 
+/// Samples and examples go to those who may read payloads, and not to a session narrowed to one
+/// resource (the latest payload of a name may be another resource's).
+fn samples_for(principal: &Principal) -> bool {
+    principal.sees_payloads() && principal.resource().is_none()
+}
+
 fn check_name(name: &str) -> ApiResult<()> {
     validate_event_name(name).map_err(|m| ApiError::invalid("name", m))
 }
@@ -105,7 +111,7 @@ async fn list_event_types(
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
     let page: Page = params.page()?;
     let items = state.store.list_event_types(&ws.id, page.before.as_deref(), page.limit).await?;
-    let with_payload = principal.sees_payloads();
+    let with_payload = samples_for(&principal);
     Ok(Json(ListOf::from_fetched(items, &page, |t| t.name.clone(), |t| EventTypeOut::new(t, with_payload, LIST_SAMPLE_MAX))))
 }
 
@@ -119,7 +125,7 @@ async fn get_event_type(
 ) -> ApiResult<Json<EventTypeOut>> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
     let found = state.store.get_event_type(&ws.id, &name).await?.ok_or_else(|| ApiError::not_found("event type"))?;
-    Ok(Json(EventTypeOut::new(found, principal.sees_payloads(), usize::MAX)))
+    Ok(Json(EventTypeOut::new(found, samples_for(&principal), usize::MAX)))
 }
 
 /// Declares an event type (or replaces its declaration): description, JSON Schema, example.
@@ -133,6 +139,7 @@ async fn declare_event_type(
     Path((ws, name)): Path<(String, String)>,
     ValidJson(body): ValidJson<DeclareEventType>,
 ) -> ApiResult<Json<EventTypeOut>> {
+    principal.forbid_narrowed("declare event types")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     check_name(&name)?;
     if body.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
@@ -167,7 +174,7 @@ async fn declare_event_type(
         switchyard_store::StoreError::Conflict(m) => ApiError::invalid("name", m),
         other => other.into(),
     })?;
-    Ok(Json(EventTypeOut::new(declared, principal.sees_payloads(), usize::MAX)))
+    Ok(Json(EventTypeOut::new(declared, samples_for(&principal), usize::MAX)))
 }
 
 /// Removes a declaration. What ingestion learned stays; a type never received disappears.
@@ -179,6 +186,7 @@ async fn undeclare_event_type(
     principal: Principal,
     Path((ws, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    principal.forbid_narrowed("remove event type declarations")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Manage).await?;
     if !state.store.undeclare_event_type(&ws.id, &name, switchyard_core::now_millis()).await? {
         return Err(ApiError::not_found("event type declaration"));

@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 pub const MAX_BULK_EVENTS: usize = 1_000;
 const MAX_BULK_BYTES: usize = 16 * 1024 * 1024;
-const MAX_FIELD_LEN: usize = 256;
+pub(crate) const MAX_FIELD_LEN: usize = 256;
 
 pub fn router() -> OpenApiRouter<AppState> {
     let single = OpenApiRouter::new().routes(routes!(ingest_event)).layer(axum::extract::DefaultBodyLimit::max(MAX_EVENT_BYTES));
@@ -82,7 +82,10 @@ async fn prepare(state: &AppState, ws: &WorkspaceId, input: EventInput, header_k
     // The condition context is built only if some candidate rule has conditions.
     let mut context: Option<Value> = None;
     let mut deliveries = Vec::new();
-    for compiled in rules.iter().filter(|r| r.pattern.matches(&input.event)) {
+    let bound_here = |r: &crate::cache::CompiledRule| {
+        r.rule.bound_to.as_ref().is_none_or(|b| b.covers(input.resource.as_deref(), input.resource_id.as_deref()))
+    };
+    for compiled in rules.iter().filter(|r| r.pattern.matches(&input.event) && bound_here(r)) {
         if let Some(conditions) = &compiled.conditions {
             let ctx = context.get_or_insert_with(|| {
                 serde_json::json!({
@@ -334,11 +337,16 @@ async fn list_events(
         .as_deref()
         .map(|s| EventStatus::parse(s).ok_or_else(|| ApiError::invalid("status", "must be pending, processing, completed or failed")))
         .transpose()?;
+    // A session narrowed to one resource sees only its events, whatever the query asks.
+    let (resource, resource_id) = match principal.resource() {
+        Some(r) => (Some(r.resource.clone()), Some(r.resource_id.clone())),
+        None => (q.resource, q.resource_id),
+    };
     let filter = EventFilter {
         event: q.event,
         status,
-        resource: q.resource,
-        resource_id: q.resource_id,
+        resource,
+        resource_id,
         since: time_param(q.since.as_deref(), "since")?,
         until: time_param(q.until.as_deref(), "until")?,
     };
@@ -352,7 +360,12 @@ async fn list_events(
 async fn get_event(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<EventOut>> {
     let scope = principal.scope(Access::Read)?;
     let id = path_id(&id, EventId::parse, "event")?;
-    let event = state.store.get_event(&scope, &id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    let event = state
+        .store
+        .get_event(&scope, &id)
+        .await?
+        .filter(|e| principal.sees_resource(e.resource.as_deref(), e.resource_id.as_deref()))
+        .ok_or_else(|| ApiError::not_found("event"))?;
     let deliveries = state.store.event_deliveries(&id).await?;
     let mut out = EventOut::new(event, principal.sees_payloads());
     out.deliveries = Some(deliveries.into_iter().map(DeliverySummary::from).collect());

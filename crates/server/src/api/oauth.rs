@@ -177,6 +177,7 @@ async fn start_oauth(
     Path(ws): Path<String>,
     ValidJson(body): ValidJson<StartOAuth>,
 ) -> ApiResult<(StatusCode, Json<OAuthStarted>)> {
+    principal.forbid_narrowed("create connections")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     let provider = provider(&state, &body.kind)?.clone();
     check_redirect(&state, &headers, &principal, &body.redirect_to)?;
@@ -221,6 +222,7 @@ async fn reconnect(
     Path(id): Path<String>,
     ValidJson(body): ValidJson<Reconnect>,
 ) -> ApiResult<(StatusCode, Json<OAuthStarted>)> {
+    principal.forbid_narrowed("reconnect connections")?;
     let (_, conn) = visible_connection(&state, &principal, &id, Access::Write).await?;
     let provider = provider(&state, &conn.kind)?.clone();
     check_redirect(&state, &headers, &principal, &body.redirect_to)?;

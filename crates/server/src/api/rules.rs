@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use switchyard_core::conditions::Condition;
 use switchyard_core::events::EventPattern;
 use switchyard_core::ids::*;
-use switchyard_core::model::{Event, EventStatus, Rule};
+use switchyard_core::model::{Event, EventStatus, ResourceRef, Rule};
 use switchyard_store::{NewDelivery, NewEvent, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,6 +49,11 @@ pub struct CreateRule {
     #[schema(value_type = Option<Object>)]
     pub conditions: Option<Value>,
     pub active: Option<bool>,
+    /// Binds the rule to one of the product's records: it then matches only events with this
+    /// `resource` and `resource_id` (give both). A session narrowed to a resource binds every
+    /// rule it makes to it.
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -84,6 +89,9 @@ pub struct RuleOut {
     #[schema(value_type = Option<Object>)]
     pub conditions: Option<Value>,
     pub active: bool,
+    /// The resource the rule is bound to, if any.
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -100,6 +108,8 @@ impl From<Rule> for RuleOut {
             action_config: r.action_config,
             conditions: r.conditions,
             active: r.active,
+            resource: r.bound_to.as_ref().map(|b| b.resource.clone()),
+            resource_id: r.bound_to.map(|b| b.resource_id),
             created_at: ts(r.created_at),
             updated_at: ts(r.updated_at),
         }
@@ -148,6 +158,19 @@ async fn create_rule(
     ValidJson(body): ValidJson<CreateRule>,
 ) -> ApiResult<(StatusCode, Json<RuleOut>)> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+    let bound_to = match (principal.resource(), body.resource, body.resource_id) {
+        (Some(narrowed), _, _) => Some(narrowed.clone()),
+        (None, Some(resource), Some(resource_id)) => {
+            for (field, value) in [("resource", &resource), ("resource_id", &resource_id)] {
+                if value.is_empty() || value.len() > super::events::MAX_FIELD_LEN {
+                    return Err(ApiError::invalid(field, format!("must be 1 to {} characters", super::events::MAX_FIELD_LEN)));
+                }
+            }
+            Some(ResourceRef { resource, resource_id })
+        }
+        (None, None, None) => None,
+        (None, _, _) => return Err(ApiError::invalid("resource", "give resource and resource_id together")),
+    };
     let now = switchyard_core::now_millis();
     let mut rule = Rule {
         id: RuleId::generate(),
@@ -159,6 +182,7 @@ async fn create_rule(
         action_config: body.action_config.unwrap_or_else(|| json!({})),
         conditions: body.conditions,
         active: body.active.unwrap_or(true),
+        bound_to,
         created_at: now,
         updated_at: now,
     };
@@ -178,14 +202,20 @@ async fn list_rules(
 ) -> ApiResult<Json<ListOf<RuleOut>>> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
     let page = params.page()?;
-    let items = state.store.list_rules(&ws.id, &page).await?;
+    // A session narrowed to one resource sees the rules bound to it.
+    let items = state.store.list_rules(&ws.id, &page, principal.resource()).await?;
     Ok(Json(ListOf::from_fetched(items, &page, |r| r.id.to_string(), RuleOut::from)))
 }
 
 async fn visible_rule(state: &AppState, principal: &Principal, raw: &str, access: Access) -> ApiResult<Rule> {
     let scope = principal.scope(access)?;
     let id = path_id(raw, RuleId::parse, "rule")?;
-    state.store.get_rule(&scope, &id).await?.ok_or_else(|| ApiError::not_found("rule"))
+    state
+        .store
+        .get_rule(&scope, &id)
+        .await?
+        .filter(|r| principal.resource().is_none() || principal.resource() == r.bound_to.as_ref())
+        .ok_or_else(|| ApiError::not_found("rule"))
 }
 
 #[utoipa::path(get, path = "/rules/{id}", tag = "rules", params(("id" = String, Path)),
@@ -280,8 +310,9 @@ async fn test_rule(
         id: EventId::generate(),
         workspace_id: rule.workspace_id.clone(),
         event: pattern.exact().unwrap_or("switchyard.test").to_owned(),
-        resource: None,
-        resource_id: None,
+        // A bound rule's test event is its resource's, so the narrowed pages list it.
+        resource: rule.bound_to.as_ref().map(|b| b.resource.clone()),
+        resource_id: rule.bound_to.as_ref().map(|b| b.resource_id.clone()),
         payload: payload.to_string(),
         occurred_at: None,
         received_at: now,

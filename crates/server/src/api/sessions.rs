@@ -12,7 +12,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchyard_core::crypto::{generate_token, hash_token};
 use switchyard_core::ids::*;
-use switchyard_core::model::{Branding, Session, SessionRole};
+use switchyard_core::model::{Branding, ResourceRef, Session, SessionRole};
 use switchyard_store::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -54,6 +54,11 @@ pub struct CreateSession {
     /// The look of this session's pages; unset fields fall back to the installation's.
     #[schema(value_type = Option<Object>)]
     pub branding: Option<Branding>,
+    /// Narrows the session to one of the product's records (give both): it sees only that
+    /// resource's events and deliveries and the rules bound to it, binds the rules it makes, and
+    /// uses the workspace's connections without changing them.
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
 }
 
 fn check_ttl(ttl: Option<u64>) -> ApiResult<u64> {
@@ -85,6 +90,8 @@ pub struct CurrentSession {
     pub scopes: Vec<String>,
     /// Whether event payloads are shown to this session.
     pub sees_payloads: bool,
+    /// The one resource the session is narrowed to, if any.
+    pub resource: Option<ResourceRef>,
     pub expires_at: String,
 }
 
@@ -135,6 +142,18 @@ async fn create_session(
     if let Some(branding) = &body.branding {
         crate::embed::check_branding(branding, "branding")?;
     }
+    let resource = match (body.resource, body.resource_id) {
+        (Some(resource), Some(resource_id)) => {
+            for (field, value) in [("resource", &resource), ("resource_id", &resource_id)] {
+                if value.is_empty() || value.len() > super::events::MAX_FIELD_LEN {
+                    return Err(ApiError::invalid(field, format!("must be 1 to {} characters", super::events::MAX_FIELD_LEN)));
+                }
+            }
+            Some(ResourceRef { resource, resource_id })
+        }
+        (None, None) => None,
+        _ => return Err(ApiError::invalid("resource", "give resource and resource_id together")),
+    };
     let now = switchyard_core::now_millis();
     let token = generate_token("st_");
     let launch_token = generate_token("lt_");
@@ -151,6 +170,7 @@ async fn create_session(
         allowed_origins: body.allowed_origins,
         external_user_id: body.external_user_id,
         branding: body.branding,
+        resource,
         expires_at: now + ttl as i64 * 1000,
         created_at: now,
     };
@@ -187,6 +207,7 @@ async fn current_session(State(state): State<AppState>, principal: Principal) ->
         role: session.role,
         scopes: session.scopes.clone(),
         sees_payloads: principal.sees_payloads(),
+        resource: session.resource.clone(),
         expires_at: ts(session.expires_at),
     }))
 }

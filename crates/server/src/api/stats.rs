@@ -101,8 +101,12 @@ pub struct WorkspaceStats {
 async fn workspace_stats(State(state): State<AppState>, principal: Principal, Path(ws): Path<String>) -> ApiResult<Json<WorkspaceStats>> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
     let now = switchyard_core::now_millis();
-    let (day, week) =
-        tokio::try_join!(state.store.window_counts(&ws.id, now - DAY_MS), state.store.window_counts(&ws.id, now - 7 * DAY_MS))?;
+    // A session narrowed to one resource counts only that resource's events and deliveries.
+    let resource = principal.resource();
+    let (day, week) = tokio::try_join!(
+        state.store.window_counts(&ws.id, now - DAY_MS, resource),
+        state.store.window_counts(&ws.id, now - 7 * DAY_MS, resource)
+    )?;
     let mut per_connection: BTreeMap<&str, DeliveryCounts> = BTreeMap::new();
     for (conn, status, n) in &day.deliveries {
         per_connection.entry(conn.as_str()).or_default().add(*status, *n);

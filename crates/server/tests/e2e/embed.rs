@@ -80,6 +80,7 @@ async fn an_expired_launch_says_so_and_a_session_without_origins_cannot_be_frame
         allowed_origins: vec!["https://app.example.com".into()],
         external_user_id: None,
         branding: None,
+        resource: None,
         expires_at: now + 600_000,
         created_at: now - 20_000,
     };
@@ -432,5 +433,93 @@ async fn failed_deliveries_replay_by_event_name() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["replayed"], 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_narrowed_to_one_resource_sees_and_binds_only_that_resource() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("a").await;
+    let receiver = Receiver::status(200).await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({})).await;
+    let unbound = app.rule(&ws, &conn, "*", json!({"name": "everything"})).await;
+    let p1 = app.emit_ok(&ws, json!({"event": "task.done", "resource": "project", "resource_id": "p1"})).await;
+    let p2 = app.emit_ok(&ws, json!({"event": "task.done", "resource": "project", "resource_id": "p2"})).await;
+    app.wait_event(&p1, "completed").await;
+    app.wait_event(&p2, "completed").await;
+    let (status, v) =
+        app.admin(Method::POST, "/sessions", Some(json!({"workspace_id": ws.id, "role": "admin", "resource": "project"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let s = mint(&app, json!({"workspace_id": ws.id, "role": "admin", "resource": "project", "resource_id": "p1"})).await;
+    let token = s["access_token"].as_str().unwrap().to_owned();
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let (app, token) = (&app, token.clone());
+        async move { app.call(method, &format!("/api/v1{path}"), Some(&token), body).await }
+    };
+    let (_, me) = call(Method::GET, "/sessions/current".into(), None).await;
+    assert_eq!(me["resource"], json!({"resource": "project", "resource_id": "p1"}));
+
+    // Events and deliveries: only p1's, whatever the query asks.
+    let (_, events) = call(Method::GET, format!("/workspaces/{}/events?resource_id=p2", ws.id), None).await;
+    let ids: Vec<&str> = events["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [p1.as_str()]);
+    assert_eq!(call(Method::GET, format!("/events/{p2}"), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(Method::GET, format!("/events/{p1}"), None).await.0, StatusCode::OK);
+    let theirs = app.event(&p2).await["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(call(Method::GET, format!("/deliveries/{theirs}"), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(Method::POST, format!("/deliveries/{theirs}/replay"), None).await.0, StatusCode::NOT_FOUND);
+    let (_, deliveries) = call(Method::GET, format!("/workspaces/{}/deliveries", ws.id), None).await;
+    assert_eq!(deliveries["data"].as_array().unwrap().len(), 1, "{deliveries}");
+    assert_eq!(deliveries["data"][0]["event_id"], p1.as_str());
+
+    // Rules: only those bound to p1; a rule it makes is bound to p1 and matches only p1's events.
+    let (_, rules) = call(Method::GET, format!("/workspaces/{}/rules", ws.id), None).await;
+    assert_eq!(rules["data"].as_array().unwrap().len(), 0, "{rules}");
+    let unbound_id = unbound["id"].as_str().unwrap();
+    assert_eq!(call(Method::GET, format!("/rules/{unbound_id}"), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(Method::PATCH, format!("/rules/{unbound_id}"), Some(json!({"active": false}))).await.0, StatusCode::NOT_FOUND);
+    let (status, bound) = call(
+        Method::POST,
+        format!("/workspaces/{}/rules", ws.id),
+        Some(json!({"name": "mine", "event": "*", "connection_id": conn["id"], "resource": "project", "resource_id": "p2"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{bound}");
+    assert_eq!((bound["resource"].as_str(), bound["resource_id"].as_str()), (Some("project"), Some("p1")), "{bound}");
+    let mine = app.emit_ok(&ws, json!({"event": "task.done", "resource": "project", "resource_id": "p1"})).await;
+    let other = app.emit_ok(&ws, json!({"event": "task.done", "resource": "project", "resource_id": "p2"})).await;
+    assert_eq!(app.wait_event(&mine, "completed").await["deliveries"].as_array().unwrap().len(), 2);
+    assert_eq!(app.wait_event(&other, "completed").await["deliveries"].as_array().unwrap().len(), 1);
+    // Its test event is p1's too, so its pages list it.
+    let (status, tested) = call(Method::POST, format!("/rules/{}/test", bound["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{tested}");
+    let test_event = app.wait_event(tested["event_id"].as_str().unwrap(), "completed").await;
+    assert_eq!(test_event["resource_id"], "p1");
+
+    // Connections: used, never changed.
+    assert_eq!(call(Method::GET, format!("/workspaces/{}/connections", ws.id), None).await.0, StatusCode::OK);
+    let conn_id = conn["id"].as_str().unwrap();
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("/workspaces/{}/connections", ws.id),
+            Some(json!({"type": "webhook", "name": "x", "config": {"url": receiver.url()}})),
+        ),
+        (Method::PATCH, format!("/connections/{conn_id}"), Some(json!({"name": "renamed"}))),
+        (Method::DELETE, format!("/connections/{conn_id}"), None),
+        (Method::POST, format!("/connections/{conn_id}/rotate-secret"), None),
+        (Method::PUT, format!("/workspaces/{}/event-types/task.done", ws.id), Some(json!({"description": "x"}))),
+    ] {
+        let (status, v) = call(method.clone(), path.clone(), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} → {v}");
+    }
+
+    // The dashboard counts p1's traffic only; bulk replay reaches p1's deliveries only.
+    let (_, stats) = call(Method::GET, format!("/workspaces/{}/stats", ws.id), None).await;
+    assert_eq!(stats["last_24h"]["events"], 3, "{stats}");
+    assert_eq!(stats["last_24h"]["deliveries"]["total"], 4, "{stats}");
+    let (status, replayed) = call(Method::POST, format!("/workspaces/{}/replay", ws.id), Some(json!({"status": "succeeded"}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(replayed["replayed"], 4, "{replayed}");
     app.shutdown().await;
 }

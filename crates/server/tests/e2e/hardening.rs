@@ -130,6 +130,7 @@ async fn an_expired_session_cannot_be_refreshed_back_to_life() {
         allowed_origins: vec![],
         external_user_id: None,
         branding: None,
+        resource: None,
         expires_at: now - 1_000,
         created_at: now - 60_000,
     };

@@ -12,6 +12,13 @@ CREATE INDEX session_launches_session ON session_launches (session_id);
 -- Branding for a session's pages (accent colour, logo URL, name), as JSON.
 ALTER TABLE sessions ADD COLUMN branding TEXT;
 
+-- A session narrowed to one of the product's records, and the rules bound to one: such a rule
+-- matches only events with this resource and resource_id.
+ALTER TABLE sessions ADD COLUMN resource TEXT;
+ALTER TABLE sessions ADD COLUMN resource_id TEXT;
+ALTER TABLE rules ADD COLUMN resource TEXT;
+ALTER TABLE rules ADD COLUMN resource_id TEXT;
+
 -- Event types: learned from ingestion (count, first and last seen, the latest event as a sample)
 -- and declared through the API (description, JSON Schema, example payload).
 CREATE TABLE event_types (

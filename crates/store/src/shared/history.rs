@@ -80,19 +80,30 @@ macro_rules! impl_history_store {
                 rows.iter().map(rows::delivery).collect()
             }
 
-            async fn window_counts(&self, ws: &WorkspaceId, since: Millis) -> Result<crate::WindowCounts> {
-                let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE workspace_id = $1 AND id >= $2")
-                    .bind(ws.as_str())
-                    .bind(crate::id_floor(EventId::PREFIX, since))
-                    .fetch_one(self.reader())
-                    .await?;
-                let rows = sqlx::query(
-                    "SELECT connection_id, status, COUNT(*) AS n FROM deliveries WHERE workspace_id = $1 AND id >= $2 GROUP BY connection_id, status",
+            async fn window_counts(&self, ws: &WorkspaceId, since: Millis, resource: Option<&ResourceRef>) -> Result<crate::WindowCounts> {
+                let (name, id) = (resource.map(|r| r.resource.as_str()), resource.map(|r| r.resource_id.as_str()));
+                let events: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM events WHERE workspace_id = $1 AND id >= $2
+                     AND (CAST($3 AS TEXT) IS NULL OR (resource = $3 AND resource_id = $4))",
                 )
-                    .bind(ws.as_str())
-                    .bind(crate::id_floor(DeliveryId::PREFIX, since))
-                    .fetch_all(self.reader())
-                    .await?;
+                .bind(ws.as_str())
+                .bind(crate::id_floor(EventId::PREFIX, since))
+                .bind(name)
+                .bind(id)
+                .fetch_one(self.reader())
+                .await?;
+                let rows = sqlx::query(
+                    "SELECT connection_id, status, COUNT(*) AS n FROM deliveries WHERE workspace_id = $1 AND id >= $2
+                     AND (CAST($3 AS TEXT) IS NULL
+                          OR EXISTS (SELECT 1 FROM events ev WHERE ev.id = deliveries.event_id AND ev.resource = $3 AND ev.resource_id = $4))
+                     GROUP BY connection_id, status",
+                )
+                .bind(ws.as_str())
+                .bind(crate::id_floor(DeliveryId::PREFIX, since))
+                .bind(name)
+                .bind(id)
+                .fetch_all(self.reader())
+                .await?;
                 let mut deliveries = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let status = row.text("status")?;
@@ -115,6 +126,13 @@ macro_rules! impl_history_store {
                 }
                 if let Some(v) = &f.rule_id {
                     q.push(" AND rule_id = ").push_bind(v.as_str().to_owned());
+                }
+                if let Some(r) = &f.resource {
+                    q.push(" AND EXISTS (SELECT 1 FROM events evr WHERE evr.id = deliveries.event_id AND evr.resource = ")
+                        .push_bind(r.resource.clone())
+                        .push(" AND evr.resource_id = ")
+                        .push_bind(r.resource_id.clone())
+                        .push(")");
                 }
                 if let Some(v) = &f.event {
                     // Through the events' primary key, one look-up per delivery the other conditions kept.

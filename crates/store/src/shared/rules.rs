@@ -9,8 +9,9 @@ macro_rules! impl_rule_store {
             async fn create_rule(&self, r: &Rule) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
                 sqlx::query(
-                    "INSERT INTO rules (id, workspace_id, name, event, connection_id, action, action_config, conditions, active, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    "INSERT INTO rules (id, workspace_id, name, event, connection_id, action, action_config, conditions, active, created_at, updated_at,
+                        resource, resource_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(r.id.as_str())
                 .bind(r.workspace_id.as_str())
@@ -23,6 +24,8 @@ macro_rules! impl_rule_store {
                 .bind(r.active)
                 .bind(r.created_at)
                 .bind(r.updated_at)
+                .bind(r.bound_to.as_ref().map(|b| b.resource.clone()))
+                .bind(r.bound_to.as_ref().map(|b| b.resource_id.clone()))
                 .execute(&mut *tx)
                 .await?;
                 Self::bump_config_version(&mut tx).await?;
@@ -44,13 +47,16 @@ macro_rules! impl_rule_store {
                 row.as_ref().map(rows::rule).transpose()
             }
 
-            async fn list_rules(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<Rule>> {
+            async fn list_rules(&self, ws: &WorkspaceId, page: &Page, bound: Option<&ResourceRef>) -> Result<Vec<Rule>> {
                 let rows = sqlx::query(
-                    "SELECT * FROM rules WHERE workspace_id = $1 AND deleted_at IS NULL AND (CAST($2 AS TEXT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+                    "SELECT * FROM rules WHERE workspace_id = $1 AND deleted_at IS NULL AND (CAST($2 AS TEXT) IS NULL OR id < $2)
+                     AND (CAST($4 AS TEXT) IS NULL OR (resource = $4 AND resource_id = $5)) ORDER BY id DESC LIMIT $3",
                 )
                 .bind(ws.as_str())
                 .bind(page.before.as_deref())
                 .bind(i64::from(page.limit))
+                .bind(bound.map(|b| b.resource.as_str()))
+                .bind(bound.map(|b| b.resource_id.as_str()))
                 .fetch_all(self.reader())
                 .await?;
                 rows.iter().map(rows::rule).collect()

@@ -109,8 +109,9 @@ macro_rules! impl_workspace_store {
             async fn create_session(&self, s: &Session, token_hash: &str, launch: Option<&crate::NewLaunch>) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
                 sqlx::query(
-                    "INSERT INTO sessions (id, workspace_id, token_hash, role, scopes, allowed_origins, external_user_id, expires_at, created_at, branding)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO sessions (id, workspace_id, token_hash, role, scopes, allowed_origins, external_user_id, expires_at, created_at, branding,
+                        resource, resource_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(s.id.as_str())
                 .bind(s.workspace_id.as_str())
@@ -122,6 +123,8 @@ macro_rules! impl_workspace_store {
                 .bind(s.expires_at)
                 .bind(s.created_at)
                 .bind(s.branding.as_ref().map(|b| serde_json::to_string(b).unwrap_or_default()))
+                .bind(s.resource.as_ref().map(|r| r.resource.clone()))
+                .bind(s.resource.as_ref().map(|r| r.resource_id.clone()))
                 .execute(&mut *tx)
                 .await?;
                 if let Some(launch) = launch {
