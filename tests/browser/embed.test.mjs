@@ -335,6 +335,15 @@ describe("connections", () => {
     assert.equal(JSON.parse(sent.body).text, "Disk full is high");
     assert.equal(sent.headers.authorization, "Bearer xoxb-browser-test");
     await screenshot(page, "rule-picker-light");
+    // The connection's page tests it: its credentials by listing, and a test event through its rule.
+    await page.evaluate((p) => window.frameHandle.navigate(p), `connections/${slack.id}`);
+    await frame.getByRole("heading", { level: 1, name: "Team Slack" }).waitFor();
+    await frame.getByRole("button", { name: "Check connection" }).click();
+    await frame.getByText("It works: Slack lists 3 channels.").waitFor();
+    const posted = vendor.requests.filter((r) => r.path === "/api/chat.postMessage").length;
+    await frame.getByRole("button", { name: "Send test event through Alerts to Slack" }).click();
+    await frame.getByText("Delivered", { exact: true }).waitFor({ timeout: 15000 });
+    assert.equal(vendor.requests.filter((r) => r.path === "/api/chat.postMessage").length, posted + 1);
     await context.close();
   });
 });

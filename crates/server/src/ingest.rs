@@ -136,11 +136,13 @@ async fn writer(
                 if batch.iter().zip(&outcomes).any(|(e, o)| matches!(o, IngestOutcome::Created) && !e.deliveries.is_empty()) {
                     wake.notify_one();
                 }
-                learner.note(&batch, &outcomes);
+                let created: Vec<bool> = outcomes.iter().map(|o| matches!(o, IngestOutcome::Created)).collect();
                 let mut outcomes = outcomes.into_iter();
                 for (job, size) in jobs.into_iter().zip(sizes) {
                     let _ = job.reply.send(Ok(outcomes.by_ref().take(size).collect()));
                 }
+                // After the answers: learning event types never delays one.
+                learner.note(&batch, &created);
             }
             Err(e) => {
                 tracing::error!(error = %e, events = batch.len(), "ingest batch failed; nothing in it was acknowledged");

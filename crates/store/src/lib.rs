@@ -260,13 +260,23 @@ pub trait EventTypeStore: Send + Sync {
     async fn undeclare_event_type(&self, ws: &WorkspaceId, name: &str, now: Millis) -> Result<bool>;
 }
 
-/// Counts for a workspace's dashboard.
+/// Counts for a workspace's dashboard, at a bounded cost: totals stop at [`COUNT_CAP`], and where
+/// deliveries stand is read from the latest [`STATUS_SAMPLE`] of the window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WindowCounts {
+    /// Events received in the window, up to [`COUNT_CAP`].
     pub events: u64,
-    /// Deliveries created in the window, by connection and where they stand now.
+    /// Deliveries created in the window, up to [`COUNT_CAP`].
+    pub deliveries_total: u64,
+    /// The latest deliveries of the window (at most [`STATUS_SAMPLE`]), by connection and where
+    /// they stand now.
     pub deliveries: Vec<(ConnectionId, DeliveryStatus, u64)>,
 }
+
+/// Dashboard totals count up to this many (and show "100,000+").
+pub const COUNT_CAP: u64 = 100_000;
+/// Dashboard statuses and failure rates are those of at most this many of the latest deliveries.
+pub const STATUS_SAMPLE: u64 = 10_000;
 
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {

@@ -475,14 +475,17 @@
       var names = {};
       conns.forEach(function (c) { names[c.id] = c.name; });
       status.remove();
+      var count = function (n) { return n >= 100000 ? "100,000+" : n.toLocaleString(); };
       var windowCard = function (label, w) {
+        var sampled = w.sampled < w.deliveries_total;
         return h("section", { class: "card", "aria-label": label },
           h("h2", null, label),
           h("dl", { class: "figures" },
-            h("div", null, h("dt", null, "Events"), h("dd", null, w.events.toLocaleString())),
-            h("div", null, h("dt", null, "Deliveries"), h("dd", null, w.deliveries.total.toLocaleString())),
-            h("div", null, h("dt", null, "Succeeded"), h("dd", null, w.deliveries.succeeded.toLocaleString())),
-            h("div", null, h("dt", null, "Failure rate"), h("dd", { class: w.failure_rate >= 0.1 ? "bad" : "" }, (w.failure_rate * 100).toFixed(w.failure_rate > 0 && w.failure_rate < 0.01 ? 2 : 1) + "%"))));
+            h("div", null, h("dt", null, "Events"), h("dd", null, count(w.events))),
+            h("div", null, h("dt", null, "Deliveries"), h("dd", null, count(w.deliveries_total))),
+            h("div", null, h("dt", null, sampled ? "Succeeded (latest " + w.sampled.toLocaleString() + ")" : "Succeeded"), h("dd", null, w.deliveries.succeeded.toLocaleString())),
+            h("div", null, h("dt", null, sampled ? "Failure rate (latest " + w.sampled.toLocaleString() + ")" : "Failure rate"),
+              h("dd", { class: w.failure_rate >= 0.1 ? "bad" : "" }, (w.failure_rate * 100).toFixed(w.failure_rate > 0 && w.failure_rate < 0.01 ? 2 : 1) + "%"))));
       };
       main.append(h("div", { class: "cards" }, windowCard("Last 24 hours", stats.last_24h), windowCard("Last 7 days", stats.last_7d)));
       var attention = h("section", { class: "panel", "aria-labelledby": "attention-title" }, h("h2", { id: "attention-title" }, "Connections that need attention"));
@@ -674,8 +677,30 @@
         }, { class: "danger" }));
       }
       if (actions.childNodes.length) main.append(actions);
+      // Testing a connection: its credentials, by listing what the destination holds; and a test
+      // event through any rule that sends here.
+      var sets = kind ? choiceSets(kind) : [];
+      if (canWrite() && sets.length) {
+        var checked = h("div", { "aria-live": "polite" });
+        main.append(h("section", { class: "panel", "aria-labelledby": "conn-check" }, h("h2", { id: "conn-check" }, "Test the connection"),
+          h("p", { class: "help" }, "Asks " + kind.name + " for its " + sets[0] + " with this connection's credentials."),
+          button("Check connection", function (e) {
+            checked.replaceChildren(loading("Asking " + kind.name + "…"));
+            busy(e.target, api("GET", "/connections/" + encodeURIComponent(c.id) + "/options/" + encodeURIComponent(sets[0]))).then(function (r) {
+              checked.replaceChildren(h("p", { class: "success", role: "status" }, "It works: " + kind.name + " lists " + r.data.length + (r.truncated ? "+" : "") + " " + sets[0] + "."));
+            }, function (err) { checked.replaceChildren(alertBox(err)); }).then(resized);
+          }, { class: "secondary" }), checked));
+      }
       var rulesPanel = h("section", { class: "panel", "aria-labelledby": "conn-rules" }, h("h2", { id: "conn-rules" }, "Rules sending here"));
-      rulesPanel.append(rules.length ? h("ul", { class: "list" }, rules.map(function (rule) { return h("li", null, link("rules/" + rule.id, rule.name), h("span", { class: "muted" }, " " + rule.event)); }))
+      rulesPanel.append(rules.length ? h("ul", { class: "list" }, rules.map(function (rule) {
+        var outcome = h("div", { "aria-live": "polite" });
+        return h("li", null, link("rules/" + rule.id, rule.name), h("span", { class: "muted" }, " " + rule.event), " ",
+          canWrite() ? button("Send test event", function (e) {
+            outcome.replaceChildren(loading("Sending a test event…"));
+            busy(e.target, api("POST", "/rules/" + encodeURIComponent(rule.id) + "/test", {}).then(function (accepted) { return waitForOutcome(accepted.event_id); }))
+              .then(function (result) { outcome.replaceChildren(testOutcome(result)); }, function (err) { outcome.replaceChildren(alertBox(err)); }).then(resized);
+          }, { class: "link", "aria-label": "Send test event through " + rule.name }) : null, outcome);
+      }))
         : empty("No rule sends here yet.", canWrite() ? link("rules/new?connection=" + c.id, "New rule", { class: "button" }) : null));
       main.append(rulesPanel);
       if (canChangeConnections() && kind) {
@@ -683,6 +708,13 @@
       }
       status.remove();
     });
+  }
+
+  /* The choice sets a type's fields name (channels, lists, ...), in catalog order. */
+  function choiceSets(kind) {
+    var out = [];
+    kind.actions.forEach(function (a) { a.fields.forEach(function (f) { if (f.choices && out.indexOf(f.choices) < 0) out.push(f.choices); }); });
+    return out;
   }
 
   /* ---------- Rules ---------- */

@@ -1,5 +1,7 @@
 //! A workspace's dashboard figures: events and deliveries over the last 24 hours and 7 days, the
-//! failure rate, and the connections that need attention.
+//! failure rate, and the connections that need attention. Their cost is bounded whatever the
+//! workspace's traffic: totals stop counting at 100,000, and where deliveries stand (and so the
+//! failure rate and the failing connections) is read from the latest 10,000 of each window.
 
 use super::workspaces::visible_workspace;
 use crate::auth::{Access, Principal};
@@ -58,9 +60,17 @@ impl DeliveryCounts {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WindowStats {
+    /// Events received (counting stops at 100,000: see `capped`).
     pub events: u64,
+    /// Deliveries created (counting stops at 100,000).
+    pub deliveries_total: u64,
+    /// True when `events` or `deliveries_total` reached 100,000: there are at least that many.
+    pub capped: bool,
+    /// Where the latest deliveries of the window stand (at most 10,000 of them: `sampled`).
     pub deliveries: DeliveryCounts,
-    /// Dead or retrying deliveries among those attempted, 0..1.
+    /// How many deliveries `deliveries` and `failure_rate` cover.
+    pub sampled: u64,
+    /// Dead or retrying deliveries among those attempted, 0..1, of the sampled ones.
     pub failure_rate: f64,
 }
 
@@ -70,7 +80,14 @@ impl WindowStats {
         for (_, status, n) in &w.deliveries {
             deliveries.add(*status, *n);
         }
-        Self { events: w.events, failure_rate: deliveries.failure_rate(), deliveries }
+        Self {
+            events: w.events,
+            deliveries_total: w.deliveries_total,
+            capped: w.events >= switchyard_store::COUNT_CAP || w.deliveries_total >= switchyard_store::COUNT_CAP,
+            sampled: deliveries.total,
+            failure_rate: deliveries.failure_rate(),
+            deliveries,
+        }
     }
 }
 
@@ -82,7 +99,7 @@ pub struct AttentionItem {
     pub kind: String,
     /// `needs_reauth` (reconnect it) or `failing` (at least a tenth of the last day's deliveries failed).
     pub reason: &'static str,
-    /// Its deliveries of the last 24 hours.
+    /// Its deliveries among the last 24 hours' latest 10,000.
     pub deliveries_24h: DeliveryCounts,
 }
 

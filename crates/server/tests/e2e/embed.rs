@@ -317,6 +317,8 @@ async fn the_dashboard_counts_a_workspace_s_own_traffic_and_names_failing_connec
     assert_eq!(status, StatusCode::OK, "{stats}");
     assert_eq!(stats["last_24h"]["events"], 3);
     assert_eq!(stats["last_24h"]["deliveries"]["total"], 6);
+    assert_eq!((stats["last_24h"]["deliveries_total"].as_u64(), stats["last_24h"]["sampled"].as_u64()), (Some(6), Some(6)));
+    assert_eq!(stats["last_24h"]["capped"], false);
     assert_eq!(stats["last_24h"]["deliveries"]["succeeded"], 3);
     assert_eq!(stats["last_24h"]["deliveries"]["dead"], 3);
     assert_eq!(stats["last_24h"]["failure_rate"], 0.5);
@@ -521,5 +523,30 @@ async fn a_session_narrowed_to_one_resource_sees_and_binds_only_that_resource() 
     let (status, replayed) = call(Method::POST, format!("/workspaces/{}/replay", ws.id), Some(json!({"status": "succeeded"}))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(replayed["replayed"], 4, "{replayed}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn installation_branding_applies_where_a_session_sets_none() {
+    let app = TestApp::spawn_with(|c| {
+        c.branding = switchyard_core::model::Branding {
+            accent_color: Some("#112233".into()),
+            logo_url: Some("https://brand.example.com/logo.svg".into()),
+            name: Some("Acme Cloud".into()),
+        }
+    })
+    .await;
+    let ws = app.workspace("acme").await;
+    let plain = mint(&app, json!({"workspace_id": ws.id, "role": "viewer"})).await;
+    let (_, headers, body) = get_page(&app, plain["launch_url"].as_str().unwrap()).await;
+    assert!(
+        body.contains("Acme Cloud") && body.contains("data-accent=\"#112233\"") && body.contains("brand.example.com/logo.svg"),
+        "{body}"
+    );
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("img-src 'self' data: https://brand.example.com;"));
+    // A session's branding wins field by field.
+    let own = mint(&app, json!({"workspace_id": ws.id, "role": "viewer", "branding": {"name": "Globex"}})).await;
+    let (_, _, body) = get_page(&app, own["launch_url"].as_str().unwrap()).await;
+    assert!(body.contains("Globex") && !body.contains("Acme Cloud") && body.contains("data-accent=\"#112233\""), "{body}");
     app.shutdown().await;
 }

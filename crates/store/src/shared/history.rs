@@ -82,26 +82,39 @@ macro_rules! impl_history_store {
 
             async fn window_counts(&self, ws: &WorkspaceId, since: Millis, resource: Option<&ResourceRef>) -> Result<crate::WindowCounts> {
                 let (name, id) = (resource.map(|r| r.resource.as_str()), resource.map(|r| r.resource_id.as_str()));
+                // Bounded: counting stops at COUNT_CAP, through the (workspace_id, id) indexes.
                 let events: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM events WHERE workspace_id = $1 AND id >= $2
-                     AND (CAST($3 AS TEXT) IS NULL OR (resource = $3 AND resource_id = $4))",
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE workspace_id = $1 AND id >= $2
+                     AND (CAST($3 AS TEXT) IS NULL OR (resource = $3 AND resource_id = $4)) LIMIT $5) t",
                 )
                 .bind(ws.as_str())
                 .bind(crate::id_floor(EventId::PREFIX, since))
                 .bind(name)
                 .bind(id)
+                .bind(crate::COUNT_CAP as i64)
                 .fetch_one(self.reader())
                 .await?;
-                let rows = sqlx::query(
-                    "SELECT connection_id, status, COUNT(*) AS n FROM deliveries WHERE workspace_id = $1 AND id >= $2
+                let in_window = "FROM deliveries WHERE workspace_id = $1 AND id >= $2
                      AND (CAST($3 AS TEXT) IS NULL
-                          OR EXISTS (SELECT 1 FROM events ev WHERE ev.id = deliveries.event_id AND ev.resource = $3 AND ev.resource_id = $4))
-                     GROUP BY connection_id, status",
-                )
+                          OR EXISTS (SELECT 1 FROM events ev WHERE ev.id = deliveries.event_id AND ev.resource = $3 AND ev.resource_id = $4))";
+                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM (SELECT 1 {in_window} LIMIT $5) t"))
+                    .bind(ws.as_str())
+                    .bind(crate::id_floor(DeliveryId::PREFIX, since))
+                    .bind(name)
+                    .bind(id)
+                    .bind(crate::COUNT_CAP as i64)
+                    .fetch_one(self.reader())
+                    .await?;
+                // Where the latest deliveries stand: rows are read, so only STATUS_SAMPLE of them.
+                let rows = sqlx::query(&format!(
+                    "SELECT connection_id, status, COUNT(*) AS n FROM
+                     (SELECT connection_id, status {in_window} ORDER BY id DESC LIMIT $5) t GROUP BY connection_id, status"
+                ))
                 .bind(ws.as_str())
                 .bind(crate::id_floor(DeliveryId::PREFIX, since))
                 .bind(name)
                 .bind(id)
+                .bind(crate::STATUS_SAMPLE as i64)
                 .fetch_all(self.reader())
                 .await?;
                 let mut deliveries = Vec::with_capacity(rows.len());
@@ -111,7 +124,7 @@ macro_rules! impl_history_store {
                     deliveries.push((ConnectionId::from_trusted(row.text("connection_id")?), status, row.int("n")?.max(0) as u64));
                 }
                 deliveries.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
-                Ok(crate::WindowCounts { events: events.max(0) as u64, deliveries })
+                Ok(crate::WindowCounts { events: events.max(0) as u64, deliveries_total: total.max(0) as u64, deliveries })
             }
         }
 
