@@ -142,7 +142,7 @@ impl FromRequestParts<AppState> for Principal {
                 }
                 if let Some(origin) = parts.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
                     // The session's own pages call from this server's origin.
-                    let own = crate::embed::is_own_origin(origin, &parts.headers);
+                    let own = crate::embed::is_own_origin(origin, &parts.headers, state.config.public_url.as_deref());
                     if !own && !session.allowed_origins.is_empty() && !session.allowed_origins.iter().any(|o| o == origin) {
                         return Err(ApiError::forbidden("this session may not be used from this origin"));
                     }

@@ -88,3 +88,22 @@ pub fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
 pub fn ts(ms: i64) -> String {
     switchyard_core::rfc3339(ms)
 }
+
+/// `resource` and `resource_id` given together (each 1..256 characters), or neither.
+pub fn resource_pair(
+    resource: Option<String>,
+    resource_id: Option<String>,
+) -> Result<Option<switchyard_core::model::ResourceRef>, ApiError> {
+    match (resource, resource_id) {
+        (Some(resource), Some(resource_id)) => {
+            for (field, value) in [("resource", &resource), ("resource_id", &resource_id)] {
+                if value.is_empty() || value.len() > super::events::MAX_FIELD_LEN {
+                    return Err(ApiError::invalid(field, format!("must be 1 to {} characters", super::events::MAX_FIELD_LEN)));
+                }
+            }
+            Ok(Some(switchyard_core::model::ResourceRef { resource, resource_id }))
+        }
+        (None, None) => Ok(None),
+        _ => Err(ApiError::invalid("resource", "give resource and resource_id together")),
+    }
+}

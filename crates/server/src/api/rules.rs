@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use switchyard_core::conditions::Condition;
 use switchyard_core::events::EventPattern;
 use switchyard_core::ids::*;
-use switchyard_core::model::{Event, EventStatus, ResourceRef, Rule};
+use switchyard_core::model::{Event, EventStatus, Rule};
 use switchyard_store::{NewDelivery, NewEvent, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -158,19 +158,9 @@ async fn create_rule(
     ValidJson(body): ValidJson<CreateRule>,
 ) -> ApiResult<(StatusCode, Json<RuleOut>)> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
-    let bound_to = match (principal.resource(), body.resource, body.resource_id) {
-        (Some(narrowed), _, _) => Some(narrowed.clone()),
-        (None, Some(resource), Some(resource_id)) => {
-            for (field, value) in [("resource", &resource), ("resource_id", &resource_id)] {
-                if value.is_empty() || value.len() > super::events::MAX_FIELD_LEN {
-                    return Err(ApiError::invalid(field, format!("must be 1 to {} characters", super::events::MAX_FIELD_LEN)));
-                }
-            }
-            Some(ResourceRef { resource, resource_id })
-        }
-        (None, None, None) => None,
-        (None, _, _) => return Err(ApiError::invalid("resource", "give resource and resource_id together")),
-    };
+    // A session narrowed to a resource binds what it makes to it, whatever the body says.
+    let asked = resource_pair(body.resource, body.resource_id)?;
+    let bound_to = principal.resource().cloned().or(asked);
     let now = switchyard_core::now_millis();
     let mut rule = Rule {
         id: RuleId::generate(),

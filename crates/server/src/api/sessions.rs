@@ -142,18 +142,7 @@ async fn create_session(
     if let Some(branding) = &body.branding {
         crate::embed::check_branding(branding, "branding")?;
     }
-    let resource = match (body.resource, body.resource_id) {
-        (Some(resource), Some(resource_id)) => {
-            for (field, value) in [("resource", &resource), ("resource_id", &resource_id)] {
-                if value.is_empty() || value.len() > super::events::MAX_FIELD_LEN {
-                    return Err(ApiError::invalid(field, format!("must be 1 to {} characters", super::events::MAX_FIELD_LEN)));
-                }
-            }
-            Some(ResourceRef { resource, resource_id })
-        }
-        (None, None) => None,
-        _ => return Err(ApiError::invalid("resource", "give resource and resource_id together")),
-    };
+    let resource = resource_pair(body.resource, body.resource_id)?;
     let now = switchyard_core::now_millis();
     let token = generate_token("st_");
     let launch_token = generate_token("lt_");

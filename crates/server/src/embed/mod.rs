@@ -83,11 +83,15 @@ fn valid_authority(host: &str) -> bool {
     !host.is_empty() && host.len() <= 255 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
 }
 
-/// Whether an `Origin` header names this very server (its own pages calling the API): the
-/// origin's host and port are those the request was sent to.
-pub fn is_own_origin(origin: &str, headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()) else { return false };
+/// Whether an `Origin` header names this very server (its own pages calling the API): the origin
+/// of `SWITCHYARD_PUBLIC_URL` (what browsers use behind a proxy), or the host and port the
+/// request was sent to.
+pub fn is_own_origin(origin: &str, headers: &HeaderMap, public_url: Option<&str>) -> bool {
     let Ok(url) = url::Url::parse(origin) else { return false };
+    if public_url.and_then(|p| url::Url::parse(p).ok()).is_some_and(|p| p.origin() == url.origin() && url.origin().is_tuple()) {
+        return true;
+    }
+    let Some(host) = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()) else { return false };
     let Some(origin_host) = url.host_str() else { return false };
     let authority = match url.port() {
         Some(port) => format!("{origin_host}:{port}"),
@@ -113,13 +117,18 @@ mod tests {
     }
 
     #[test]
-    fn own_origin_matches_host_and_port_only() {
+    fn own_origin_is_the_public_url_s_or_the_request_s_host_and_port() {
         let mut h = HeaderMap::new();
         h.insert(axum::http::header::HOST, "localhost:8080".parse().unwrap());
-        assert!(is_own_origin("http://localhost:8080", &h));
-        assert!(!is_own_origin("http://localhost:8081", &h));
-        assert!(!is_own_origin("http://evil.example", &h));
-        assert!(!is_own_origin("null", &h));
+        assert!(is_own_origin("http://localhost:8080", &h, None));
+        assert!(!is_own_origin("http://localhost:8081", &h, None));
+        assert!(!is_own_origin("http://evil.example", &h, None));
+        assert!(!is_own_origin("null", &h, None));
+        // Behind a proxy that rewrites Host, the public URL's origin is the pages' own.
+        let public = Some("https://switchyard.example.com/");
+        assert!(is_own_origin("https://switchyard.example.com", &h, public));
+        assert!(!is_own_origin("http://switchyard.example.com", &h, public));
+        assert!(!is_own_origin("null", &h, public));
     }
 
     #[test]
