@@ -43,7 +43,7 @@ after(async () => {
 
 /** A new browser context (no shared state) with a page watching every request. */
 async function open(query, options = {}) {
-  const context = await browser.newContext({ colorScheme: options.colorScheme || "light", viewport: { width: 1100, height: 900 } });
+  const context = await browser.newContext({ colorScheme: options.colorScheme || "light", viewport: { width: 1100, height: 1800 } });
   const page = await context.newPage();
   const requests = [];
   context.on("request", (r) => requests.push({ url: r.url(), method: r.method(), headers: r.headers() }));

@@ -302,6 +302,9 @@ export async function axeViolations(frame) {
 
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
+  // Previews render 400 ms after the form settles, and the frame's height follows its content:
+  // let both land, so the picture is what a customer sees.
+  await new Promise((r) => setTimeout(r, 700));
   const frameEl = await page.$("#slot iframe");
   await (frameEl || page).screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
 }
