@@ -120,14 +120,14 @@ impl Vault {
 }
 
 /// Re-reads the key file every second, so a rotation reaches a running node quickly.
-pub async fn watch(state: crate::state::AppState, stop: tokio_util::sync::CancellationToken) {
+pub async fn watch(vault: Arc<Vault>, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = state.vault.reload() {
+        if let Err(e) = vault.reload() {
             tracing::error!(error = %e, "could not re-read the master key file; keeping the keys loaded");
         }
     }

@@ -77,7 +77,10 @@ impl Application {
             learner.clone(),
         );
         let env_admin_digest = config.admin_key.as_deref().map(switchyard_core::crypto::hash_token);
-        let tokens = oauth::tokens::Tokens::new(config.zoom_token_url.clone());
+        let vault = Arc::new(vault);
+        let cache: Arc<cache::Cache> = Default::default();
+        let tokens =
+            oauth::tokens::Tokens::new(config.zoom_token_url.clone(), store.clone(), vault.clone(), config.oauth.clone(), cache.clone());
         let state = AppState::new(Inner {
             tokens,
             store,
@@ -86,7 +89,7 @@ impl Application {
             renderer: config.templates.renderer(),
             options_sender: switchyard_destinations::http::Sender::new(config.allow_private_destinations).with_read_limit(1 << 20),
             options_cache: Default::default(),
-            cache: Default::default(),
+            cache,
             ingest,
             learner,
             wake,
@@ -123,7 +126,7 @@ impl Application {
             workers.push(tokio::spawn(relay_signals(state.clone(), signals, stop.clone())));
         }
         workers.push(tokio::spawn(state.cache.clone().watch(state.store.clone(), cache_interval, stop.clone())));
-        workers.push(tokio::spawn(keyring::watch(state.clone(), stop.clone())));
+        workers.push(tokio::spawn(keyring::watch(state.vault.clone(), stop.clone())));
         workers.push(tokio::spawn(memory::trim_periodically(stop.clone())));
         workers.push(tokio::spawn(learn::run(state.learner.clone(), state.store.clone(), stop.clone())));
         if role.dispatches() {

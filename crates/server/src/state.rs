@@ -15,7 +15,7 @@ pub struct Inner {
     pub config: Config,
     pub store: Arc<dyn Store>,
     /// Seals and opens secrets at rest.
-    pub vault: crate::keyring::Vault,
+    pub vault: Arc<crate::keyring::Vault>,
     pub registry: Registry,
     /// Where rules' templates render (worker processes, unless configured otherwise).
     pub renderer: switchyard_destinations::sandbox::Renderer,

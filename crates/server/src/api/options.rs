@@ -103,7 +103,7 @@ async fn connection_options(
         return Ok(Json(cached));
     }
     let mut secrets = crate::dispatch::attempt::open_secrets(&state, &conn).map_err(ApiError::internal)?;
-    match state.tokens.ensure_fresh(&state, &conn, &mut secrets, None).await {
+    match state.tokens.ensure_fresh(&conn, &mut secrets, None).await {
         Ok(_) => {}
         Err(TokenError::NeedsReauth(_)) => {
             return Err(ApiError::conflict("the destination refused the connection's authorisation: reconnect it first"))

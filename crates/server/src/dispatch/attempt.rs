@@ -111,7 +111,7 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
     let mut secrets = secrets;
     let now_defer = || Finished::Deferred { id: delivery.id.clone(), until: switchyard_core::now_millis() };
     // OAuth tokens: refreshed before they expire.
-    if let Err(e) = state.tokens.ensure_fresh(state, &connection, &mut secrets, None).await {
+    if let Err(e) = state.tokens.ensure_fresh(&connection, &mut secrets, None).await {
         match e {
             // The connection now waits to be reconnected; claims skip it, so its deliveries wait
             // without spending attempts.
@@ -142,7 +142,7 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
     // A refused token is refreshed once, and the attempt made again with the new one.
     if classified.unauthorized && managed(secrets.credentials.as_ref()) != Managed::No {
         let used_token = secrets.credentials.as_ref().and_then(|c| c.get("access_token")).and_then(|t| t.as_str()).map(str::to_owned);
-        match state.tokens.ensure_fresh(state, &connection, &mut secrets, used_token.as_deref()).await {
+        match state.tokens.ensure_fresh(&connection, &mut secrets, used_token.as_deref()).await {
             Ok(_) => {
                 earlier_request = exchange
                     .request_record()

@@ -7,8 +7,10 @@
 //!   "obtained_at": ms}`; Zoom's server-to-server credentials hold `account_id`, `client_id` and
 //! `client_secret`, and the access token obtained with them.
 
+use super::providers::Providers;
 use super::providers::{ClientAuth, Provider};
-use crate::state::AppState;
+use crate::cache::Cache;
+use crate::keyring::Vault;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,7 @@ use switchyard_core::model::{Connection, ConnectionStatus};
 use switchyard_core::Millis;
 use switchyard_destinations::http::root_cause;
 use switchyard_destinations::OpenedSecrets;
-use switchyard_store::Scope;
+use switchyard_store::{Scope, Store};
 
 /// The longest a refresh may hold a connection's lock.
 const LOCK_MS: i64 = 30_000;
@@ -83,23 +85,37 @@ pub fn needs_refresh(c: &Value, now: Millis) -> bool {
     expires_at - now <= margin
 }
 
-/// Token refreshes and exchanges, shared by the node's workers.
+/// Token refreshes and exchanges, shared by the node's workers. It holds what a refresh touches:
+/// the store, the vault that seals the new tokens, the providers' apps, and the cache it clears.
 pub struct Tokens {
     http: reqwest::Client,
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
+    providers: Providers,
+    cache: Arc<Cache>,
     owner: String,
     local: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
     zoom_token_url: String,
 }
 
 impl Tokens {
-    pub fn new(zoom_token_url: String) -> Self {
+    pub fn new(zoom_token_url: String, store: Arc<dyn Store>, vault: Arc<Vault>, providers: Providers, cache: Arc<Cache>) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(15))
             .user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the token client's static configuration is valid");
-        Self { http, owner: format!("refresh_{}", ulid::Ulid::new()), local: Mutex::default(), zoom_token_url }
+        Self {
+            http,
+            store,
+            vault,
+            providers,
+            cache,
+            owner: format!("refresh_{}", ulid::Ulid::new()),
+            local: Mutex::default(),
+            zoom_token_url,
+        }
     }
 
     fn local_lock(&self, id: &ConnectionId) -> Arc<tokio::sync::Mutex<()>> {
@@ -114,7 +130,6 @@ impl Tokens {
     /// expire, or the one a destination just refused (`rejected`). Returns whether it refreshed.
     pub async fn ensure_fresh(
         &self,
-        state: &AppState,
         connection: &Connection,
         secrets: &mut OpenedSecrets,
         rejected: Option<&str>,
@@ -135,9 +150,9 @@ impl Tokens {
         let deadline = now + LOCK_MS + 5_000;
         loop {
             let now = switchyard_core::now_millis();
-            let latest = match self.stored(state, &connection.id).await {
+            let latest = match self.stored(&connection.id).await {
                 Ok(latest) => latest,
-                Err(TokenError::NeedsReauth(reason)) => return Err(self.needs_reauth(state, connection, reason).await),
+                Err(TokenError::NeedsReauth(reason)) => return Err(self.needs_reauth(connection, reason).await),
                 Err(e) => return Err(e),
             };
             if latest.0 == ConnectionStatus::NeedsReauth {
@@ -148,7 +163,7 @@ impl Tokens {
                 secrets.credentials = Some(latest.1);
                 return Ok(true);
             }
-            let locked = state
+            let locked = self
                 .store
                 .lock_refresh(&connection.id, &self.owner, now, now + LOCK_MS)
                 .await
@@ -157,28 +172,28 @@ impl Tokens {
                 // Read again under the lock: another node may have refreshed between our read and
                 // our lock, and its refresh token may be single-use (using the old one again
                 // would make the provider revoke the whole grant).
-                let current = match self.stored(state, &connection.id).await {
+                let current = match self.stored(&connection.id).await {
                     Ok((_, creds)) => creds,
                     Err(e) => {
-                        let _ = state.store.unlock_refresh(&connection.id, &self.owner).await;
+                        let _ = self.store.unlock_refresh(&connection.id, &self.owner).await;
                         return Err(e);
                     }
                 };
                 if !stale(&current, switchyard_core::now_millis()) {
-                    let _ = state.store.unlock_refresh(&connection.id, &self.owner).await;
+                    let _ = self.store.unlock_refresh(&connection.id, &self.owner).await;
                     secrets.credentials = Some(current);
                     return Ok(true);
                 }
-                let result = self.refresh_locked(state, connection, current).await;
+                let result = self.refresh_locked(connection, current).await;
                 match &result {
                     Ok(fresh) => secrets.credentials = Some(fresh.clone()),
                     Err(TokenError::NeedsReauth(reason)) => {
-                        return Err(self.needs_reauth(state, connection, reason.clone()).await);
+                        return Err(self.needs_reauth(connection, reason.clone()).await);
                     }
                     Err(TokenError::Failed(reason)) => {
                         tracing::warn!(connection = %connection.id, reason = %reason, "token refresh failed");
                         metrics::counter!("switchyard_token_refreshes_total", "outcome" => "failed").increment(1);
-                        let _ = state.store.unlock_refresh(&connection.id, &self.owner).await;
+                        let _ = self.store.unlock_refresh(&connection.id, &self.owner).await;
                     }
                 }
                 return result.map(|_| true);
@@ -192,12 +207,12 @@ impl Tokens {
 
     /// Marks the connection `needs_reauth` (its deliveries then wait); if that cannot be stored,
     /// the failure is a transient one, so the delivery is retried rather than deferred forever.
-    async fn needs_reauth(&self, state: &AppState, connection: &Connection, reason: String) -> TokenError {
+    async fn needs_reauth(&self, connection: &Connection, reason: String) -> TokenError {
         tracing::warn!(connection = %connection.id, reason = %reason, "the provider refused the connection's tokens; it needs to be reconnected");
         metrics::counter!("switchyard_token_refreshes_total", "outcome" => "needs_reauth").increment(1);
-        match state.store.set_connection_status(&connection.id, ConnectionStatus::NeedsReauth).await {
+        match self.store.set_connection_status(&connection.id, ConnectionStatus::NeedsReauth).await {
             Ok(()) => {
-                state.config_changed();
+                self.cache.clear();
                 TokenError::NeedsReauth(reason)
             }
             Err(e) => TokenError::Failed(format!("could not mark the connection needs_reauth: {e}")),
@@ -205,27 +220,27 @@ impl Tokens {
     }
 
     /// The connection's status and credentials as stored now (not as cached).
-    async fn stored(&self, state: &AppState, id: &ConnectionId) -> Result<(ConnectionStatus, Value), TokenError> {
-        let conn = state
+    async fn stored(&self, id: &ConnectionId) -> Result<(ConnectionStatus, Value), TokenError> {
+        let conn = self
             .store
             .get_connection(&Scope::All, id)
             .await
             .map_err(|e| TokenError::Failed(e.to_string()))?
             .ok_or_else(|| TokenError::Failed("the connection was deleted".into()))?;
         let sealed = conn.credentials_sealed.ok_or_else(|| TokenError::NeedsReauth("the connection has no credentials".into()))?;
-        let plain = state.vault.open(&sealed, id.as_str()).map_err(|e| TokenError::Failed(e.to_string()))?;
+        let plain = self.vault.open(&sealed, id.as_str()).map_err(|e| TokenError::Failed(e.to_string()))?;
         let creds = serde_json::from_slice(&plain).map_err(|_| TokenError::Failed("the stored credentials are not JSON".into()))?;
         Ok((conn.status, creds))
     }
 
     /// Refreshes while holding the lock, and stores the result (which releases the lock).
-    async fn refresh_locked(&self, state: &AppState, connection: &Connection, current: Value) -> Result<Value, TokenError> {
+    async fn refresh_locked(&self, connection: &Connection, current: Value) -> Result<Value, TokenError> {
         let fresh = match managed(Some(&current)) {
             Managed::ZoomServerToServer => self.zoom_server_to_server(&current).await?,
             _ => {
                 let name = current.get("oauth_provider").and_then(Value::as_str).unwrap_or_default();
                 let provider =
-                    state.config.oauth.get(name).ok_or_else(|| TokenError::Failed(format!("no OAuth app is configured for {name}")))?;
+                    self.providers.get(name).ok_or_else(|| TokenError::Failed(format!("no OAuth app is configured for {name}")))?;
                 let Some(refresh_token) = current.get("refresh_token").and_then(Value::as_str) else {
                     // Nothing to refresh with: the token is dead for good.
                     return Err(TokenError::NeedsReauth("the token expired and came without a refresh token".into()));
@@ -234,13 +249,12 @@ impl Tokens {
                 merge_grant(&current, &answer, provider)
             }
         };
-        let sealed = state.vault.seal(fresh.to_string().as_bytes(), connection.id.as_str());
-        state
-            .store
+        let sealed = self.vault.seal(fresh.to_string().as_bytes(), connection.id.as_str());
+        self.store
             .store_credentials(&connection.id, &sealed, None, ConnectionStatus::Active)
             .await
             .map_err(|e| TokenError::Failed(e.to_string()))?;
-        state.config_changed();
+        self.cache.clear();
         metrics::counter!("switchyard_token_refreshes_total", "outcome" => "refreshed").increment(1);
         tracing::info!(connection = %connection.id, "access token refreshed");
         Ok(fresh)
