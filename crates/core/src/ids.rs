@@ -73,8 +73,10 @@ prefixed_id!(/// A workspace: the isolation boundary.
     WorkspaceId, "ws_");
 prefixed_id!(/// A publishable key's id (its secret value starts `pk_`).
     PublishableKeyId, "pkey_");
-prefixed_id!(/// An admin key's id (its secret value starts `sk_`).
-    AdminKeyId, "key_");
+prefixed_id!(/// An API key's id (its secret value starts `sk_`).
+    ApiKeyId, "key_");
+prefixed_id!(/// One entry of the audit log.
+    AuditId, "aud_");
 prefixed_id!(/// A connection: a configured destination inside one workspace.
     ConnectionId, "conn_");
 prefixed_id!(/// A rule routing events to a connection.

@@ -87,12 +87,77 @@ pub struct PublishableKey {
     pub created_at: Millis,
 }
 
+string_enum!(
+    /// What an API key may do: everything, read everything, or act in listed workspaces.
+    KeyScopeKind {
+        Admin => "admin",
+        ReadOnly => "read_only",
+        Workspaces => "workspaces",
+    }
+);
+
+/// A role in one workspace, held by a workspace-scoped API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkspaceGrant {
+    #[schema(value_type = String)]
+    pub workspace_id: WorkspaceId,
+    pub role: SessionRole,
+}
+
+/// A management credential (`sk_...`). Only its SHA-256 digest is stored; `hint` is a non-secret
+/// prefix for listings.
 #[derive(Debug, Clone)]
-pub struct AdminKey {
-    pub id: AdminKeyId,
+pub struct ApiKey {
+    pub id: ApiKeyId,
     pub name: String,
     pub hint: String,
+    pub scope: KeyScopeKind,
+    /// The workspaces and roles of a `workspaces` key (empty for the others).
+    pub workspaces: Vec<WorkspaceGrant>,
+    pub expires_at: Option<Millis>,
+    pub last_used_at: Option<Millis>,
+    /// Who created it (an actor id from the audit log), when known.
+    pub created_by: Option<String>,
     pub created_at: Millis,
+}
+
+impl ApiKey {
+    pub fn expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+impl SessionRole {
+    /// Viewer < editor < admin.
+    pub fn rank(self) -> u8 {
+        match self {
+            SessionRole::Viewer => 0,
+            SessionRole::Editor => 1,
+            SessionRole::Admin => 2,
+        }
+    }
+}
+
+/// One recorded change (or refused credential): who, what, when, from where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: AuditId,
+    pub at: Millis,
+    /// The workspace the change was made in; none for installation-wide changes.
+    pub workspace_id: Option<WorkspaceId>,
+    /// `api_key`, `admin_key` (SWITCHYARD_ADMIN_KEY), `member`, `session`, `publishable_key`, `anonymous`.
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    /// A readable name: the key's name, the member's e-mail, the session's external user.
+    pub actor_name: Option<String>,
+    /// `connection.create`, `rule.delete`, `session.create`, `sign_in.failed`, ...
+    pub action: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    /// What changed, secrets left out.
+    pub summary: serde_json::Value,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// A configured destination. Secrets are held sealed (see `crypto::SecretBox`), bound to the id.

@@ -1,26 +1,75 @@
-//! Who is calling. Credentials are resolved once, here, into a [`Principal`]; handlers ask it for
-//! the [`Scope`] an action needs, and the store enforces that scope on every query.
+//! Who is calling, and whether they may. Every credential (API keys, the configured admin key,
+//! publishable keys, embed sessions, and signed-in members of the console) is resolved here, once,
+//! into a [`Principal`], and checked here against the route's declared requirement before any
+//! handler runs or any body is read.
+//!
+//! A route's requirement is its `security` in the OpenAPI document (see [`Policy`]): which
+//! credential kinds it accepts and, as the requirement's scopes, the role it needs: `installation`
+//! (installation-wide: admin keys, and read-only keys for reads), or a workspace role (`viewer`,
+//! `editor`, `admin`) held in the workspace the path names. Handlers then ask the principal for the
+//! [`Scope`] of what they touch, which the store enforces on every query.
 
-use crate::error::ApiError;
+use crate::audit::{Actor, ActorSlot};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams};
 use axum::http::header::{AUTHORIZATION, ORIGIN};
 use axum::http::request::Parts;
+use axum::http::Method;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use switchyard_core::crypto::{constant_time_eq, hash_token};
-use switchyard_core::ids::WorkspaceId;
-use switchyard_core::model::{ResourceRef, Session, SessionRole};
-use switchyard_store::Scope;
+use switchyard_core::ids::*;
+use switchyard_core::model::{ApiKey, KeyScopeKind, ResourceRef, Session, SessionRole, WorkspaceGrant};
+use switchyard_store::{Owned, Scope, Store};
 
 use crate::cache::KeyOwner;
 
 #[derive(Debug, Clone)]
 pub enum Principal {
-    /// An admin key: every workspace.
-    Admin,
+    /// A management credential: an API key, the configured admin key, or a signed-in member.
+    Operator(Arc<Operator>),
     /// A publishable key: may only send events into its workspace.
     Publishable(WorkspaceId),
     /// An embed session: what its role allows, inside its workspace.
     Session(Box<Session>),
+}
+
+/// A management credential and what it may do.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub actor: Actor,
+    pub scope: KeyScopeKind,
+    /// For a `workspaces` scope: the role held in each.
+    pub workspaces: Vec<WorkspaceGrant>,
+}
+
+impl Operator {
+    /// The configured `SWITCHYARD_ADMIN_KEY`.
+    pub fn env_admin() -> Self {
+        Self {
+            actor: Actor { kind: "admin_key", id: None, name: Some("SWITCHYARD_ADMIN_KEY".into()) },
+            scope: KeyScopeKind::Admin,
+            workspaces: vec![],
+        }
+    }
+
+    pub fn from_key(key: &ApiKey) -> Self {
+        Self {
+            actor: Actor { kind: "api_key", id: Some(key.id.to_string()), name: Some(key.name.clone()) },
+            scope: key.scope,
+            workspaces: key.workspaces.clone(),
+        }
+    }
+
+    /// The role this credential holds in a workspace (admin and read-only keys: in every one).
+    pub fn role_in(&self, ws: &WorkspaceId) -> Option<SessionRole> {
+        match self.scope {
+            KeyScopeKind::Admin => Some(SessionRole::Admin),
+            KeyScopeKind::ReadOnly => Some(SessionRole::Viewer),
+            KeyScopeKind::Workspaces => self.workspaces.iter().find(|g| &g.workspace_id == ws).map(|g| g.role),
+        }
+    }
 }
 
 /// What an action does, for role checks.
@@ -34,32 +83,110 @@ pub enum Access {
     Manage,
 }
 
-impl Principal {
-    /// The scope for an action, or 403 when this credential may not do it.
-    pub fn scope(&self, access: Access) -> Result<Scope, ApiError> {
+impl Access {
+    /// The workspace role an action needs.
+    pub fn role(self) -> SessionRole {
         match self {
-            Principal::Admin => Ok(Scope::All),
-            Principal::Publishable(_) => Err(ApiError::forbidden("a publishable key may only send events (POST /events)")),
-            Principal::Session(s) => {
-                let allowed = match s.role {
-                    SessionRole::Viewer => Access::Read,
-                    SessionRole::Editor => Access::Write,
-                    SessionRole::Admin => Access::Manage,
-                };
-                if access <= allowed {
-                    Ok(Scope::Workspace(s.workspace_id.clone()))
-                } else {
-                    Err(ApiError::forbidden(format!("a {} session may not do this", s.role)))
-                }
-            }
+            Access::Read => SessionRole::Viewer,
+            Access::Write => SessionRole::Editor,
+            Access::Manage => SessionRole::Admin,
+        }
+    }
+}
+
+fn owned_name(owned: Owned) -> &'static str {
+    match owned {
+        Owned::Connection => "connection",
+        Owned::Rule => "rule",
+        Owned::Event => "event",
+        Owned::Delivery => "delivery",
+        Owned::Session => "session",
+    }
+}
+
+impl Principal {
+    /// Who this is, for the audit log.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::Operator(o) => o.actor.clone(),
+            Principal::Publishable(ws) => Actor { kind: "publishable_key", id: None, name: Some(ws.to_string()) },
+            Principal::Session(s) => Actor { kind: "session", id: Some(s.id.to_string()), name: s.external_user_id.clone() },
         }
     }
 
-    /// Admin keys only (workspace management, sessions).
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    /// Installation-wide actions (creating workspaces, API keys, the whole audit log): admin
+    /// credentials, and read-only ones for reading.
+    pub fn installation(&self, access: Access) -> ApiResult<&Operator> {
         match self {
-            Principal::Admin => Ok(()),
-            _ => Err(ApiError::forbidden("this action needs an admin key")),
+            Principal::Operator(o) => match o.scope {
+                KeyScopeKind::Admin => Ok(o),
+                KeyScopeKind::ReadOnly if access == Access::Read => Ok(o),
+                KeyScopeKind::ReadOnly => Err(ApiError::forbidden("a read-only key may only read")),
+                KeyScopeKind::Workspaces => Err(ApiError::forbidden("this key is limited to its workspaces")),
+            },
+            _ => Err(ApiError::forbidden("this action needs an API key with the admin scope")),
+        }
+    }
+
+    /// An action inside one workspace: the scope the store enforces. 404 for a workspace that is
+    /// not this credential's (indistinguishable from one that does not exist), 403 for an action
+    /// its role does not allow there.
+    pub fn in_workspace(&self, ws: &WorkspaceId, access: Access) -> ApiResult<Scope> {
+        let role = match self {
+            Principal::Publishable(_) => return Err(ApiError::forbidden("a publishable key may only send events (POST /events)")),
+            Principal::Session(s) => {
+                if s.role.rank() < access.role().rank() {
+                    return Err(ApiError::forbidden(format!("a {} session may not do this", s.role)));
+                }
+                if &s.workspace_id != ws {
+                    return Err(ApiError::not_found("workspace"));
+                }
+                s.role
+            }
+            Principal::Operator(o) => {
+                if o.scope == KeyScopeKind::ReadOnly && access != Access::Read {
+                    return Err(ApiError::forbidden("a read-only key may only read"));
+                }
+                o.role_in(ws).ok_or_else(|| ApiError::not_found("workspace"))?
+            }
+        };
+        if role.rank() < access.role().rank() {
+            return Err(ApiError::forbidden(format!("this key's role in the workspace ({role}) may not do this")));
+        }
+        Ok(Scope::Workspace(ws.clone()))
+    }
+
+    /// Like [`Self::in_workspace`], for actions only API keys and members take (not sessions):
+    /// publishable keys, workspace settings, minting sessions.
+    pub fn operator_in(&self, ws: &WorkspaceId, access: Access) -> ApiResult<Scope> {
+        match self {
+            Principal::Operator(_) => self.in_workspace(ws, access),
+            _ => Err(ApiError::forbidden("this action needs an API key")),
+        }
+    }
+
+    /// An action on one row found by its id: where the store may look for it. A credential limited
+    /// to some workspaces has the row's workspace looked up first.
+    pub async fn for_row(&self, store: &dyn Store, owned: Owned, id: &str, access: Access) -> ApiResult<Scope> {
+        match self {
+            Principal::Operator(o) if o.scope != KeyScopeKind::Workspaces => {
+                self.installation(access)?;
+                Ok(Scope::All)
+            }
+            Principal::Operator(_) => {
+                let ws = store.workspace_of(owned, id).await?.ok_or_else(|| ApiError::not_found(owned_name(owned)))?;
+                self.in_workspace(&ws, access).map_err(|e| if e.code == "not_found" { ApiError::not_found(owned_name(owned)) } else { e })
+            }
+            Principal::Session(s) => self.in_workspace(&s.workspace_id.clone(), access),
+            Principal::Publishable(_) => Err(ApiError::forbidden("a publishable key may only send events (POST /events)")),
+        }
+    }
+
+    /// Any credential that may read somewhere (the catalog of destination types).
+    pub fn reads_something(&self) -> ApiResult<()> {
+        match self {
+            Principal::Publishable(_) => Err(ApiError::forbidden("a publishable key may only send events (POST /events)")),
+            _ => Ok(()),
         }
     }
 
@@ -94,6 +221,78 @@ impl Principal {
     }
 }
 
+/// What a route asks of a credential, read from its `security` in the OpenAPI document.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requirement {
+    /// API keys (and members): `None` when refused.
+    pub api_key: Option<KeyNeed>,
+    /// Embed sessions: the least role, `None` when refused.
+    pub session: Option<SessionRole>,
+    pub publishable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyNeed {
+    /// Installation-wide: admin scope (read-only scope for reads).
+    Installation,
+    /// A role in the workspace the route names (or, where it names none, in some workspace).
+    Role(SessionRole),
+}
+
+/// Every API route's requirement, by method and route template.
+#[derive(Debug, Default)]
+pub struct Policy(HashMap<(Method, String), Requirement>);
+
+impl Policy {
+    /// Reads the requirements from the OpenAPI document. Panics on a scope it does not know: the
+    /// document is built from the code, so that is a programming error caught by every test.
+    pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut routes = HashMap::new();
+        let value = serde_json::to_value(doc).expect("the OpenAPI document serialises");
+        let paths = value.get("paths").and_then(|p| p.as_object()).cloned().unwrap_or_default();
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                let Ok(method) = method.to_uppercase().parse::<Method>() else { continue };
+                let mut req = Requirement::default();
+                for alternative in op.get("security").and_then(|s| s.as_array()).into_iter().flatten() {
+                    for (scheme, scopes) in alternative.as_object().into_iter().flatten() {
+                        let scope = scopes.as_array().and_then(|s| s.first()).and_then(|s| s.as_str()).unwrap_or("");
+                        match scheme.as_str() {
+                            "api_key" => {
+                                req.api_key = Some(match scope {
+                                    "installation" => KeyNeed::Installation,
+                                    role => KeyNeed::Role(
+                                        SessionRole::parse(role).unwrap_or_else(|| panic!("{path}: unknown api_key scope {role:?}")),
+                                    ),
+                                })
+                            }
+                            "session_token" => {
+                                req.session =
+                                    Some(SessionRole::parse(scope).unwrap_or_else(|| panic!("{path}: unknown session scope {scope:?}")))
+                            }
+                            "publishable_key" => req.publishable = true,
+                            other => panic!("{path}: unknown security scheme {other}"),
+                        }
+                    }
+                }
+                routes.insert((method, path.clone()), req);
+            }
+        }
+        Self(routes)
+    }
+
+    pub fn get(&self, method: &Method, route: &str) -> Option<Requirement> {
+        let method = if method == Method::HEAD { &Method::GET } else { method };
+        self.0.get(&(method.clone(), route.to_owned())).copied()
+    }
+}
+
+/// The policy of this build's API.
+pub fn policy() -> &'static Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    POLICY.get_or_init(|| Policy::from_openapi(&crate::api::openapi()))
+}
+
 /// The credential a request carries: `Authorization: Bearer ...` or `X-Publishable-Key`.
 fn presented_token(parts: &Parts) -> Option<&str> {
     if let Some(value) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
@@ -111,45 +310,179 @@ fn presented_token(parts: &Parts) -> Option<&str> {
     Some(if token.starts_with("pk_") { token } else { "" })
 }
 
+/// The kind of credential a token claims to be, for the audit log.
+fn credential_kind(token: &str) -> &'static str {
+    match token.get(..3) {
+        Some("sk_") => "api_key",
+        Some("pk_") => "publishable_key",
+        Some("st_") => "session",
+        _ => "unknown",
+    }
+}
+
+/// Who the token belongs to, or why it is refused.
+async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>) -> ApiResult<Principal> {
+    let Some(token) = presented_token(parts) else {
+        return Err(ApiError::unauthorized("missing credential: send Authorization: Bearer <key>"));
+    };
+    let refuse = |actor: Option<Actor>, reason: &str, error: ApiError| {
+        if let Some(slot) = slot {
+            slot.refused(credential_kind(token), actor, reason);
+        }
+        error
+    };
+    let unknown = || ApiError::unauthorized("the credential is not valid");
+    let digest = hash_token(token);
+    let now = switchyard_core::now_millis();
+    match token.get(..3).unwrap_or_default() {
+        "sk_" => {
+            if let Some(env) = &state.env_admin_digest {
+                if constant_time_eq(env.as_bytes(), digest.as_bytes()) {
+                    return Ok(Principal::Operator(state.env_admin.clone()));
+                }
+            }
+            match state.cache.key_owner(&*state.store, &digest, "sk_").await? {
+                Some(KeyOwner::Api { operator, expires_at, id, .. }) => {
+                    if expires_at.is_some_and(|t| t <= now) {
+                        return Err(refuse(Some(operator.actor.clone()), "expired", ApiError::unauthorized("the API key has expired")));
+                    }
+                    state.key_usage.touch(&state.store, &id, now);
+                    Ok(Principal::Operator(operator))
+                }
+                _ => Err(refuse(None, "unknown", unknown())),
+            }
+        }
+        "pk_" => match state.cache.key_owner(&*state.store, &digest, "pk_").await? {
+            Some(KeyOwner::Workspace(ws)) => Ok(Principal::Publishable(ws)),
+            _ => Err(refuse(None, "unknown", unknown())),
+        },
+        "st_" => {
+            let Some(session) = state.store.find_session(&digest).await? else { return Err(refuse(None, "unknown", unknown())) };
+            let actor = Principal::Session(Box::new(session.clone())).actor();
+            if session.expires_at <= now {
+                return Err(refuse(Some(actor), "expired", ApiError::unauthorized("the session has expired; refresh it")));
+            }
+            if let Some(origin) = parts.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
+                // The session's own pages call from this server's origin.
+                let own = crate::embed::is_own_origin(origin, &parts.headers, state.config.public_url.as_deref());
+                if !own && !session.allowed_origins.is_empty() && !session.allowed_origins.iter().any(|o| o == origin) {
+                    return Err(refuse(Some(actor), "origin", ApiError::forbidden("this session may not be used from this origin")));
+                }
+            }
+            Ok(Principal::Session(Box::new(session)))
+        }
+        _ => Err(refuse(None, "unknown", unknown())),
+    }
+}
+
+/// The workspace a route's path names, directly (`/workspaces/{ws}/...`) or through the row it
+/// names (`/connections/{id}`): `Err(404)` when the path names one that does not exist.
+async fn path_workspace(parts: &mut Parts, state: &AppState, route: &str) -> ApiResult<Option<WorkspaceId>> {
+    let Ok(params) = RawPathParams::from_request_parts(parts, state).await else { return Ok(None) };
+    let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+    let rest = route.strip_prefix("/api/v1/").unwrap_or(route);
+    let (owned, id) = if rest.starts_with("workspaces/{ws}") {
+        (None, param("ws"))
+    } else if rest.starts_with("workspaces/{id}") {
+        (None, param("id"))
+    } else if rest.starts_with("connections/{id}") {
+        (Some(Owned::Connection), param("id"))
+    } else if rest.starts_with("rules/{id}") {
+        (Some(Owned::Rule), param("id"))
+    } else if rest.starts_with("events/{id}") {
+        (Some(Owned::Event), param("id"))
+    } else if rest.starts_with("deliveries/{id}") {
+        (Some(Owned::Delivery), param("id"))
+    } else if rest.starts_with("sessions/{id}") {
+        (Some(Owned::Session), param("id"))
+    } else {
+        return Ok(None);
+    };
+    let Some(id) = id else { return Ok(None) };
+    match owned {
+        None => Ok(Some(WorkspaceId::parse(&id).ok_or_else(|| ApiError::not_found("workspace"))?)),
+        Some(owned) => Ok(Some(state.store.workspace_of(owned, &id).await?.ok_or_else(|| ApiError::not_found(owned_name(owned)))?)),
+    }
+}
+
+/// Checks the route's requirement: before the handler runs and before its body is read.
+async fn authorize(parts: &mut Parts, state: &AppState, principal: &Principal) -> ApiResult<()> {
+    let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let Some(req) = policy().get(&parts.method, &route) else {
+        tracing::error!(route = %route, "a route that takes credentials has no requirement in the OpenAPI document");
+        return Err(ApiError::forbidden("this route declares no access policy"));
+    };
+    match principal {
+        Principal::Publishable(_) if req.publishable => Ok(()),
+        Principal::Publishable(_) => Err(ApiError::forbidden("a publishable key may only send events (POST /events)")),
+        Principal::Session(s) => match req.session {
+            Some(need) if s.role.rank() >= need.rank() => Ok(()),
+            Some(_) => Err(ApiError::forbidden(format!("a {} session may not do this", s.role))),
+            None => Err(ApiError::forbidden("this action needs an API key")),
+        },
+        Principal::Operator(o) => {
+            let Some(need) = req.api_key else { return Err(ApiError::forbidden("this action is not for API keys")) };
+            let reads = matches!(parts.method, Method::GET | Method::HEAD);
+            match (o.scope, need) {
+                (KeyScopeKind::Admin, _) => Ok(()),
+                (KeyScopeKind::ReadOnly, _) if reads => Ok(()),
+                (KeyScopeKind::ReadOnly, _) => Err(ApiError::forbidden("a read-only key may only read")),
+                (KeyScopeKind::Workspaces, KeyNeed::Installation) => Err(ApiError::forbidden("this key is limited to its workspaces")),
+                (KeyScopeKind::Workspaces, KeyNeed::Role(need)) => match path_workspace(parts, state, &route).await? {
+                    Some(ws) => {
+                        let role = o.role_in(&ws).ok_or_else(|| ApiError::not_found("workspace"))?;
+                        if role.rank() < need.rank() {
+                            return Err(ApiError::forbidden(format!("this key's role in the workspace ({role}) may not do this")));
+                        }
+                        Ok(())
+                    }
+                    // No workspace in the path (lists, minting a session): some workspace must allow it.
+                    None if o.workspaces.iter().any(|g| g.role.rank() >= need.rank()) => Ok(()),
+                    None => Err(ApiError::forbidden(format!("this key holds no {need} role in any workspace"))),
+                },
+            }
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = presented_token(parts).ok_or_else(|| ApiError::unauthorized("missing credential: send Authorization: Bearer <key>"))?;
-        let unknown = || ApiError::unauthorized("the credential is not valid");
-        let prefix = token.get(..3).ok_or_else(unknown)?;
-        let digest = hash_token(token);
-        match prefix {
-            "sk_" => {
-                if let Some(env) = &state.env_admin_digest {
-                    if constant_time_eq(env.as_bytes(), digest.as_bytes()) {
-                        return Ok(Principal::Admin);
-                    }
-                }
-                match state.cache.key_owner(&*state.store, &digest, prefix).await? {
-                    Some(KeyOwner::Admin) => Ok(Principal::Admin),
-                    _ => Err(unknown()),
-                }
-            }
-            "pk_" => match state.cache.key_owner(&*state.store, &digest, prefix).await? {
-                Some(KeyOwner::Workspace(ws)) => Ok(Principal::Publishable(ws)),
-                _ => Err(unknown()),
-            },
-            "st_" => {
-                let session = state.store.find_session(&digest).await?.ok_or_else(unknown)?;
-                if session.expires_at <= switchyard_core::now_millis() {
-                    return Err(ApiError::unauthorized("the session has expired; refresh it"));
-                }
-                if let Some(origin) = parts.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
-                    // The session's own pages call from this server's origin.
-                    let own = crate::embed::is_own_origin(origin, &parts.headers, state.config.public_url.as_deref());
-                    if !own && !session.allowed_origins.is_empty() && !session.allowed_origins.iter().any(|o| o == origin) {
-                        return Err(ApiError::forbidden("this session may not be used from this origin"));
-                    }
-                }
-                Ok(Principal::Session(Box::new(session)))
-            }
-            _ => Err(unknown()),
+        let slot = parts.extensions.get::<ActorSlot>().cloned();
+        let principal = authenticate(parts, state, slot.as_ref()).await?;
+        if let Some(slot) = &slot {
+            slot.set(principal.actor());
         }
+        authorize(parts, state, &principal).await?;
+        Ok(principal)
+    }
+}
+
+/// Writes keys' `last_used_at` at most once a minute per key and node, off the request's path.
+#[derive(Default)]
+pub struct KeyUsage(std::sync::Mutex<HashMap<ApiKeyId, i64>>);
+
+/// How stale a key's `last_used_at` may get.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+impl KeyUsage {
+    pub fn touch(&self, store: &Arc<dyn Store>, id: &ApiKeyId, now: i64) {
+        {
+            let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get(id).is_some_and(|t| now - t < LAST_USED_RESOLUTION_MS) {
+                return;
+            }
+            if seen.len() > 100_000 {
+                seen.clear();
+            }
+            seen.insert(id.clone(), now);
+        }
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_api_key(&id, now).await {
+                tracing::warn!(error = %e, "could not record when an API key was used");
+            }
+        });
     }
 }

@@ -3,23 +3,30 @@
 use crate::config::Config;
 use std::sync::OnceLock;
 use switchyard_core::crypto::{generate_token, hash_token, token_hint};
-use switchyard_core::ids::AdminKeyId;
-use switchyard_core::model::AdminKey;
+use switchyard_core::ids::ApiKeyId;
+use switchyard_core::model::{ApiKey, KeyScopeKind};
 use switchyard_store::Store;
 
-/// With no admin key configured and none stored, creates one and returns it (to be shown once).
+/// With no admin key configured and no usable one stored, creates one and returns it (to be shown
+/// once). It is an ordinary API key with the admin scope, named `bootstrap`.
 pub async fn admin_key(config: &Config, store: &dyn Store) -> anyhow::Result<Option<String>> {
-    if config.admin_key.is_some() || store.count_admin_keys().await? > 0 {
+    let now = switchyard_core::now_millis();
+    if config.admin_key.is_some() || store.count_admin_keys(now).await? > 0 {
         return Ok(None);
     }
     let secret = generate_token("sk_");
-    let key = AdminKey {
-        id: AdminKeyId::generate(),
+    let key = ApiKey {
+        id: ApiKeyId::generate(),
         name: "bootstrap".into(),
         hint: token_hint(&secret),
-        created_at: switchyard_core::now_millis(),
+        scope: KeyScopeKind::Admin,
+        workspaces: Vec::new(),
+        expires_at: None,
+        last_used_at: None,
+        created_by: None,
+        created_at: now,
     };
-    store.create_admin_key(&key, &hash_token(&secret)).await?;
+    store.create_api_key(&key, &hash_token(&secret)).await?;
     Ok(Some(secret))
 }
 

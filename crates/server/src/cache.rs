@@ -35,7 +35,12 @@ impl CompiledRule {
 /// What a key resolves to.
 #[derive(Debug, Clone)]
 pub enum KeyOwner {
-    Admin,
+    /// An API key: what it may do, and until when.
+    Api {
+        id: ApiKeyId,
+        operator: Arc<crate::auth::Operator>,
+        expires_at: Option<switchyard_core::Millis>,
+    },
     Workspace(WorkspaceId),
 }
 
@@ -74,7 +79,11 @@ impl Cache {
             return Ok(Some(owner));
         }
         let owner = match prefix {
-            "sk_" => store.find_admin_key(digest).await?.map(|_| KeyOwner::Admin),
+            "sk_" => store.find_api_key(digest).await?.map(|key| KeyOwner::Api {
+                operator: Arc::new(crate::auth::Operator::from_key(&key)),
+                expires_at: key.expires_at,
+                id: key.id,
+            }),
             "pk_" => store.find_publishable_key(digest).await?.map(KeyOwner::Workspace),
             _ => None,
         };

@@ -78,6 +78,57 @@ pub struct Config {
     pub http: crate::serve::HttpLimits,
     /// The embedded pages' look where a session sets none (accent colour, logo URL, name).
     pub branding: switchyard_core::model::Branding,
+    /// Audit entries older than this are deleted (`SWITCHYARD_AUDIT_RETENTION_DAYS`, default 365);
+    /// `None` keeps them forever.
+    pub audit_retention: Option<Duration>,
+    /// Proxies whose `X-Forwarded-For` names the client (`SWITCHYARD_TRUSTED_PROXIES`: addresses
+    /// or CIDR ranges). From any other peer the header is ignored.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An address range: `10.0.0.0/8`, `::1/128`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::*;
+        match (self.addr, ip) {
+            (V4(net), V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (V6(net), V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            (V6(net), V4(ip)) => net.to_ipv4_mapped() == Some(ip) && self.prefix == 128,
+            (V4(net), V6(ip)) => {
+                ip.to_ipv4_mapped().is_some_and(|ip| IpNet { addr: V4(ip), prefix: self.prefix }.contains(V4(net)) && self.prefix == 32)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an IP address or CIDR range (e.g. 10.0.0.0/8)");
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a.parse::<std::net::IpAddr>().map_err(|_| bad())?, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s.trim().parse::<std::net::IpAddr>().map_err(|_| bad())?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { addr, prefix })
+    }
 }
 
 /// Template rendering (see `switchyard_destinations::sandbox`).
@@ -192,6 +243,8 @@ impl Config {
             templates: TemplateConfig { worker: None, workers: 2, limits: TemplateLimits::default() },
             http: crate::serve::HttpLimits::default(),
             branding: Default::default(),
+            audit_retention: Some(Duration::from_secs(365 * 86_400)),
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -248,5 +301,27 @@ impl Config {
             return Err("the dispatcher needs a concurrency of at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod ipnet_tests {
+    use super::IpNet;
+
+    #[test]
+    fn ranges_contain_their_addresses_only() {
+        let net: IpNet = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        let one: IpNet = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let v6: IpNet = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("192.0.2.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("proxy".parse::<IpNet>().is_err());
     }
 }

@@ -13,6 +13,7 @@
 //! - [`bootstrap`]: master key and first admin key.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
@@ -94,6 +95,9 @@ impl Application {
             learner,
             wake,
             env_admin_digest,
+            env_admin: Arc::new(auth::Operator::env_admin()),
+            key_usage: Default::default(),
+            refusals: Default::default(),
             metrics: bootstrap::metrics_handle(),
             config,
         });

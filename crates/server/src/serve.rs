@@ -222,12 +222,16 @@ impl Activity {
 
 async fn serve_connection(stream: TcpStream, app: Router, limits: HttpLimits, draining: CancellationToken) {
     let activity = Arc::new(Activity::new());
+    let peer = stream.peer_addr().ok();
     let io = hyper_util::rt::TokioIo::new(Watched { inner: stream, activity: activity.clone() });
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             activity.request_started();
-            let request = request.map(|body| Deadline::new(body, limits.body_read_timeout));
+            let mut request = request.map(|body| Deadline::new(body, limits.body_read_timeout));
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            }
             let (app, activity) = (app.clone(), activity.clone());
             async move {
                 let response = app.oneshot(request).await;

@@ -34,6 +34,12 @@ pub struct Inner {
     pub wake: Arc<Notify>,
     /// SHA-256 digest of `SWITCHYARD_ADMIN_KEY`, when set.
     pub env_admin_digest: Option<String>,
+    /// Who `SWITCHYARD_ADMIN_KEY` is.
+    pub env_admin: Arc<crate::auth::Operator>,
+    /// When API keys were last used, written at most once a minute.
+    pub key_usage: crate::auth::KeyUsage,
+    /// Refused credentials recorded per client address.
+    pub refusals: crate::audit::RefusalLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 

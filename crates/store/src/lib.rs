@@ -170,9 +170,70 @@ pub trait AdminStore: Send + Sync {
     /// Makes storage forget content that was replaced or deleted (old sealed values after a
     /// master-key rotation) where the database allows it.
     async fn scrub_freed_space(&self) -> Result<()>;
-    async fn count_admin_keys(&self) -> Result<u64>;
-    async fn create_admin_key(&self, key: &AdminKey, key_hash: &str) -> Result<()>;
-    async fn find_admin_key(&self, key_hash: &str) -> Result<Option<AdminKeyId>>;
+}
+
+/// What revoking an API key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    Revoked,
+    NotFound,
+    /// Refused: it is the last usable admin key, and nothing else can administer the installation.
+    LastAdmin,
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub workspace_id: Option<WorkspaceId>,
+    pub actor_id: Option<String>,
+    /// An exact action (`connection.create`), or every action of a kind (`connection.*`).
+    pub action: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+}
+
+/// The operator side: API keys and the audit log.
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// Admin keys that have not expired.
+    async fn count_admin_keys(&self, now: Millis) -> Result<u64>;
+    async fn create_api_key(&self, key: &ApiKey, key_hash: &str) -> Result<()>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    async fn get_api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>>;
+    /// Newest first.
+    async fn list_api_keys(&self, page: &Page) -> Result<Vec<ApiKey>>;
+    /// Deletes a key, unless it is the last admin key that has not expired and `other_admin` (a
+    /// credential outside this table that can administer) is false.
+    async fn delete_api_key(&self, id: &ApiKeyId, now: Millis, other_admin: bool) -> Result<RevokeOutcome>;
+    /// Records when a key was last used (never moves the time back).
+    async fn touch_api_key(&self, id: &ApiKeyId, at: Millis) -> Result<()>;
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Newest first.
+    async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> Result<Vec<AuditEntry>>;
+    /// Deletes up to `limit` entries recorded before `before`; returns how many.
+    async fn prune_audit(&self, before: Millis, limit: u32) -> Result<u64>;
+}
+
+/// The tables whose rows belong to one workspace, for finding which (authorisation by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    Connection,
+    Rule,
+    Event,
+    Delivery,
+    Session,
+}
+
+impl Owned {
+    fn table(self) -> &'static str {
+        match self {
+            Owned::Connection => "connections",
+            Owned::Rule => "rules",
+            Owned::Event => "events",
+            Owned::Delivery => "deliveries",
+            Owned::Session => "sessions",
+        }
+    }
 }
 
 #[async_trait]
@@ -196,6 +257,8 @@ pub trait WorkspaceStore: Send + Sync {
     /// Replaces the session's token and expiry (refresh).
     async fn refresh_session(&self, id: &SessionId, token_hash: &str, expires_at: Millis, now: Millis) -> Result<bool>;
     async fn delete_session(&self, id: &SessionId) -> Result<bool>;
+    /// The workspace a row belongs to (rules: deleted ones too).
+    async fn workspace_of(&self, owned: Owned, id: &str) -> Result<Option<WorkspaceId>>;
 }
 
 /// A session's launch token, stored hashed.
@@ -478,7 +541,16 @@ pub trait CredentialStore: Send + Sync {
 }
 
 pub trait Store:
-    AdminStore + WorkspaceStore + ConnectionStore + RuleStore + EventStore + DeliveryStore + HistoryStore + CredentialStore + EventTypeStore
+    AdminStore
+    + WorkspaceStore
+    + ConnectionStore
+    + RuleStore
+    + EventStore
+    + DeliveryStore
+    + HistoryStore
+    + CredentialStore
+    + EventTypeStore
+    + OperatorStore
 {
 }
 
@@ -491,7 +563,8 @@ impl<
             + DeliveryStore
             + HistoryStore
             + CredentialStore
-            + EventTypeStore,
+            + EventTypeStore
+            + OperatorStore,
     > Store for T
 {
 }

@@ -14,6 +14,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 3, name: "oauth", sql: include_str!("../migrations/sqlite/0003_oauth.sql") },
     Migration { version: 4, name: "lease_recoveries", sql: include_str!("../migrations/sqlite/0004_lease_recoveries.sql") },
     Migration { version: 5, name: "embed", sql: include_str!("../migrations/sqlite/0005_embed.sql") },
+    Migration { version: 6, name: "operators", sql: include_str!("../migrations/sqlite/0006_operators.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -25,6 +26,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 6, name: "id_collation", sql: include_str!("../migrations/postgres/0006_id_collation.sql") },
     Migration { version: 7, name: "lease_recoveries", sql: include_str!("../migrations/postgres/0007_lease_recoveries.sql") },
     Migration { version: 8, name: "embed", sql: include_str!("../migrations/postgres/0008_embed.sql") },
+    Migration { version: 9, name: "operators", sql: include_str!("../migrations/postgres/0009_operators.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

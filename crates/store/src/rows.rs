@@ -67,6 +67,37 @@ pub fn publishable_key(row: &impl AnyRow) -> Result<PublishableKey> {
     })
 }
 
+pub fn api_key(row: &impl AnyRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: ApiKeyId::from_trusted(row.text("id")?),
+        name: row.text("name")?,
+        hint: row.text("hint")?,
+        scope: KeyScopeKind::parse(&row.text("scope")?).ok_or_else(|| corrupt("api_keys.scope"))?,
+        workspaces: serde_json::from_str(&row.text("workspaces")?).map_err(|_| corrupt("api_keys.workspaces"))?,
+        expires_at: row.opt_int("expires_at")?,
+        last_used_at: row.opt_int("last_used_at")?,
+        created_by: row.opt_text("created_by")?,
+        created_at: row.int("created_at")?,
+    })
+}
+
+pub fn audit_entry(row: &impl AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: AuditId::from_trusted(row.text("id")?),
+        at: row.int("at")?,
+        workspace_id: row.opt_text("workspace_id")?.map(WorkspaceId::from_trusted),
+        actor_kind: row.text("actor_kind")?,
+        actor_id: row.opt_text("actor_id")?,
+        actor_name: row.opt_text("actor_name")?,
+        action: row.text("action")?,
+        resource_type: row.opt_text("resource_type")?,
+        resource_id: row.opt_text("resource_id")?,
+        summary: json(row, "summary")?,
+        client_addr: row.opt_text("client_addr")?,
+        user_agent: row.opt_text("user_agent")?,
+    })
+}
+
 pub fn session(row: &impl AnyRow) -> Result<Session> {
     let role = row.text("role")?;
     let scopes = row.text("scopes")?;

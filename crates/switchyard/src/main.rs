@@ -122,6 +122,13 @@ struct ServeArgs {
     /// deliveries have finished; 0 keeps history forever.
     #[arg(long, env = "SWITCHYARD_RETENTION_DAYS", default_value_t = 0)]
     retention_days: u64,
+    /// Delete audit log entries older than this many days; 0 keeps them forever.
+    #[arg(long, env = "SWITCHYARD_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    audit_retention_days: u64,
+    /// Proxies trusted to name the client in X-Forwarded-For (comma-separated addresses or CIDR
+    /// ranges); the audit log and address limits then see the client, not the proxy.
+    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<switchyard_server::config::IpNet>,
     /// Seconds to let attempts in flight finish on shutdown before handing their leases back.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
@@ -258,6 +265,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.templates.limits.memory_bytes = args.template_memory_mib << 20;
     config.templates.limits.time = std::time::Duration::from_millis(args.template_time_limit_ms);
     config.retention = (args.retention_days > 0).then(|| std::time::Duration::from_secs(args.retention_days * 86_400));
+    config.audit_retention = (args.audit_retention_days > 0).then(|| std::time::Duration::from_secs(args.audit_retention_days * 86_400));
+    config.trusted_proxies = args.trusted_proxies.clone();
 
     let app = Application::build(config).await.context("switchyard could not start")?;
     if let Some(key) = &app.bootstrap_admin_key {

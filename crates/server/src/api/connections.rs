@@ -3,6 +3,7 @@
 
 use super::common::*;
 use super::workspaces::visible_workspace;
+use crate::audit::Change;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{RawBody, ValidJson};
@@ -11,14 +12,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use switchyard_core::crypto::generate_signing_secret;
 use switchyard_core::ids::*;
 use switchyard_core::model::{Connection, ConnectionStatus};
 use switchyard_core::retry::{RetryPolicy, RetryPolicyInput};
 use switchyard_destinations::{Connector, ValidationContext};
-use switchyard_store::{DeleteOutcome, Scope};
+use switchyard_store::{DeleteOutcome, Owned, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -295,23 +296,24 @@ pub(crate) fn prepare_connection(
 #[utoipa::path(post, path = "/workspaces/{ws}/connections", tag = "connections", params(("ws" = String, Path)),
     request_body = CreateConnection,
     responses((status = 201, body = ConnectionOut), (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn create_connection(
     State(state): State<AppState>,
     principal: Principal,
     Path(ws): Path<String>,
     ValidJson(body): ValidJson<CreateConnection>,
-) -> ApiResult<(StatusCode, Json<ConnectionOut>)> {
+) -> ApiResult<(StatusCode, Change, Json<ConnectionOut>)> {
     principal.forbid_narrowed("create connections")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     let (conn, signing_secret) = prepare_connection(&state, ws.id, body, false)?;
     state.store.create_connection(&conn).await?;
     state.config_changed();
-    Ok((StatusCode::CREATED, Json(ConnectionOut::new(&conn, signing_secret))))
+    let change = connection_change("connection.create", &conn, json!({}));
+    Ok((StatusCode::CREATED, change, Json(ConnectionOut::new(&conn, signing_secret))))
 }
 
 #[utoipa::path(get, path = "/workspaces/{ws}/connections", tag = "connections", params(("ws" = String, Path), ListParams),
-    responses((status = 200, body = ListOf<ConnectionOut>)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = ListOf<ConnectionOut>)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn list_connections(
     State(state): State<AppState>,
     principal: Principal,
@@ -324,20 +326,35 @@ async fn list_connections(
     Ok(Json(ListOf::from_fetched(items, &page, |c| c.id.to_string(), |c| ConnectionOut::new(&c, None))))
 }
 
+/// A change to a connection for the audit log: its name, type and config fields (never values,
+/// which may hold addresses with tokens in them), and whether credentials are set.
+pub(crate) fn connection_change(action: &'static str, conn: &Connection, extra: Value) -> Change {
+    let mut summary = json!({
+        "name": conn.name,
+        "type": conn.kind,
+        "config_fields": conn.config.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+        "has_credentials": conn.credentials_sealed.is_some(),
+    });
+    if let (Some(s), Some(extra)) = (summary.as_object_mut(), extra.as_object()) {
+        s.extend(extra.clone());
+    }
+    Change::new(action, "connection", &conn.id).in_workspace(&conn.workspace_id).summary(summary)
+}
+
 pub(crate) async fn visible_connection(
     state: &AppState,
     principal: &Principal,
     raw: &str,
     access: Access,
 ) -> ApiResult<(Scope, Connection)> {
-    let scope = principal.scope(access)?;
     let id = path_id(raw, ConnectionId::parse, "connection")?;
+    let scope = principal.for_row(&*state.store, Owned::Connection, id.as_str(), access).await?;
     let conn = state.store.get_connection(&scope, &id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
     Ok((scope, conn))
 }
 
 #[utoipa::path(get, path = "/connections/{id}", tag = "connections", params(("id" = String, Path)),
-    responses((status = 200, body = ConnectionOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = ConnectionOut), (status = 404, body = ErrorBody)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn get_connection(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<ConnectionOut>> {
     let (_, conn) = visible_connection(&state, &principal, &id, Access::Read).await?;
     Ok(Json(ConnectionOut::new(&conn, None)))
@@ -345,15 +362,27 @@ async fn get_connection(State(state): State<AppState>, principal: Principal, Pat
 
 #[utoipa::path(patch, path = "/connections/{id}", tag = "connections", params(("id" = String, Path)), request_body = UpdateConnection,
     responses((status = 200, body = ConnectionOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn update_connection(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<UpdateConnection>,
-) -> ApiResult<Json<ConnectionOut>> {
+) -> ApiResult<(Change, Json<ConnectionOut>)> {
     principal.forbid_narrowed("change connections")?;
     let (_, mut conn) = visible_connection(&state, &principal, &id, Access::Write).await?;
+    let changed: Vec<&str> = [
+        ("name", body.name.is_some()),
+        ("config", body.config.is_some()),
+        ("credentials", body.credentials.is_some()),
+        ("retry_policy", body.retry_policy.is_some()),
+        ("timeout_ms", body.timeout_ms.is_some()),
+        ("max_in_flight", body.max_in_flight.is_some()),
+        ("rate_limit_per_minute", body.rate_limit_per_minute.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, given)| given.then_some(field))
+    .collect();
     let connector = connector(&state, &conn.kind)?;
     if let Some(name) = body.name {
         check_name(&name, "name")?;
@@ -423,7 +452,8 @@ async fn update_connection(
     conn.updated_at = switchyard_core::now_millis();
     state.store.update_connection(&conn).await?;
     state.config_changed();
-    Ok(Json(ConnectionOut::new(&conn, new_secret)))
+    let change = connection_change("connection.update", &conn, json!({"fields": changed}));
+    Ok((change, Json(ConnectionOut::new(&conn, new_secret))))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -434,25 +464,25 @@ pub struct DeleteParams {
 
 #[utoipa::path(delete, path = "/connections/{id}", tag = "connections", params(("id" = String, Path), DeleteParams),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["admin"]), ("session_token" = ["admin"])))]
 async fn delete_connection(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     Q(params): Q<DeleteParams>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<(StatusCode, Change, ())> {
     principal.forbid_narrowed("delete connections")?;
-    let scope = principal.scope(Access::Manage)?;
     let id = path_id(&id, ConnectionId::parse, "connection")?;
+    let scope = principal.for_row(&*state.store, Owned::Connection, id.as_str(), Access::Manage).await?;
+    let existing = state.store.get_connection(&scope, &id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
     // Read the tokens first: a disconnected OAuth connection's tokens are revoked where the
     // provider allows it.
-    let credentials = match state.store.get_connection(&scope, &id).await? {
-        Some(Connection { credentials_sealed: Some(sealed), .. }) => {
-            state.vault.open(&sealed, id.as_str()).ok().and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-        }
-        _ => None,
+    let credentials = match &existing.credentials_sealed {
+        Some(sealed) => state.vault.open(sealed, id.as_str()).ok().and_then(|p| serde_json::from_slice::<Value>(&p).ok()),
+        None => None,
     };
-    match state.store.delete_connection(&scope, &id, params.force.unwrap_or(false)).await? {
+    let force = params.force.unwrap_or(false);
+    match state.store.delete_connection(&scope, &id, force).await? {
         DeleteOutcome::Deleted => {
             state.config_changed();
             let provider = credentials
@@ -465,7 +495,7 @@ async fn delete_connection(
                 let state = state.clone();
                 tokio::spawn(async move { state.tokens.revoke(&provider, &credentials).await });
             }
-            Ok(StatusCode::NO_CONTENT)
+            Ok((StatusCode::NO_CONTENT, connection_change("connection.delete", &existing, json!({"force": force})), ()))
         }
         DeleteOutcome::NotFound => Err(ApiError::not_found("connection")),
         DeleteOutcome::InUse(rules) => {
@@ -481,13 +511,13 @@ async fn delete_connection(
 #[utoipa::path(post, path = "/connections/{id}/rotate-secret", tag = "connections", params(("id" = String, Path)),
     request_body(content = Option<RotateSecret>),
     responses((status = 200, body = RotatedSecret), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["admin"]), ("session_token" = ["admin"])))]
 async fn rotate_secret(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     body: RawBody,
-) -> ApiResult<Json<RotatedSecret>> {
+) -> ApiResult<(Change, Json<RotatedSecret>)> {
     principal.forbid_narrowed("rotate signing secrets")?;
     let (_, mut conn) = visible_connection(&state, &principal, &id, Access::Manage).await?;
     let options: RotateSecret = body.parse_or_default()?;
@@ -511,5 +541,6 @@ async fn rotate_secret(
     conn.updated_at = now;
     state.store.update_connection(&conn).await?;
     state.config_changed();
-    Ok(Json(RotatedSecret { signing_secret: secret, previous_secret_expires_at: conn.previous_secret_expires_at.map(ts) }))
+    let change = connection_change("connection.rotate_secret", &conn, json!({"grace_period_seconds": grace}));
+    Ok((change, Json(RotatedSecret { signing_secret: secret, previous_secret_expires_at: conn.previous_secret_expires_at.map(ts) })))
 }

@@ -2,6 +2,7 @@
 
 use super::common::*;
 use super::workspaces::visible_workspace;
+use crate::audit::Change;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ValidJson;
@@ -10,9 +11,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use switchyard_core::ids::*;
 use switchyard_core::model::{Attempt, Delivery, DeliveryStatus};
-use switchyard_store::{DeliveryFilter, Scope};
+use switchyard_store::{DeliveryFilter, Owned, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -98,10 +100,10 @@ pub struct DeliveryOut {
 }
 
 #[utoipa::path(get, path = "/deliveries/{id}", tag = "deliveries", params(("id" = String, Path)),
-    responses((status = 200, body = DeliveryOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = DeliveryOut), (status = 404, body = ErrorBody)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn get_delivery(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<DeliveryOut>> {
-    let scope = principal.scope(Access::Read)?;
     let id = path_id(&id, DeliveryId::parse, "delivery")?;
+    let scope = principal.for_row(&*state.store, Owned::Delivery, id.as_str(), Access::Read).await?;
     let delivery = state.store.get_delivery(&scope, &id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
     visible_to_narrowed(&state, &principal, &scope, &delivery.event_id).await?;
     let attempts = state.store.delivery_attempts(&id).await?;
@@ -175,7 +177,7 @@ fn delivery_filter(
 }
 
 #[utoipa::path(get, path = "/workspaces/{ws}/deliveries", tag = "deliveries", params(("ws" = String, Path), DeliveryQuery),
-    responses((status = 200, body = ListOf<DeliverySummary>)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = ListOf<DeliverySummary>)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn list_deliveries(
     State(state): State<AppState>,
     principal: Principal,
@@ -222,24 +224,25 @@ pub struct ReplayAccepted {
 /// stay in its history. 409 while an attempt is in flight.
 #[utoipa::path(post, path = "/deliveries/{id}/replay", tag = "deliveries", params(("id" = String, Path)),
     responses((status = 202, body = ReplayAccepted), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn replay_delivery(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<ReplayAccepted>)> {
-    let scope = principal.scope(Access::Write)?;
+) -> ApiResult<(StatusCode, Change, Json<ReplayAccepted>)> {
     let id = path_id(&id, DeliveryId::parse, "delivery")?;
-    if principal.resource().is_some() {
-        let delivery = state.store.get_delivery(&scope, &id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
-        visible_to_narrowed(&state, &principal, &scope, &delivery.event_id).await?;
-    }
+    let scope = principal.for_row(&*state.store, Owned::Delivery, id.as_str(), Access::Write).await?;
+    let delivery = state.store.get_delivery(&scope, &id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    visible_to_narrowed(&state, &principal, &scope, &delivery.event_id).await?;
+    let change = Change::new("delivery.replay", "delivery", &id)
+        .in_workspace(&delivery.workspace_id)
+        .summary(json!({"event_id": delivery.event_id, "connection_id": delivery.connection_id, "was": delivery.status}));
     match state.store.replay_delivery(&scope, &id, switchyard_core::now_millis()).await? {
         None => Err(ApiError::not_found("delivery")),
         Some(false) => Err(ApiError::conflict("an attempt of this delivery is in flight; replay it once it finishes")),
         Some(true) => {
             state.wake.notify_one();
-            Ok((StatusCode::ACCEPTED, Json(ReplayAccepted { id: id.into_string(), status: DeliveryStatus::Pending })))
+            Ok((StatusCode::ACCEPTED, change, Json(ReplayAccepted { id: id.into_string(), status: DeliveryStatus::Pending })))
         }
     }
 }
@@ -252,13 +255,13 @@ pub struct BulkReplayed {
 /// Replays every delivery of the workspace matching the filter (by default every dead one).
 #[utoipa::path(post, path = "/workspaces/{ws}/replay", tag = "deliveries", params(("ws" = String, Path)), request_body = ReplayFilter,
     responses((status = 202, body = BulkReplayed), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn replay_workspace(
     State(state): State<AppState>,
     principal: Principal,
     Path(ws): Path<String>,
     ValidJson(body): ValidJson<ReplayFilter>,
-) -> ApiResult<(StatusCode, Json<BulkReplayed>)> {
+) -> ApiResult<(StatusCode, Change, Json<BulkReplayed>)> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     let filter = delivery_filter(
         Some(body.status.as_deref().unwrap_or("dead")),
@@ -276,5 +279,10 @@ async fn replay_workspace(
     if replayed > 0 {
         state.wake.notify_one();
     }
-    Ok((StatusCode::ACCEPTED, Json(BulkReplayed { replayed })))
+    let change = Change { resource_id: None, ..Change::new("deliveries.replay", "delivery", "") }.in_workspace(&ws.id).summary(json!({
+        "replayed": replayed,
+        "filter": {"status": filter.status, "connection_id": filter.connection_id, "rule_id": filter.rule_id, "event": filter.event,
+                   "since": filter.since.map(ts), "until": filter.until.map(ts)},
+    }));
+    Ok((StatusCode::ACCEPTED, change, Json(BulkReplayed { replayed })))
 }

@@ -4,6 +4,7 @@
 
 use super::common::*;
 use super::workspaces::visible_workspace;
+use crate::audit::Change;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ValidJson;
@@ -13,7 +14,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{json, Value};
 use switchyard_core::events::validate_event_name;
 use switchyard_core::model::EventType;
 use switchyard_store::{EventTypeDeclaration, Page};
@@ -101,7 +102,7 @@ fn check_name(name: &str) -> ApiResult<()> {
 /// The workspace's event types, by name: learned from ingestion and declared.
 #[utoipa::path(get, path = "/workspaces/{ws}/event-types", tag = "events", params(("ws" = String, Path), ListParams),
     responses((status = 200, body = ListOf<EventTypeOut>), (status = 404, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn list_event_types(
     State(state): State<AppState>,
     principal: Principal,
@@ -117,7 +118,7 @@ async fn list_event_types(
 
 #[utoipa::path(get, path = "/workspaces/{ws}/event-types/{name}", tag = "events", params(("ws" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = EventTypeOut), (status = 404, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn get_event_type(
     State(state): State<AppState>,
     principal: Principal,
@@ -132,13 +133,13 @@ async fn get_event_type(
 #[utoipa::path(put, path = "/workspaces/{ws}/event-types/{name}", tag = "events", params(("ws" = String, Path), ("name" = String, Path)),
     request_body = DeclareEventType,
     responses((status = 200, body = EventTypeOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn declare_event_type(
     State(state): State<AppState>,
     principal: Principal,
     Path((ws, name)): Path<(String, String)>,
     ValidJson(body): ValidJson<DeclareEventType>,
-) -> ApiResult<Json<EventTypeOut>> {
+) -> ApiResult<(Change, Json<EventTypeOut>)> {
     principal.forbid_narrowed("declare event types")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     check_name(&name)?;
@@ -163,6 +164,9 @@ async fn declare_event_type(
             return Err(ApiError::invalid("json_schema.type", "must be a type name or a list of them"));
         }
     }
+    let change = Change::new("event_type.declare", "event_type", &name).in_workspace(&ws.id).summary(json!({
+        "description": body.description.is_some(), "json_schema": body.json_schema.is_some(), "example": body.example.is_some(),
+    }));
     let declaration = EventTypeDeclaration {
         workspace_id: ws.id,
         name,
@@ -174,22 +178,22 @@ async fn declare_event_type(
         switchyard_store::StoreError::Conflict(m) => ApiError::invalid("name", m),
         other => other.into(),
     })?;
-    Ok(Json(EventTypeOut::new(declared, samples_for(&principal), usize::MAX)))
+    Ok((change, Json(EventTypeOut::new(declared, samples_for(&principal), usize::MAX))))
 }
 
 /// Removes a declaration. What ingestion learned stays; a type never received disappears.
 #[utoipa::path(delete, path = "/workspaces/{ws}/event-types/{name}", tag = "events", params(("ws" = String, Path), ("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["admin"]), ("session_token" = ["admin"])))]
 async fn undeclare_event_type(
     State(state): State<AppState>,
     principal: Principal,
     Path((ws, name)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<(StatusCode, Change, ())> {
     principal.forbid_narrowed("remove event type declarations")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Manage).await?;
     if !state.store.undeclare_event_type(&ws.id, &name, switchyard_core::now_millis()).await? {
         return Err(ApiError::not_found("event type declaration"));
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok((StatusCode::NO_CONTENT, Change::new("event_type.undeclare", "event_type", &name).in_workspace(&ws.id), ()))
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use switchyard_core::events::validate_event_name;
 use switchyard_core::ids::*;
 use switchyard_core::model::{Event, EventStatus};
-use switchyard_store::{EventFilter, IngestOutcome, NewDelivery, NewEvent};
+use switchyard_store::{EventFilter, IngestOutcome, NewDelivery, NewEvent, Owned};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -323,7 +323,7 @@ impl EventOut {
 }
 
 #[utoipa::path(get, path = "/workspaces/{ws}/events", tag = "events", params(("ws" = String, Path), EventQuery),
-    responses((status = 200, body = ListOf<EventOut>)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = ListOf<EventOut>)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn list_events(
     State(state): State<AppState>,
     principal: Principal,
@@ -356,10 +356,10 @@ async fn list_events(
 }
 
 #[utoipa::path(get, path = "/events/{id}", tag = "events", params(("id" = String, Path)),
-    responses((status = 200, body = EventOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = EventOut), (status = 404, body = ErrorBody)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn get_event(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<EventOut>> {
-    let scope = principal.scope(Access::Read)?;
     let id = path_id(&id, EventId::parse, "event")?;
+    let scope = principal.for_row(&*state.store, Owned::Event, id.as_str(), Access::Read).await?;
     let event = state
         .store
         .get_event(&scope, &id)

@@ -1,6 +1,8 @@
 //! The HTTP API under `/api/v1`, one module per resource, each with its own `router()`; merged
 //! here with the operational endpoints and the OpenAPI document generated from the handlers.
 
+pub mod api_keys;
+pub mod audit_log;
 pub mod common;
 pub mod connections;
 pub mod deliveries;
@@ -13,7 +15,7 @@ pub mod sessions;
 pub mod stats;
 pub mod workspaces;
 
-use crate::auth::{Access, Principal};
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
@@ -42,6 +44,8 @@ use utoipa_axum::routes;
         (name = "deliveries", description = "One event through one rule: attempts and replay."),
         (name = "sessions", description = "Short-lived tokens for embedded pages."),
         (name = "integrations", description = "The catalog of destination types."),
+        (name = "api-keys", description = "Management credentials: admin, read-only, or scoped to workspaces."),
+        (name = "audit", description = "Who changed what, when, and from where."),
     )
 )]
 struct ApiDoc;
@@ -52,9 +56,14 @@ impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         for (name, format, description) in [
-            ("admin_key", "sk_", "Admin key: every workspace."),
+            (
+                "api_key",
+                "sk_",
+                "API key. Scope `admin`: everything; `read_only`: every GET; `workspaces`: the listed workspaces, with a role in each. \
+                 An operation's requirement names `installation` (admin scope only, read-only scope for reads) or the least workspace role.",
+            ),
             ("publishable_key", "pk_", "Publishable key: POST /events into its workspace only. Also accepted as X-Publishable-Key."),
-            ("session_token", "st_", "Embed session token: its role, inside its workspace."),
+            ("session_token", "st_", "Embed session token: its role, inside its workspace. An operation's requirement names the least role."),
         ] {
             let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format(format).description(Some(description)).build();
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
@@ -74,6 +83,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(stats::router())
         .merge(oauth::router())
         .merge(options::router())
+        .merge(api_keys::router())
+        .merge(audit_log::router())
         .routes(routes!(list_integrations))
 }
 
@@ -88,8 +99,9 @@ pub fn router(state: AppState, serve_api: bool) -> Router {
     let app = if serve_api {
         let (api, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts();
         let spec = std::sync::Arc::new(spec);
-        api.route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
-            .route("/oauth/callback", get(oauth::callback))
+        api.route("/oauth/callback", get(oauth::callback))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::layer))
+            .route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
             .merge(crate::embed::router())
             .merge(ops)
     } else {
@@ -116,9 +128,9 @@ struct Catalog {
 
 /// Every destination type: its auth, config fields and actions.
 #[utoipa::path(get, path = "/integrations", tag = "integrations", responses((status = 200, body = Catalog)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn list_integrations(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Catalog>> {
-    principal.scope(Access::Read)?;
+    principal.reads_something()?;
     Ok(Json(Catalog { data: state.registry.catalog() }))
 }
 

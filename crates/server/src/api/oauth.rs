@@ -10,6 +10,7 @@
 use super::common::*;
 use super::connections::{connector, prepare_connection, visible_connection, CreateConnection};
 use super::workspaces::visible_workspace;
+use crate::audit::{Actor, Change};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ValidJson;
@@ -124,8 +125,19 @@ async fn begin(
     provider: &Provider,
     workspace_id: WorkspaceId,
     connection_id: Option<ConnectionId>,
-    request: Value,
-) -> ApiResult<(StatusCode, Json<OAuthStarted>)> {
+    mut request: Value,
+    principal: &Principal,
+) -> ApiResult<(StatusCode, Change, Json<OAuthStarted>)> {
+    // Who started the flow: the callback records the connection as theirs.
+    let actor = principal.actor();
+    request["started_by"] = json!({"kind": actor.kind, "id": actor.id, "name": actor.name});
+    let action = if connection_id.is_some() { "connection.reconnect_start" } else { "connection.connect_start" };
+    let change = match &connection_id {
+        Some(id) => Change::new(action, "connection", id),
+        None => Change { resource_id: None, ..Change::new(action, "connection", "") },
+    }
+    .in_workspace(&workspace_id)
+    .summary(json!({"provider": provider.name}));
     let redirect_uri = callback_url(state)?;
     let state_param = generate_token("");
     let mut verifier_bytes = [0u8; 48];
@@ -162,21 +174,21 @@ async fn begin(
             q.append_pair(k, v);
         }
     }
-    Ok((StatusCode::CREATED, Json(OAuthStarted { authorize_url: url.into(), expires_at: ts(record.expires_at) })))
+    Ok((StatusCode::CREATED, change, Json(OAuthStarted { authorize_url: url.into(), expires_at: ts(record.expires_at) })))
 }
 
 /// Starts connecting a new OAuth connection: returns the URL to send the user's browser to.
 #[utoipa::path(post, path = "/workspaces/{ws}/connections/oauth", tag = "connections", params(("ws" = String, Path)),
     request_body = StartOAuth,
     responses((status = 201, body = OAuthStarted), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn start_oauth(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
     Path(ws): Path<String>,
     ValidJson(body): ValidJson<StartOAuth>,
-) -> ApiResult<(StatusCode, Json<OAuthStarted>)> {
+) -> ApiResult<(StatusCode, Change, Json<OAuthStarted>)> {
     principal.forbid_narrowed("create connections")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     let provider = provider(&state, &body.kind)?.clone();
@@ -202,7 +214,7 @@ async fn start_oauth(
     request.credentials = None;
     let mut stored = serde_json::to_value(&request).map_err(ApiError::internal)?;
     stored["redirect_to"] = json!(body.redirect_to);
-    begin(&state, &provider, ws.id, None, stored).await
+    begin(&state, &provider, ws.id, None, stored, &principal).await
 }
 
 fn clone_request(r: &CreateConnection) -> ApiResult<CreateConnection> {
@@ -214,19 +226,19 @@ fn clone_request(r: &CreateConnection) -> ApiResult<CreateConnection> {
 #[utoipa::path(post, path = "/connections/{id}/reconnect", tag = "connections", params(("id" = String, Path)),
     request_body = Reconnect,
     responses((status = 201, body = OAuthStarted), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn reconnect(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<Reconnect>,
-) -> ApiResult<(StatusCode, Json<OAuthStarted>)> {
+) -> ApiResult<(StatusCode, Change, Json<OAuthStarted>)> {
     principal.forbid_narrowed("reconnect connections")?;
     let (_, conn) = visible_connection(&state, &principal, &id, Access::Write).await?;
     let provider = provider(&state, &conn.kind)?.clone();
     check_redirect(&state, &headers, &principal, &body.redirect_to)?;
-    begin(&state, &provider, conn.workspace_id.clone(), Some(conn.id.clone()), json!({"redirect_to": body.redirect_to})).await
+    begin(&state, &provider, conn.workspace_id.clone(), Some(conn.id.clone()), json!({"redirect_to": body.redirect_to}), &principal).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,7 +280,10 @@ pub async fn callback(State(state): State<AppState>, Query(params): Query<Callba
         return back(&[("error", "missing_code")]);
     };
     match finish(&state, &flow, code).await {
-        Ok(id) => back(&[("connection_id", id.as_str())]),
+        Ok(change) => {
+            let id = change.resource_id.clone().unwrap_or_default();
+            (change, back(&[("connection_id", id.as_str())])).into_response()
+        }
         Err(Failure { code, log }) => {
             tracing::warn!(provider = %flow.provider, workspace = %flow.workspace_id, reason = %log, "an OAuth flow failed");
             back(&[("error", code)])
@@ -287,7 +302,21 @@ fn fail(code: &'static str) -> impl FnOnce(String) -> Failure {
     move |log| Failure { code, log }
 }
 
-async fn finish(state: &AppState, flow: &OAuthState, code: &str) -> Result<ConnectionId, Failure> {
+/// Who started a flow, as `begin` wrote it down.
+fn flow_actor(flow: &OAuthState) -> Actor {
+    let by = flow.request.get("started_by");
+    let text = |k: &str| by.and_then(|b| b.get(k)).and_then(Value::as_str).map(str::to_owned);
+    let kind = match text("kind").as_deref() {
+        Some("api_key") => "api_key",
+        Some("admin_key") => "admin_key",
+        Some("member") => "member",
+        Some("session") => "session",
+        _ => "anonymous",
+    };
+    Actor { kind, id: text("id"), name: text("name") }
+}
+
+async fn finish(state: &AppState, flow: &OAuthState, code: &str) -> Result<Change, Failure> {
     let provider = state.config.oauth.get(&flow.provider).ok_or_else(|| fail("provider_not_configured")(flow.provider.clone()))?;
     let verifier = state.vault.open_string(&flow.code_verifier_sealed, &flow.id).map_err(|e| fail("internal")(e.to_string()))?;
     let redirect_uri = callback_url(state).map_err(|e| fail("internal")(e.message))?;
@@ -330,13 +359,15 @@ async fn finish(state: &AppState, flow: &OAuthState, code: &str) -> Result<Conne
         state.config_changed();
         state.wake.notify_one();
         tracing::info!(connection = %id, provider = %provider.name, "connection reconnected");
-        return Ok(id.clone());
+        let change = super::connections::connection_change("connection.reconnect", &conn, json!({"provider": provider.name}));
+        return Ok(change.by(flow_actor(flow)));
     }
 
     let mut request: CreateConnection = serde_json::from_value({
         let mut r = flow.request.clone();
         if let Some(o) = r.as_object_mut() {
             o.remove("redirect_to");
+            o.remove("started_by");
         }
         r
     })
@@ -349,7 +380,8 @@ async fn finish(state: &AppState, flow: &OAuthState, code: &str) -> Result<Conne
     state.store.create_connection(&conn).await.map_err(|e| fail("internal")(e.to_string()))?;
     state.config_changed();
     tracing::info!(connection = %conn.id, provider = %provider.name, "connection created through OAuth");
-    Ok(conn.id)
+    let change = super::connections::connection_change("connection.create", &conn, json!({"provider": provider.name}));
+    Ok(change.by(flow_actor(flow)))
 }
 
 /// Config the provider decides: Salesforce's instance URL (in the token answer), Mailchimp's API

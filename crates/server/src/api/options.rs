@@ -71,13 +71,13 @@ impl OptionsCache {
     params(("id" = String, Path), ("set" = String, Path, description = "A choice set the catalog names: channels, audiences, lists, properties, templates, groups, tags")),
     responses((status = 200, body = Choices), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn connection_options(
     State(state): State<AppState>,
     principal: Principal,
     Path((id, set)): Path<(String, String)>,
 ) -> ApiResult<Json<Choices>> {
-    let (_, conn) = visible_connection(&state, &principal, &id, Access::Write).await?;
+    let (_, conn) = visible_connection(&state, &principal, &id, Access::Read).await?;
     let connector = state.registry.get(&conn.kind).ok_or_else(|| ApiError::not_found("connection type"))?.clone();
     let catalog = connector.catalog();
     let mut sets: Vec<&str> = catalog

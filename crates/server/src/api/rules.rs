@@ -4,6 +4,7 @@
 use super::common::*;
 use super::events::{accept, EventAccepted};
 use super::workspaces::visible_workspace;
+use crate::audit::{Change, NoChange};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{RawBody, ValidJson};
@@ -17,7 +18,7 @@ use switchyard_core::conditions::Condition;
 use switchyard_core::events::EventPattern;
 use switchyard_core::ids::*;
 use switchyard_core::model::{Event, EventStatus, Rule};
-use switchyard_store::{NewDelivery, NewEvent, Scope};
+use switchyard_store::{NewDelivery, NewEvent, Owned, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -150,13 +151,13 @@ fn connection_id(raw: &str) -> ApiResult<ConnectionId> {
 
 #[utoipa::path(post, path = "/workspaces/{ws}/rules", tag = "rules", params(("ws" = String, Path)), request_body = CreateRule,
     responses((status = 201, body = RuleOut), (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn create_rule(
     State(state): State<AppState>,
     principal: Principal,
     Path(ws): Path<String>,
     ValidJson(body): ValidJson<CreateRule>,
-) -> ApiResult<(StatusCode, Json<RuleOut>)> {
+) -> ApiResult<(StatusCode, Change, Json<RuleOut>)> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     // A session narrowed to a resource binds what it makes to it, whatever the body says.
     let asked = resource_pair(body.resource, body.resource_id)?;
@@ -179,11 +180,12 @@ async fn create_rule(
     validate(&state, &mut rule).await?;
     state.store.create_rule(&rule).await?;
     state.config_changed();
-    Ok((StatusCode::CREATED, Json(rule.into())))
+    let change = rule_change("rule.create", &rule, json!({}));
+    Ok((StatusCode::CREATED, change, Json(rule.into())))
 }
 
 #[utoipa::path(get, path = "/workspaces/{ws}/rules", tag = "rules", params(("ws" = String, Path), ListParams),
-    responses((status = 200, body = ListOf<RuleOut>)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = ListOf<RuleOut>)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn list_rules(
     State(state): State<AppState>,
     principal: Principal,
@@ -197,9 +199,21 @@ async fn list_rules(
     Ok(Json(ListOf::from_fetched(items, &page, |r| r.id.to_string(), RuleOut::from)))
 }
 
+/// A change to a rule for the audit log (what it routes where; templates and conditions are named,
+/// not copied).
+fn rule_change(action: &'static str, rule: &Rule, extra: Value) -> Change {
+    let mut summary = json!({
+        "name": rule.name, "event": rule.event, "connection_id": rule.connection_id, "action": rule.action, "active": rule.active,
+    });
+    if let (Some(s), Some(extra)) = (summary.as_object_mut(), extra.as_object()) {
+        s.extend(extra.clone());
+    }
+    Change::new(action, "rule", &rule.id).in_workspace(&rule.workspace_id).summary(summary)
+}
+
 async fn visible_rule(state: &AppState, principal: &Principal, raw: &str, access: Access) -> ApiResult<Rule> {
-    let scope = principal.scope(access)?;
     let id = path_id(raw, RuleId::parse, "rule")?;
+    let scope = principal.for_row(&*state.store, Owned::Rule, id.as_str(), access).await?;
     state
         .store
         .get_rule(&scope, &id)
@@ -209,21 +223,33 @@ async fn visible_rule(state: &AppState, principal: &Principal, raw: &str, access
 }
 
 #[utoipa::path(get, path = "/rules/{id}", tag = "rules", params(("id" = String, Path)),
-    responses((status = 200, body = RuleOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = RuleOut), (status = 404, body = ErrorBody)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn get_rule(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<RuleOut>> {
     Ok(Json(visible_rule(&state, &principal, &id, Access::Read).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/rules/{id}", tag = "rules", params(("id" = String, Path)), request_body = UpdateRule,
     responses((status = 200, body = RuleOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn update_rule(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<UpdateRule>,
-) -> ApiResult<Json<RuleOut>> {
+) -> ApiResult<(Change, Json<RuleOut>)> {
     let mut rule = visible_rule(&state, &principal, &id, Access::Write).await?;
+    let changed: Vec<&str> = [
+        ("name", body.name.is_some()),
+        ("event", body.event.is_some()),
+        ("connection_id", body.connection_id.is_some()),
+        ("action", body.action.is_some()),
+        ("action_config", body.action_config.is_some()),
+        ("conditions", body.conditions.is_some()),
+        ("active", body.active.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, given)| given.then_some(field))
+    .collect();
     if let Some(v) = body.name {
         rule.name = v;
     }
@@ -249,19 +275,20 @@ async fn update_rule(
     rule.updated_at = switchyard_core::now_millis();
     state.store.update_rule(&rule).await?;
     state.config_changed();
-    Ok(Json(rule.into()))
+    let change = rule_change("rule.update", &rule, json!({"fields": changed}));
+    Ok((change, Json(rule.into())))
 }
 
 #[utoipa::path(delete, path = "/rules/{id}", tag = "rules", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
-async fn delete_rule(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let scope = principal.scope(Access::Manage)?;
-    let id = path_id(&id, RuleId::parse, "rule")?;
-    if !state.store.delete_rule(&scope, &id).await? {
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = ["admin"]), ("session_token" = ["admin"])))]
+async fn delete_rule(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<(StatusCode, Change, ())> {
+    let rule = visible_rule(&state, &principal, &id, Access::Manage).await?;
+    let scope = Scope::Workspace(rule.workspace_id.clone());
+    if !state.store.delete_rule(&scope, &rule.id).await? {
         return Err(ApiError::not_found("rule"));
     }
     state.config_changed();
-    Ok(StatusCode::NO_CONTENT)
+    Ok((StatusCode::NO_CONTENT, rule_change("rule.delete", &rule, json!({})), ()))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -280,13 +307,13 @@ pub struct TestAccepted {
 /// Sends a test event through this rule only (conditions and the active flag are bypassed). The
 /// event is marked `"test": true` in history.
 #[utoipa::path(post, path = "/rules/{id}/test", tag = "rules", params(("id" = String, Path)), request_body(content = Option<TestRule>),
-    responses((status = 202, body = TestAccepted), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 202, body = TestAccepted), (status = 404, body = ErrorBody)), security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn test_rule(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     body: RawBody,
-) -> ApiResult<(StatusCode, Json<TestAccepted>)> {
+) -> ApiResult<(StatusCode, Change, Json<TestAccepted>)> {
     let rule = visible_rule(&state, &principal, &id, Access::Write).await?;
     let body: TestRule = body.parse_or_default()?;
     let payload =
@@ -315,7 +342,8 @@ async fn test_rule(
         idempotency_key: None,
     };
     let EventAccepted { id, .. } = accept(&state, new).await?;
-    Ok((StatusCode::ACCEPTED, Json(TestAccepted { event_id: id })))
+    let change = rule_change("rule.test", &rule, json!({"event_id": id}));
+    Ok((StatusCode::ACCEPTED, change, Json(TestAccepted { event_id: id })))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -359,13 +387,13 @@ pub struct RulePreview {
 /// sending anything. Settings are checked first (422 naming the field).
 #[utoipa::path(post, path = "/workspaces/{ws}/rules/preview", tag = "rules", params(("ws" = String, Path)), request_body = PreviewRule,
     responses((status = 200, body = RulePreview), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn preview_rule(
     State(state): State<AppState>,
     principal: Principal,
     Path(ws): Path<String>,
     ValidJson(body): ValidJson<PreviewRule>,
-) -> ApiResult<Json<RulePreview>> {
+) -> ApiResult<(NoChange, Json<RulePreview>)> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     let conn = state
         .store
@@ -420,5 +448,5 @@ async fn preview_rule(
         };
         fields.push(PreviewField { key: f.key.clone(), label: f.label.clone(), kind: f.kind.clone(), output, error });
     }
-    Ok(Json(RulePreview { action, fields }))
+    Ok((NoChange, Json(RulePreview { action, fields })))
 }

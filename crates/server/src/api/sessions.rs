@@ -2,7 +2,8 @@
 //! own workspace from embedded pages.
 
 use super::common::*;
-use crate::auth::Principal;
+use crate::audit::Change;
+use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::{RawBody, ValidJson};
 use crate::state::AppState;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use switchyard_core::crypto::{generate_token, hash_token};
 use switchyard_core::ids::*;
 use switchyard_core::model::{Branding, ResourceRef, Session, SessionRole};
-use switchyard_store::Scope;
+use switchyard_store::{Owned, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -61,6 +62,16 @@ pub struct CreateSession {
     pub resource_id: Option<String>,
 }
 
+/// A session an API key (not another session) refreshes or revokes: one in a workspace where the
+/// key may mint sessions.
+async fn operators_session(state: &AppState, principal: &Principal, id: &SessionId) -> ApiResult<Session> {
+    if !matches!(principal, Principal::Operator(_)) {
+        return Err(ApiError::forbidden("this action needs an API key"));
+    }
+    let scope = principal.for_row(&*state.store, Owned::Session, id.as_str(), Access::Write).await?;
+    state.store.get_session(id).await?.filter(|s| scope.allows(&s.workspace_id)).ok_or_else(|| ApiError::not_found("session"))
+}
+
 fn check_ttl(ttl: Option<u64>) -> ApiResult<u64> {
     let ttl = ttl.unwrap_or(DEFAULT_TTL);
     if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
@@ -102,16 +113,23 @@ pub struct SessionRefreshed {
 }
 
 #[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = CreateSession,
-    responses((status = 201, body = SessionCreated), (status = 422, body = ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 201, body = SessionCreated), (status = 422, body = ErrorBody)), security(("api_key" = ["editor"])))]
 async fn create_session(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
     ValidJson(body): ValidJson<CreateSession>,
-) -> ApiResult<(StatusCode, Json<SessionCreated>)> {
-    principal.require_admin()?;
-    let ws = WorkspaceId::parse(&body.workspace_id).ok_or_else(|| ApiError::invalid("workspace_id", "no such workspace"))?;
-    state.store.get_workspace(&Scope::All, &ws).await?.ok_or_else(|| ApiError::invalid("workspace_id", "no such workspace"))?;
+) -> ApiResult<(StatusCode, Change, Json<SessionCreated>)> {
+    let no_such = || ApiError::invalid("workspace_id", "no such workspace");
+    let ws = WorkspaceId::parse(&body.workspace_id).ok_or_else(no_such)?;
+    let scope = principal.operator_in(&ws, Access::Write).map_err(|e| if e.code == "not_found" { no_such() } else { e })?;
+    state.store.get_workspace(&scope, &ws).await?.ok_or_else(no_such)?;
+    // A key mints sessions up to its own role in the workspace.
+    if let Principal::Operator(o) = &principal {
+        if o.role_in(&ws).is_none_or(|held| held.rank() < body.role.rank()) {
+            return Err(ApiError::forbidden(format!("this key may not mint {} sessions in this workspace", body.role)));
+        }
+    }
     let ttl = check_ttl(body.ttl_seconds)?;
     for (i, origin) in body.allowed_origins.iter().enumerate() {
         // Exactly what browsers send in `Origin`: scheme, host and a non-default port; no user
@@ -164,8 +182,13 @@ async fn create_session(
         created_at: now,
     };
     state.store.create_session(&session, &hash_token(&token), Some(&launch)).await?;
+    let change = Change::new("session.create", "session", &session.id).in_workspace(&session.workspace_id).summary(serde_json::json!({
+        "role": session.role, "scopes": session.scopes, "allowed_origins": session.allowed_origins,
+        "external_user_id": session.external_user_id, "resource": session.resource, "expires_at": ts(session.expires_at),
+    }));
     Ok((
         StatusCode::CREATED,
+        change,
         Json(SessionCreated {
             session_id: session.id.into_string(),
             access_token: token,
@@ -179,7 +202,7 @@ async fn create_session(
 /// The session whose token calls: its workspace, role and expiry (what its pages need to know).
 #[utoipa::path(get, path = "/sessions/current", tag = "sessions",
     responses((status = 200, body = CurrentSession), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("session_token" = [])))]
+    security(("session_token" = ["viewer"])))]
 async fn current_session(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<CurrentSession>> {
     let Principal::Session(session) = &principal else {
         return Err(ApiError::forbidden("only a session token has a current session"));
@@ -212,18 +235,17 @@ pub struct RefreshSession {
 #[utoipa::path(post, path = "/sessions/{id}/refresh", tag = "sessions", params(("id" = String, Path)),
     request_body(content = Option<RefreshSession>),
     responses((status = 200, body = SessionRefreshed), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("admin_key" = [])))]
+    security(("api_key" = ["editor"])))]
 async fn refresh_session(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     body: RawBody,
-) -> ApiResult<Json<SessionRefreshed>> {
-    principal.require_admin()?;
+) -> ApiResult<(Change, Json<SessionRefreshed>)> {
     let id = path_id(&id, SessionId::parse, "session")?;
+    let session = operators_session(&state, &principal, &id).await?;
     let options: RefreshSession = body.parse_or_default()?;
     let ttl = check_ttl(options.ttl_seconds)?;
-    let session = state.store.get_session(&id).await?.ok_or_else(|| ApiError::not_found("session"))?;
     let now = switchyard_core::now_millis();
     let expired = || ApiError::conflict("the session has expired and cannot be refreshed; create a new one");
     if session.expires_at <= now {
@@ -235,16 +257,26 @@ async fn refresh_session(
     if !state.store.refresh_session(&id, &hash_token(&token), expires_at, now).await? {
         return Err(expired());
     }
-    Ok(Json(SessionRefreshed { access_token: token, expires_at: ts(expires_at) }))
+    let change = Change::new("session.refresh", "session", &id)
+        .in_workspace(&session.workspace_id)
+        .summary(serde_json::json!({"expires_at": ts(expires_at)}));
+    Ok((change, Json(SessionRefreshed { access_token: token, expires_at: ts(expires_at) })))
 }
 
 #[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
-async fn delete_session(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    principal.require_admin()?;
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = ["editor"])))]
+async fn delete_session(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Change, ())> {
     let id = path_id(&id, SessionId::parse, "session")?;
+    let session = operators_session(&state, &principal, &id).await?;
     if !state.store.delete_session(&id).await? {
         return Err(ApiError::not_found("session"));
     }
-    Ok(StatusCode::NO_CONTENT)
+    let change = Change::new("session.revoke", "session", &id)
+        .in_workspace(&session.workspace_id)
+        .summary(serde_json::json!({"role": session.role, "external_user_id": session.external_user_id}));
+    Ok((StatusCode::NO_CONTENT, change, ()))
 }

@@ -114,7 +114,7 @@ pub struct WorkspaceStats {
 /// Events and deliveries over the last 24 hours and 7 days, and the connections needing attention.
 #[utoipa::path(get, path = "/workspaces/{ws}/stats", tag = "workspaces", params(("ws" = String, Path)),
     responses((status = 200, body = WorkspaceStats), (status = 404, body = ErrorBody)),
-    security(("admin_key" = []), ("session_token" = [])))]
+    security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn workspace_stats(State(state): State<AppState>, principal: Principal, Path(ws): Path<String>) -> ApiResult<Json<WorkspaceStats>> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
     let now = switchyard_core::now_millis();

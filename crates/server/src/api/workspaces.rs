@@ -1,6 +1,7 @@
 //! Workspaces and their publishable keys.
 
 use super::common::*;
+use crate::audit::Change;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ValidJson;
@@ -9,9 +10,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use switchyard_core::crypto::{generate_token, hash_token, token_hint};
 use switchyard_core::ids::*;
-use switchyard_core::model::{PublishableKey, Workspace};
+use switchyard_core::model::{KeyScopeKind, PublishableKey, Workspace};
 use switchyard_store::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,8 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Resolves a workspace from a path for a credential: 404 when it does not exist or is not the
 /// credential's to see (the two are indistinguishable to the caller).
 pub async fn visible_workspace(state: &AppState, principal: &Principal, raw: &str, access: Access) -> ApiResult<(Scope, Workspace)> {
-    let scope = principal.scope(access)?;
     let id = path_id(raw, WorkspaceId::parse, "workspace")?;
+    let scope = principal.in_workspace(&id, access)?;
     let ws = state.store.get_workspace(&scope, &id).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
     Ok((scope, ws))
 }
@@ -113,53 +115,79 @@ fn new_publishable_key(ws: &WorkspaceId) -> (PublishableKey, String) {
 }
 
 #[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body = CreateWorkspace,
-    responses((status = 201, body = WorkspaceCreated), (status = 422, body = ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 201, body = WorkspaceCreated), (status = 422, body = ErrorBody)), security(("api_key" = ["installation"])))]
 async fn create_workspace(
     State(state): State<AppState>,
     principal: Principal,
     ValidJson(body): ValidJson<CreateWorkspace>,
-) -> ApiResult<(StatusCode, Json<WorkspaceCreated>)> {
-    principal.require_admin()?;
+) -> ApiResult<(StatusCode, Change, Json<WorkspaceCreated>)> {
+    principal.installation(Access::Write)?;
     check_name(&body.name, "name")?;
     let now = switchyard_core::now_millis();
     let ws = Workspace { id: WorkspaceId::generate(), name: body.name, description: body.description, created_at: now, updated_at: now };
     let (key, secret) = new_publishable_key(&ws.id);
     state.store.create_workspace(&ws, &key, &hash_token(&secret)).await?;
     state.config_changed();
+    let change = Change::new("workspace.create", "workspace", &ws.id)
+        .in_workspace(&ws.id)
+        .summary(json!({"name": ws.name, "publishable_key_id": key.id}));
     let publishable_key = NewKeyOut { id: key.id.into_string(), key: secret, created_at: ts(key.created_at) };
-    Ok((StatusCode::CREATED, Json(WorkspaceCreated { workspace: ws.into(), publishable_key })))
+    Ok((StatusCode::CREATED, change, Json(WorkspaceCreated { workspace: ws.into(), publishable_key })))
 }
 
 #[utoipa::path(get, path = "/workspaces", tag = "workspaces", params(ListParams),
-    responses((status = 200, body = ListOf<WorkspaceOut>)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = ListOf<WorkspaceOut>)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn list_workspaces(
     State(state): State<AppState>,
     principal: Principal,
     Q(params): Q<ListParams>,
 ) -> ApiResult<Json<ListOf<WorkspaceOut>>> {
-    let scope = principal.scope(Access::Read)?;
     let page = params.page()?;
-    let items = state.store.list_workspaces(&scope, &page).await?;
+    let items = match &principal {
+        Principal::Operator(o) if o.scope == KeyScopeKind::Workspaces => {
+            // The key's own workspaces, newest first, a page at a time.
+            let mut ids: Vec<&WorkspaceId> =
+                o.workspaces.iter().map(|g| &g.workspace_id).filter(|id| page.before.as_deref().is_none_or(|b| id.as_str() < b)).collect();
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            let mut items = Vec::new();
+            for id in ids {
+                if items.len() >= page.limit as usize {
+                    break;
+                }
+                if let Some(ws) = state.store.get_workspace(&Scope::All, id).await? {
+                    items.push(ws);
+                }
+            }
+            items
+        }
+        Principal::Session(s) => state.store.list_workspaces(&Scope::Workspace(s.workspace_id.clone()), &page).await?,
+        _ => state.store.list_workspaces(&Scope::All, &page).await?,
+    };
     Ok(Json(ListOf::from_fetched(items, &page, |w| w.id.to_string(), WorkspaceOut::from)))
 }
 
 #[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces", params(("id" = String, Path)),
-    responses((status = 200, body = WorkspaceOut), (status = 404, body = ErrorBody)), security(("admin_key" = []), ("session_token" = [])))]
+    responses((status = 200, body = WorkspaceOut), (status = 404, body = ErrorBody)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn get_workspace(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<WorkspaceOut>> {
     let (_, ws) = visible_workspace(&state, &principal, &id, Access::Read).await?;
     Ok(Json(ws.into()))
 }
 
 #[utoipa::path(patch, path = "/workspaces/{id}", tag = "workspaces", params(("id" = String, Path)), request_body = UpdateWorkspace,
-    responses((status = 200, body = WorkspaceOut), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 200, body = WorkspaceOut), (status = 404, body = ErrorBody)), security(("api_key" = ["admin"])))]
 async fn update_workspace(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     ValidJson(body): ValidJson<UpdateWorkspace>,
-) -> ApiResult<Json<WorkspaceOut>> {
-    principal.require_admin()?;
+) -> ApiResult<(Change, Json<WorkspaceOut>)> {
+    let ws_id = path_id(&id, WorkspaceId::parse, "workspace")?;
+    principal.operator_in(&ws_id, Access::Manage)?;
     let (_, mut ws) = visible_workspace(&state, &principal, &id, Access::Manage).await?;
+    let changed: Vec<&str> = [("name", body.name.is_some()), ("description", body.description.is_some())]
+        .into_iter()
+        .filter_map(|(f, g)| g.then_some(f))
+        .collect();
     if let Some(name) = body.name {
         check_name(&name, "name")?;
         ws.name = name;
@@ -169,45 +197,53 @@ async fn update_workspace(
     }
     ws.updated_at = switchyard_core::now_millis();
     state.store.update_workspace(&ws).await?;
-    Ok(Json(ws.into()))
+    let change =
+        Change::new("workspace.update", "workspace", &ws.id).in_workspace(&ws.id).summary(json!({"name": ws.name, "fields": changed}));
+    Ok((change, Json(ws.into())))
 }
 
 #[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
-async fn delete_workspace(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    principal.require_admin()?;
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = ["installation"])))]
+async fn delete_workspace(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Change, ())> {
+    principal.installation(Access::Manage)?;
     let id = path_id(&id, WorkspaceId::parse, "workspace")?;
+    let ws = state.store.get_workspace(&Scope::All, &id).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
     if !state.store.delete_workspace(&Scope::All, &id).await? {
         return Err(ApiError::not_found("workspace"));
     }
     state.config_changed();
-    Ok(StatusCode::NO_CONTENT)
+    Ok((StatusCode::NO_CONTENT, Change::new("workspace.delete", "workspace", &id).in_workspace(&id).summary(json!({"name": ws.name})), ()))
 }
 
 #[utoipa::path(post, path = "/workspaces/{id}/publishable-keys", tag = "workspaces", params(("id" = String, Path)),
-    responses((status = 201, body = NewKeyOut), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 201, body = NewKeyOut), (status = 404, body = ErrorBody)), security(("api_key" = ["admin"])))]
 async fn create_publishable_key(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<NewKeyOut>)> {
-    principal.require_admin()?;
+) -> ApiResult<(StatusCode, Change, Json<NewKeyOut>)> {
+    principal.operator_in(&path_id(&id, WorkspaceId::parse, "workspace")?, Access::Manage)?;
     let (_, ws) = visible_workspace(&state, &principal, &id, Access::Manage).await?;
     let (key, secret) = new_publishable_key(&ws.id);
     state.store.create_publishable_key(&key, &hash_token(&secret)).await?;
     state.config_changed();
-    Ok((StatusCode::CREATED, Json(NewKeyOut { id: key.id.into_string(), key: secret, created_at: ts(key.created_at) })))
+    let change = Change::new("publishable_key.create", "publishable_key", &key.id).in_workspace(&ws.id).summary(json!({"hint": key.hint}));
+    Ok((StatusCode::CREATED, change, Json(NewKeyOut { id: key.id.into_string(), key: secret, created_at: ts(key.created_at) })))
 }
 
 #[utoipa::path(get, path = "/workspaces/{id}/publishable-keys", tag = "workspaces", params(("id" = String, Path), ListParams),
-    responses((status = 200, body = ListOf<KeyOut>), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 200, body = ListOf<KeyOut>), (status = 404, body = ErrorBody)), security(("api_key" = ["viewer"])))]
 async fn list_publishable_keys(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
     Q(params): Q<ListParams>,
 ) -> ApiResult<Json<ListOf<KeyOut>>> {
-    principal.require_admin()?;
+    principal.operator_in(&path_id(&id, WorkspaceId::parse, "workspace")?, Access::Read)?;
     let (_, ws) = visible_workspace(&state, &principal, &id, Access::Read).await?;
     let page = params.page()?;
     let keys = state.store.list_publishable_keys(&ws.id, &page).await?;
@@ -217,18 +253,18 @@ async fn list_publishable_keys(
 
 #[utoipa::path(delete, path = "/workspaces/{id}/publishable-keys/{key_id}", tag = "workspaces",
     params(("id" = String, Path), ("key_id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = ["admin"])))]
 async fn delete_publishable_key(
     State(state): State<AppState>,
     principal: Principal,
     Path((id, key_id)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    principal.require_admin()?;
+) -> ApiResult<(StatusCode, Change, ())> {
+    principal.operator_in(&path_id(&id, WorkspaceId::parse, "workspace")?, Access::Manage)?;
     let (_, ws) = visible_workspace(&state, &principal, &id, Access::Manage).await?;
     let key_id = path_id(&key_id, PublishableKeyId::parse, "publishable key")?;
     if !state.store.delete_publishable_key(&ws.id, &key_id).await? {
         return Err(ApiError::not_found("publishable key"));
     }
     state.config_changed();
-    Ok(StatusCode::NO_CONTENT)
+    Ok((StatusCode::NO_CONTENT, Change::new("publishable_key.delete", "publishable_key", &key_id).in_workspace(&ws.id), ()))
 }

@@ -44,8 +44,38 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                     tracing::warn!(error = %e, "OAuth state sweep failed");
                 }
             }
-            _ = retention.tick(), if state.config.retention.is_some() => prune(&state, &stop).await,
+            _ = retention.tick() => {
+                if state.config.retention.is_some() {
+                    prune(&state, &stop).await;
+                }
+                prune_audit(&state, &stop).await;
+            }
         }
+    }
+}
+
+/// Deletes audit entries older than their retention, a batch at a time.
+async fn prune_audit(state: &AppState, stop: &CancellationToken) {
+    let Some(keep) = state.config.audit_retention else { return };
+    let before = switchyard_core::now_millis() - keep.as_millis() as i64;
+    let mut total = 0;
+    while !stop.is_cancelled() {
+        match state.store.prune_audit(before, RETENTION_BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < u64::from(RETENTION_BATCH) {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit log pruning failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(entries = total, "pruned the audit log past its retention");
     }
 }
 

@@ -185,8 +185,9 @@ async fn listing_failures_are_clear_and_never_show_the_credential() {
     let path = format!("/api/v1/connections/{good}/options/groups");
     let (status, _) = app.call(Method::GET, &path, Some(&token(&a, "editor").await), None).await;
     assert_eq!(status.as_u16(), 200);
+    // Listing choices is reading: a viewer may (read-only API keys read every GET).
     let (status, _) = app.call(Method::GET, &path, Some(&token(&a, "viewer").await), None).await;
-    assert_eq!(status.as_u16(), 403);
+    assert_eq!(status.as_u16(), 200);
     let (status, _) = app.call(Method::GET, &path, Some(&token(&b, "admin").await), None).await;
     assert_eq!(status.as_u16(), 404);
     app.shutdown().await;

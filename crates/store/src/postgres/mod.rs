@@ -27,17 +27,16 @@ mod config_tables {
     crate::shared::history::impl_history_store!(PostgresStore, sqlx::Postgres);
     crate::shared::credentials::impl_credential_store!(PostgresStore, sqlx::Postgres);
     crate::shared::event_types::impl_event_type_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::operators::impl_operator_store!(PostgresStore, sqlx::Postgres);
 }
 
 use crate::migrate::{statements, POSTGRES};
 use crate::{AdminStore, Result, Signal, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
-use switchyard_core::ids::AdminKeyId;
-use switchyard_core::model::AdminKey;
 
 /// An arbitrary constant naming the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x5357_4954_4348_5944; // "SWITCHYD"
@@ -200,27 +199,5 @@ impl AdminStore for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    async fn count_admin_keys(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admin_keys").fetch_one(&self.pool).await?;
-        Ok(n as u64)
-    }
-
-    async fn create_admin_key(&self, key: &AdminKey, key_hash: &str) -> Result<()> {
-        sqlx::query("INSERT INTO admin_keys (id, name, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(key.id.as_str())
-            .bind(&key.name)
-            .bind(key_hash)
-            .bind(&key.hint)
-            .bind(key.created_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn find_admin_key(&self, key_hash: &str) -> Result<Option<AdminKeyId>> {
-        let row = sqlx::query("SELECT id FROM admin_keys WHERE key_hash = $1").bind(key_hash).fetch_optional(&self.pool).await?;
-        Ok(row.map(|r| AdminKeyId::from_trusted(r.get("id"))))
     }
 }

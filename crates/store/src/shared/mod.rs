@@ -5,5 +5,6 @@ pub(crate) mod connections;
 pub(crate) mod credentials;
 pub(crate) mod event_types;
 pub(crate) mod history;
+pub(crate) mod operators;
 pub(crate) mod rules;
 pub(crate) mod workspaces;

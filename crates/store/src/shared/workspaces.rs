@@ -98,6 +98,14 @@ macro_rules! impl_workspace_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn workspace_of(&self, owned: crate::Owned, id: &str) -> Result<Option<WorkspaceId>> {
+                let ws: Option<String> = sqlx::query_scalar(&format!("SELECT workspace_id FROM {} WHERE id = $1", owned.table()))
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(ws.map(WorkspaceId::from_trusted))
+            }
+
             async fn find_publishable_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>> {
                 let ws: Option<String> = sqlx::query_scalar("SELECT workspace_id FROM publishable_keys WHERE key_hash = $1")
                     .bind(key_hash)

@@ -24,17 +24,16 @@ mod config_tables {
     crate::shared::history::impl_history_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::credentials::impl_credential_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::event_types::impl_event_type_store!(SqliteStore, sqlx::Sqlite);
+    crate::shared::operators::impl_operator_store!(SqliteStore, sqlx::Sqlite);
 }
 
 use crate::migrate::SQLITE;
 use crate::{AdminStore, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
-use switchyard_core::ids::AdminKeyId;
-use switchyard_core::model::AdminKey;
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -194,27 +193,5 @@ impl AdminStore for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
-    }
-
-    async fn count_admin_keys(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admin_keys").fetch_one(&self.writer).await?;
-        Ok(n as u64)
-    }
-
-    async fn create_admin_key(&self, key: &AdminKey, key_hash: &str) -> Result<()> {
-        sqlx::query("INSERT INTO admin_keys (id, name, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(key.id.as_str())
-            .bind(&key.name)
-            .bind(key_hash)
-            .bind(&key.hint)
-            .bind(key.created_at)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    async fn find_admin_key(&self, key_hash: &str) -> Result<Option<AdminKeyId>> {
-        let row = sqlx::query("SELECT id FROM admin_keys WHERE key_hash = ?").bind(key_hash).fetch_optional(&self.reader).await?;
-        Ok(row.map(|r| AdminKeyId::from_trusted(r.get("id"))))
     }
 }
