@@ -377,7 +377,7 @@ async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>)
 
 /// The workspace a route's path names, directly (`/workspaces/{ws}/...`) or through the row it
 /// names (`/connections/{id}`): `Err(404)` when the path names one that does not exist.
-async fn path_workspace(parts: &mut Parts, state: &AppState, route: &str) -> ApiResult<Option<WorkspaceId>> {
+async fn path_workspace(parts: &mut Parts, state: &AppState, route: &str) -> ApiResult<Option<(WorkspaceId, &'static str)>> {
     let Ok(params) = RawPathParams::from_request_parts(parts, state).await else { return Ok(None) };
     let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
     let rest = route.strip_prefix("/api/v1/").unwrap_or(route);
@@ -400,8 +400,11 @@ async fn path_workspace(parts: &mut Parts, state: &AppState, route: &str) -> Api
     };
     let Some(id) = id else { return Ok(None) };
     match owned {
-        None => Ok(Some(WorkspaceId::parse(&id).ok_or_else(|| ApiError::not_found("workspace"))?)),
-        Some(owned) => Ok(Some(state.store.workspace_of(owned, &id).await?.ok_or_else(|| ApiError::not_found(owned_name(owned)))?)),
+        None => Ok(Some((WorkspaceId::parse(&id).ok_or_else(|| ApiError::not_found("workspace"))?, "workspace"))),
+        Some(owned) => {
+            let ws = state.store.workspace_of(owned, &id).await?.ok_or_else(|| ApiError::not_found(owned_name(owned)))?;
+            Ok(Some((ws, owned_name(owned))))
+        }
     }
 }
 
@@ -416,7 +419,10 @@ async fn authorize(parts: &mut Parts, state: &AppState, principal: &Principal) -
         Principal::Publishable(_) if req.publishable => Ok(()),
         Principal::Publishable(_) => Err(ApiError::forbidden("a publishable key may only send events (POST /events)")),
         Principal::Session(s) => match req.session {
-            Some(need) if s.role.rank() >= need.rank() => Ok(()),
+            Some(need) if s.role.rank() >= need.rank() => match path_workspace(parts, state, &route).await? {
+                Some((ws, what)) if ws != s.workspace_id => Err(ApiError::not_found(what)),
+                _ => Ok(()),
+            },
             Some(_) => Err(ApiError::forbidden(format!("a {} session may not do this", s.role))),
             None => Err(ApiError::forbidden("this action needs an API key")),
         },
@@ -429,8 +435,8 @@ async fn authorize(parts: &mut Parts, state: &AppState, principal: &Principal) -
                 (KeyScopeKind::ReadOnly, _) => Err(ApiError::forbidden("a read-only key may only read")),
                 (KeyScopeKind::Workspaces, KeyNeed::Installation) => Err(ApiError::forbidden("this key is limited to its workspaces")),
                 (KeyScopeKind::Workspaces, KeyNeed::Role(need)) => match path_workspace(parts, state, &route).await? {
-                    Some(ws) => {
-                        let role = o.role_in(&ws).ok_or_else(|| ApiError::not_found("workspace"))?;
+                    Some((ws, what)) => {
+                        let role = o.role_in(&ws).ok_or_else(|| ApiError::not_found(what))?;
                         if role.rank() < need.rank() {
                             return Err(ApiError::forbidden(format!("this key's role in the workspace ({role}) may not do this")));
                         }

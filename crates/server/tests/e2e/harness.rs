@@ -21,6 +21,8 @@ pub struct TestApp {
     /// The node's master key (a second node on the same database needs it).
     pub master_key: String,
     pub client: reqwest::Client,
+    /// The admin key the node created at first start (only when no SWITCHYARD_ADMIN_KEY is set).
+    pub bootstrap_key: Option<String>,
     stop: CancellationToken,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -49,9 +51,10 @@ impl TestApp {
         let master_key = config.master_key.clone().unwrap_or_default();
         let app = Application::build(config).await.expect("the node builds");
         let base = format!("http://{}", app.local_addr());
+        let bootstrap_key = app.bootstrap_admin_key.clone();
         let stop = app.shutdown_token();
         let handle = tokio::spawn(app.run_until_stopped());
-        Self { base, database_url, master_key, client: reqwest::Client::new(), stop, handle: Some(handle), _dir: dir }
+        Self { base, database_url, master_key, client: reqwest::Client::new(), bootstrap_key, stop, handle: Some(handle), _dir: dir }
     }
 
     /// Stops the node gracefully and waits for it.

@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts a real node (its own SQLite file, an ephemeral port) and real
 //! loopback receivers, and speaks to both over HTTP only.
 
+mod access;
 mod connectors;
 mod delivery;
 mod embed;
@@ -10,4 +11,5 @@ mod ingest;
 mod isolation;
 mod management;
 mod oauth;
+mod operators;
 mod options;
