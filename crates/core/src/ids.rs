@@ -77,6 +77,10 @@ prefixed_id!(/// An API key's id (its secret value starts `sk_`).
     ApiKeyId, "key_");
 prefixed_id!(/// One entry of the audit log.
     AuditId, "aud_");
+prefixed_id!(/// A member of the team that runs the installation (signs in to the console).
+    MemberId, "mem_");
+prefixed_id!(/// A signed-in console session.
+    ConsoleSessionId, "csn_");
 prefixed_id!(/// A connection: a configured destination inside one workspace.
     ConnectionId, "conn_");
 prefixed_id!(/// A rule routing events to a connection.

@@ -138,6 +138,60 @@ impl SessionRole {
     }
 }
 
+string_enum!(
+    /// A member's role: owners also manage members; admins do everything else; viewers read.
+    MemberRole {
+        Owner => "owner",
+        Admin => "admin",
+        Viewer => "viewer",
+    }
+);
+
+/// A person who signs in to the console through the operator's OpenID Connect provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: MemberId,
+    /// Lower case.
+    pub email: String,
+    pub name: Option<String>,
+    /// As of the last sign-in (the allow-list or claim decides it each time).
+    pub role: MemberRole,
+    /// The provider's `sub` for this person.
+    pub subject: Option<String>,
+    pub created_at: Millis,
+    pub last_sign_in_at: Option<Millis>,
+    /// Set when an owner removed them: they cannot sign in until restored.
+    pub removed_at: Option<Millis>,
+}
+
+/// A signed-in console session (the browser holds its token in an HttpOnly cookie).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub id: ConsoleSessionId,
+    /// Who signed in: a member, or the holder of an admin API key.
+    pub member_id: Option<MemberId>,
+    pub api_key_id: Option<ApiKeyId>,
+    pub role: MemberRole,
+    /// The member's e-mail or the key's name.
+    pub label: String,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// A node of the installation, as its last heartbeat described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    /// `all`, `api` or `worker`.
+    pub role: String,
+    pub version: String,
+    pub hostname: Option<String>,
+    pub started_at: Millis,
+    pub heartbeat_at: Millis,
+}
+
 /// One recorded change (or refused credential): who, what, when, from where.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {

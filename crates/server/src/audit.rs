@@ -225,7 +225,8 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             let summary = serde_json::json!({"credential": credential, "reason": reason, "route": route, "method": method.as_str()});
             Some(entry(actor.unwrap_or_else(Actor::anonymous), "credential.refused".into(), None, summary))
         }
-        (seen, Some(change)) if response.status().is_success() => {
+        // Sign-in forms answer with redirects, whichever way they went.
+        (seen, Some(change)) if response.status().is_success() || response.status().is_redirection() => {
             let actor = match (seen, &change.actor) {
                 (Some(Seen::Actor(a)), _) => a,
                 (_, Some(a)) => a.clone(),

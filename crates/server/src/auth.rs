@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use switchyard_core::crypto::{constant_time_eq, hash_token};
 use switchyard_core::ids::*;
-use switchyard_core::model::{ApiKey, KeyScopeKind, ResourceRef, Session, SessionRole, WorkspaceGrant};
+use switchyard_core::model::{ApiKey, ConsoleSession, KeyScopeKind, MemberRole, ResourceRef, Session, SessionRole, WorkspaceGrant};
 use switchyard_store::{Owned, Scope, Store};
 
 use crate::cache::KeyOwner;
@@ -42,6 +42,8 @@ pub struct Operator {
     pub scope: KeyScopeKind,
     /// For a `workspaces` scope: the role held in each.
     pub workspaces: Vec<WorkspaceGrant>,
+    /// Manages the team's members: admin keys, and owners signed in to the console.
+    pub owner: bool,
 }
 
 impl Operator {
@@ -51,6 +53,7 @@ impl Operator {
             actor: Actor { kind: "admin_key", id: None, name: Some("SWITCHYARD_ADMIN_KEY".into()) },
             scope: KeyScopeKind::Admin,
             workspaces: vec![],
+            owner: true,
         }
     }
 
@@ -59,6 +62,22 @@ impl Operator {
             actor: Actor { kind: "api_key", id: Some(key.id.to_string()), name: Some(key.name.clone()) },
             scope: key.scope,
             workspaces: key.workspaces.clone(),
+            owner: key.scope == KeyScopeKind::Admin,
+        }
+    }
+
+    /// Someone signed in to the console: owners and admins administer, viewers read.
+    pub fn from_console(session: &ConsoleSession) -> Self {
+        let actor = match (&session.member_id, &session.api_key_id) {
+            (Some(m), _) => Actor { kind: "member", id: Some(m.to_string()), name: Some(session.label.clone()) },
+            (_, Some(k)) => Actor { kind: "api_key", id: Some(k.to_string()), name: Some(session.label.clone()) },
+            _ => Actor { kind: "admin_key", id: None, name: Some(session.label.clone()) },
+        };
+        Self {
+            actor,
+            scope: if session.role == MemberRole::Viewer { KeyScopeKind::ReadOnly } else { KeyScopeKind::Admin },
+            workspaces: vec![],
+            owner: session.role == MemberRole::Owner,
         }
     }
 
@@ -125,6 +144,14 @@ impl Principal {
                 KeyScopeKind::Workspaces => Err(ApiError::forbidden("this key is limited to its workspaces")),
             },
             _ => Err(ApiError::forbidden("this action needs an API key with the admin scope")),
+        }
+    }
+
+    /// Managing the team's members (removing, restoring): owners and admin keys.
+    pub fn owner(&self) -> ApiResult<&Operator> {
+        match self {
+            Principal::Operator(o) if o.owner => Ok(o),
+            _ => Err(ApiError::forbidden("only an owner (or an admin API key) manages members")),
         }
     }
 
@@ -316,13 +343,14 @@ fn credential_kind(token: &str) -> &'static str {
         Some("sk_") => "api_key",
         Some("pk_") => "publishable_key",
         Some("st_") => "session",
+        Some("cs_") => "console_session",
         _ => "unknown",
     }
 }
 
 /// Who the token belongs to, or why it is refused.
 async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>) -> ApiResult<Principal> {
-    let Some(token) = presented_token(parts) else {
+    let Some(token) = presented_token(parts).or_else(|| crate::console::cookie_token(&parts.headers)) else {
         return Err(ApiError::unauthorized("missing credential: send Authorization: Bearer <key>"));
     };
     let refuse = |actor: Option<Actor>, reason: &str, error: ApiError| {
@@ -370,6 +398,30 @@ async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>)
                 }
             }
             Ok(Principal::Session(Box::new(session)))
+        }
+        "cs_" => {
+            // The console's own pages, signed in: the cookie, and for every change the CSRF token
+            // of the page that holds it.
+            let Some((session, csrf_hash)) = state.store.find_console_session(&digest, now).await? else {
+                return Err(refuse(None, "unknown", ApiError::unauthorized("the console sign-in has expired; sign in again")));
+            };
+            let operator = Operator::from_console(&session);
+            if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                if !constant_time_eq(hash_token(sent).as_bytes(), csrf_hash.as_bytes()) {
+                    let error = ApiError::forbidden("a console change must carry its page's CSRF token (X-CSRF-Token)");
+                    return Err(refuse(Some(operator.actor), "csrf", error));
+                }
+                let origin = parts.headers.get(ORIGIN).and_then(|v| v.to_str().ok());
+                if origin.is_some_and(|o| !crate::embed::is_own_origin(o, &parts.headers, state.config.public_url.as_deref())) {
+                    return Err(refuse(
+                        Some(operator.actor),
+                        "origin",
+                        ApiError::forbidden("console changes come from the console's own origin"),
+                    ));
+                }
+            }
+            Ok(Principal::Operator(Arc::new(operator)))
         }
         _ => Err(refuse(None, "unknown", unknown())),
     }

@@ -26,6 +26,14 @@ impl Role {
         }
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Worker => "worker",
+            Self::All => "all",
+        }
+    }
+
     pub fn serves_api(self) -> bool {
         matches!(self, Self::Api | Self::All)
     }
@@ -84,6 +92,45 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` names the client (`SWITCHYARD_TRUSTED_PROXIES`: addresses
     /// or CIDR ranges). From any other peer the header is ignored.
     pub trusted_proxies: Vec<IpNet>,
+    /// Team sign-in to the console through an OpenID Connect provider (`SWITCHYARD_OIDC_*`); without
+    /// it, the console signs in with an admin API key.
+    pub oidc: Option<OidcConfig>,
+    /// How long a console sign-in lasts (`SWITCHYARD_CONSOLE_SESSION_HOURS`, default 12).
+    pub console_session_ttl: Duration,
+}
+
+/// The operator's OpenID Connect provider and who may sign in as what.
+#[derive(Clone, Default)]
+pub struct OidcConfig {
+    /// e.g. `https://accounts.google.com`; its `/.well-known/openid-configuration` is read.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Space-separated; `openid email profile` by default.
+    pub scopes: String,
+    /// The sign-in button's label, e.g. `Google`.
+    pub display_name: String,
+    /// E-mail addresses (or `@example.com` for a whole domain) of owners, admins and viewers.
+    pub owners: Vec<String>,
+    pub admins: Vec<String>,
+    pub viewers: Vec<String>,
+    /// A claim of the ID token (e.g. `groups` or `roles`) whose values give the role, checked before
+    /// the e-mail lists.
+    pub role_claim: Option<String>,
+    pub owner_values: Vec<String>,
+    pub admin_values: Vec<String>,
+    pub viewer_values: Vec<String>,
+}
+
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("role_claim", &self.role_claim)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An address range: `10.0.0.0/8`, `::1/128`, or one address.
@@ -245,6 +292,8 @@ impl Config {
             branding: Default::default(),
             audit_retention: Some(Duration::from_secs(365 * 86_400)),
             trusted_proxies: Vec::new(),
+            oidc: None,
+            console_session_ttl: Duration::from_secs(12 * 3600),
         }
     }
 
@@ -283,6 +332,25 @@ impl Config {
             let field = e.body().error.details.first().map(|d| d.field.to_uppercase().replace('.', "_")).unwrap_or_default();
             let message = e.body().error.details.first().map(|d| d.message.clone()).unwrap_or_default();
             return Err(format!("{field} {message}"));
+        }
+        if let Some(oidc) = &self.oidc {
+            let ok = url::Url::parse(&oidc.issuer).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(format!("SWITCHYARD_OIDC_ISSUER must be an http(s) URL (got {:?})", oidc.issuer));
+            }
+            if oidc.client_id.is_empty() || oidc.client_secret.is_empty() {
+                return Err("SWITCHYARD_OIDC_ISSUER needs SWITCHYARD_OIDC_CLIENT_ID and SWITCHYARD_OIDC_CLIENT_SECRET".into());
+            }
+            if self.public_url.is_none() {
+                return Err(
+                    "team sign-in (SWITCHYARD_OIDC_ISSUER) needs SWITCHYARD_PUBLIC_URL, where the provider sends people back".into()
+                );
+            }
+            let lists = oidc.owners.len() + oidc.admins.len() + oidc.viewers.len();
+            let values = oidc.owner_values.len() + oidc.admin_values.len() + oidc.viewer_values.len();
+            if lists == 0 && (oidc.role_claim.is_none() || values == 0) {
+                return Err("team sign-in lets nobody in: set SWITCHYARD_OIDC_OWNERS (or _ADMINS, _VIEWERS), or SWITCHYARD_OIDC_ROLE_CLAIM with its values".into());
+            }
         }
         if self.templates.limits.memory_bytes < 16 << 20 || self.templates.limits.time.is_zero() {
             return Err("templates need at least 16 MiB of memory and a time limit above zero".into());

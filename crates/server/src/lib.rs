@@ -18,6 +18,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cache;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod embed;
 pub mod error;
@@ -98,6 +99,8 @@ impl Application {
             env_admin: Arc::new(auth::Operator::env_admin()),
             key_usage: Default::default(),
             refusals: Default::default(),
+            sign_in_throttle: Default::default(),
+            oidc: Default::default(),
             metrics: bootstrap::metrics_handle(),
             config,
         });
@@ -132,6 +135,7 @@ impl Application {
         workers.push(tokio::spawn(state.cache.clone().watch(state.store.clone(), cache_interval, stop.clone())));
         workers.push(tokio::spawn(keyring::watch(state.vault.clone(), stop.clone())));
         workers.push(tokio::spawn(memory::trim_periodically(stop.clone())));
+        workers.push(tokio::spawn(heartbeat(state.clone(), node_id.clone(), stop.clone())));
         workers.push(tokio::spawn(learn::run(state.learner.clone(), state.store.clone(), stop.clone())));
         if role.dispatches() {
             if state.config.database_url.starts_with("sqlite:") {
@@ -163,6 +167,32 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often a node tells the store it is alive (the console lists nodes by their heartbeats).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+async fn heartbeat(state: AppState, node_id: String, stop: CancellationToken) {
+    let started_at = switchyard_core::now_millis();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty());
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let node = switchyard_core::model::NodeInfo {
+            id: node_id.clone(),
+            role: state.config.role.as_str().into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            hostname: hostname.clone(),
+            started_at,
+            heartbeat_at: switchyard_core::now_millis(),
+        };
+        if let Err(e) = state.store.heartbeat(&node).await {
+            tracing::warn!(error = %e, "could not record this node's heartbeat");
+        }
     }
 }
 

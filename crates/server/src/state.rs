@@ -40,6 +40,10 @@ pub struct Inner {
     pub key_usage: crate::auth::KeyUsage,
     /// Refused credentials recorded per client address.
     pub refusals: crate::audit::RefusalLimiter,
+    /// Failed console sign-ins per client address.
+    pub sign_in_throttle: crate::console::Throttle,
+    /// The console's OpenID provider (discovery and keys, cached).
+    pub oidc: crate::console::oidc::Provider,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 

@@ -214,6 +214,59 @@ pub trait OperatorStore: Send + Sync {
     async fn prune_audit(&self, before: Millis, limit: u32) -> Result<u64>;
 }
 
+/// Who signed in through the provider, and the role the operator's settings give them.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// Lower case.
+    pub email: String,
+    pub name: Option<String>,
+    pub subject: Option<String>,
+    pub role: MemberRole,
+}
+
+/// Which console sessions to end.
+#[derive(Debug, Clone)]
+pub enum EndSessions {
+    One(ConsoleSessionId),
+    /// Every session of a member ("sign out everywhere").
+    Member(MemberId),
+    /// Every session signed in with an API key.
+    ApiKey(ApiKeyId),
+    /// Every session signed in with the configured `SWITCHYARD_ADMIN_KEY` (neither member nor stored key).
+    ConfiguredKey,
+}
+
+/// Where the delivery queue stands; counts stop at the cap asked for.
+#[derive(Debug, Clone, Default)]
+pub struct QueueState {
+    pub by_status: Vec<(&'static str, u64)>,
+    /// When the delivery that has waited longest was due.
+    pub oldest_due_at: Option<Millis>,
+}
+
+/// The console: members, their sessions, sign-ins in progress, and the installation's state.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    /// Records a sign-in: creates the member or updates them. None when they were removed.
+    async fn member_signed_in(&self, member: &SignedIn, now: Millis) -> Result<Option<Member>>;
+    async fn list_members(&self, page: &Page) -> Result<Vec<Member>>;
+    async fn get_member(&self, id: &MemberId) -> Result<Option<Member>>;
+    /// Removes a member (ending their sessions) or, with `None`, restores them.
+    async fn set_member_removed(&self, id: &MemberId, removed_at: Option<Millis>) -> Result<bool>;
+    async fn create_console_session(&self, session: &ConsoleSession, token_hash: &str, csrf_hash: &str) -> Result<()>;
+    /// A live session by its cookie's digest, with its CSRF token's digest.
+    async fn find_console_session(&self, token_hash: &str, now: Millis) -> Result<Option<(ConsoleSession, String)>>;
+    async fn list_console_sessions(&self, now: Millis, page: &Page) -> Result<Vec<ConsoleSession>>;
+    async fn end_console_sessions(&self, end: &EndSessions) -> Result<u64>;
+    async fn create_sign_in_state(&self, state_hash: &str, nonce: &str, verifier_sealed: &str, id: &str, expires_at: Millis) -> Result<()>;
+    /// Takes a sign-in state once: (nonce, sealed verifier, id), if it has not expired.
+    async fn take_sign_in_state(&self, state_hash: &str, now: Millis) -> Result<Option<(String, String, String)>>;
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<()>;
+    /// Nodes heard from since `since` (older ones are forgotten).
+    async fn list_nodes(&self, since: Millis) -> Result<Vec<NodeInfo>>;
+    async fn queue_state(&self, cap: u64) -> Result<QueueState>;
+}
+
 /// The tables whose rows belong to one workspace, for finding which (authorisation by id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owned {
@@ -259,6 +312,8 @@ pub trait WorkspaceStore: Send + Sync {
     async fn delete_session(&self, id: &SessionId) -> Result<bool>;
     /// The workspace a row belongs to (rules: deleted ones too).
     async fn workspace_of(&self, owned: Owned, id: &str) -> Result<Option<WorkspaceId>>;
+    /// A workspace's live sessions, newest first.
+    async fn list_sessions(&self, ws: &WorkspaceId, now: Millis, page: &Page) -> Result<Vec<Session>>;
 }
 
 /// A session's launch token, stored hashed.
@@ -551,6 +606,7 @@ pub trait Store:
     + CredentialStore
     + EventTypeStore
     + OperatorStore
+    + ConsoleStore
 {
 }
 
@@ -564,7 +620,8 @@ impl<
             + HistoryStore
             + CredentialStore
             + EventTypeStore
-            + OperatorStore,
+            + OperatorStore
+            + ConsoleStore,
     > Store for T
 {
 }

@@ -81,6 +81,44 @@ pub fn api_key(row: &impl AnyRow) -> Result<ApiKey> {
     })
 }
 
+pub fn member(row: &impl AnyRow) -> Result<Member> {
+    Ok(Member {
+        id: MemberId::from_trusted(row.text("id")?),
+        email: row.text("email")?,
+        name: row.opt_text("name")?,
+        role: MemberRole::parse(&row.text("role")?).ok_or_else(|| corrupt("members.role"))?,
+        subject: row.opt_text("subject")?,
+        created_at: row.int("created_at")?,
+        last_sign_in_at: row.opt_int("last_sign_in_at")?,
+        removed_at: row.opt_int("removed_at")?,
+    })
+}
+
+pub fn console_session(row: &impl AnyRow) -> Result<ConsoleSession> {
+    Ok(ConsoleSession {
+        id: ConsoleSessionId::from_trusted(row.text("id")?),
+        member_id: row.opt_text("member_id")?.map(MemberId::from_trusted),
+        api_key_id: row.opt_text("api_key_id")?.map(ApiKeyId::from_trusted),
+        role: MemberRole::parse(&row.text("role")?).ok_or_else(|| corrupt("console_sessions.role"))?,
+        label: row.text("label")?,
+        client_addr: row.opt_text("client_addr")?,
+        user_agent: row.opt_text("user_agent")?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+    })
+}
+
+pub fn node(row: &impl AnyRow) -> Result<NodeInfo> {
+    Ok(NodeInfo {
+        id: row.text("id")?,
+        role: row.text("role")?,
+        version: row.text("version")?,
+        hostname: row.opt_text("hostname")?,
+        started_at: row.int("started_at")?,
+        heartbeat_at: row.int("heartbeat_at")?,
+    })
+}
+
 pub fn audit_entry(row: &impl AnyRow) -> Result<AuditEntry> {
     Ok(AuditEntry {
         id: AuditId::from_trusted(row.text("id")?),

@@ -129,6 +129,9 @@ struct ServeArgs {
     /// ranges); the audit log and address limits then see the client, not the proxy.
     #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<switchyard_server::config::IpNet>,
+    /// How long a console sign-in lasts, in hours.
+    #[arg(long, env = "SWITCHYARD_CONSOLE_SESSION_HOURS", default_value_t = 12)]
+    console_session_hours: u64,
     /// Seconds to let attempts in flight finish on shutdown before handing their leases back.
     #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     shutdown_grace_seconds: u64,
@@ -267,6 +270,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.retention = (args.retention_days > 0).then(|| std::time::Duration::from_secs(args.retention_days * 86_400));
     config.audit_retention = (args.audit_retention_days > 0).then(|| std::time::Duration::from_secs(args.audit_retention_days * 86_400));
     config.trusted_proxies = args.trusted_proxies.clone();
+    config.console_session_ttl = std::time::Duration::from_secs(args.console_session_hours.clamp(1, 24 * 30) * 3600);
+    config.oidc = oidc_from_env();
 
     let app = Application::build(config).await.context("switchyard could not start")?;
     if let Some(key) = &app.bootstrap_admin_key {
@@ -304,4 +309,27 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Team sign-in settings (`SWITCHYARD_OIDC_*`), when an issuer is set.
+fn oidc_from_env() -> Option<switchyard_server::config::OidcConfig> {
+    let var = |k: &str| std::env::var(format!("SWITCHYARD_OIDC_{k}")).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let list =
+        |k: &str| var(k).map(|v| v.split(',').map(|x| x.trim().to_lowercase()).filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+    let values =
+        |k: &str| var(k).map(|v| v.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+    Some(switchyard_server::config::OidcConfig {
+        issuer: var("ISSUER")?,
+        client_id: var("CLIENT_ID").unwrap_or_default(),
+        client_secret: var("CLIENT_SECRET").unwrap_or_default(),
+        scopes: var("SCOPES").unwrap_or_else(|| "openid email profile".into()),
+        display_name: var("NAME").unwrap_or_else(|| "your identity provider".into()),
+        owners: list("OWNERS"),
+        admins: list("ADMINS"),
+        viewers: list("VIEWERS"),
+        role_claim: var("ROLE_CLAIM"),
+        owner_values: values("OWNER_VALUES"),
+        admin_values: values("ADMIN_VALUES"),
+        viewer_values: values("VIEWER_VALUES"),
+    })
 }

@@ -13,6 +13,7 @@ pub mod options;
 pub mod rules;
 pub mod sessions;
 pub mod stats;
+pub mod team;
 pub mod workspaces;
 
 use crate::auth::Principal;
@@ -46,6 +47,7 @@ use utoipa_axum::routes;
         (name = "integrations", description = "The catalog of destination types."),
         (name = "api-keys", description = "Management credentials: admin, read-only, or scoped to workspaces."),
         (name = "audit", description = "Who changed what, when, and from where."),
+        (name = "team", description = "The people who run the installation, their console sign-ins, and the installation's state."),
     )
 )]
 struct ApiDoc;
@@ -85,6 +87,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(options::router())
         .merge(api_keys::router())
         .merge(audit_log::router())
+        .merge(team::router())
         .routes(routes!(list_integrations))
 }
 
@@ -100,6 +103,7 @@ pub fn router(state: AppState, serve_api: bool) -> Router {
         let (api, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts();
         let spec = std::sync::Arc::new(spec);
         api.route("/oauth/callback", get(oauth::callback))
+            .merge(crate::console::router())
             .layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::layer))
             .route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
             .merge(crate::embed::router())

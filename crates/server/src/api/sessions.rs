@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(current_session))
         .routes(routes!(refresh_session))
         .routes(routes!(delete_session))
+        .routes(routes!(list_sessions))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -60,6 +61,49 @@ pub struct CreateSession {
     /// uses the workspace's connections without changing them.
     pub resource: Option<String>,
     pub resource_id: Option<String>,
+}
+
+/// A live session, as listed (never its token).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionOut {
+    pub id: String,
+    pub workspace_id: String,
+    pub role: SessionRole,
+    pub scopes: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub external_user_id: Option<String>,
+    pub resource: Option<ResourceRef>,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+/// A workspace's live sessions, newest first.
+#[utoipa::path(get, path = "/workspaces/{ws}/sessions", tag = "sessions", params(("ws" = String, Path), ListParams),
+    responses((status = 200, body = ListOf<SessionOut>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = ["viewer"])))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    Q(params): Q<ListParams>,
+) -> ApiResult<Json<ListOf<SessionOut>>> {
+    let ws = path_id(&ws, WorkspaceId::parse, "workspace")?;
+    let scope = principal.operator_in(&ws, Access::Read)?;
+    state.store.get_workspace(&scope, &ws).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
+    let page = params.page()?;
+    let sessions = state.store.list_sessions(&ws, switchyard_core::now_millis(), &page).await?;
+    let out = |s: Session| SessionOut {
+        id: s.id.into_string(),
+        workspace_id: s.workspace_id.into_string(),
+        role: s.role,
+        scopes: s.scopes,
+        allowed_origins: s.allowed_origins,
+        external_user_id: s.external_user_id,
+        resource: s.resource,
+        created_at: ts(s.created_at),
+        expires_at: ts(s.expires_at),
+    };
+    Ok(Json(ListOf::from_fetched(sessions, &page, |s| s.id.to_string(), out)))
 }
 
 /// A session an API key (not another session) refreshes or revokes: one in a workspace where the

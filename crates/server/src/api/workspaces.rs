@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_workspace, update_workspace, delete_workspace))
         .routes(routes!(create_publishable_key, list_publishable_keys))
         .routes(routes!(delete_publishable_key))
+        .routes(routes!(rotate_publishable_key))
 }
 
 /// Resolves a workspace from a path for a credential: 404 when it does not exist or is not the
@@ -267,4 +268,31 @@ async fn delete_publishable_key(
     }
     state.config_changed();
     Ok((StatusCode::NO_CONTENT, Change::new("publishable_key.delete", "publishable_key", &key_id).in_workspace(&ws.id), ()))
+}
+
+/// Replaces a publishable key: a new one is made and the old one stops working at once.
+#[utoipa::path(post, path = "/workspaces/{id}/publishable-keys/{key_id}/rotate", tag = "workspaces",
+    params(("id" = String, Path), ("key_id" = String, Path)),
+    responses((status = 201, body = NewKeyOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = ["admin"])))]
+async fn rotate_publishable_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, key_id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Change, Json<NewKeyOut>)> {
+    principal.operator_in(&path_id(&id, WorkspaceId::parse, "workspace")?, Access::Manage)?;
+    let (_, ws) = visible_workspace(&state, &principal, &id, Access::Manage).await?;
+    let old = path_id(&key_id, PublishableKeyId::parse, "publishable key")?;
+    let (key, secret) = new_publishable_key(&ws.id);
+    state.store.create_publishable_key(&key, &hash_token(&secret)).await?;
+    if !state.store.delete_publishable_key(&ws.id, &old).await? {
+        // Nothing to replace: undo the new key rather than leave an extra one behind.
+        state.store.delete_publishable_key(&ws.id, &key.id).await?;
+        return Err(ApiError::not_found("publishable key"));
+    }
+    state.config_changed();
+    let change = Change::new("publishable_key.rotate", "publishable_key", &key.id)
+        .in_workspace(&ws.id)
+        .summary(json!({"replaced": old, "hint": key.hint}));
+    Ok((StatusCode::CREATED, change, Json(NewKeyOut { id: key.id.into_string(), key: secret, created_at: ts(key.created_at) })))
 }

@@ -14,6 +14,9 @@
 mod assets;
 mod pages;
 
+pub(crate) use assets::href;
+pub(crate) use pages::{escape, html};
+
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::http::HeaderMap;

@@ -48,7 +48,7 @@ fn policy(frame_ancestors: &str, logo: Option<&str>) -> String {
     )
 }
 
-fn html(status: StatusCode, csp: String, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, csp: String, body: String) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -121,6 +121,9 @@ struct Fixture {
     publishable_key_id: String,
     /// A read-only key that `DELETE /api-keys/{id}` revokes.
     spare_key: String,
+    /// A member (removed, so restoring them changes something) and a console sign-in.
+    member: String,
+    console_session: String,
     keys: Vec<(Caller, String)>,
     /// Secrets that must never appear in an audit entry.
     secrets: Vec<String>,
@@ -130,6 +133,32 @@ const CREDENTIAL: &str = "bearer-credential-7f3a9c";
 
 async fn fixture(app: &TestApp, elsewhere: &Workspace, elsewhere_key: &str, elsewhere_session: &str, receiver: &str) -> Fixture {
     let ws = app.workspace("fixture").await;
+    // A member as a sign-in through the provider would leave one (the console's tests sign in for real).
+    let store = switchyard_store::open(&app.database_url).await.expect("the node's store");
+    let who = switchyard_store::SignedIn {
+        email: format!("{}@example.com", ws.id.to_lowercase()),
+        name: None,
+        subject: None,
+        role: switchyard_core::model::MemberRole::Admin,
+    };
+    // A second writer beside the node's: SQLite may answer "locked" at once when both write; retry.
+    let mut tries = 0;
+    let member = loop {
+        let made = async {
+            let member = store.member_signed_in(&who, switchyard_core::now_millis()).await?.expect("not removed").id;
+            store.set_member_removed(&member, Some(switchyard_core::now_millis())).await.map(|_| member)
+        };
+        match made.await {
+            Ok(member) => break member,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("retrying the member fixture: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let console_session = sign_in_to_console(app).await;
     let created = app.ok(Method::GET, &format!("/workspaces/{}/publishable-keys", ws.id), None, 200).await;
     let publishable_key_id = created["data"][0]["id"].as_str().unwrap().to_owned();
     let conn = app.webhook(&ws, receiver, json!({"credentials": {"bearer_token": CREDENTIAL}})).await;
@@ -186,6 +215,8 @@ async fn fixture(app: &TestApp, elsewhere: &Workspace, elsewhere_key: &str, else
         session,
         publishable_key_id,
         spare_key: spare["id"].as_str().unwrap().to_owned(),
+        member: member.into_string(),
+        console_session,
         keys,
         secrets,
     }
@@ -215,6 +246,10 @@ impl Fixture {
             self.session.clone()
         } else if rest.starts_with("/api-keys/{id}") {
             self.spare_key.clone()
+        } else if rest.starts_with("/members/{id}") {
+            self.member.clone()
+        } else if rest.starts_with("/console-sessions/{id}") {
+            self.console_session.clone()
         } else {
             String::new()
         };
@@ -263,10 +298,23 @@ impl Fixture {
             ("POST", "/api-keys") => json!({"name": "made", "scope": "workspaces", "workspaces": [{"workspace_id": ws, "role": "viewer"}]}),
             ("POST", "/events") => json!({"event": "order.created", "payload": {}}),
             ("POST", "/events/bulk") => json!({"events": [{"event": "order.created", "payload": {}}]}),
+            ("POST", "/members/{id}/restore") => json!({}),
+            ("POST", "/workspaces/{id}/publishable-keys/{key_id}/rotate") => json!({}),
             _ => return None,
         };
         Some(body)
     }
+}
+
+/// Signs in to the console with the admin key, as its sign-in form does; returns the session's id.
+async fn sign_in_to_console(app: &TestApp) -> String {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res =
+        client.post(format!("{}/console/sign-in", app.base)).header("origin", &app.base).form(&[("key", ADMIN_KEY)]).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(res.headers()["location"], "/console");
+    let sessions = app.ok(Method::GET, "/console-sessions", None, 200).await;
+    sessions["data"][0]["id"].as_str().unwrap().to_owned()
 }
 
 /// Whether an answer is a refusal of the caller (as opposed to anything the handler said after
@@ -274,6 +322,7 @@ impl Fixture {
 fn refused(status: u16, body: &Value) -> bool {
     let message = body["error"]["message"].as_str().unwrap_or_default();
     let named = ["workspace", "connection", "rule", "event", "delivery", "session"].iter().any(|w| message == format!("{w} not found"));
+    assert_ne!(message, "route not found", "the matrix called a path that does not exist");
     matches!(status, 401 | 403) || (status == 404 && named) || (status == 422 && message.contains("no such workspace"))
 }
 

@@ -3,6 +3,7 @@
 
 mod access;
 mod connectors;
+mod console;
 mod delivery;
 mod embed;
 mod hardening;

@@ -28,6 +28,7 @@ mod config_tables {
     crate::shared::credentials::impl_credential_store!(PostgresStore, sqlx::Postgres);
     crate::shared::event_types::impl_event_type_store!(PostgresStore, sqlx::Postgres);
     crate::shared::operators::impl_operator_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::console::impl_console_store!(PostgresStore, sqlx::Postgres);
 }
 
 use crate::migrate::{statements, POSTGRES};

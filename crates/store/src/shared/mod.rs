@@ -2,6 +2,7 @@
 //! and instantiated by each store.
 
 pub(crate) mod connections;
+pub(crate) mod console;
 pub(crate) mod credentials;
 pub(crate) mod event_types;
 pub(crate) mod history;

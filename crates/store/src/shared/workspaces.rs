@@ -106,6 +106,20 @@ macro_rules! impl_workspace_store {
                 Ok(ws.map(WorkspaceId::from_trusted))
             }
 
+            async fn list_sessions(&self, ws: &WorkspaceId, now: Millis, page: &Page) -> Result<Vec<Session>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM sessions WHERE workspace_id = $1 AND expires_at > $2 AND (CAST($3 AS TEXT) IS NULL OR id < $3)
+                     ORDER BY id DESC LIMIT $4",
+                )
+                .bind(ws.as_str())
+                .bind(now)
+                .bind(page.before.as_deref())
+                .bind(i64::from(page.limit))
+                .fetch_all(self.reader())
+                .await?;
+                rows.iter().map(rows::session).collect()
+            }
+
             async fn find_publishable_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>> {
                 let ws: Option<String> = sqlx::query_scalar("SELECT workspace_id FROM publishable_keys WHERE key_hash = $1")
                     .bind(key_hash)

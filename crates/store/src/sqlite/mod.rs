@@ -25,6 +25,7 @@ mod config_tables {
     crate::shared::credentials::impl_credential_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::event_types::impl_event_type_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::operators::impl_operator_store!(SqliteStore, sqlx::Sqlite);
+    crate::shared::console::impl_console_store!(SqliteStore, sqlx::Sqlite);
 }
 
 use crate::migrate::SQLITE;
