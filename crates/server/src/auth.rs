@@ -483,6 +483,8 @@ async fn authorize(parts: &mut Parts, state: &AppState, principal: &Principal) -
             let reads = matches!(parts.method, Method::GET | Method::HEAD);
             match (o.scope, need) {
                 (KeyScopeKind::Admin, _) => Ok(()),
+                // Read-only: whatever needs no more than the viewer role (every read, and minting viewer sessions).
+                (KeyScopeKind::ReadOnly, KeyNeed::Role(SessionRole::Viewer)) => Ok(()),
                 (KeyScopeKind::ReadOnly, _) if reads => Ok(()),
                 (KeyScopeKind::ReadOnly, _) => Err(ApiError::forbidden("a read-only key may only read")),
                 (KeyScopeKind::Workspaces, KeyNeed::Installation) => Err(ApiError::forbidden("this key is limited to its workspaces")),

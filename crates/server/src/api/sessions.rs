@@ -108,12 +108,18 @@ async fn list_sessions(
 
 /// A session an API key (not another session) refreshes or revokes: one in a workspace where the
 /// key may mint sessions.
-async fn operators_session(state: &AppState, principal: &Principal, id: &SessionId) -> ApiResult<Session> {
-    if !matches!(principal, Principal::Operator(_)) {
+async fn operators_session(state: &AppState, principal: &Principal, id: &SessionId, access: Access) -> ApiResult<Session> {
+    let Principal::Operator(operator) = principal else {
         return Err(ApiError::forbidden("this action needs an API key"));
+    };
+    let scope = principal.for_row(&*state.store, Owned::Session, id.as_str(), access).await?;
+    let session =
+        state.store.get_session(id).await?.filter(|s| scope.allows(&s.workspace_id)).ok_or_else(|| ApiError::not_found("session"))?;
+    // As when minting: up to the key's own role in the workspace.
+    if operator.role_in(&session.workspace_id).is_none_or(|held| held.rank() < session.role.rank()) {
+        return Err(ApiError::forbidden(format!("this key may not act on {} sessions in this workspace", session.role)));
     }
-    let scope = principal.for_row(&*state.store, Owned::Session, id.as_str(), Access::Write).await?;
-    state.store.get_session(id).await?.filter(|s| scope.allows(&s.workspace_id)).ok_or_else(|| ApiError::not_found("session"))
+    Ok(session)
 }
 
 fn check_ttl(ttl: Option<u64>) -> ApiResult<u64> {
@@ -157,7 +163,8 @@ pub struct SessionRefreshed {
 }
 
 #[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = CreateSession,
-    responses((status = 201, body = SessionCreated), (status = 422, body = ErrorBody)), security(("api_key" = ["editor"])))]
+    responses((status = 201, body = SessionCreated), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = ["viewer"])))]
 async fn create_session(
     State(state): State<AppState>,
     principal: Principal,
@@ -166,7 +173,8 @@ async fn create_session(
 ) -> ApiResult<(StatusCode, Change, Json<SessionCreated>)> {
     let no_such = || ApiError::invalid("workspace_id", "no such workspace");
     let ws = WorkspaceId::parse(&body.workspace_id).ok_or_else(no_such)?;
-    let scope = principal.operator_in(&ws, Access::Write).map_err(|e| if e.code == "not_found" { no_such() } else { e })?;
+    // Minting needs only the viewer role: a key mints sessions up to its own role (below).
+    let scope = principal.operator_in(&ws, Access::Read).map_err(|e| if e.code == "not_found" { no_such() } else { e })?;
     state.store.get_workspace(&scope, &ws).await?.ok_or_else(no_such)?;
     // A key mints sessions up to its own role in the workspace.
     if let Principal::Operator(o) = &principal {
@@ -278,8 +286,8 @@ pub struct RefreshSession {
 /// Issues a new token for the session (the old one stops working at once), valid for `ttl_seconds` from now.
 #[utoipa::path(post, path = "/sessions/{id}/refresh", tag = "sessions", params(("id" = String, Path)),
     request_body(content = Option<RefreshSession>),
-    responses((status = 200, body = SessionRefreshed), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("api_key" = ["editor"])))]
+    responses((status = 200, body = SessionRefreshed), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = ["viewer"])))]
 async fn refresh_session(
     State(state): State<AppState>,
     principal: Principal,
@@ -287,7 +295,7 @@ async fn refresh_session(
     body: RawBody,
 ) -> ApiResult<(Change, Json<SessionRefreshed>)> {
     let id = path_id(&id, SessionId::parse, "session")?;
-    let session = operators_session(&state, &principal, &id).await?;
+    let session = operators_session(&state, &principal, &id, Access::Read).await?;
     let options: RefreshSession = body.parse_or_default()?;
     let ttl = check_ttl(options.ttl_seconds)?;
     let now = switchyard_core::now_millis();
@@ -315,7 +323,7 @@ async fn delete_session(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Change, ())> {
     let id = path_id(&id, SessionId::parse, "session")?;
-    let session = operators_session(&state, &principal, &id).await?;
+    let session = operators_session(&state, &principal, &id, Access::Write).await?;
     if !state.store.delete_session(&id).await? {
         return Err(ApiError::not_found("session"));
     }

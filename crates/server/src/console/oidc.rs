@@ -36,6 +36,7 @@ struct Discovery {
     authorization_endpoint: String,
     token_endpoint: String,
     jwks_uri: String,
+    userinfo_endpoint: Option<String>,
     #[serde(default)]
     token_endpoint_auth_methods_supported: Vec<String>,
 }
@@ -246,10 +247,38 @@ async fn finish(state: &AppState, config: &OidcConfig, params: &CallbackParams) 
     let answer: Value = answer.json().await.map_err(|e| refuse("provider")(e.to_string()))?;
     let id_token = answer.get("id_token").and_then(Value::as_str).ok_or_else(|| refuse("token")("no id_token in the answer".into()))?;
 
-    let claims = verify(state, config, &discovery, id_token).await?;
+    let mut claims = verify(state, config, &discovery, id_token).await?;
     let sent = claims.nonce.as_deref().unwrap_or_default();
     if !constant_time_eq(sent.as_bytes(), nonce.as_bytes()) {
         return Err(refuse("token")("the ID token's nonce is not this sign-in's".into()));
+    }
+    // Providers that keep profile claims out of the ID token in the code flow give them at the
+    // UserInfo endpoint, for the same subject.
+    if claims.email.is_none() {
+        if let (Some(endpoint), Some(access)) = (&discovery.userinfo_endpoint, answer.get("access_token").and_then(Value::as_str)) {
+            let info: Value = state
+                .oidc
+                .http
+                .get(endpoint)
+                .bearer_auth(access)
+                .send()
+                .await
+                .map_err(|e| refuse("provider")(switchyard_destinations::http::root_cause(&e)))?
+                .json()
+                .await
+                .map_err(|e| refuse("provider")(format!("the UserInfo answer is not JSON: {e}")))?;
+            if info.get("sub").and_then(Value::as_str) != Some(claims.sub.as_str()) {
+                return Err(refuse("token")("the UserInfo answer is for another subject".into()));
+            }
+            claims.email = info.get("email").and_then(Value::as_str).map(str::to_owned);
+            claims.email_verified = info.get("email_verified").cloned();
+            claims.name = claims.name.or_else(|| info.get("name").and_then(Value::as_str).map(str::to_owned));
+            if let Some(obj) = info.as_object() {
+                for (k, v) in obj {
+                    claims.other.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
     }
     let email = claims.email.as_deref().map(str::to_lowercase).filter(|e| e.contains('@'));
     let Some(email) = email else { return Err(refuse("not_allowed")("the ID token has no e-mail".into())) };

@@ -41,7 +41,7 @@ impl FromRequestParts<AppState> for Client {
 fn head(title: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"color-scheme\" content=\"light dark\">\n<meta name=\"referrer\" content=\"no-referrer\">\n<title>{}</title>\n\
+         <meta name=\"color-scheme\" content=\"light dark\">\n<meta name=\"referrer\" content=\"same-origin\">\n<title>{}</title>\n\
          <link rel=\"stylesheet\" href=\"{}\">\n<link rel=\"stylesheet\" href=\"{}\">\n",
         escape(title),
         href("app.css"),
@@ -77,7 +77,7 @@ pub async fn shell(State(state): State<AppState>, headers: HeaderMap) -> Respons
         id = escape(session.id.as_str()),
         member = escape(session.member_id.as_ref().map(|m| m.as_str()).unwrap_or("")),
     );
-    html(StatusCode::OK, POLICY.into(), body)
+    page(StatusCode::OK, body)
 }
 
 #[derive(Deserialize)]
@@ -127,7 +127,7 @@ fn sign_in_html(state: &AppState, status: StatusCode, message: Option<(&str, &st
         "{head}</head>\n<body class=\"console sign-in-page\">\n<main id=\"main\" class=\"sign-in-box\">\n<h1>Switchyard console</h1>\n{alert}{method}</main>\n</body>\n</html>\n",
         head = head("Sign in · Switchyard console"),
     );
-    html(status, POLICY.into(), body)
+    page(status, body)
 }
 
 /// `GET /console/sign-in`.
@@ -168,7 +168,9 @@ pub fn refused(state: &AppState, client: &Client, method: &str, code: &str, acto
     (change, Redirect::to(&format!("/console/sign-in?error={code}"))).into_response()
 }
 
-/// Signs in: the cookie, and on to the console.
+/// Signs in: the cookie, and on to the console. After a provider's redirect the browser is on a
+/// navigation another site started, which carries no `SameSite=Strict` cookie: this page then
+/// moves on by itself (a same-site navigation, which does).
 pub fn signed_in(
     state: &AppState,
     session: &switchyard_core::model::ConsoleSession,
@@ -177,8 +179,25 @@ pub fn signed_in(
     method: &str,
 ) -> Response {
     state.sign_in_throttle.succeeded(client.addr);
-    let mut response = (sign_in_change(session, method), Redirect::to("/console")).into_response();
+    let mut response = if method == "oidc" {
+        let body = format!(
+            "{head}<meta http-equiv=\"refresh\" content=\"0;url=/console\">\n</head>\n<body class=\"console sign-in-page\">\n\
+             <main id=\"main\" class=\"sign-in-box\">\n<h1>Signed in</h1>\n<p><a href=\"/console\">Continue to the console</a></p>\n</main>\n</body>\n</html>\n",
+            head = head("Signed in · Switchyard console"),
+        );
+        (sign_in_change(session, method), page(StatusCode::OK, body)).into_response()
+    } else {
+        (sign_in_change(session, method), Redirect::to("/console")).into_response()
+    };
     response.headers_mut().insert(header::SET_COOKIE, cookie);
+    response
+}
+
+/// A console page: its policy, and a referrer policy under which the browser names this origin in
+/// `Origin` on the console's own form posts (and tells other sites nothing).
+fn page(status: StatusCode, body: String) -> Response {
+    let mut response = html(status, POLICY.into(), body);
+    response.headers_mut().insert("referrer-policy", HeaderValue::from_static("same-origin"));
     response
 }
 

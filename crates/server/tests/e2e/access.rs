@@ -98,7 +98,7 @@ impl Op {
         let reads = self.method == Method::GET;
         match caller {
             Caller::AdminKey => self.api_key.is_some(),
-            Caller::ReadOnlyKey => self.api_key.is_some() && reads,
+            Caller::ReadOnlyKey => self.api_key.as_deref().is_some_and(|need| reads || need == "viewer"),
             Caller::KeyIn(role) => self.api_key.as_deref().is_some_and(|need| need != "installation" && rank(role) >= rank(need)),
             Caller::KeyElsewhere => self.api_key.as_deref().is_some_and(|need| need != "installation") && !self.names_workspace(),
             Caller::Publishable => self.publishable,
