@@ -143,6 +143,16 @@ describe("team sign-in through an OpenID provider", () => {
       page.on("request", (r) => { if (r.url().includes("/console/oidc/callback")) callback = r.url(); });
       await teamSignIn(page, "vic@viewers.example.com");
       await page.getByText("vic@viewers.example.com · viewer").waitFor();
+      // A viewer opens a workspace's own pages (as a viewer: no control that changes anything).
+      const ws = await admin.ok("POST", "/workspaces", { name: "team-viewed" }, 201);
+      await page.goto(`${teamServer.base}/console#/workspaces/${ws.id}`);
+      const frame = page.frameLocator("iframe[title^='Pages of']");
+      await frame.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor({ timeout: 15000 });
+      await frame.getByRole("link", { name: "Connections" }).click();
+      await frame.getByRole("heading", { level: 1, name: "Connections" }).waitFor();
+      assert.equal(await frame.getByRole("link", { name: "New connection" }).count(), 0);
+      assert.equal(await page.getByRole("button", { name: "Delete workspace" }).count(), 0);
+      assert.equal(await page.getByRole("button", { name: "New publishable key" }).count(), 0);
       await page.goto(callback);
       await page.getByRole("alert").filter({ hasText: "expired or was already used" }).waitFor();
       await ctx.close();
@@ -237,6 +247,14 @@ describe("admin-key sign-in and the console's pages", () => {
       await page.getByRole("heading", { name: "New publishable key" }).waitFor();
       await page.getByRole("cell", { name: "console" }).first().waitFor();
       await check("workspace");
+      // Deleting a workspace, confirmed, from its page.
+      const doomed = await admin.ok("POST", "/workspaces", { name: `doomed-${scheme}` }, 201);
+      await page.goto(`${keyServer.base}/console#/workspaces/${doomed.id}`);
+      await page.getByRole("heading", { level: 1, name: `doomed-${scheme}` }).waitFor();
+      await page.getByRole("button", { name: "Delete workspace" }).click();
+      await page.getByRole("dialog").getByRole("button", { name: "Delete workspace" }).click();
+      await page.getByRole("heading", { level: 1, name: "Workspaces" }).waitFor();
+      assert.equal((await admin.call("GET", `/workspaces/${doomed.id}`)).status, 404);
 
       // API keys: a scoped key, shown once.
       await page.getByRole("link", { name: "API keys" }).click();

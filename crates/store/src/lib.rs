@@ -234,6 +234,8 @@ pub enum EndSessions {
     ApiKey(ApiKeyId),
     /// Every session signed in with the configured `SWITCHYARD_ADMIN_KEY` (neither member nor stored key).
     ConfiguredKey,
+    /// Sessions that expired before this time (housekeeping).
+    ExpiredBefore(Millis),
 }
 
 /// Where the delivery queue stands; counts stop at the cap asked for.

@@ -283,13 +283,24 @@
       var frameArea = h("div", { class: "frame-area" });
       var keysArea = h("div", null, loading());
       var sessionsArea = h("div", null, loading());
+      var danger = h("div");
+      if (canAdminister()) {
+        danger.append(section("Delete this workspace", "ws-delete"),
+          h("p", null, "Deletes its keys, connections, rules, sessions and all its history. This cannot be undone."),
+          button("Delete workspace", function (e) {
+            confirmDialog("Delete " + w.name + "?", "Everything in it goes, history included. This cannot be undone.", "Delete workspace").then(function (yes) {
+              if (!yes) return;
+              act(e.target, danger, api("DELETE", "/workspaces/" + encodeURIComponent(w.id))).then(function () { location.hash = "#/workspaces"; });
+            });
+          }, { class: "danger" }));
+      }
       main.append(
         h("p", null, link("workspaces", "← All workspaces")),
         section("Its pages", "ws-pages"), frameArea,
         section("Publishable keys", "ws-keys"), keysArea,
-        section("Sessions", "ws-sessions"), sessionsArea);
-      mountPages(w, frameArea, inner);
-      return Promise.all([publishableKeys(w, keysArea), sessions(w, sessionsArea)]);
+        section("Sessions", "ws-sessions"), sessionsArea, danger);
+      // The sessions are listed once the console's own is minted, so it is among them.
+      return Promise.all([publishableKeys(w, keysArea), mountPages(w, frameArea, inner).then(function () { return sessions(w, sessionsArea); })]);
     });
   }
 
@@ -297,7 +308,7 @@
   function mountPages(w, area, inner) {
     var role = canAdminister() ? "admin" : "viewer";
     area.replaceChildren(loading("Opening the workspace's pages…"));
-    api("POST", "/sessions", {
+    return api("POST", "/sessions", {
       workspace_id: w.id, role: role, ttl_seconds: 1800, allowed_origins: [location.origin],
       external_user_id: "console", launch_page: inner || "dashboard",
       scopes: role === "viewer" ? ["events.payload:read"] : [],

@@ -43,6 +43,11 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 if let Err(e) = state.store.purge_oauth_states(switchyard_core::now_millis()).await {
                     tracing::warn!(error = %e, "OAuth state sweep failed");
                 }
+                // Console sign-ins past their expiry (they are refused already; this frees the rows).
+                let expired = switchyard_store::EndSessions::ExpiredBefore(switchyard_core::now_millis());
+                if let Err(e) = state.store.end_console_sessions(&expired).await {
+                    tracing::warn!(error = %e, "console session sweep failed");
+                }
             }
             _ = retention.tick() => {
                 if state.config.retention.is_some() {

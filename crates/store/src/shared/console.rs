@@ -125,6 +125,10 @@ macro_rules! impl_console_store {
                     crate::EndSessions::One(id) => ("id", id.as_str()),
                     crate::EndSessions::Member(id) => ("member_id", id.as_str()),
                     crate::EndSessions::ApiKey(id) => ("api_key_id", id.as_str()),
+                    crate::EndSessions::ExpiredBefore(at) => {
+                        let done = sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1").bind(*at).execute(self.writer()).await?;
+                        return Ok(done.rows_affected());
+                    }
                     crate::EndSessions::ConfiguredKey => {
                         let done = sqlx::query("DELETE FROM console_sessions WHERE member_id IS NULL AND api_key_id IS NULL")
                             .execute(self.writer())
