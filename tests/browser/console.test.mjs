@@ -5,38 +5,18 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { ADMIN_KEY, adminClient, axeViolations, freePort, launchBrowser, SCREENSHOTS, startServer } from "./harness.mjs";
+import { join } from "node:path";
+import { ADMIN_KEY, adminClient, axeViolations, freePort, launchBrowser, SCREENSHOTS, startIdentityProvider, startServer } from "./harness.mjs";
 import { mkdirSync } from "node:fs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const SECRET = "console-oidc-client-secret-0123456789";
 let provider, teamServer, keyServer, browser, attacker;
 
 /** The test identity provider, asking for an e-mail address at login. */
-async function startProvider(callback) {
+function startProvider(callback) {
   const clients = [{ client_id: "switchyard-console", client_secret: SECRET, redirect_uris: [callback], auth_method: "basic" }];
-  const child = spawn("node", [join(root, "tests", "oauth-server", "server.mjs")], {
-    env: { ...process.env, CLIENTS: JSON.stringify(clients), LOGIN_FORM: "true" },
-    stdio: ["ignore", "pipe", "ignore"],
-  });
-  const issuer = await new Promise((ok, fail) => {
-    let out = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening (\S+)/.exec(out);
-      if (m) ok(m[1]);
-    });
-    child.once("exit", () => fail(new Error("the identity provider stopped")));
-  });
-  return {
-    issuer,
-    next: (what) => fetch(`${issuer}/test/next-sign-in`, { method: "POST", body: JSON.stringify(what) }),
-    stop: () => child.kill(),
-  };
+  return startIdentityProvider({ clients, env: { LOGIN_FORM: "true" } });
 }
 
 before(async () => {

@@ -96,20 +96,8 @@ export { freePort };
  */
 export async function startOAuthServer(callback) {
   const secret = "browser-test-oauth-client-secret-0123";
-  const clients = [{ client_id: "hubspot-app", client_secret: secret, redirect_uris: [callback], auth_method: "post" }];
-  const child = spawn("node", [join(root, "tests", "oauth-server", "server.mjs")], {
-    env: { ...process.env, CLIENTS: JSON.stringify(clients) },
-    stdio: ["ignore", "pipe", "ignore"],
-  });
-  const issuer = await new Promise((ok, fail) => {
-    let out = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening (\S+)/.exec(out);
-      if (m) ok(m[1]);
-    });
-    child.once("exit", () => fail(new Error("the OAuth server stopped")));
-  });
+  const server = await startIdentityProvider({ clients: [{ client_id: "hubspot-app", client_secret: secret, redirect_uris: [callback], auth_method: "post" }] });
+  const issuer = server.issuer;
   return {
     issuer,
     env: {
@@ -121,6 +109,32 @@ export async function startOAuthServer(callback) {
       SWITCHYARD_OAUTH_HUBSPOT_AUTHORIZE_PARAMS: "prompt=consent",
       SWITCHYARD_OAUTH_HUBSPOT_CLIENT_AUTH: "post",
     },
+    stop: server.stop,
+  };
+}
+
+/**
+ * The repository's authorization server (oidc-provider, tests/oauth-server/server.mjs) with these
+ * clients and extra environment (LOGIN_FORM, ...). `next(what)` makes its next sign-in misbehave
+ * (see server.mjs).
+ */
+export async function startIdentityProvider({ clients, env = {} }) {
+  const child = spawn("node", [join(root, "tests", "oauth-server", "server.mjs")], {
+    env: { ...process.env, CLIENTS: JSON.stringify(clients), ...env },
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  const issuer = await new Promise((ok, fail) => {
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = /listening (\S+)/.exec(out);
+      if (m) ok(m[1]);
+    });
+    child.once("exit", () => fail(new Error("the authorization server stopped")));
+  });
+  return {
+    issuer,
+    next: (what) => fetch(`${issuer}/test/next-sign-in`, { method: "POST", body: JSON.stringify(what) }),
     stop: () => { child.kill(); },
   };
 }

@@ -7,6 +7,9 @@
 (function () {
   "use strict";
 
+  var UI = window.SwitchyardUI;
+  var parseJson = UI.parseJson, h = UI.h, append = UI.append, link = UI.link, button = UI.button, when = UI.when, loading = UI.loading, empty = UI.empty, alertBox = UI.alertBox, badge = UI.badge, confirmDialog = UI.confirmDialog, secretCallout = UI.secretCallout, table = UI.table;
+
   var body = document.body;
   var CSRF = body.getAttribute("data-csrf");
   var ROLE = body.getAttribute("data-role"); // owner, admin or viewer
@@ -15,65 +18,6 @@
   var main = document.getElementById("main");
   var nav = document.getElementById("nav");
   var mounted = null; // the embedded frame on a workspace's page
-
-  function parseJson(text, fallback) {
-    try { return JSON.parse(text); } catch (e) { return fallback; }
-  }
-
-  /* ---------- DOM ---------- */
-
-  function h(tag, props) {
-    var el = document.createElement(tag);
-    if (props) {
-      Object.keys(props).forEach(function (key) {
-        var value = props[key];
-        if (value === null || value === undefined || value === false) return;
-        if (key === "text") el.textContent = value;
-        else if (key === "class") el.className = value;
-        else if (key.slice(0, 2) === "on" && typeof value === "function") el.addEventListener(key.slice(2).toLowerCase(), value);
-        else if (key === "value") el.value = value;
-        else if (key === "checked" || key === "selected" || key === "disabled" || key === "required") el[key] = !!value;
-        else el.setAttribute(key, value === true ? "" : String(value));
-      });
-    }
-    for (var i = 2; i < arguments.length; i++) append(el, arguments[i]);
-    return el;
-  }
-
-  function append(el, child) {
-    if (child === null || child === undefined || child === false) return;
-    if (Array.isArray(child)) child.forEach(function (c) { append(el, c); });
-    else if (child instanceof Node) el.appendChild(child);
-    else el.appendChild(document.createTextNode(String(child)));
-  }
-
-  function link(path, text, props) {
-    var p = props || {};
-    p.href = "#/" + path;
-    return h("a", p, text);
-  }
-
-  function button(text, onClick, props) {
-    var p = props || {};
-    p.type = p.type || "button";
-    p.onClick = onClick;
-    return h("button", p, text);
-  }
-
-  function when(iso) {
-    if (!iso) return h("span", { class: "muted" }, "—");
-    var date = new Date(iso);
-    var s = Math.round((Date.now() - date.getTime()) / 1000);
-    var future = s < 0;
-    var a = Math.abs(s);
-    var text = a < 45 ? (future ? "in a few seconds" : "just now")
-      : a < 3600 ? Math.round(a / 60) + " min"
-      : a < 86400 ? Math.round(a / 3600) + " h"
-      : a < 30 * 86400 ? Math.round(a / 86400) + (Math.round(a / 86400) === 1 ? " day" : " days") : null;
-    if (text && a >= 45) text = future ? "in " + text : text + " ago";
-    if (!text) text = date.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
-    return h("time", { datetime: iso, title: date.toLocaleString() }, text);
-  }
 
   function count(n) {
     return n >= 1000000 ? "1,000,000+" : Number(n).toLocaleString("en");
@@ -123,45 +67,8 @@
     main.replaceChildren.apply(main, parts);
   }
 
-  function loading(text) { return h("p", { class: "status", role: "status" }, text || "Loading…"); }
-  function empty(text) { return h("div", { class: "empty" }, h("p", null, text)); }
-  function alertBox(error) { return h("div", { class: "alert", role: "alert" }, error && error.message ? error.message : String(error)); }
-  function badge(text) { return h("span", { class: "badge badge-" + String(text).replace(/[^a-z_]/g, "") }, String(text).replace(/_/g, " ")); }
-
-  function table(headers, rows, caption) {
-    return h("div", { class: "table-wrap" }, h("table", null,
-      h("caption", { class: "sr-only" }, caption),
-      h("thead", null, h("tr", null, headers.map(function (t) { return h("th", { scope: "col" }, t); }))),
-      h("tbody", null, rows)));
-  }
-
   function section(title, id) {
     return h("section", { "aria-labelledby": id }, h("h2", { id: id }, title));
-  }
-
-  function confirmDialog(title, text, confirmText) {
-    return new Promise(function (resolve) {
-      var dialog = h("dialog", { class: "dialog", "aria-labelledby": "dialog-title", "aria-describedby": "dialog-text" });
-      var finish = function (answer) { dialog.close(); dialog.remove(); resolve(answer); };
-      dialog.append(h("h2", { id: "dialog-title" }, title), h("p", { id: "dialog-text" }, text),
-        h("div", { class: "actions" },
-          button("Cancel", function () { finish(false); }, { class: "secondary" }),
-          button(confirmText, function () { finish(true); }, { class: "danger" })));
-      dialog.addEventListener("cancel", function (e) { e.preventDefault(); finish(false); });
-      document.body.appendChild(dialog);
-      dialog.showModal();
-      dialog.querySelector(".secondary").focus();
-    });
-  }
-
-  function secretCallout(title, secret) {
-    var input = h("input", { type: "text", readonly: true, value: secret, "aria-label": title, class: "mono" });
-    return h("div", { class: "callout", role: "status" }, h("h2", null, title), h("p", null, "Copy it now: it is shown only this once."),
-      h("div", { class: "row" }, input, button("Copy", function (e) {
-        input.select();
-        var done = function () { e.target.textContent = "Copied"; };
-        if (navigator.clipboard) navigator.clipboard.writeText(secret).then(done, done); else { document.execCommand("copy"); done(); }
-      }, { class: "secondary" })));
   }
 
   /* Runs an action from a button: busy while it runs, its error shown in `where`. */

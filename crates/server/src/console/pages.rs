@@ -3,7 +3,7 @@
 
 use super::{clearing_cookie, cookie_token, csrf_token, sign_in_change, start_session, NewSignIn};
 use crate::audit::{client_addr, Actor, Change};
-use crate::embed::{escape, href, html};
+use crate::embed::{escape, head_with, href, html};
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
@@ -39,14 +39,7 @@ impl FromRequestParts<AppState> for Client {
 }
 
 fn head(title: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"color-scheme\" content=\"light dark\">\n<meta name=\"referrer\" content=\"same-origin\">\n<title>{}</title>\n\
-         <link rel=\"stylesheet\" href=\"{}\">\n<link rel=\"stylesheet\" href=\"{}\">\n",
-        escape(title),
-        href("app.css"),
-        href("console.css"),
-    )
+    head_with(title, &["app.css", "console.css"], "same-origin")
 }
 
 /// `GET /console`: the signed-in console, or the way to the sign-in page.
@@ -58,7 +51,7 @@ pub async fn shell(State(state): State<AppState>, headers: HeaderMap) -> Respons
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
     let body = format!(
-        "{head}<script src=\"/embed.js\" defer></script>\n<script src=\"{script}\" defer></script>\n</head>\n\
+        "{head}<script src=\"/embed.js\" defer></script>\n<script src=\"{ui}\" defer></script>\n<script src=\"{script}\" defer></script>\n</head>\n\
          <body class=\"console\" data-csrf=\"{csrf}\" data-role=\"{role}\" data-label=\"{label}\" data-session-id=\"{id}\" data-member=\"{member}\">\n\
          <a class=\"skip\" href=\"#main\">Skip to content</a>\n<div class=\"console-shell\">\n\
          <header class=\"console-bar\"><span class=\"brand-name\">Switchyard console</span>\n\
@@ -70,6 +63,7 @@ pub async fn shell(State(state): State<AppState>, headers: HeaderMap) -> Respons
          <main id=\"main\" tabindex=\"-1\"><p class=\"status\" role=\"status\">Loading…</p>\n\
          <noscript><p>The console needs JavaScript.</p></noscript></main>\n</div>\n</body>\n</html>\n",
         head = head("Switchyard console"),
+        ui = href("ui.js"),
         script = href("console.js"),
         csrf = escape(&csrf_token(token)),
         role = session.role,

@@ -68,6 +68,7 @@ impl Asset {
 
 pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
     vec![
+        Asset::new("ui.js", "text/javascript; charset=utf-8", include_str!("../../assets/embed/ui.js")),
         Asset::new("app.js", "text/javascript; charset=utf-8", include_str!("../../assets/embed/app.js")),
         Asset::new("app.css", "text/css; charset=utf-8", include_str!("../../assets/embed/app.css")),
         Asset::new("oauth.js", "text/javascript; charset=utf-8", include_str!("../../assets/embed/oauth.js")),

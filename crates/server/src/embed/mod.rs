@@ -15,7 +15,7 @@ mod assets;
 mod pages;
 
 pub(crate) use assets::href;
-pub(crate) use pages::{escape, html};
+pub(crate) use pages::{escape, head_with, html};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

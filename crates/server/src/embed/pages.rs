@@ -65,12 +65,16 @@ fn branding(state: &AppState, session: Option<&Session>) -> Branding {
 }
 
 fn head(title: &str) -> String {
+    head_with(title, &["app.css"], "no-referrer")
+}
+
+/// The start of a page: its title, stylesheets (by asset name) and referrer policy.
+pub(crate) fn head_with(title: &str, styles: &[&str], referrer: &str) -> String {
+    let links: String = styles.iter().map(|s| format!("<link rel=\"stylesheet\" href=\"{}\">\n", href(s))).collect();
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"color-scheme\" content=\"light dark\">\n<meta name=\"referrer\" content=\"no-referrer\">\n<title>{}</title>\n\
-         <link rel=\"stylesheet\" href=\"{}\">\n",
+         <meta name=\"color-scheme\" content=\"light dark\">\n<meta name=\"referrer\" content=\"{referrer}\">\n<title>{}</title>\n{links}",
         escape(title),
-        href("app.css")
     )
 }
 
@@ -139,11 +143,12 @@ fn app_shell(state: &AppState, session: &Session, page: &str) -> Response {
     let origins = serde_json::to_string(&session.allowed_origins).unwrap_or_else(|_| "[]".into());
     let title = format!("{} · integrations", b.name.as_deref().unwrap_or("Switchyard"));
     let body = format!(
-        "{head}<script src=\"{app}\" defer></script>\n</head>\n<body data-session-id=\"{session}\" data-origins=\"{origins}\" data-page=\"{page}\" data-expires-at=\"{expires}\"{brand}>\n\
+        "{head}<script src=\"{ui}\" defer></script>\n<script src=\"{app}\" defer></script>\n</head>\n<body data-session-id=\"{session}\" data-origins=\"{origins}\" data-page=\"{page}\" data-expires-at=\"{expires}\"{brand}>\n\
          <div class=\"shell\">\n{header}<nav id=\"nav\" aria-label=\"Integrations\"></nav>\n\
          <main id=\"main\" tabindex=\"-1\"><p class=\"status\" role=\"status\">Connecting to the host page…</p>\n\
          <noscript><p>These pages need JavaScript.</p></noscript></main>\n</div>\n</body>\n</html>\n",
         head = head(&title),
+        ui = href("ui.js"),
         app = href("app.js"),
         session = escape(session.id.as_str()),
         origins = escape(&origins),
