@@ -428,6 +428,14 @@ async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>)
     }
 }
 
+/// The console sign-in a request's cookie carries, with the cookie's token: for the console's own
+/// pages (the shell, signing out). API calls with the cookie go through [`Principal`] as any other.
+pub async fn console_sign_in<'h>(state: &AppState, headers: &'h axum::http::HeaderMap) -> ApiResult<Option<(ConsoleSession, &'h str)>> {
+    let Some(token) = crate::console::cookie_token(headers) else { return Ok(None) };
+    let found = state.store.find_console_session(&hash_token(token), switchyard_core::now_millis()).await?;
+    Ok(found.map(|(session, _)| (session, token)))
+}
+
 /// The workspace a route's path names, directly (`/workspaces/{ws}/...`) or through the row it
 /// names (`/connections/{id}`): `Err(404)` when the path names one that does not exist.
 async fn path_workspace(parts: &mut Parts, state: &AppState, route: &str) -> ApiResult<Option<(WorkspaceId, &'static str)>> {

@@ -44,11 +44,13 @@ fn head(title: &str) -> String {
 
 /// `GET /console`: the signed-in console, or the way to the sign-in page.
 pub async fn shell(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(token) = cookie_token(&headers) else { return Redirect::to("/console/sign-in").into_response() };
-    let session = match state.store.find_console_session(&hash_token(token), switchyard_core::now_millis()).await {
-        Ok(Some((session, _))) => session,
+    if cookie_token(&headers).is_none() {
+        return Redirect::to("/console/sign-in").into_response();
+    }
+    let (session, token) = match crate::auth::console_sign_in(&state, &headers).await {
+        Ok(Some(found)) => found,
         Ok(None) => return Redirect::to("/console/sign-in?error=expired").into_response(),
-        Err(e) => return crate::error::ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let body = format!(
         "{head}<script src=\"/embed.js\" defer></script>\n<script src=\"{ui}\" defer></script>\n<script src=\"{script}\" defer></script>\n</head>\n\
@@ -249,7 +251,7 @@ pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap, Form(fo
     if !from_own_page(&state, &headers) || !constant_time_eq(form.csrf.as_bytes(), csrf_token(token).as_bytes()) {
         return sign_in_html(&state, StatusCode::FORBIDDEN, Some(("error", "That sign-out did not come from the console's own page.")));
     }
-    let found = state.store.find_console_session(&hash_token(token), switchyard_core::now_millis()).await;
+    let found = crate::auth::console_sign_in(&state, &headers).await;
     let mut response = Redirect::to("/console/sign-in?signed_out=1").into_response();
     if let Ok(Some((session, _))) = found {
         let everywhere = form.everywhere.is_some();
