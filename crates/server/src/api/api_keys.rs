@@ -29,8 +29,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "billing backend", "scope": "workspaces",
-    "workspaces": [{"workspace_id": "ws_01J9Z8Q4W5X6Y7Z8A9B0C1D2E3", "role": "admin"}], "expires_at": "2027-06-30T00:00:00Z"}))]
 pub struct CreateApiKey {
     /// What the key is for, e.g. `billing backend` or `CI`.
     pub name: String,
@@ -85,7 +83,7 @@ pub struct ApiKeyCreated {
 }
 
 /// Creates a key. Its value is in the answer and nowhere else: store it now.
-#[utoipa::path(post, path = "/api-keys", tag = "api-keys", request_body = CreateApiKey,
+#[utoipa::path(post, path = "/api-keys", tag = "api-keys", request_body(content = CreateApiKey, example = json!({"name": "billing backend", "scope": "workspaces", "workspaces": [{"workspace_id": "ws_01J9Z8Q4W5X6Y7Z8A9B0C1D2E3", "role": "admin"}], "expires_at": "2027-06-30T00:00:00Z"})),
     responses((status = 201, body = ApiKeyCreated), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = ["installation"])))]
 async fn create_api_key(

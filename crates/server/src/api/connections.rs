@@ -294,7 +294,7 @@ pub(crate) fn prepare_connection(
 }
 
 #[utoipa::path(post, path = "/workspaces/{ws}/connections", tag = "connections", params(("ws" = String, Path)),
-    request_body = CreateConnection,
+    request_body(content = CreateConnection, example = json!({"type": "webhook", "name": "CRM hook", "config": {"url": "https://hooks.example.com/switchyard"}, "credentials": {"bearer_token": "secret-token"}, "retry_policy": {"max_attempts": 8}})),
     responses((status = 201, body = ConnectionOut), (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn create_connection(
@@ -360,7 +360,7 @@ async fn get_connection(State(state): State<AppState>, principal: Principal, Pat
     Ok(Json(ConnectionOut::new(&conn, None)))
 }
 
-#[utoipa::path(patch, path = "/connections/{id}", tag = "connections", params(("id" = String, Path)), request_body = UpdateConnection,
+#[utoipa::path(patch, path = "/connections/{id}", tag = "connections", params(("id" = String, Path)), request_body(content = UpdateConnection, example = json!({"name": "CRM hook (prod)", "timeout_ms": 10000})),
     responses((status = 200, body = ConnectionOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn update_connection(
@@ -457,6 +457,7 @@ async fn update_connection(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteParams {
     /// Delete even while active rules use the connection (they are deleted with it).
     pub force: Option<bool>,
@@ -509,7 +510,7 @@ async fn delete_connection(
 }
 
 #[utoipa::path(post, path = "/connections/{id}/rotate-secret", tag = "connections", params(("id" = String, Path)),
-    request_body(content = Option<RotateSecret>),
+    request_body(content = Option<RotateSecret>, example = json!({"grace_period_seconds": 86400})),
     responses((status = 200, body = RotatedSecret), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("api_key" = ["admin"]), ("session_token" = ["admin"])))]
 async fn rotate_secret(

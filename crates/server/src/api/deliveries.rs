@@ -253,7 +253,7 @@ pub struct BulkReplayed {
 }
 
 /// Replays every delivery of the workspace matching the filter (by default every dead one).
-#[utoipa::path(post, path = "/workspaces/{ws}/replay", tag = "deliveries", params(("ws" = String, Path)), request_body = ReplayFilter,
+#[utoipa::path(post, path = "/workspaces/{ws}/replay", tag = "deliveries", params(("ws" = String, Path)), request_body(content = ReplayFilter, example = json!({"status": "dead", "connection_id": "conn_01J9Z8Q4W5X6Y7Z8A9B0C1D2E3", "since": "2026-12-01T00:00:00Z"})),
     responses((status = 202, body = BulkReplayed), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn replay_workspace(

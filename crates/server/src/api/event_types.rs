@@ -131,7 +131,7 @@ async fn get_event_type(
 
 /// Declares an event type (or replaces its declaration): description, JSON Schema, example.
 #[utoipa::path(put, path = "/workspaces/{ws}/event-types/{name}", tag = "events", params(("ws" = String, Path), ("name" = String, Path)),
-    request_body = DeclareEventType,
+    request_body(content = DeclareEventType, example = json!({"description": "A user signed up", "json_schema": {"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}, "example": {"email": "ada@example.com", "plan": "pro"}})),
     responses((status = 200, body = EventTypeOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn declare_event_type(

@@ -157,7 +157,7 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<&str>> {
 
 /// Accepts one event. 202 means it is durably stored with its deliveries; a repeated
 /// idempotency key within 24 h returns 200 with the first event.
-#[utoipa::path(post, path = "/events", tag = "events", request_body = EventInput,
+#[utoipa::path(post, path = "/events", tag = "events", request_body(content = EventInput, example = json!({"event": "user.created", "payload": {"email": "ada@example.com", "plan": "pro"}, "resource": "account", "resource_id": "acct_42", "occurred_at": "2026-12-01T09:30:00Z"})),
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same workspace, within 24 h: the first event is returned")),
     responses((status = 202, body = EventAccepted), (status = 200, body = EventAccepted, description = "Idempotent repeat"),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -205,7 +205,7 @@ pub struct BulkItem {
 
 /// Accepts 1..1000 events in one request: 202 when all were accepted, 207 when some were not (each
 /// result says which). Accepted events are durable before the response.
-#[utoipa::path(post, path = "/events/bulk", tag = "events", request_body = Vec<EventInput>,
+#[utoipa::path(post, path = "/events/bulk", tag = "events", request_body(content = Vec<EventInput>, example = json!([{"event": "user.created", "payload": {"email": "ada@example.com"}, "idempotency_key": "signup-42"}, {"event": "invoice.paid", "payload": {"amount": 4200, "currency": "EUR"}}])),
     responses((status = 202, body = BulkAccepted), (status = 207, body = BulkAccepted), (status = 400, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("publishable_key" = [])))]

@@ -93,14 +93,59 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts().1
+    let mut doc = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts().1;
+    document_common_answers(&mut doc);
+    doc
+}
+
+/// Adds to every operation the answers any request of its kind can get, beside those its handler
+/// documents: refused credentials where it takes one, a path that names nothing, a malformed or
+/// invalid query or body, a body too large or too slow, and the server's own failures. Each has
+/// the error shape.
+fn document_common_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in ops.into_iter().flatten() {
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_query = op.parameters.iter().flatten().any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
+            let has_body = op.request_body.is_some();
+            let mut add = |status: &str, description: &str| {
+                op.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description).into());
+            };
+            if has_query || has_body {
+                add("400", "Malformed JSON or query string, or a value of the wrong type.");
+                add("422", "A value is missing or not valid; `details` names each field.");
+            }
+            if has_body {
+                add("408", "The request body did not arrive in time.");
+                add("413", "The request body is larger than this endpoint accepts.");
+            }
+            if secured {
+                add("401", "The credential is missing, unknown or expired.");
+                add("403", "This credential may not do this: its kind, scope or role does not allow it.");
+            }
+            if path.contains('{') {
+                add("404", "Nothing of that id here, or not this credential's to see.");
+            }
+            add("500", "An internal error; it is logged, and the answer says no more.");
+            add("503", "Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds.");
+        }
+    }
 }
 
 /// The whole HTTP surface of a node. Worker-only nodes serve just the operational endpoints.
 pub fn router(state: AppState, serve_api: bool) -> Router {
     let ops = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics));
     let app = if serve_api {
-        let (api, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts();
+        let (api, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts();
+        document_common_answers(&mut spec);
         let spec = std::sync::Arc::new(spec);
         api.route("/oauth/callback", get(oauth::callback))
             .merge(crate::console::router())

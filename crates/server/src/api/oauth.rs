@@ -179,7 +179,7 @@ async fn begin(
 
 /// Starts connecting a new OAuth connection: returns the URL to send the user's browser to.
 #[utoipa::path(post, path = "/workspaces/{ws}/connections/oauth", tag = "connections", params(("ws" = String, Path)),
-    request_body = StartOAuth,
+    request_body(content = StartOAuth, example = json!({"type": "hubspot", "name": "HubSpot", "config": {}, "redirect_to": "https://app.example.com/integrations/done"})),
     responses((status = 201, body = OAuthStarted), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn start_oauth(
@@ -224,7 +224,7 @@ fn clone_request(r: &CreateConnection) -> ApiResult<CreateConnection> {
 /// Starts connecting an existing OAuth connection again (after `needs_reauth`, or to change the
 /// account): its deliveries resume once the flow completes.
 #[utoipa::path(post, path = "/connections/{id}/reconnect", tag = "connections", params(("id" = String, Path)),
-    request_body = Reconnect,
+    request_body(content = Reconnect, example = json!({"redirect_to": "https://app.example.com/integrations/done"})),
     responses((status = 201, body = OAuthStarted), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn reconnect(

@@ -149,7 +149,7 @@ fn connection_id(raw: &str) -> ApiResult<ConnectionId> {
     ConnectionId::parse(raw).ok_or_else(|| ApiError::invalid("connection_id", "no such connection in this workspace"))
 }
 
-#[utoipa::path(post, path = "/workspaces/{ws}/rules", tag = "rules", params(("ws" = String, Path)), request_body = CreateRule,
+#[utoipa::path(post, path = "/workspaces/{ws}/rules", tag = "rules", params(("ws" = String, Path)), request_body(content = CreateRule, example = json!({"name": "New users to the CRM", "event": "user.*", "connection_id": "conn_01J9Z8Q4W5X6Y7Z8A9B0C1D2E3", "conditions": {"all": [{"path": "payload.plan", "op": "eq", "value": "pro"}]}})),
     responses((status = 201, body = RuleOut), (status = 422, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn create_rule(
@@ -228,7 +228,7 @@ async fn get_rule(State(state): State<AppState>, principal: Principal, Path(id):
     Ok(Json(visible_rule(&state, &principal, &id, Access::Read).await?.into()))
 }
 
-#[utoipa::path(patch, path = "/rules/{id}", tag = "rules", params(("id" = String, Path)), request_body = UpdateRule,
+#[utoipa::path(patch, path = "/rules/{id}", tag = "rules", params(("id" = String, Path)), request_body(content = UpdateRule, example = json!({"active": false})),
     responses((status = 200, body = RuleOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn update_rule(
@@ -306,7 +306,7 @@ pub struct TestAccepted {
 
 /// Sends a test event through this rule only (conditions and the active flag are bypassed). The
 /// event is marked `"test": true` in history.
-#[utoipa::path(post, path = "/rules/{id}/test", tag = "rules", params(("id" = String, Path)), request_body(content = Option<TestRule>),
+#[utoipa::path(post, path = "/rules/{id}/test", tag = "rules", params(("id" = String, Path)), request_body(content = Option<TestRule>, example = json!({"payload": {"email": "test@example.com", "plan": "pro"}})),
     responses((status = 202, body = TestAccepted), (status = 404, body = ErrorBody)), security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn test_rule(
     State(state): State<AppState>,
@@ -385,7 +385,7 @@ pub struct RulePreview {
 
 /// Renders a rule's templates and mappings against a sample payload, as a delivery would, without
 /// sending anything. Settings are checked first (422 naming the field).
-#[utoipa::path(post, path = "/workspaces/{ws}/rules/preview", tag = "rules", params(("ws" = String, Path)), request_body = PreviewRule,
+#[utoipa::path(post, path = "/workspaces/{ws}/rules/preview", tag = "rules", params(("ws" = String, Path)), request_body(content = PreviewRule, example = json!({"connection_id": "conn_01J9Z8Q4W5X6Y7Z8A9B0C1D2E3", "event": "user.created", "payload": {"email": "ada@example.com"}})),
     responses((status = 200, body = RulePreview), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
 async fn preview_rule(

@@ -162,7 +162,7 @@ pub struct SessionRefreshed {
     pub expires_at: String,
 }
 
-#[utoipa::path(post, path = "/sessions", tag = "sessions", request_body = CreateSession,
+#[utoipa::path(post, path = "/sessions", tag = "sessions", request_body(content = CreateSession, example = json!({"workspace_id": "ws_01J9Z8Q4W5X6Y7Z8A9B0C1D2E3", "role": "editor", "ttl_seconds": 1800, "allowed_origins": ["https://app.example.com"], "external_user_id": "user-42", "launch_page": "connections"})),
     responses((status = 201, body = SessionCreated), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = ["viewer"])))]
 async fn create_session(
@@ -285,7 +285,7 @@ pub struct RefreshSession {
 
 /// Issues a new token for the session (the old one stops working at once), valid for `ttl_seconds` from now.
 #[utoipa::path(post, path = "/sessions/{id}/refresh", tag = "sessions", params(("id" = String, Path)),
-    request_body(content = Option<RefreshSession>),
+    request_body(content = Option<RefreshSession>, example = json!({"ttl_seconds": 1800})),
     responses((status = 200, body = SessionRefreshed), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("api_key" = ["viewer"])))]
 async fn refresh_session(

@@ -115,7 +115,7 @@ fn new_publishable_key(ws: &WorkspaceId) -> (PublishableKey, String) {
     (key, secret)
 }
 
-#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body = CreateWorkspace,
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body(content = CreateWorkspace, example = json!({"name": "acme-prod", "description": "Acme, production"})),
     responses((status = 201, body = WorkspaceCreated), (status = 422, body = ErrorBody)), security(("api_key" = ["installation"])))]
 async fn create_workspace(
     State(state): State<AppState>,
@@ -174,7 +174,7 @@ async fn get_workspace(State(state): State<AppState>, principal: Principal, Path
     Ok(Json(ws.into()))
 }
 
-#[utoipa::path(patch, path = "/workspaces/{id}", tag = "workspaces", params(("id" = String, Path)), request_body = UpdateWorkspace,
+#[utoipa::path(patch, path = "/workspaces/{id}", tag = "workspaces", params(("id" = String, Path)), request_body(content = UpdateWorkspace, example = json!({"name": "acme-production"})),
     responses((status = 200, body = WorkspaceOut), (status = 404, body = ErrorBody)), security(("api_key" = ["admin"])))]
 async fn update_workspace(
     State(state): State<AppState>,

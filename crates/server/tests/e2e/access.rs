@@ -20,6 +20,11 @@ struct Op {
     api_key: Option<String>,
     session: Option<String>,
     publishable: bool,
+    /// The statuses its `responses` document.
+    documented: Vec<u16>,
+    /// Whether it takes a request body, and the body's documented example.
+    has_body: bool,
+    example: Option<Value>,
 }
 
 async fn operations(app: &TestApp) -> Vec<Op> {
@@ -27,8 +32,18 @@ async fn operations(app: &TestApp) -> Vec<Op> {
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().unwrap() {
-            let mut o =
-                Op { method: method.to_uppercase().parse().unwrap(), path: path.clone(), api_key: None, session: None, publishable: false };
+            let documented = op["responses"].as_object().unwrap().keys().map(|k| k.parse().expect("numeric statuses")).collect();
+            let example = op["requestBody"]["content"]["application/json"]["example"].clone();
+            let mut o = Op {
+                method: method.to_uppercase().parse().unwrap(),
+                path: path.clone(),
+                api_key: None,
+                session: None,
+                publishable: false,
+                documented,
+                has_body: op["requestBody"].is_object(),
+                example: (!example.is_null()).then_some(example),
+            };
             let security = op["security"].as_array().unwrap_or_else(|| panic!("{method} {path} declares no security"));
             for alternative in security {
                 for (scheme, scopes) in alternative.as_object().unwrap() {
@@ -382,6 +397,12 @@ async fn every_operation_allows_and_refuses_every_kind_of_credential_as_declared
             let (status, body) = app.call(op.method.clone(), &url, Some(fx.key(caller)), fx.body(&op, &receiver.url())).await;
             let status = status.as_u16();
             checked += 1;
+            if !op.documented.contains(&status) {
+                failures.push(format!(
+                    "{} {} by {caller:?}: {status} is not among its documented answers {:?}",
+                    op.method, op.path, op.documented
+                ));
+            }
             let expected = op.allows(caller);
             if expected == refused(status, &body) {
                 failures.push(format!(
@@ -426,6 +447,9 @@ async fn every_change_leaves_exactly_one_audit_entry_without_secrets() {
             failures.push(format!("{} {}: {status} {answer}", op.method, op.path));
             continue;
         }
+        if !op.documented.contains(&status.as_u16()) {
+            failures.push(format!("{} {}: {status} is not among its documented answers", op.method, op.path));
+        }
         checked += 1;
         let log = app.ok(Method::GET, "/audit-log?limit=200", None, 200).await;
         let new: Vec<&Value> =
@@ -463,6 +487,90 @@ async fn every_change_leaves_exactly_one_audit_entry_without_secrets() {
         }
     }
     assert!(checked > 20, "only {checked} changes were checked");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    app.shutdown().await;
+}
+
+/// Puts the fixture's ids where a documented example has placeholder ids.
+fn with_fixture_ids(example: &Value, fx: &Fixture) -> Value {
+    let replace = |text: String, prefix: &str, id: &str| {
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(prefix) {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at + prefix.len()..];
+            let len = tail.chars().take_while(|c| c.is_ascii_alphanumeric()).count();
+            if len == 26 {
+                out.push_str(id);
+            } else {
+                out.push_str(&rest[at..at + prefix.len() + len]);
+            }
+            rest = &tail[len..];
+        }
+        out.push_str(rest);
+        out
+    };
+    let text = replace(example.to_string(), "conn_", &fx.connection);
+    let text = replace(text, "ws_", &fx.ws.id);
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn every_answer_is_documented_and_every_documented_example_is_accepted() {
+    let (app, receiver) = node().await;
+    let elsewhere = app.workspace("elsewhere").await;
+    let mut failures = Vec::new();
+    let ops = operations(&app).await;
+    for op in &ops {
+        let fx = fixture(&app, &elsewhere, ADMIN_KEY, ADMIN_KEY, &receiver.url()).await;
+        let url = fx.url(op);
+        let key = if op.publishable { fx.ws.pk.clone() } else { ADMIN_KEY.to_owned() };
+        let mut check = |what: &str, status: u16, body: &Value| {
+            if !op.documented.contains(&status) {
+                failures.push(format!(
+                    "{} {} ({what}): {status} {body} is not among its documented answers {:?}",
+                    op.method, op.path, op.documented
+                ));
+            }
+        };
+        // No credential, and a wrong one.
+        let (status, body) = app.call(op.method.clone(), &url, None, None).await;
+        check("no credential", status.as_u16(), &body);
+        let (status, body) = app.call(op.method.clone(), &url, Some("sk_not_a_key_000000000000000000000"), None).await;
+        check("wrong credential", status.as_u16(), &body);
+        // A malformed body, where it takes one.
+        if op.example.is_some() {
+            let res = app
+                .client
+                .request(op.method.clone(), format!("{}{url}", app.base))
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body("{\"not json")
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            check("malformed body", status, &body);
+        }
+        // A list's limit out of range.
+        if op.method == Method::GET && op.documented.contains(&422) {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let (status, body) = app.call(Method::GET, &format!("{url}{sep}limit=0"), Some(&key), None).await;
+            check("limit=0", status.as_u16(), &body);
+        }
+        // The documented example, with this fixture's ids: accepted as it stands.
+        if let Some(example) = &op.example {
+            let (status, body) = app.call(op.method.clone(), &url, Some(&key), Some(with_fixture_ids(example, &fx))).await;
+            check("its example", status.as_u16(), &body);
+            if !(200..300).contains(&status.as_u16()) {
+                failures.push(format!("{} {}: its documented example was refused: {status} {body}", op.method, op.path));
+            }
+        }
+    }
+    let undocumented: Vec<String> =
+        ops.iter().filter(|o| o.has_body && o.example.is_none()).map(|o| format!("{} {}", o.method, o.path)).collect();
+    assert!(undocumented.is_empty(), "these take a body but document no example of it: {undocumented:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     app.shutdown().await;
 }
