@@ -151,6 +151,7 @@ pub fn router(state: AppState, serve_api: bool) -> Router {
             .merge(crate::console::router())
             .layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::layer))
             .route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
+            .route("/llms.txt", get(llms_txt))
             .merge(crate::embed::router())
             .merge(ops)
     } else {
@@ -181,6 +182,11 @@ struct Catalog {
 async fn list_integrations(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Catalog>> {
     principal.reads_something()?;
     Ok(Json(Catalog { data: state.registry.catalog() }))
+}
+
+/// `/llms.txt`: what an AI agent should know to use this server (see docs/agents.md).
+async fn llms_txt() -> Response {
+    ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], include_str!("../../assets/llms.txt")).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

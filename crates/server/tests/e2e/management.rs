@@ -229,3 +229,26 @@ async fn a_master_key_other_than_the_databases_is_refused_at_start() {
     assert!(error.contains("SWITCHYARD_MASTER_KEY is malformed"), "{error}");
     switchyard_server::Application::build(config(original)).await.expect("the original key still works");
 }
+
+#[tokio::test]
+async fn llms_txt_tells_agents_where_the_reference_is_and_what_not_to_do() {
+    let app = TestApp::spawn().await;
+    let res = app.client.get(format!("{}/llms.txt", app.base)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "text/markdown; charset=utf-8");
+    let text = res.text().await.unwrap();
+    assert!(text.starts_with("# Switchyard\n"), "an llms.txt opens with the name");
+    assert!(text.contains("](/api/v1/openapi.json)"));
+    assert!(text.contains("## Do not"));
+    // Every API path it names exists in the document.
+    let (_, doc) = app.call(axum::http::Method::GET, "/api/v1/openapi.json", None, None).await;
+    for path in text.split('`').filter(|s| s.contains("/api/v1/")).filter_map(|s| s.split_whitespace().find(|w| w.starts_with("/api/v1/")))
+    {
+        let path = path.trim_end_matches([',', '.', ')']);
+        if path == "/api/v1/openapi.json" {
+            continue;
+        }
+        assert!(doc["paths"].get(path).is_some(), "llms.txt names {path}, which the API does not have");
+    }
+    app.shutdown().await;
+}
