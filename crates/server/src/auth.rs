@@ -403,13 +403,13 @@ async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>)
         "cs_" => {
             // The console's own pages, signed in: the cookie, and for every change the CSRF token
             // of the page that holds it.
-            let Some((session, csrf_hash)) = state.store.find_console_session(&digest, now).await? else {
+            let Some(session) = state.store.find_console_session(&digest, now).await? else {
                 return Err(refuse(None, "unknown", ApiError::unauthorized("the console sign-in has expired; sign in again")));
             };
             let operator = Operator::from_console(&session);
             if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
                 let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-                if !constant_time_eq(hash_token(sent).as_bytes(), csrf_hash.as_bytes()) {
+                if !constant_time_eq(sent.as_bytes(), crate::console::csrf_token(token).as_bytes()) {
                     let error = ApiError::forbidden("a console change must carry its page's CSRF token (X-CSRF-Token)");
                     return Err(refuse(Some(operator.actor), "csrf", error));
                 }
@@ -433,7 +433,7 @@ async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>)
 pub async fn console_sign_in<'h>(state: &AppState, headers: &'h axum::http::HeaderMap) -> ApiResult<Option<(ConsoleSession, &'h str)>> {
     let Some(token) = crate::console::cookie_token(headers) else { return Ok(None) };
     let found = state.store.find_console_session(&hash_token(token), switchyard_core::now_millis()).await?;
-    Ok(found.map(|(session, _)| (session, token)))
+    Ok(found.map(|session| (session, token)))
 }
 
 /// The workspace a route's path names, directly (`/workspaces/{ws}/...`) or through the row it

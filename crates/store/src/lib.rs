@@ -255,9 +255,9 @@ pub trait ConsoleStore: Send + Sync {
     async fn get_member(&self, id: &MemberId) -> Result<Option<Member>>;
     /// Removes a member (ending their sessions) or, with `None`, restores them.
     async fn set_member_removed(&self, id: &MemberId, removed_at: Option<Millis>) -> Result<bool>;
-    async fn create_console_session(&self, session: &ConsoleSession, token_hash: &str, csrf_hash: &str) -> Result<()>;
-    /// A live session by its cookie's digest, with its CSRF token's digest.
-    async fn find_console_session(&self, token_hash: &str, now: Millis) -> Result<Option<(ConsoleSession, String)>>;
+    async fn create_console_session(&self, session: &ConsoleSession, token_hash: &str) -> Result<()>;
+    /// A live session by its cookie's digest.
+    async fn find_console_session(&self, token_hash: &str, now: Millis) -> Result<Option<ConsoleSession>>;
     async fn list_console_sessions(&self, now: Millis, page: &Page) -> Result<Vec<ConsoleSession>>;
     async fn end_console_sessions(&self, end: &EndSessions) -> Result<u64>;
     async fn create_sign_in_state(&self, state_hash: &str, nonce: &str, verifier_sealed: &str, id: &str, expires_at: Millis) -> Result<()>;

@@ -8,7 +8,7 @@
   "use strict";
 
   var UI = window.SwitchyardUI;
-  var parseJson = UI.parseJson, h = UI.h, append = UI.append, link = UI.link, button = UI.button, when = UI.when, loading = UI.loading, empty = UI.empty, alertBox = UI.alertBox, badge = UI.badge, confirmDialog = UI.confirmDialog, secretCallout = UI.secretCallout, table = UI.table;
+  var ApiError = UI.ApiError, parseJson = UI.parseJson, h = UI.h, append = UI.append, link = UI.link, button = UI.button, when = UI.when, loading = UI.loading, empty = UI.empty, alertBox = UI.alertBox, badge = UI.badge, confirmDialog = UI.confirmDialog, secretCallout = UI.secretCallout, table = UI.table;
 
   var body = document.body;
   var CSRF = body.getAttribute("data-csrf");
@@ -24,14 +24,6 @@
   }
 
   /* ---------- API ---------- */
-
-  function ApiError(status, data) {
-    var error = (data && data.error) || {};
-    this.status = status;
-    this.code = error.code || "error";
-    this.message = error.message || "The request failed (HTTP " + status + ")";
-    this.details = error.details || [];
-  }
 
   function api(method, path, payload) {
     var init = { method: method, headers: { Accept: "application/json" }, cache: "no-store", credentials: "same-origin" };

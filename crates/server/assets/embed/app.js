@@ -7,7 +7,7 @@
   "use strict";
 
   var UI = window.SwitchyardUI;
-  var parseJson = UI.parseJson, h = UI.h, append = UI.append, link = UI.link, button = UI.button, when = UI.when, loading = UI.loading, empty = UI.empty, alertBox = UI.alertBox, badge = UI.badge, confirmDialog = UI.confirmDialog, secretCallout = UI.secretCallout, table = UI.table;
+  var ApiError = UI.ApiError, parseJson = UI.parseJson, h = UI.h, append = UI.append, link = UI.link, button = UI.button, when = UI.when, loading = UI.loading, empty = UI.empty, alertBox = UI.alertBox, badge = UI.badge, confirmDialog = UI.confirmDialog, secretCallout = UI.secretCallout, table = UI.table;
 
   var body = document.body;
   var SESSION_ID = body.getAttribute("data-session-id");
@@ -116,14 +116,6 @@
   if (window.ResizeObserver) new ResizeObserver(resized).observe(document.documentElement);
 
   /* ---------- API ---------- */
-
-  function ApiError(status, body) {
-    var error = (body && body.error) || {};
-    this.status = status;
-    this.code = error.code || "error";
-    this.message = error.message || "The request failed (HTTP " + status + ")";
-    this.details = error.details || [];
-  }
 
   function api(method, path, payload) {
     if (!token) return Promise.reject(new ApiError(401, null));

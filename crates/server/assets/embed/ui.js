@@ -123,5 +123,14 @@
       h("tbody", null, rows)));
   }
 
-  global.SwitchyardUI = { parseJson: parseJson, h: h, append: append, link: link, button: button, when: when, loading: loading, empty: empty, alertBox: alertBox, badge: badge, confirmDialog: confirmDialog, secretCallout: secretCallout, table: table };
+  /* An API error answer: its status, stable code, message and field details. */
+  function ApiError(status, body) {
+    var error = (body && body.error) || {};
+    this.status = status;
+    this.code = error.code || "error";
+    this.message = error.message || "The request failed (HTTP " + status + ")";
+    this.details = error.details || [];
+  }
+
+  global.SwitchyardUI = { ApiError: ApiError, parseJson: parseJson, h: h, append: append, link: link, button: button, when: when, loading: loading, empty: empty, alertBox: alertBox, badge: badge, confirmDialog: confirmDialog, secretCallout: secretCallout, table: table };
 })(window);

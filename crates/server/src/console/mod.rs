@@ -18,7 +18,7 @@
 pub mod oidc;
 mod pages;
 
-use crate::audit::{Actor, Change};
+use crate::audit::Change;
 use crate::state::AppState;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::routing::{get, post};
@@ -97,7 +97,7 @@ pub async fn start_session(
         created_at: now,
         expires_at: now + ttl,
     };
-    state.store.create_console_session(&session, &hash_token(&token), &hash_token(&csrf_token(&token))).await?;
+    state.store.create_console_session(&session, &hash_token(&token)).await?;
     Ok((session, cookie(state, &token, ttl / 1000)))
 }
 
@@ -108,11 +108,7 @@ pub fn clearing_cookie(state: &AppState) -> HeaderValue {
 
 /// The audit description of a sign-in.
 pub fn sign_in_change(session: &ConsoleSession, method: &str) -> Change {
-    let actor = match (&session.member_id, &session.api_key_id) {
-        (Some(m), _) => Actor { kind: "member", id: Some(m.to_string()), name: Some(session.label.clone()) },
-        (_, Some(k)) => Actor { kind: "api_key", id: Some(k.to_string()), name: Some(session.label.clone()) },
-        _ => Actor { kind: "admin_key", id: None, name: Some(session.label.clone()) },
-    };
+    let actor = crate::auth::Operator::from_console(session).actor;
     Change::new("sign_in.succeeded", "console_session", &session.id)
         .summary(serde_json::json!({"method": method, "role": session.role}))
         .by(actor)

@@ -12,12 +12,11 @@ CREATE TABLE members (
     removed_at      INTEGER
 );
 
--- Signed-in console sessions: the cookie's SHA-256 digest, and the digest of the CSRF token the
--- console's pages send with every change. A member's or a key's sessions end when it goes.
+-- Signed-in console sessions, by the cookie's SHA-256 digest (the CSRF token the console's pages
+-- send is derived from the cookie, so nothing more is stored). A member's or a key's sessions end when it goes.
 CREATE TABLE console_sessions (
     id          TEXT PRIMARY KEY,
     token_hash  TEXT NOT NULL UNIQUE,
-    csrf_hash   TEXT NOT NULL,
     member_id   TEXT REFERENCES members(id) ON DELETE CASCADE,
     api_key_id  TEXT REFERENCES api_keys(id) ON DELETE CASCADE,
     role        TEXT NOT NULL,

@@ -75,14 +75,13 @@ macro_rules! impl_console_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn create_console_session(&self, s: &ConsoleSession, token_hash: &str, csrf_hash: &str) -> Result<()> {
+            async fn create_console_session(&self, s: &ConsoleSession, token_hash: &str) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO console_sessions (id, token_hash, csrf_hash, member_id, api_key_id, role, label, client_addr, user_agent, created_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    "INSERT INTO console_sessions (id, token_hash, member_id, api_key_id, role, label, client_addr, user_agent, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(s.id.as_str())
                 .bind(token_hash)
-                .bind(csrf_hash)
                 .bind(s.member_id.as_ref().map(|m| m.as_str()))
                 .bind(s.api_key_id.as_ref().map(|k| k.as_str()))
                 .bind(s.role.as_str())
@@ -96,16 +95,13 @@ macro_rules! impl_console_store {
                 Ok(())
             }
 
-            async fn find_console_session(&self, token_hash: &str, now: Millis) -> Result<Option<(ConsoleSession, String)>> {
+            async fn find_console_session(&self, token_hash: &str, now: Millis) -> Result<Option<ConsoleSession>> {
                 let row = sqlx::query("SELECT * FROM console_sessions WHERE token_hash = $1 AND expires_at > $2")
                     .bind(token_hash)
                     .bind(now)
                     .fetch_optional(self.reader())
                     .await?;
-                match row {
-                    Some(row) => Ok(Some((rows::console_session(&row)?, row.text("csrf_hash")?))),
-                    None => Ok(None),
-                }
+                row.as_ref().map(rows::console_session).transpose()
             }
 
             async fn list_console_sessions(&self, now: Millis, page: &Page) -> Result<Vec<ConsoleSession>> {
