@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod json;
 pub mod keyring;
 pub mod learn;
+pub mod mcp;
 mod memory;
 pub mod oauth;
 pub mod serve;
@@ -150,7 +151,7 @@ impl Application {
             workers.push(tokio::spawn(dispatch::maintenance::run(state.clone(), stop.clone())));
         }
         tracing::info!(address = %listener.local_addr()?, role = ?role, node = %node_id, "switchyard is ready");
-        let app = api::router(state.clone(), role.serves_api())
+        let app = api::router(state.clone(), role.serves_api(), stop.clone())
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
                 axum::response::IntoResponse::into_response(error::ApiError::internal("a request handler panicked"))
             }))

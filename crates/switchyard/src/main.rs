@@ -1,8 +1,12 @@
-//! The `switchyard` binary: parses flags (each with an environment fallback), sets up logging, and
-//! hands over to the library. All behaviour lives in `switchyard-server`.
+//! The `switchyard` binary: runs a node (`serve`, with the behaviour in `switchyard-server`), and
+//! manages one over its API (`workspaces`, `connections`, `rules`, `events`, ..., built on
+//! `switchyard-client`). Flags fall back to environment variables.
+
+mod cli;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use cli::Group;
 use std::net::SocketAddr;
 use switchyard_server::config::Config;
 use switchyard_server::{Application, Role};
@@ -35,6 +39,41 @@ enum Command {
     /// Benchmark this binary: starts it as the server under test beside a loopback receiver and a
     /// load generator, prints a table and writes a JSON report (see docs/benchmarks.md).
     Bench(BenchArgs),
+    /// Manage workspaces.
+    #[command(alias = "workspace")]
+    Workspaces(Group<cli::WorkspaceCmd>),
+    /// Manage a workspace's publishable keys.
+    #[command(name = "keys", alias = "publishable-keys")]
+    Keys(Group<cli::KeyCmd>),
+    /// Manage a workspace's connections, and browse the integration catalog.
+    #[command(alias = "connection")]
+    Connections(Group<cli::ConnectionCmd>),
+    /// Manage a workspace's rules.
+    #[command(alias = "rule")]
+    Rules(Group<cli::RuleCmd>),
+    /// List, show, emit and follow events.
+    #[command(alias = "event")]
+    Events(Group<cli::EventCmd>),
+    /// List, show and replay deliveries.
+    #[command(alias = "delivery")]
+    Deliveries(Group<cli::DeliveryCmd>),
+    /// Mint, list and end sessions of the embedded pages.
+    #[command(alias = "session")]
+    Sessions(Group<cli::SessionCmd>),
+    /// List and declare a workspace's event types.
+    #[command(name = "event-types")]
+    EventTypes(Group<cli::EventTypeCmd>),
+    /// Save and show the server, keys and workspace the commands above use.
+    #[command(alias = "profiles")]
+    Profile(Group<cli::ProfileCmd>),
+    /// Serve the Model Context Protocol over standard input and output for an AI agent: its tools
+    /// call the API of --url with --api-key (a read-only or workspace-scoped key limits them).
+    Mcp {
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Print a shell completion script: `switchyard completions bash > /etc/bash_completion.d/switchyard`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Args)]
@@ -161,22 +200,67 @@ struct ServeArgs {
     template_time_limit_ms: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Command::RenderWorker { memory_bytes } = cli.command {
         // Before any runtime: the worker's address space is capped at what it holds now plus this.
-        return Ok(switchyard_destinations::sandbox::worker_main(memory_bytes)?);
+        return match switchyard_destinations::sandbox::worker_main(memory_bytes) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => fail(cli::exit::FAILED, &e.to_string()),
+        };
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
-        Command::Migrate(args) => runtime.block_on(async {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(cli::exit::FAILED, &e.to_string()),
+    };
+    let managed = match cli.command {
+        Command::Workspaces(g) => runtime.block_on(cli::workspaces(g)),
+        Command::Keys(g) => runtime.block_on(cli::keys(g)),
+        Command::Connections(g) => runtime.block_on(cli::connections(g)),
+        Command::Rules(g) => runtime.block_on(cli::rules(g)),
+        Command::Events(g) => runtime.block_on(cli::events(g)),
+        Command::Deliveries(g) => runtime.block_on(cli::deliveries(g)),
+        Command::Sessions(g) => runtime.block_on(cli::sessions(g)),
+        Command::EventTypes(g) => runtime.block_on(cli::event_types(g)),
+        Command::Profile(g) => cli::profiles(g),
+        Command::Mcp { target } => runtime.block_on(async {
+            let profile = cli::profile::resolve(&target)?;
+            let client = cli::admin_client(&profile)?;
+            switchyard_mcp::serve_stdio(client).await.map_err(|e| cli::Failure { code: cli::exit::FAILED, message: e })
+        }),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "switchyard", &mut std::io::stdout());
+            Ok(())
+        }
+        other => {
+            return match runtime.block_on(run_node_command(other)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => fail(cli::exit::FAILED, &format!("{e:#}")),
+            }
+        }
+    };
+    match managed {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(failure) => fail(failure.code, &failure.message),
+    }
+}
+
+fn fail(code: u8, message: &str) -> std::process::ExitCode {
+    eprintln!("error: {message}");
+    std::process::ExitCode::from(code)
+}
+
+/// The commands that run or look after a node (not the management commands).
+async fn run_node_command(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => {
             init_logging(LogFormat::Text);
             switchyard_server::migrate(&args.database_url).await?;
             println!("migrations applied");
             Ok(())
-        }),
-        Command::Bench(args) => runtime.block_on(async {
+        }
+        Command::Bench(args) => {
             let config = switchyard_bench::BenchConfig {
                 binary: match args.server {
                     Some(path) => path,
@@ -188,8 +272,8 @@ fn main() -> anyhow::Result<()> {
                 out: args.out,
             };
             switchyard_bench::run(config).await.map(|_| ())
-        }),
-        Command::RotateMasterKey(args) => runtime.block_on(async {
+        }
+        Command::RotateMasterKey(args) => {
             init_logging(LogFormat::Text);
             let mut config = Config::new(args.database.database_url);
             master_keys_from_env(&mut config);
@@ -206,17 +290,18 @@ fn main() -> anyhow::Result<()> {
                 println!("the key file now holds only the new key: back it up with the database");
             }
             Ok(())
-        }),
-        Command::RenderWorker { .. } => unreachable!("handled before the runtime starts"),
+        }
         Command::Openapi => {
             println!("{}", switchyard_server::api::openapi().to_pretty_json()?);
             Ok(())
         }
+        _ => unreachable!("management commands and the render worker are handled in main"),
     }
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info,rmcp=error".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

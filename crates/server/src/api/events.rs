@@ -3,6 +3,7 @@
 use super::common::*;
 use super::deliveries::DeliverySummary;
 use super::workspaces::visible_workspace;
+use crate::audit::Change;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use crate::json::{parse_json, RawBody};
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{json, Value};
 use switchyard_core::events::validate_event_name;
 use switchyard_core::ids::*;
 use switchyard_core::model::{Event, EventStatus};
@@ -28,9 +29,12 @@ const MAX_BULK_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) const MAX_FIELD_LEN: usize = 256;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    let single = OpenApiRouter::new().routes(routes!(ingest_event)).layer(axum::extract::DefaultBodyLimit::max(MAX_EVENT_BYTES));
+    let single = OpenApiRouter::new()
+        .routes(routes!(ingest_event))
+        .routes(routes!(list_events, emit_event))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENT_BYTES));
     let bulk = OpenApiRouter::new().routes(routes!(ingest_bulk)).layer(axum::extract::DefaultBodyLimit::max(MAX_BULK_BYTES));
-    OpenApiRouter::new().merge(single).merge(bulk).routes(routes!(list_events)).routes(routes!(get_event))
+    OpenApiRouter::new().merge(single).merge(bulk).routes(routes!(get_event))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -169,8 +173,14 @@ async fn ingest_event(
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let ws = ingest_workspace(&principal)?;
-    let input: EventInput = parse_json(&body)?;
-    let new = prepare(&state, &ws, input, idempotency_header(&headers)?).await?;
+    let (status, accepted) = ingest_one(&state, &ws, &headers, &body).await?;
+    Ok((status, Json(accepted)).into_response())
+}
+
+/// Parses, matches and stores one event: 202 for a new one, 200 for an idempotent repeat.
+async fn ingest_one(state: &AppState, ws: &WorkspaceId, headers: &HeaderMap, body: &[u8]) -> ApiResult<(StatusCode, EventAccepted)> {
+    let input: EventInput = parse_json(body)?;
+    let new = prepare(state, ws, input, idempotency_header(headers)?).await?;
     let max = state.config.max_deliveries_per_request;
     if new.deliveries.len() > max {
         return Err(ApiError::invalid(
@@ -179,9 +189,30 @@ async fn ingest_event(
         ));
     }
     let id = new.event.id.clone();
-    let accepted = accept(&state, new).await?;
+    let accepted = accept(state, new).await?;
     let status = if accepted.id == id.as_str() { StatusCode::ACCEPTED } else { StatusCode::OK };
-    Ok((status, Json(accepted)).into_response())
+    Ok((status, accepted))
+}
+
+/// Emits one event into a workspace with an API key (editor or above), for scripts, the CLI and
+/// agents that hold no publishable key: the same body, rules, answers and idempotency as
+/// `POST /events`. Unlike ingestion, each emit is recorded in the audit log.
+#[utoipa::path(post, path = "/workspaces/{ws}/events", tag = "events", params(("ws" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Same key, same workspace, within 24 h: the first event is returned")),
+    request_body(content = EventInput, example = json!({"event": "user.created", "payload": {"email": "ada@example.com", "plan": "pro"}})),
+    responses((status = 202, body = EventAccepted), (status = 200, body = EventAccepted, description = "Idempotent repeat"),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = ["editor"])))]
+async fn emit_event(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, Change, Json<EventAccepted>)> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+    let (status, accepted) = ingest_one(&state, &ws.id, &headers, &body).await?;
+    let change = Change::new("event.emit", "event", &accepted.id).in_workspace(&ws.id).summary(json!({"event": accepted.event}));
+    Ok((status, change, Json(accepted)))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

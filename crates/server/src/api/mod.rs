@@ -141,23 +141,29 @@ fn document_common_answers(doc: &mut utoipa::openapi::OpenApi) {
 }
 
 /// The whole HTTP surface of a node. Worker-only nodes serve just the operational endpoints.
-pub fn router(state: AppState, serve_api: bool) -> Router {
+/// `stop` ends the MCP endpoint's open streams at shutdown.
+pub fn router(state: AppState, serve_api: bool, stop: tokio_util::sync::CancellationToken) -> Router {
     let ops = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics));
-    let app = if serve_api {
-        let (api, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts();
-        document_common_answers(&mut spec);
-        let spec = std::sync::Arc::new(spec);
-        api.route("/oauth/callback", get(oauth::callback))
-            .merge(crate::console::router())
-            .layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::layer))
-            .route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
-            .route("/llms.txt", get(llms_txt))
-            .merge(crate::embed::router())
-            .merge(ops)
-    } else {
-        ops
-    };
-    app.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
+    if !serve_api {
+        return ops.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state);
+    }
+    let (api, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", api_routes()).split_for_parts();
+    document_common_answers(&mut spec);
+    let spec = std::sync::Arc::new(spec);
+    let app: Router = api
+        .route("/oauth/callback", get(oauth::callback))
+        .merge(crate::console::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::layer))
+        .route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
+        .route("/llms.txt", get(llms_txt))
+        .merge(crate::embed::router())
+        .merge(ops)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    // The MCP endpoint's tools call the API above, in process, with each request's credential.
+    let mcp = crate::mcp::service(app.clone(), stop);
+    app.route_service("/mcp", mcp)
 }
 
 async fn not_found() -> ApiError {

@@ -312,6 +312,7 @@ impl Fixture {
             ("POST", "/sessions/{id}/refresh") => json!({}),
             ("POST", "/api-keys") => json!({"name": "made", "scope": "workspaces", "workspaces": [{"workspace_id": ws, "role": "viewer"}]}),
             ("POST", "/events") => json!({"event": "order.created", "payload": {}}),
+            ("POST", "/workspaces/{ws}/events") => json!({"event": "order.created", "payload": {"total": 42}}),
             ("POST", "/events/bulk") => json!({"events": [{"event": "order.created", "payload": {}}]}),
             ("POST", "/members/{id}/restore") => json!({}),
             ("POST", "/workspaces/{id}/publishable-keys/{key_id}/rotate") => json!({}),

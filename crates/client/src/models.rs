@@ -1,0 +1,511 @@
+//! What the API answers and what it takes, as Rust types. Times are RFC 3339 UTC.
+//!
+//! Field sets follow the OpenAPI document (`docs/openapi.json`). Unknown fields are ignored so an
+//! older client keeps working against a newer server, except under the `strict` feature, which the
+//! project's tests use to catch drift.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A page of results, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct List<T> {
+    pub data: Vec<T>,
+    /// Pass as `cursor` for the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Which page of a list to fetch.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// 1..=200; the server's default (50) when unset.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    pub fn first(limit: u32) -> Self {
+        Self { limit: Some(limit), cursor: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new workspace with its first publishable key (its secret shown only here).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct WorkspaceCreated {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub publishable_key: NewPublishableKey,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewWorkspace {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkspaceChanges {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A publishable key as listed: a hint of its value, never the value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct PublishableKey {
+    pub id: String,
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A publishable key just made: `key` (`pk_...`) is shown only this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct NewPublishableKey {
+    pub id: String,
+    pub key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Connection {
+    pub id: String,
+    pub workspace_id: String,
+    /// The integration: `webhook`, `slack`, `hubspot`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub config: Value,
+    pub has_credentials: bool,
+    pub retry_policy: RetryPolicy,
+    pub timeout_ms: u64,
+    pub max_in_flight: u32,
+    pub rate_limit_per_minute: Option<u32>,
+    /// `active` or `needs_reauth`.
+    pub status: String,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// A new webhook connection's signing secret, shown only when it is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+/// Retry settings to change; unset fields keep their value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RetryPolicyInput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_delay_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewConnection {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub config: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicyInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// Changes to a connection; unset fields keep their value. `credentials: Some(Value::Null)` removes
+/// the credentials, `rate_limit_per_minute: Some(None)` the limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConnectionChanges {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicyInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_minute: Option<Option<u32>>,
+}
+
+/// A webhook connection's new signing secret; the previous one stays valid until the time given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct RotatedSecret {
+    pub signing_secret: String,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// One destination type of the catalog: its auth, config fields and actions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Integration {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub description: String,
+    pub auth: Value,
+    pub config_fields: Vec<Value>,
+    pub actions: Vec<Value>,
+    /// True when a retry after a lost response can create a duplicate at the destination.
+    pub retries_may_duplicate: bool,
+    /// What a new connection gets unless it says otherwise.
+    pub limits: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Catalog {
+    pub data: Vec<Integration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Rule {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    /// The event pattern: `user.created`, `user.*`, `*`.
+    pub event: String,
+    pub connection_id: String,
+    pub action: String,
+    pub action_config: Value,
+    pub conditions: Option<Value>,
+    pub active: bool,
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewRule {
+    pub name: String,
+    pub event: String,
+    pub connection_id: String,
+    /// The connection type's default action when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+}
+
+/// Changes to a rule; unset fields keep their value. `conditions: Some(Value::Null)` removes them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RuleChanges {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_config: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct TestAccepted {
+    pub event_id: String,
+}
+
+/// An event to send. `payload` must be a JSON object.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub event: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// Generated per call when unset, and kept across the client's retries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+impl NewEvent {
+    pub fn new(event: impl Into<String>, payload: Value) -> Self {
+        Self { event: event.into(), payload: Some(payload), ..Self::default() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct EventAccepted {
+    pub id: String,
+    pub event: String,
+    pub workspace_id: String,
+    pub received_at: DateTime<Utc>,
+    /// `accepted`.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Event {
+    pub id: String,
+    pub event: String,
+    pub workspace_id: String,
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    /// `pending`, `processing`, `completed` or `failed`.
+    pub status: String,
+    pub test: bool,
+    /// Left out for credentials that may not see payloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// Given by [`crate::Client::get_event`], not by lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<Vec<DeliverySummary>>,
+}
+
+/// Filters of [`crate::Client::list_events`]; times are RFC 3339.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event: Option<String>,
+    pub status: Option<String>,
+    pub resource: Option<String>,
+    pub resource_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct DeliverySummary {
+    pub id: String,
+    pub event_id: String,
+    pub rule_id: String,
+    pub connection_id: String,
+    pub workspace_id: String,
+    /// `pending`, `delivering`, `succeeded`, `retrying`, `dead`.
+    pub status: String,
+    pub attempt_count: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Attempt {
+    pub number: u32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+    pub request: Option<String>,
+}
+
+/// A delivery with every attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub rule_id: String,
+    pub connection_id: String,
+    pub workspace_id: String,
+    pub status: String,
+    pub attempt_count: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Filters of [`crate::Client::list_deliveries`].
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<String>,
+    pub connection_id: Option<String>,
+    pub rule_id: Option<String>,
+    pub event: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct ReplayAccepted {
+    pub id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct BulkReplayed {
+    pub replayed: u64,
+}
+
+/// Which of a workspace's deliveries to replay (default: the dead ones).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplayFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The record a session is narrowed to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct ResourceRef {
+    pub resource: String,
+    pub resource_id: String,
+}
+
+/// A live session of the embedded pages, as listed (never its token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Session {
+    pub id: String,
+    pub workspace_id: String,
+    /// `viewer`, `editor` or `admin`.
+    pub role: String,
+    pub scopes: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub external_user_id: Option<String>,
+    pub resource: Option<ResourceRef>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewSession {
+    pub workspace_id: String,
+    /// `viewer`, `editor` or `admin`.
+    pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_user_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_page: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch_ttl_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branding: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+}
+
+/// A session just made: its token and launch URL are shown only here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct SessionCreated {
+    pub session_id: String,
+    pub access_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub launch_url: String,
+    pub launch_expires_at: DateTime<Utc>,
+}
+
+/// An event type: declared (with a description, schema or example) or only seen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct EventType {
+    pub name: String,
+    pub description: Option<String>,
+    pub json_schema: Option<Value>,
+    pub example: Option<Value>,
+    pub declared: bool,
+    pub received_count: i64,
+    pub first_seen_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub sample: Option<Value>,
+    pub sample_truncated: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventTypeDeclaration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<Value>,
+}
+
+/// One field of a validation error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub field: String,
+    pub message: String,
+}

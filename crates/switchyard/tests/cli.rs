@@ -1,0 +1,356 @@
+//! The management commands, run as a user runs them: the real binary against a real server, its
+//! `--json` output parsed, its exit codes checked, and `events tail` timed against a new event.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Runs the CLI with only the given settings (nothing inherited from the machine's environment
+/// or profile file).
+#[derive(Clone)]
+struct Cli {
+    env: Vec<(String, String)>,
+    config: std::sync::Arc<tempfile::TempDir>,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        assert_eq!(self.code, 0, "exit {}; stderr: {}", self.code, self.stderr);
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Cli {
+    fn new(base: &str, key: &str) -> Self {
+        Self {
+            env: vec![("SWITCHYARD_URL".into(), base.into()), ("SWITCHYARD_API_KEY".into(), key.into())],
+            config: std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        }
+    }
+
+    /// No settings at all.
+    fn bare() -> Self {
+        Self { env: Vec::new(), config: std::sync::Arc::new(tempfile::tempdir().unwrap()) }
+    }
+
+    fn with(&self, name: &str, value: &str) -> Self {
+        let mut more = self.clone();
+        more.env.push((name.into(), value.into()));
+        more
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        for var in ["SWITCHYARD_URL", "SWITCHYARD_API_KEY", "SWITCHYARD_PUBLISHABLE_KEY", "SWITCHYARD_WORKSPACE", "SWITCHYARD_PROFILE"] {
+            command.env_remove(var);
+        }
+        command.env("SWITCHYARD_CONFIG", self.config.path().join("profiles.toml"));
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        command
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().await.unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        self.run(&with_json).await.json()
+    }
+}
+
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_workspace_is_set_up_used_and_torn_down_from_the_command_line() {
+    let data = data().await;
+    let node = start(&data);
+    let (hook, tally) = receiver(Duration::ZERO).await;
+    let cli = Cli::new(&node.base, ADMIN);
+
+    let ws = cli.json(&["workspaces", "create", "--name", "acme-prod", "--description", "Acme, production"]).await;
+    let ws_id = ws["id"].as_str().unwrap().to_owned();
+    let pk = ws["publishable_key"]["key"].as_str().unwrap().to_owned();
+    assert!(pk.starts_with("pk_"));
+    let listed = cli.json(&["workspaces", "list"]).await;
+    assert!(listed["data"].as_array().unwrap().iter().any(|w| w["id"] == ws_id.as_str()));
+    let cli = cli.with("SWITCHYARD_WORKSPACE", &ws_id);
+
+    // The human table names what the JSON holds.
+    let table = cli.run(&["workspaces", "list"]).await;
+    assert_eq!(table.code, 0);
+    assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
+    assert!(table.stdout.contains("acme-prod") && table.stdout.contains(&ws_id));
+
+    let keys = cli.json(&["keys", "list"]).await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), 1);
+    let second = cli.json(&["keys", "create"]).await;
+    assert!(second["key"].as_str().unwrap().starts_with("pk_"));
+    let rotated = cli.json(&["keys", "rotate", second["id"].as_str().unwrap()]).await;
+    assert_ne!(rotated["key"], second["key"]);
+    cli.json(&["keys", "delete", rotated["id"].as_str().unwrap(), "--yes"]).await;
+    assert_eq!(cli.json(&["keys", "list"]).await["data"].as_array().unwrap().len(), 1);
+
+    let catalog = cli.json(&["connections", "integrations"]).await;
+    assert_eq!(catalog["data"].as_array().unwrap().len(), 14, "every destination type");
+    let config = json!({"url": hook}).to_string();
+    let conn =
+        cli.json(&["connections", "create", "--type", "webhook", "--name", "crm hook", "--config", &config, "--max-in-flight", "4"]).await;
+    let conn_id = conn["id"].as_str().unwrap().to_owned();
+    assert!(conn["signing_secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(conn["max_in_flight"], 4);
+    let renamed = cli.json(&["connections", "update", &conn_id, "--name", "CRM hook"]).await;
+    assert_eq!(renamed["name"], "CRM hook");
+    assert_eq!(renamed["config"]["url"], hook.as_str(), "a partial update keeps the rest");
+    assert!(renamed.get("signing_secret").is_none(), "the secret is shown only at creation");
+
+    let rule = cli.json(&["rules", "create", "--name", "signups", "--event", "user.*", "--connection", &conn_id]).await;
+    let rule_id = rule["id"].as_str().unwrap().to_owned();
+    assert_eq!(rule["action"], "send_webhook");
+
+    // Emitted with the publishable key, delivered, and visible in history.
+    let accepted = cli
+        .with("SWITCHYARD_PUBLISHABLE_KEY", &pk)
+        .json(&["events", "emit", "user.created", "--payload", r#"{"email":"ada@example.com"}"#])
+        .await;
+    let event_id = accepted["id"].as_str().unwrap().to_owned();
+    wait_for("the delivery", || tally.seen.lock().unwrap().contains_key(&event_id)).await;
+    // With no publishable key, the API key emits into the workspace.
+    let by_operator =
+        cli.json(&["events", "emit", "user.updated", "--payload", r#"{"plan":"pro"}"#, "--idempotency-key", "cli-test-1"]).await;
+    let again = cli.json(&["events", "emit", "user.updated", "--payload", r#"{"plan":"pro"}"#, "--idempotency-key", "cli-test-1"]).await;
+    assert_eq!(by_operator["id"], again["id"], "the same idempotency key names the same event");
+    let events = cli.json(&["events", "list", "--event", "user.created"]).await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    let mut shown = cli.json(&["events", "show", &event_id]).await;
+    for _ in 0..100 {
+        if shown["deliveries"][0]["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shown = cli.json(&["events", "show", &event_id]).await;
+    }
+    assert_eq!(shown["payload"]["email"], "ada@example.com");
+    assert_eq!(shown["deliveries"][0]["status"], "succeeded");
+    let delivery_id = shown["deliveries"][0]["id"].as_str().unwrap().to_owned();
+
+    let deliveries = cli.json(&["deliveries", "list", "--connection", &conn_id, "--status", "succeeded"]).await;
+    assert!(deliveries["data"].as_array().unwrap().iter().any(|d| d["id"] == delivery_id.as_str()));
+    let delivery = cli.json(&["deliveries", "show", &delivery_id]).await;
+    assert_eq!(delivery["attempts"][0]["status_code"], 200);
+    let human = cli.run(&["deliveries", "show", &delivery_id]).await;
+    assert!(human.stdout.contains("succeeded") && human.stdout.contains("200"), "{}", human.stdout);
+    cli.json(&["deliveries", "replay", &delivery_id]).await;
+    wait_for("the replay", || tally.seen.lock().unwrap().get(&event_id) == Some(&2)).await;
+
+    let test = cli.json(&["rules", "test", &rule_id]).await;
+    let test_event = test["event_id"].as_str().unwrap().to_owned();
+    wait_for("the test event", || tally.seen.lock().unwrap().contains_key(&test_event)).await;
+    let off = cli.json(&["rules", "update", &rule_id, "--active", "false"]).await;
+    assert_eq!(off["active"], false);
+
+    // Names seen in traffic are counted once a second.
+    for attempt in 0.. {
+        let types = cli.json(&["event-types", "list"]).await;
+        if types["data"].as_array().unwrap().iter().any(|t| t["name"] == "user.created") {
+            break;
+        }
+        assert!(attempt < 100, "user.created was never listed: {types}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let declared = cli
+        .json(&["event-types", "declare", "invoice.paid", "--description", "An invoice was paid", "--example", r#"{"amount":4200}"#])
+        .await;
+    assert_eq!(declared["declared"], true);
+
+    let session = cli.json(&["sessions", "create", "--role", "viewer", "--external-user-id", "u_42"]).await;
+    assert!(session["launch_url"].as_str().unwrap().starts_with(&node.base));
+    let sessions = cli.json(&["sessions", "list"]).await;
+    assert_eq!(sessions["data"][0]["external_user_id"], "u_42");
+    cli.json(&["sessions", "revoke", session["session_id"].as_str().unwrap()]).await;
+    assert_eq!(cli.json(&["sessions", "list"]).await["data"].as_array().unwrap().len(), 0);
+
+    cli.json(&["rules", "delete", &rule_id, "--yes"]).await;
+    cli.json(&["connections", "delete", &conn_id, "--yes"]).await;
+    assert_eq!(cli.json(&["connections", "list"]).await["data"].as_array().unwrap().len(), 0);
+    cli.json(&["workspaces", "delete", &ws_id, "--yes"]).await;
+    assert_eq!(cli.run(&["workspaces", "show", &ws_id]).await.code, 4);
+}
+
+#[tokio::test]
+async fn exit_codes_tell_scripts_what_went_wrong() {
+    let data = data().await;
+    let node = start(&data);
+    let cli = Cli::new(&node.base, ADMIN);
+    let ws = cli.json(&["workspaces", "create", "--name", "codes"]).await;
+    let ws_id = ws["id"].as_str().unwrap();
+
+    let not_found = cli.run(&["rules", "show", "rule_01M8T4D945G9KWHH94CR1F90ZN"]).await;
+    assert_eq!(not_found.code, 4, "{}", not_found.stderr);
+    assert!(not_found.stderr.contains("not_found"), "{}", not_found.stderr);
+
+    let refused = Cli::new(&node.base, "sk_not_a_key_of_this_server_000000").run(&["workspaces", "list"]).await;
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+
+    // A read-only key may look but not change.
+    let read_only = admin(
+        &reqwest::Client::new(),
+        reqwest::Method::POST,
+        &format!("{}/api/v1/api-keys", node.base),
+        Some(json!({"name": "auditor", "scope": "read_only"})),
+    )
+    .await;
+    let viewer = Cli::new(&node.base, read_only["key"].as_str().unwrap()).with("SWITCHYARD_WORKSPACE", ws_id);
+    assert_eq!(viewer.run(&["connections", "list"]).await.code, 0);
+    let forbidden =
+        viewer.run(&["connections", "create", "--type", "webhook", "--name", "x", "--config", r#"{"url":"http://127.0.0.1:9/"}"#]).await;
+    assert_eq!(forbidden.code, 3, "{}", forbidden.stderr);
+
+    let cli = cli.with("SWITCHYARD_WORKSPACE", ws_id);
+    let invalid = cli.run(&["connections", "create", "--type", "webhook", "--name", "x", "--config", r#"{"url":"not a url"}"#]).await;
+    assert_eq!(invalid.code, 5, "{}", invalid.stderr);
+    assert!(invalid.stderr.contains("config.url"), "the field is named: {}", invalid.stderr);
+
+    let usage = cli.run(&["connections", "create", "--type", "webhook", "--name", "x", "--config", "{not json"]).await;
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+    let unconfirmed = cli.run(&["workspaces", "delete", ws_id]).await;
+    assert_eq!(unconfirmed.code, 2, "no terminal, no --yes: nothing is deleted ({})", unconfirmed.stderr);
+    assert_eq!(cli.run(&["workspaces", "show", ws_id]).await.code, 0);
+    let no_server = Cli::bare().run(&["workspaces", "list"]).await;
+    assert_eq!(no_server.code, 2);
+    assert!(no_server.stderr.contains("--url"), "{}", no_server.stderr);
+
+    // Nothing listens there: worth retrying later.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let unreachable = Cli::new(&dead, ADMIN).run(&["workspaces", "list"]).await;
+    assert_eq!(unreachable.code, 6, "{}", unreachable.stderr);
+    assert!(!unreachable.stderr.contains(ADMIN), "the key is never printed");
+}
+
+#[tokio::test]
+async fn events_tail_shows_a_new_event_within_a_second_and_then_its_delivery() {
+    let data = data().await;
+    let node = start(&data);
+    let (hook, _tally) = receiver(Duration::ZERO).await;
+    let pk = setup(&reqwest::Client::new(), &node.base, &[&hook]).await;
+    let cli = Cli::new(&node.base, ADMIN);
+    let ws_id = cli.json(&["workspaces", "list"]).await["data"][0]["id"].as_str().unwrap().to_owned();
+    // An event from before the tail starts is not news.
+    let http = reqwest::Client::new();
+    let emit = |name: &'static str| {
+        let (http, base, pk) = (http.clone(), node.base.clone(), pk.clone());
+        async move {
+            let r = http.post(format!("{base}/api/v1/events")).bearer_auth(&pk).json(&json!({"event": name})).send().await.unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let old = emit("user.old").await;
+
+    let mut tail =
+        cli.command(&["events", "tail", "--json", "--workspace", &ws_id]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(tail.stderr.take().unwrap()).lines();
+    let banner = tokio::time::timeout(Duration::from_secs(10), stderr.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(banner.contains("following"), "{banner}");
+    let mut stdout = BufReader::new(tail.stdout.take().unwrap()).lines();
+
+    let emitted_at = Instant::now();
+    let new = emit("user.created").await;
+    let first = tokio::time::timeout(Duration::from_secs(1), stdout.next_line())
+        .await
+        .expect("the event is shown within a second")
+        .unwrap()
+        .unwrap();
+    let seen_after = emitted_at.elapsed();
+    let line: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(line["type"], "event");
+    assert_eq!(line["event"]["id"], new.as_str());
+    assert_ne!(line["event"]["id"], old.as_str());
+    eprintln!("tail showed the event {} ms after it was emitted", seen_after.as_millis());
+
+    // Then its delivery, as it changes, until it succeeded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let next = tokio::time::timeout_at(deadline.into(), stdout.next_line()).await.expect("the delivery is shown").unwrap().unwrap();
+        let line: Value = serde_json::from_str(&next).unwrap();
+        assert_eq!(line["type"], "delivery", "{next}");
+        assert_eq!(line["delivery"]["event_id"], new.as_str());
+        if line["delivery"]["status"] == "succeeded" {
+            break;
+        }
+    }
+    tail.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn profiles_fill_in_what_flags_and_environment_leave_out() {
+    let data = data().await;
+    let node = start(&data);
+    let bare = Cli::bare();
+    let saved = bare.run(&["profile", "save", "--url", &node.base, "--api-key", ADMIN]).await;
+    assert_eq!(saved.code, 0, "{}", saved.stderr);
+    let path = bare.config.path().join("profiles.toml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "the file holds keys");
+    }
+    let ws = bare.json(&["workspaces", "create", "--name", "from-profile"]).await;
+    let ws_id = ws["id"].as_str().unwrap();
+    assert_eq!(bare.run(&["profile", "save", "--workspace", ws_id]).await.code, 0);
+    assert_eq!(bare.json(&["keys", "list"]).await["data"].as_array().unwrap().len(), 1);
+
+    let shown = bare.json(&["profile", "show"]).await;
+    assert_eq!(shown["url"], node.base.as_str());
+    assert_eq!(shown["workspace"], ws_id);
+    assert!(!shown.to_string().contains(ADMIN), "keys are masked: {shown}");
+
+    // A flag wins over the profile; a named profile must exist.
+    let elsewhere = bare.run(&["workspaces", "list", "--url", "http://127.0.0.1:9"]).await;
+    assert_eq!(elsewhere.code, 6, "{}", elsewhere.stderr);
+    let missing = bare.run(&["workspaces", "list", "--profile", "staging"]).await;
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("staging"));
+    assert_eq!(bare.run(&["profile", "save", "--name", "staging", "--url", &node.base, "--api-key", ADMIN]).await.code, 0);
+    assert_eq!(bare.run(&["workspaces", "list", "--profile", "staging"]).await.code, 0);
+    assert_eq!(bare.json(&["profile", "list"]).await, json!(["default", "staging"]));
+}
+
+#[tokio::test]
+async fn shell_completions_name_the_commands() {
+    let cli = Cli::bare();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = cli.run(&["completions", shell]).await;
+        assert_eq!(out.code, 0);
+        for word in ["workspaces", "connections", "deliveries", "tail"] {
+            assert!(out.stdout.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+}
