@@ -177,6 +177,10 @@ describe("switchyard mcp (stdio)", () => {
       assert.equal(renamed.name, "Hook");
       const rule = await call(client, "create_rule", { workspace_id: ws.id, name: "signups", event: "user.*", connection_id: conn.id });
       assert.equal((await call(client, "list_rules", { workspace_id: ws.id })).data.length, 1);
+      const narrowed = await call(client, "update_rule", { id: rule.id, conditions: { all: [{ path: "payload.plan", op: "eq", value: "pro" }] } });
+      assert.equal(narrowed.conditions.all[0].value, "pro");
+      const widened = await call(client, "update_rule", { id: rule.id, conditions: null });
+      assert.equal(widened.conditions, null, "null removes the conditions");
 
       const tested = await call(client, "test_rule", { id: rule.id, payload: { email: "test@example.com" } });
       await until("the test delivery", () => hook.received.some((b) => b.id === tested.event_id));
@@ -262,7 +266,7 @@ describe("/mcp (streamable HTTP)", () => {
     }
   });
 
-  test("a read-only key is refused changes; no key, no tools", async () => {
+  test("a read-only key is refused changes; an unknown key gets nothing; no key is refused at the door", async () => {
     const ws = await api("POST", "/workspaces", { name: "over-http-read-only" });
     const client = await httpClient(readOnlyKey);
     try {
@@ -281,11 +285,15 @@ describe("/mcp (streamable HTTP)", () => {
     } finally {
       await stranger.close();
     }
-    const anonymous = await httpClient(null);
-    try {
-      await assert.rejects(anonymous.callTool({ name: "list_workspaces", arguments: {} }), /Authorization/);
-    } finally {
-      await anonymous.close();
-    }
+    // Without a credential the endpoint answers 401 like the API, before the protocol starts.
+    await assert.rejects(httpClient(null), /401|Authorization|nauthorized/);
+    const bare = await fetch(`${base}/mcp`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+    });
+    assert.equal(bare.status, 401);
+    assert.equal(bare.headers.get("www-authenticate"), "Bearer");
+    assert.equal((await bare.json()).error.code, "unauthorized");
   });
 });

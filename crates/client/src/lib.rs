@@ -15,9 +15,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Requests that are safe to repeat (reads, deletes, and event emits, which carry one idempotency
-//! key across their attempts) are retried on network errors, `429` and `5xx`, with exponential
-//! backoff and full jitter, honouring `Retry-After`. Everything else is sent once.
+//! Requests that are safe to repeat (reads, deletes, PUTs, and event emits, which carry one
+//! idempotency key across their attempts) are retried on network errors, `429` and `5xx`, with
+//! exponential backoff and full jitter. A `Retry-After` is waited out when it is no longer than
+//! the longest backoff ([`Retries::max_delay`]); a longer one ends the call with its error, which
+//! carries it. Everything else is sent once.
 //!
 //! The HTTP exchange is a [`Transport`]: [`Client::new`] uses `reqwest`; a server can hand its own
 //! router in (as Switchyard's MCP endpoint does) so that each call passes the same checks as a
@@ -480,9 +482,16 @@ impl Client {
             let request = request.body(body.clone().unwrap_or_default()).map_err(|e| Error::Config(e.to_string()))?;
             let result = self.transport.send(request).await.and_then(|response| decode(&response));
             match result {
+                // A delete whose first answer was lost finds nothing the second time: it is done.
+                Err(Error::Api { status: 404, .. }) if method == Method::DELETE && attempt > 0 => {
+                    return decode(&Response::builder().status(StatusCode::NO_CONTENT).body(Bytes::new()).expect("a static response"));
+                }
                 Err(e) if repeatable && e.retryable() && attempt < self.retries.max_retries => {
                     let wait = match &e {
-                        Error::Api { retry_after: Some(after), .. } => (*after).min(self.retries.max_delay),
+                        // A server that asks for a longer wait than we would give gets its error
+                        // back: the caller decides when to come back.
+                        Error::Api { retry_after: Some(after), .. } if *after > self.retries.max_delay => return Err(e),
+                        Error::Api { retry_after: Some(after), .. } => (*after).max(backoff(self.retries, attempt)),
                         _ => backoff(self.retries, attempt),
                     };
                     attempt += 1;
@@ -537,7 +546,7 @@ fn decode<T: DeserializeOwned>(response: &Response<Bytes>) -> Result<T> {
 fn backoff(retries: Retries, attempt: u32) -> Duration {
     let ceiling = retries.initial_delay.saturating_mul(1u32 << attempt.min(16)).min(retries.max_delay);
     let millis = ceiling.as_millis().max(1) as u64;
-    Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), millis / 2..=millis))
+    Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), 0..=millis))
 }
 
 /// The event with an idempotency key: its own, or a fresh one (ULID) kept for every retry.
@@ -578,7 +587,7 @@ mod tests {
         let r = Retries { max_retries: 5, initial_delay: Duration::from_millis(100), max_delay: Duration::from_millis(1000) };
         for _ in 0..50 {
             let first = backoff(r, 0);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100), "{first:?}");
+            assert!(first <= Duration::from_millis(100), "{first:?}");
             assert!(backoff(r, 10) <= Duration::from_millis(1000));
         }
     }
@@ -592,6 +601,59 @@ mod tests {
         assert_eq!(c.url("/connections/conn_1?force=true").unwrap().as_str(), "http://127.0.0.1:8080/api/v1/connections/conn_1?force=true");
         assert!(matches!(Client::with_transport("ftp://x", None, transport.clone()), Err(Error::Config(_))));
         assert!(matches!(Client::with_transport("http://x", Some("bad\nkey"), transport), Err(Error::Config(_))));
+    }
+
+    /// Answers from a script, counting the requests.
+    struct Scripted {
+        answers: std::sync::Mutex<Vec<(u16, &'static str, &'static str)>>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Transport for Scripted {
+        fn send(&self, _request: Request<Bytes>) -> Exchange<'_> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (status, retry_after, body) = self.answers.lock().unwrap().remove(0);
+            Box::pin(async move {
+                let mut r = Response::builder().status(status);
+                if !retry_after.is_empty() {
+                    r = r.header("retry-after", retry_after);
+                }
+                Ok(r.body(Bytes::from_static(body.as_bytes())).unwrap())
+            })
+        }
+    }
+
+    fn scripted(answers: Vec<(u16, &'static str, &'static str)>) -> (Client, Arc<Scripted>) {
+        let t = Arc::new(Scripted { answers: std::sync::Mutex::new(answers), calls: Default::default() });
+        let retries = Retries { max_retries: 3, initial_delay: Duration::from_millis(1), max_delay: Duration::from_secs(2) };
+        (Client::with_transport("http://127.0.0.1:1", Some("sk_x"), t.clone()).unwrap().retries(retries), t)
+    }
+
+    const BUSY: &str = r#"{"error":{"code":"rate_limited","message":"slow down"}}"#;
+
+    #[tokio::test]
+    async fn a_short_retry_after_is_waited_out_and_a_long_one_ends_the_call() {
+        let (c, t) = scripted(vec![(429, "0", BUSY), (503, "", BUSY), (200, "", r#"{"data":[],"next_cursor":null}"#)]);
+        c.list_workspaces(&Page::default()).await.unwrap();
+        assert_eq!(t.calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+        let (c, t) = scripted(vec![(429, "30", BUSY)]);
+        let e = c.list_workspaces(&Page::default()).await.unwrap_err();
+        assert_eq!(t.calls.load(std::sync::atomic::Ordering::SeqCst), 1, "not retried within the call");
+        assert!(matches!(e, Error::Api { status: 429, retry_after: Some(d), .. } if d == Duration::from_secs(30)));
+    }
+
+    #[tokio::test]
+    async fn creates_are_sent_once_and_a_repeated_delete_that_finds_nothing_is_done() {
+        let (c, t) = scripted(vec![(503, "", BUSY)]);
+        assert!(c.create_workspace(&NewWorkspace { name: "x".into(), description: None }).await.is_err());
+        assert_eq!(t.calls.load(std::sync::atomic::Ordering::SeqCst), 1, "a create may have happened: never repeated");
+
+        let not_found = r#"{"error":{"code":"not_found","message":"rule not found"}}"#;
+        let (c, _) = scripted(vec![(502, "", BUSY), (404, "", not_found)]);
+        c.delete_rule("rule_1").await.unwrap();
+        let (c, _) = scripted(vec![(404, "", not_found)]);
+        assert_eq!(c.delete_rule("rule_1").await.unwrap_err().status(), Some(404), "a first 404 is an error");
     }
 
     #[test]

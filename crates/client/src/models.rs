@@ -5,8 +5,14 @@
 //! project's tests use to catch drift.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+/// Reads a field that tells absent (`None`) from an explicit `null` (`Some(None)`): with
+/// `#[serde(default)]`, changes can clear a value as well as set it.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
 
 /// A page of results, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,12 +66,13 @@ pub struct NewWorkspace {
     pub description: Option<String>,
 }
 
+/// Changes to a workspace; unset fields keep their value, `description: Some(None)` clears it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkspaceChanges {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    pub description: Option<Option<String>>,
 }
 
 /// A publishable key as listed: a hint of its value, never the value.
@@ -148,23 +155,23 @@ pub struct NewConnection {
     pub rate_limit_per_minute: Option<u32>,
 }
 
-/// Changes to a connection; unset fields keep their value. `credentials: Some(Value::Null)` removes
-/// the credentials, `rate_limit_per_minute: Some(None)` the limit.
+/// Changes to a connection; unset fields keep their value. `credentials: Some(None)` removes the
+/// credentials, `rate_limit_per_minute: Some(None)` the limit.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ConnectionChanges {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credentials: Option<Value>,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Option<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicyInput>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_minute: Option<Option<u32>>,
 }
 
@@ -238,7 +245,7 @@ pub struct NewRule {
     pub resource_id: Option<String>,
 }
 
-/// Changes to a rule; unset fields keep their value. `conditions: Some(Value::Null)` removes them.
+/// Changes to a rule; unset fields keep their value. `conditions: Some(None)` removes them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RuleChanges {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -251,8 +258,8 @@ pub struct RuleChanges {
     pub action: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action_config: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conditions: Option<Value>,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Option<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
 }
@@ -508,4 +515,22 @@ pub struct EventTypeDeclaration {
 pub struct ErrorDetail {
     pub field: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_clears_and_absent_keeps() {
+        let clear: RuleChanges = serde_json::from_value(serde_json::json!({"conditions": null})).unwrap();
+        assert_eq!(serde_json::to_value(&clear).unwrap(), serde_json::json!({"conditions": null}));
+        let keep: RuleChanges = serde_json::from_value(serde_json::json!({"name": "x"})).unwrap();
+        assert_eq!(serde_json::to_value(&keep).unwrap(), serde_json::json!({"name": "x"}));
+        let conn: ConnectionChanges =
+            serde_json::from_value(serde_json::json!({"credentials": null, "rate_limit_per_minute": null})).unwrap();
+        assert_eq!(serde_json::to_value(&conn).unwrap(), serde_json::json!({"credentials": null, "rate_limit_per_minute": null}));
+        let ws = WorkspaceChanges { name: None, description: Some(None) };
+        assert_eq!(serde_json::to_value(&ws).unwrap(), serde_json::json!({"description": null}));
+    }
 }

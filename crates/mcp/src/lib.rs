@@ -47,6 +47,11 @@ A workspace holds connections (destinations such as a webhook, Slack or HubSpot,
 destination's config fields and actions; create_connection; create_rule; test_rule; then get_event on the test event \
 to see its delivery. Never put secrets in rule templates or event payloads. Ask before deleting anything.";
 
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`), so a change can clear.
+fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// A page of a list.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct PageArgs {
@@ -118,11 +123,14 @@ pub struct UpdateConnectionArgs {
     pub name: Option<String>,
     /// Replaces the whole config.
     pub config: Option<Map<String, Value>>,
-    /// Replaces the credentials.
-    pub credentials: Option<Map<String, Value>>,
+    /// Replaces the credentials; `null` removes them.
+    #[serde(default, deserialize_with = "nullable")]
+    pub credentials: Option<Option<Map<String, Value>>>,
     pub timeout_ms: Option<u64>,
     pub max_in_flight: Option<u32>,
-    pub rate_limit_per_minute: Option<u32>,
+    /// Most deliveries per minute; `null` removes the limit.
+    #[serde(default, deserialize_with = "nullable")]
+    pub rate_limit_per_minute: Option<Option<u32>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -169,7 +177,9 @@ pub struct UpdateRuleArgs {
     pub connection_id: Option<String>,
     pub action: Option<String>,
     pub action_config: Option<Map<String, Value>>,
-    pub conditions: Option<Map<String, Value>>,
+    /// Replaces the conditions; `null` removes them (the rule then takes every matching event).
+    #[serde(default, deserialize_with = "nullable")]
+    pub conditions: Option<Option<Map<String, Value>>>,
     pub active: Option<bool>,
 }
 
@@ -420,11 +430,11 @@ impl Tools {
         let changes = ConnectionChanges {
             name: a.name,
             config: object(a.config),
-            credentials: object(a.credentials),
+            credentials: a.credentials.map(object),
             retry_policy: None,
             timeout_ms: a.timeout_ms,
             max_in_flight: a.max_in_flight,
-            rate_limit_per_minute: a.rate_limit_per_minute.map(Some),
+            rate_limit_per_minute: a.rate_limit_per_minute,
         };
         answer(self.client(&ext)?.update_connection(&a.id, &changes).await)
     }
@@ -498,7 +508,7 @@ impl Tools {
             connection_id: a.connection_id,
             action: a.action,
             action_config: object(a.action_config),
-            conditions: object(a.conditions),
+            conditions: a.conditions.map(object),
             active: a.active,
         };
         answer(self.client(&ext)?.update_rule(&a.id, &changes).await)

@@ -8,20 +8,22 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response};
+use http::{header, Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use switchyard_client::{Client, Exchange, Transport};
 use tower::ServiceExt;
 
-/// The largest API answer a tool call reads (a page of 200 events with payloads fits easily).
-const MAX_ANSWER_BYTES: usize = 32 << 20;
+/// The largest API answer a tool call reads: a page of 200 events of the largest size (256 KiB
+/// each) is 50 MiB.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 /// Sends the client's requests through the router, as if from the MCP request's own connection.
 struct InProcess {
     router: Router,
     peer: Option<ConnectInfo<SocketAddr>>,
-    forwarded: Vec<(header::HeaderName, HeaderValue)>,
+    /// The MCP request's own headers that the API reads about its caller (every value of each).
+    forwarded: http::HeaderMap,
 }
 
 impl Transport for InProcess {
@@ -32,7 +34,7 @@ impl Transport for InProcess {
                 request.extensions_mut().insert(peer);
             }
             for (name, value) in &self.forwarded {
-                request.headers_mut().insert(name.clone(), value.clone());
+                request.headers_mut().append(name.clone(), value.clone());
             }
             let response = self.router.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
             let (parts, body) = response.into_parts();
@@ -42,6 +44,29 @@ impl Transport for InProcess {
             Ok(Response::from_parts(parts, body))
         })
     }
+}
+
+/// `/mcp` as the node serves it: a request without a bearer credential is refused with `401`, as
+/// the API refuses one, before the protocol sees it.
+pub fn endpoint(router: Router, stop: tokio_util::sync::CancellationToken) -> Router {
+    let mcp = service(router, stop);
+    Router::new().route_service("/mcp", mcp).layer(axum::middleware::from_fn(require_bearer))
+}
+
+async fn require_bearer(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if !bearer {
+        let mut refused = axum::response::IntoResponse::into_response(crate::error::ApiError::unauthorized(
+            "send the API key (or session token) as `Authorization: Bearer ...`, as for the API",
+        ));
+        refused.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        return refused;
+    }
+    next.run(request).await
 }
 
 /// The `/mcp` service over `router` (the API it calls into).
@@ -58,19 +83,23 @@ pub fn service(
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .ok_or("send the API key (or session token) as `Authorization: Bearer ...`, as for the API")?;
-        // Launch URLs and the like name the host the agent reached.
-        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-        let forwarded = [header::HOST, header::USER_AGENT, header::HeaderName::from_static("x-forwarded-for")]
-            .into_iter()
-            .filter_map(|name| parts.headers.get(&name).map(|v| (name, v.clone())))
-            .collect();
+        // The host the agent reached (launch URLs name it), where it came from (the audit log and
+        // address limits read it, through a trusted proxy's every X-Forwarded-For line), and its
+        // origin (a session token's allowed origins are checked against it).
+        let mut forwarded = http::HeaderMap::new();
+        for name in [header::HOST, header::USER_AGENT, header::ORIGIN, header::HeaderName::from_static("x-forwarded-for")] {
+            for value in parts.headers.get_all(&name) {
+                forwarded.append(name.clone(), value.clone());
+            }
+        }
         let transport =
             InProcess { router: Router::clone(&router), peer: parts.extensions.get::<ConnectInfo<SocketAddr>>().copied(), forwarded };
-        Client::with_transport(&format!("http://{host}"), Some(credential), Arc::new(transport))
+        // The URL's host is never used to route: the request goes straight into the router.
+        Client::with_transport("http://localhost", Some(credential), Arc::new(transport))
             .map(|c| c.retries(switchyard_client::Retries { max_retries: 0, ..Default::default() }))
             .map_err(|e| e.to_string())
     });

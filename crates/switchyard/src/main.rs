@@ -300,8 +300,9 @@ async fn run_node_command(command: Command) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-        .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info,rmcp=error".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into());
+    // The MCP SDK logs whole requests and answers (credentials, secrets) at debug: never at all.
+    let filter = filter.add_directive("rmcp=error".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

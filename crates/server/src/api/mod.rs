@@ -162,8 +162,8 @@ pub fn router(state: AppState, serve_api: bool, stop: tokio_util::sync::Cancella
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     // The MCP endpoint's tools call the API above, in process, with each request's credential.
-    let mcp = crate::mcp::service(app.clone(), stop);
-    app.route_service("/mcp", mcp)
+    let mcp = crate::mcp::endpoint(app.clone(), stop);
+    app.merge(mcp)
 }
 
 async fn not_found() -> ApiError {

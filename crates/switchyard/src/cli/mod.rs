@@ -129,6 +129,7 @@ pub enum WorkspaceCmd {
         id: String,
         #[arg(long)]
         name: Option<String>,
+        /// The new description; "" clears it.
         #[arg(long)]
         description: Option<String>,
     },
@@ -207,6 +208,7 @@ pub enum ConnectionCmd {
         name: Option<String>,
         #[arg(long)]
         config: Option<String>,
+        /// The new credentials as JSON (@file or -); null removes them.
         #[arg(long)]
         credentials: Option<String>,
         #[arg(long)]
@@ -215,6 +217,9 @@ pub enum ConnectionCmd {
         max_in_flight: Option<u32>,
         #[arg(long)]
         rate_limit_per_minute: Option<u32>,
+        /// Remove the connection's rate limit.
+        #[arg(long, conflicts_with = "rate_limit_per_minute")]
+        no_rate_limit: bool,
         #[command(flatten)]
         body: Body,
     },
@@ -274,6 +279,7 @@ pub enum RuleCmd {
         action: Option<String>,
         #[arg(long)]
         action_config: Option<String>,
+        /// The new conditions as JSON; null removes them.
         #[arg(long)]
         conditions: Option<String>,
         #[arg(long, value_name = "true|false")]
@@ -578,6 +584,7 @@ pub async fn workspaces(group: Group<WorkspaceCmd>) -> Outcome {
             eprintln!("\nThe publishable key is shown only now: store it where your product can read it.");
         }
         WorkspaceCmd::Update { id, name, description } => {
+            let description = description.map(|d| Some(d).filter(|d| !d.is_empty()));
             let w = client.update_workspace(&id, &WorkspaceChanges { name, description }).await?;
             done(json, format!("updated {}", w.id), serde_json::to_value(&w).unwrap_or_default());
         }
@@ -726,7 +733,7 @@ pub async fn connections(group: Group<ConnectionCmd>) -> Outcome {
                 eprintln!("\nThe signing secret is shown only now: give it to whoever verifies the webhooks.");
             }
         }
-        ConnectionCmd::Update { id, name, config, credentials, timeout_ms, max_in_flight, rate_limit_per_minute, body } => {
+        ConnectionCmd::Update { id, name, config, credentials, timeout_ms, max_in_flight, rate_limit_per_minute, no_rate_limit, body } => {
             let request = body_with(
                 &body,
                 vec![
@@ -735,7 +742,7 @@ pub async fn connections(group: Group<ConnectionCmd>) -> Outcome {
                     ("credentials", opt_json("credentials", &credentials)?),
                     ("timeout_ms", timeout_ms.map(Value::from)),
                     ("max_in_flight", max_in_flight.map(Value::from)),
-                    ("rate_limit_per_minute", rate_limit_per_minute.map(Value::from)),
+                    ("rate_limit_per_minute", if no_rate_limit { Some(Value::Null) } else { rate_limit_per_minute.map(Value::from) }),
                 ],
             )?;
             let c = client.update_connection(&id, &from_value(request)?).await?;
@@ -877,6 +884,7 @@ fn delivery_rows(deliveries: &[DeliverySummary]) -> Table {
 
 pub async fn events(group: Group<EventCmd>) -> Outcome {
     let p = profile::resolve(&group.target)?;
+    let given = group.target.clone();
     let json = group.target.json;
     match group.command {
         EventCmd::List { paging, event, status, since } => {
@@ -931,11 +939,19 @@ pub async fn events(group: Group<EventCmd>) -> Outcome {
             let new =
                 NewEvent { event, payload: opt_json("payload", &payload)?, resource, resource_id, occurred_at: None, idempotency_key };
             let url = p.url.as_deref().ok_or_else(|| Failure::usage("no server: give --url, SWITCHYARD_URL or a profile"))?;
+            // A publishable key given on the command line (or in the environment) wins; then an API
+            // key or workspace given there; only then the profile's publishable key.
+            let explicit_admin = given.api_key.is_some() || given.workspace.is_some();
+            let with_publishable = given.publishable_key.is_some() || (p.publishable_key.is_some() && !explicit_admin);
             let accepted = match (&p.publishable_key, &p.api_key) {
-                (Some(pk), _) => Client::new(url, pk)?.emit(&new).await?,
-                (None, Some(_)) => admin_client(&p)?.emit_to(workspace(&p)?, &new).await?,
+                (Some(pk), _) if with_publishable => Client::new(url, pk)?.emit(&new).await?,
+                (_, Some(_)) => admin_client(&p)?.emit_to(workspace(&p)?, &new).await?,
+                (Some(pk), None) => Client::new(url, pk)?.emit(&new).await?,
                 (None, None) => return Err(Failure::usage("no key: give --publishable-key (or an API key and a workspace)")),
             };
+            if let Some(ws) = p.workspace.as_deref().filter(|ws| *ws != accepted.workspace_id) {
+                eprintln!("note: the event went to {}, the publishable key's workspace, not {ws}", accepted.workspace_id);
+            }
             done(json, format!("accepted {} ({})", accepted.id, accepted.event), serde_json::to_value(&accepted).unwrap_or_default());
         }
         EventCmd::Tail { event, interval_ms } => {

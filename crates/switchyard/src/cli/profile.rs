@@ -105,13 +105,25 @@ pub fn resolve(target: &Target) -> Result<Profile, Failure> {
     })
 }
 
-/// A key as it may be shown: its kind and last four characters.
+/// A key as it may be shown: at most its kind (`sk`, `pk`, `st`) and last four characters.
 pub fn masked(key: &str) -> String {
-    let prefix: String = key.chars().take_while(|c| *c != '_').collect();
-    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-    if key.len() <= 8 {
-        "****".into()
-    } else {
-        format!("{prefix}_…{tail}")
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() < 16 {
+        return "****".into();
+    }
+    let kind: String = chars.iter().take(3).take_while(|c| **c != '_').collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{kind}_…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked;
+
+    #[test]
+    fn masking_shows_the_kind_and_four_characters_at_most() {
+        assert_eq!(masked("sk_try_admin_key_0123456789abcdef"), "sk_…cdef");
+        assert_eq!(masked("a-key-without-any-underscore-at-all"), "a-k_…-all");
+        assert_eq!(masked("short"), "****");
     }
 }

@@ -1,9 +1,11 @@
 //! `switchyard events tail`: new events of a workspace as they arrive, then each change of their
 //! deliveries, by asking the API a few times a second.
 //!
-//! Events are found by time, not only by id: each poll lists what was received since a few
-//! seconds before the newest event seen, so an event that another node stamped a little earlier
-//! than one already shown still appears. What was shown is remembered and never shown twice.
+//! Events are found by time, not only by id: each poll lists everything received since a few
+//! seconds before the newest event shown, so an event that another node stamped a little earlier
+//! than one already shown still appears; what was shown is remembered and not shown again.
+//! Deliveries are read the same way, one list for all the events being followed (not one request
+//! per event), so a tail costs the server a few requests a second however busy the workspace is.
 
 use super::output::json_line;
 use super::Failure;
@@ -11,14 +13,17 @@ use chrono::{DateTime, Duration as Span, Utc};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
-use switchyard_client::models::{Event, EventFilter, Page};
+use switchyard_client::models::{DeliveryFilter, DeliverySummary, Event, EventFilter, Page};
 use switchyard_client::Client;
 
 /// How far before the newest event each poll looks again.
 const OVERLAP_SECONDS: i64 = 5;
-/// Events whose deliveries are followed at once; older ones are let go.
-const FOLLOWED: usize = 50;
-const REMEMBERED: usize = 5_000;
+/// Pages of 200 read per poll, for events and for deliveries.
+const MAX_PAGES: usize = 25;
+/// How long an event's deliveries are followed before the tail lets it go.
+const FOLLOW_MINUTES: i64 = 10;
+/// Events remembered as shown: far more than one overlap window holds.
+const REMEMBERED: usize = 100_000;
 
 struct Seen {
     ids: HashSet<String>,
@@ -40,7 +45,24 @@ impl Seen {
     }
 }
 
+/// An event whose deliveries are being followed.
+struct Followed {
+    received_at: DateTime<Utc>,
+    /// Each delivery's status as last shown.
+    deliveries: HashMap<String, String>,
+    /// Polls since it was shown: an event whose deliveries are all final is let go after one.
+    polls: u32,
+}
+
 pub async fn follow(client: &Client, ws: &str, name: Option<String>, interval: Duration, json: bool) -> Result<(), Failure> {
+    // One Ctrl-C listener for the whole run: a press during a request is not lost.
+    tokio::select! {
+        result = poll(client, ws, name, interval, json) => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+async fn poll(client: &Client, ws: &str, name: Option<String>, interval: Duration, json: bool) -> Result<(), Failure> {
     let filter = EventFilter { event: name, ..EventFilter::default() };
     let mut seen = Seen { ids: HashSet::new(), order: VecDeque::new() };
     // What exists already is not news: it is remembered, not shown.
@@ -51,67 +73,24 @@ pub async fn follow(client: &Client, ws: &str, name: Option<String>, interval: D
     }
     // On standard error, so `--json` output stays one document per line.
     eprintln!("following events of {ws} (Ctrl-C stops)");
-    // event id → (delivery id → status last shown), oldest first.
-    let mut followed: BTreeMap<String, HashMap<String, String>> = BTreeMap::new();
+    let mut followed: BTreeMap<String, Followed> = BTreeMap::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
-        let since = newest.map(|t| t - Span::seconds(OVERLAP_SECONDS));
-        let fresh = match new_events(client, ws, &filter, since, &mut seen).await {
-            Ok(fresh) => fresh,
-            Err(e) if e.code == super::exit::UNAVAILABLE => {
-                eprintln!("{} (retrying)", e.message);
-                continue;
+        ticker.tick().await;
+        let turn = async {
+            let since = newest.map(|t| t - Span::seconds(OVERLAP_SECONDS));
+            for event in new_events(client, ws, &filter, since, &mut seen).await? {
+                newest = newest.max(Some(event.received_at));
+                show_event(&event, json);
+                followed.insert(event.id.clone(), Followed { received_at: event.received_at, deliveries: HashMap::new(), polls: 0 });
             }
-            Err(e) => return Err(e),
+            follow_deliveries(client, ws, &mut followed, json).await
         };
-        for event in fresh {
-            newest = newest.max(Some(event.received_at));
-            show_event(&event, json);
-            followed.insert(event.id.clone(), HashMap::new());
-        }
-        while followed.len() > FOLLOWED {
-            followed.pop_first();
-        }
-        let ids: Vec<String> = followed.keys().cloned().collect();
-        for id in ids {
-            let event = match client.get_event(&id).await {
-                Ok(e) => e,
-                Err(e) if e.status() == Some(404) => {
-                    followed.remove(&id);
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let shown = followed.entry(id.clone()).or_default();
-            let deliveries = event.deliveries.unwrap_or_default();
-            for d in &deliveries {
-                if shown.get(&d.id) != Some(&d.status) {
-                    shown.insert(d.id.clone(), d.status.clone());
-                    if json {
-                        json_line(&json!({"type": "delivery", "delivery": d}));
-                    } else {
-                        let error =
-                            d.last_error.as_deref().map(|e| format!("  {}", e.chars().take(80).collect::<String>())).unwrap_or_default();
-                        println!(
-                            "{}    {}  {:<10}  attempt {}  {}{error}",
-                            d.updated_at.format("%H:%M:%S%.3f"),
-                            d.id,
-                            d.status,
-                            d.attempt_count,
-                            d.connection_id
-                        );
-                    }
-                }
-            }
-            let finished = deliveries.iter().all(|d| matches!(d.status.as_str(), "succeeded" | "dead"));
-            if finished && matches!(event.status.as_str(), "completed" | "failed") {
-                followed.remove(&id);
-            }
+        match turn.await {
+            Ok(()) => {}
+            Err(e) if e.code == super::exit::UNAVAILABLE => eprintln!("{} (retrying)", e.message),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -127,19 +106,62 @@ async fn new_events(
     let filter = EventFilter { since, ..filter.clone() };
     let mut page = Page::first(200);
     let mut fresh = Vec::new();
-    // At most ten pages a poll: a burst bigger than that is shown over the next polls.
-    for _ in 0..10 {
+    for pages in 1.. {
         let list = client.list_events(ws, &filter, &page).await?;
-        let any_new_here = list.data.iter().any(|e| !seen.ids.contains(&e.id));
         fresh.extend(list.data.into_iter().filter(|e| !seen.ids.contains(&e.id)));
         match list.next_cursor {
-            Some(cursor) if any_new_here && since.is_some() => page.cursor = Some(cursor),
-            _ => break,
+            // Before any event was seen there is no window: the newest page is what is new.
+            Some(_) if since.is_none() => break,
+            Some(_) if pages >= MAX_PAGES => {
+                eprintln!("more than {} events in {OVERLAP_SECONDS} s: some are not shown", MAX_PAGES * 200);
+                break;
+            }
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
         }
     }
     fresh.sort_by(|a, b| a.id.cmp(&b.id));
     fresh.retain(|e| seen.insert(&e.id));
     Ok(fresh)
+}
+
+/// Reads the deliveries of every followed event in one windowed list and shows what changed.
+async fn follow_deliveries(client: &Client, ws: &str, followed: &mut BTreeMap<String, Followed>, json: bool) -> Result<(), Failure> {
+    let horizon = Utc::now() - Span::minutes(FOLLOW_MINUTES);
+    followed.retain(|id, f| {
+        let keep = f.received_at > horizon;
+        if !keep {
+            eprintln!("stopped following {id} after {FOLLOW_MINUTES} minutes (switchyard events show {id})");
+        }
+        keep
+    });
+    let Some(oldest) = followed.values().map(|f| f.received_at).min() else { return Ok(()) };
+    // A delivery is created with its event, so the window from the oldest followed event holds them all.
+    let filter = DeliveryFilter { since: Some(oldest - Span::seconds(1)), ..DeliveryFilter::default() };
+    let mut page = Page::first(200);
+    let mut deliveries: Vec<DeliverySummary> = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let list = client.list_deliveries(ws, &filter, &page).await?;
+        deliveries.extend(list.data.into_iter().filter(|d| followed.contains_key(&d.event_id)));
+        match list.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    deliveries.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+    for d in &deliveries {
+        let Some(f) = followed.get_mut(&d.event_id) else { continue };
+        if f.deliveries.get(&d.id) != Some(&d.status) {
+            f.deliveries.insert(d.id.clone(), d.status.clone());
+            show_delivery(d, json);
+        }
+    }
+    followed.retain(|_, f| {
+        f.polls += 1;
+        let finished = f.deliveries.values().all(|s| matches!(s.as_str(), "succeeded" | "dead"));
+        !(finished && f.polls > 1)
+    });
+    Ok(())
 }
 
 fn show_event(e: &Event, json: bool) {
@@ -158,5 +180,21 @@ fn show_event(e: &Event, json: bool) {
         e.event,
         if e.test { " (test)" } else { "" },
         e.status
+    );
+}
+
+fn show_delivery(d: &DeliverySummary, json: bool) {
+    if json {
+        json_line(&json!({"type": "delivery", "delivery": d}));
+        return;
+    }
+    let error = d.last_error.as_deref().map(|e| format!("  {}", e.chars().take(80).collect::<String>())).unwrap_or_default();
+    println!(
+        "{}    {}  {:<10}  attempt {}  {}{error}",
+        d.updated_at.format("%H:%M:%S%.3f"),
+        d.id,
+        d.status,
+        d.attempt_count,
+        d.connection_id
     );
 }
