@@ -341,6 +341,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every plan, and the default one. */
+        get: operations["list_plans"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/plans/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_plan"];
+        /**
+         * Creates a plan (201) or replaces one made through the API (200). Workspaces on it get the new
+         *     limits at once. Plans from the plans file are changed in the file (409 here).
+         */
+        put: operations["put_plan"];
+        post?: never;
+        /** Deletes a plan made through the API that no workspace is on (409 otherwise). */
+        delete: operations["delete_plan"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/rules/{id}": {
         parameters: {
             query?: never;
@@ -437,6 +475,23 @@ export interface paths {
         put?: never;
         /** Issues a new token for the session (the old one stops working at once), valid for `ttl_seconds` from now. */
         post: operations["refresh_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The installation's month: events in all, workspaces against their limit, the busiest ones. */
+        get: operations["installation_usage"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -716,6 +771,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workspaces/{ws}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** This month's events, connections and rules against the limits in force, and a daily series. */
+        get: operations["workspace_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -814,6 +886,15 @@ export interface components {
             /** Format: int64 */
             replayed: number;
         };
+        BusyWorkspace: {
+            workspace_id: string;
+            name: string;
+            plan?: string | null;
+            /** Format: int64 */
+            events: number;
+            /** Format: int64 */
+            limit?: number | null;
+        };
         Catalog: {
             data: components["schemas"]["CatalogEntry"][];
         };
@@ -879,6 +960,13 @@ export interface components {
             user_agent?: string | null;
             created_at: string;
             expires_at: string;
+        };
+        /** @description A count against its limit (`null`: no limit). */
+        Counted: {
+            /** Format: int64 */
+            used: number;
+            /** Format: int64 */
+            limit?: number | null;
         };
         CreateApiKey: {
             /** @description What the key is for, e.g. `billing backend` or `CI`. */
@@ -970,6 +1058,10 @@ export interface components {
             /** @description e.g. `acme-prod`. */
             name: string;
             description?: string | null;
+            /** @description The workspace's plan (see `/plans`); the installation's default plan when absent. */
+            plan?: string | null;
+            /** @description Limits of its own over the plan's, e.g. `{"connections": 20}`; `null` for one lifts it. */
+            limits?: Record<string, never> | null;
         };
         /** @description What a session token may do, as its own pages ask it. */
         CurrentSession: {
@@ -982,6 +1074,12 @@ export interface components {
             sees_payloads: boolean;
             resource?: null | components["schemas"]["ResourceRef"];
             expires_at: string;
+        };
+        DayCount: {
+            /** @description `2026-12-01` (UTC). */
+            day: string;
+            /** Format: int64 */
+            events: number;
         };
         DeclareEventType: {
             description?: string | null;
@@ -1037,8 +1135,9 @@ export interface components {
         ErrorDetail: {
             /**
              * @description Stable, machine-readable: bad_request, unauthorized, forbidden, not_found, conflict,
-             *     payload_too_large, request_timeout, validation_failed, rate_limited, internal, unavailable,
-             *     destination_error (a destination refused or failed a request made for the caller).
+             *     payload_too_large, request_timeout, validation_failed, rate_limited, quota_exceeded (a limit
+             *     of the workspace's plan or of the installation), internal, unavailable, destination_error
+             *     (a destination refused or failed a request made for the caller).
              */
             code: string;
             message: string;
@@ -1128,6 +1227,17 @@ export interface components {
             version: string;
             nodes: components["schemas"]["NodeOut"][];
             queue: components["schemas"]["QueueOut"];
+        };
+        InstallationUsageOut: {
+            period: components["schemas"]["Period"];
+            /**
+             * Format: int64
+             * @description Events accepted this month across every workspace.
+             */
+            events: number;
+            workspaces: components["schemas"]["Counted"];
+            /** @description The month's 20 busiest workspaces, most events first. */
+            busiest: components["schemas"]["BusyWorkspace"][];
         };
         KeyOut: {
             id: string;
@@ -1376,6 +1486,10 @@ export interface components {
                 id: string;
                 name: string;
                 description?: string | null;
+                /** @description Its own plan; `null`: the installation's default plan, if any (`GET .../usage` shows the limits in force). */
+                plan?: string | null;
+                /** @description Its own limits over the plan's (`null` for one lifts it). */
+                limits: Record<string, never>;
                 created_at: string;
                 updated_at: string;
             }[];
@@ -1397,6 +1511,14 @@ export interface components {
          * @enum {string}
          */
         MemberRole: "owner" | "admin" | "viewer";
+        MonthEvents: {
+            /** Format: int64 */
+            used: number;
+            /** Format: int64 */
+            limit?: number | null;
+            /** @description When the month's count starts again (the first of next month, UTC). */
+            resets_at: string;
+        };
         /** @description A new publishable key; `key` is shown only in this response. */
         NewKeyOut: {
             id: string;
@@ -1421,6 +1543,27 @@ export interface components {
             /** @description The flow must be finished before this time. */
             expires_at: string;
         };
+        Period: {
+            /** @description `2026-12`: usage counts per calendar month, UTC. */
+            month: string;
+            start: string;
+            end: string;
+        };
+        PlanList: {
+            data: components["schemas"]["PlanOut"][];
+            /** @description The plan of workspaces without one of their own, if the plans file names one. */
+            default_plan?: string | null;
+        };
+        PlanOut: {
+            name: string;
+            description?: string | null;
+            /** @description A limit left out is no limit. */
+            limits: components["schemas"]["Limits"];
+            /** @description `config`: defined in the plans file, read-only here; `api`: made through the API. */
+            source: string;
+            created_at: string;
+            updated_at: string;
+        };
         PreviewField: {
             key: string;
             label: string;
@@ -1442,6 +1585,14 @@ export interface components {
             payload?: Record<string, never> | null;
             resource?: string | null;
             resource_id?: string | null;
+        };
+        PutPlan: {
+            description?: string | null;
+            /**
+             * @description `events_per_month`, `events_per_second`, `events_burst`, `connections`,
+             *     `rules_per_workspace`, `rules_per_event_type`, `retention_days`; each left out is no limit.
+             */
+            limits: Record<string, never>;
         };
         QueueOut: {
             /**
@@ -1638,6 +1789,10 @@ export interface components {
             name?: string | null;
             /** @description `null` clears it. */
             description?: string | null;
+            /** @description Another plan; `null` puts it back on the installation's default. Installation keys only. */
+            plan?: string | null;
+            /** @description Replaces its own limits over the plan's (`{}` removes them all). Installation keys only. */
+            limits?: Record<string, never> | null;
         };
         WindowStats: {
             /**
@@ -1678,6 +1833,10 @@ export interface components {
             id: string;
             name: string;
             description?: string | null;
+            /** @description Its own plan; `null`: the installation's default plan, if any (`GET .../usage` shows the limits in force). */
+            plan?: string | null;
+            /** @description Its own limits over the plan's (`null` for one lifts it). */
+            limits: Record<string, never>;
             created_at: string;
             updated_at: string;
         };
@@ -1686,6 +1845,20 @@ export interface components {
             last_7d: components["schemas"]["WindowStats"];
             /** @description Connections that need attention, needing reauthorisation first. */
             attention: components["schemas"]["AttentionItem"][];
+        };
+        WorkspaceUsageOut: {
+            workspace_id: string;
+            /** @description The plan in force: the workspace's own, else the default; `null` when neither. */
+            plan?: string | null;
+            /** @description The limits in force: the plan's with the workspace's own over them. Left out: no limit. */
+            limits: components["schemas"]["Limits"];
+            period: components["schemas"]["Period"];
+            /** @description Events accepted this month (test events included). */
+            events: components["schemas"]["MonthEvents"];
+            connections: components["schemas"]["Counted"];
+            rules: components["schemas"]["Counted"];
+            /** @description Events accepted per day over the last 90 days, oldest first, every day listed. */
+            daily: components["schemas"]["DayCount"][];
         };
     };
     responses: never;
@@ -3587,6 +3760,330 @@ export interface operations {
             };
         };
     };
+    list_plans: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanList"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_plan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanOut"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_plan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "description": "Growing teams",
+                 *       "limits": {
+                 *         "connections": 25,
+                 *         "events_per_month": 1000000,
+                 *         "events_per_second": 100,
+                 *         "retention_days": 30,
+                 *         "rules_per_workspace": 100
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["PutPlan"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanOut"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanOut"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Nothing of that id here, or not this credential's to see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body did not arrive in time. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than this endpoint accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_plan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_rule: {
         parameters: {
             query?: never;
@@ -4248,6 +4745,61 @@ export interface operations {
             };
             /** @description A value is missing or not valid; `details` names each field. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    installation_usage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InstallationUsageOut"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6489,6 +7041,71 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WorkspaceStats"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    workspace_usage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ws: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceUsageOut"];
                 };
             };
             /** @description The credential is missing, unknown or expired. */

@@ -646,7 +646,7 @@ mod tests {
     #[tokio::test]
     async fn creates_are_sent_once_and_a_repeated_delete_that_finds_nothing_is_done() {
         let (c, t) = scripted(vec![(503, "", BUSY)]);
-        assert!(c.create_workspace(&NewWorkspace { name: "x".into(), description: None }).await.is_err());
+        assert!(c.create_workspace(&NewWorkspace { name: "x".into(), ..NewWorkspace::default() }).await.is_err());
         assert_eq!(t.calls.load(std::sync::atomic::Ordering::SeqCst), 1, "a create may have happened: never repeated");
 
         let not_found = r#"{"error":{"code":"not_found","message":"rule not found"}}"#;

@@ -43,6 +43,10 @@ pub struct Workspace {
     pub id: String,
     pub name: String,
     pub description: Option<String>,
+    /// Its own plan; `None`: the installation's default plan, if any.
+    pub plan: Option<String>,
+    /// Its own limits over the plan's (`null` for one lifts it).
+    pub limits: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -54,6 +58,8 @@ pub struct WorkspaceCreated {
     pub id: String,
     pub name: String,
     pub description: Option<String>,
+    pub plan: Option<String>,
+    pub limits: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub publishable_key: NewPublishableKey,
@@ -64,6 +70,12 @@ pub struct NewWorkspace {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The installation's default plan when unset (installation keys only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// Limits of its own over the plan's, e.g. `{"connections": 20}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Value>,
 }
 
 /// Changes to a workspace; unset fields keep their value, `description: Some(None)` clears it.
@@ -73,6 +85,12 @@ pub struct WorkspaceChanges {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
     pub description: Option<Option<String>>,
+    /// Another plan; `Some(None)`: back to the default plan (installation keys only).
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Option<String>>,
+    /// Replaces its own limits (installation keys only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Value>,
 }
 
 /// A publishable key as listed: a hint of its value, never the value.
@@ -530,7 +548,7 @@ mod tests {
         let conn: ConnectionChanges =
             serde_json::from_value(serde_json::json!({"credentials": null, "rate_limit_per_minute": null})).unwrap();
         assert_eq!(serde_json::to_value(&conn).unwrap(), serde_json::json!({"credentials": null, "rate_limit_per_minute": null}));
-        let ws = WorkspaceChanges { name: None, description: Some(None) };
+        let ws = WorkspaceChanges { description: Some(None), ..WorkspaceChanges::default() };
         assert_eq!(serde_json::to_value(&ws).unwrap(), serde_json::json!({"description": null}));
     }
 }

@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod crypto;
 pub mod events;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod retry;
 

@@ -75,6 +75,10 @@ pub struct Workspace {
     pub id: WorkspaceId,
     pub name: String,
     pub description: Option<String>,
+    /// Its plan's name; `None`: the installation's default plan, if it has one.
+    pub plan: Option<String>,
+    /// Limits of its own laid over the plan's (`null` lifts one): see [`crate::limits`].
+    pub limit_overrides: serde_json::Map<String, serde_json::Value>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

@@ -348,7 +348,11 @@ impl Tools {
         )
     )]
     async fn create_workspace(&self, ext: Extensions, Parameters(a): Parameters<CreateWorkspaceArgs>) -> Answer {
-        answer(self.client(&ext)?.create_workspace(&NewWorkspace { name: a.name, description: a.description }).await)
+        answer(
+            self.client(&ext)?
+                .create_workspace(&NewWorkspace { name: a.name, description: a.description, ..NewWorkspace::default() })
+                .await,
+        )
     }
 
     #[tool(

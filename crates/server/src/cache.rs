@@ -56,6 +56,8 @@ pub struct Cache {
     connections: RwLock<HashMap<ConnectionId, Arc<Connection>>>,
     /// Rule id → rule, including soft-deleted ones (the dispatcher's view).
     rules_by_id: RwLock<HashMap<RuleId, Arc<Rule>>>,
+    /// Workspace → its effective limits (plan and overrides).
+    limits: RwLock<HashMap<WorkspaceId, Arc<switchyard_core::limits::Limits>>>,
 }
 
 fn read<T: Clone, K: std::hash::Hash + Eq>(lock: &RwLock<HashMap<K, T>>, key: &K) -> Option<T> {
@@ -72,6 +74,23 @@ impl Cache {
         self.rules.write().unwrap_or_else(|p| p.into_inner()).clear();
         self.connections.write().unwrap_or_else(|p| p.into_inner()).clear();
         self.rules_by_id.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.limits.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// A workspace's effective limits; `None` when it does not exist.
+    pub async fn limits(
+        &self,
+        store: &dyn Store,
+        ws: &WorkspaceId,
+        default_plan: Option<&str>,
+    ) -> switchyard_store::Result<Option<Arc<switchyard_core::limits::Limits>>> {
+        if let Some(l) = read(&self.limits, ws) {
+            return Ok(Some(l));
+        }
+        let Some(workspace) = store.get_workspace(&Scope::All, ws).await? else { return Ok(None) };
+        let limits = Arc::new(crate::limits::effective(store, &workspace, default_plan).await?);
+        write(&self.limits, ws.clone(), limits.clone());
+        Ok(Some(limits))
     }
 
     pub async fn key_owner(&self, store: &dyn Store, digest: &str, prefix: &str) -> switchyard_store::Result<Option<KeyOwner>> {

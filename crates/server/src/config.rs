@@ -46,6 +46,8 @@ impl Role {
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Plans, the default plan and the installation's limits (`SWITCHYARD_PLANS_FILE`).
+    pub plans: crate::limits::PlansConfig,
     pub database_url: String,
     /// Pool size and statement timeout (PostgreSQL).
     pub postgres: switchyard_store::PgOptions,
@@ -293,6 +295,7 @@ impl Config {
             audit_retention: Some(Duration::from_secs(365 * 86_400)),
             trusted_proxies: Vec::new(),
             oidc: None,
+            plans: crate::limits::PlansConfig::default(),
             console_session_ttl: Duration::from_secs(12 * 3600),
         }
     }

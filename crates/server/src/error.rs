@@ -14,8 +14,9 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: bad_request, unauthorized, forbidden, not_found, conflict,
-    /// payload_too_large, request_timeout, validation_failed, rate_limited, internal, unavailable,
-    /// destination_error (a destination refused or failed a request made for the caller).
+    /// payload_too_large, request_timeout, validation_failed, rate_limited, quota_exceeded (a limit
+    /// of the workspace's plan or of the installation), internal, unavailable, destination_error
+    /// (a destination refused or failed a request made for the caller).
     pub code: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -110,6 +111,7 @@ impl From<switchyard_store::StoreError> for ApiError {
     fn from(e: switchyard_store::StoreError) -> Self {
         match e {
             switchyard_store::StoreError::Conflict(m) => Self::conflict(m),
+            switchyard_store::StoreError::Limit { limit, max } => crate::limits::limit_reached(limit, max),
             switchyard_store::StoreError::Database(sqlx::Error::PoolTimedOut) => {
                 tracing::warn!("database pool exhausted");
                 Self::unavailable("the database is busy; retry shortly")

@@ -175,6 +175,7 @@ mod tests {
                 test: false,
             },
             idempotency_key: key.map(str::to_owned),
+            monthly_cap: None,
             deliveries: Vec::new(),
         }
     }
@@ -229,6 +230,7 @@ mod tests {
             match outcomes[0] {
                 IngestOutcome::Created => created += 1,
                 IngestOutcome::Duplicate { .. } => duplicates += 1,
+                IngestOutcome::OverQuota => panic!("no cap was set"),
             }
         }
         assert_eq!((created, duplicates), (451, 49));

@@ -141,6 +141,7 @@ mod tests {
                 test,
             },
             idempotency_key: None,
+            monthly_cap: None,
             deliveries: Vec::new(),
         }
     }

@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod json;
 pub mod keyring;
 pub mod learn;
+pub mod limits;
 pub mod mcp;
 mod memory;
 pub mod oauth;
@@ -66,6 +67,8 @@ impl Application {
             .await
             .with_context(|| format!("could not open the database at {}", config::redact_url(&config.database_url)))?;
         let vault = keyring::Vault::load(&config, &*store).await?;
+        // The file's plans, as the file says now; plans made through the API are left alone.
+        store.sync_config_plans(&config.plans.plans).await.context("could not store the plans file's plans")?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("could not listen on {}", config.listen))?;
         // Only once nothing else can fail: a key created and then not shown would be lost.
         let bootstrap_admin_key = bootstrap::admin_key(&config, &*store).await?;

@@ -8,6 +8,7 @@
 
 mod migrate;
 pub mod postgres;
+mod quota;
 mod rows;
 mod shared;
 pub mod sqlite;
@@ -66,6 +67,9 @@ pub struct Page {
 pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Creating this would take the workspace (or the installation) past one of its limits.
+    #[error("the limit {limit} of {max} is reached")]
+    Limit { limit: &'static str, max: u64 },
     #[error("the stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -97,12 +101,22 @@ pub struct DeliveryFilter {
     pub until: Option<Millis>,
 }
 
+/// Most rules a workspace may hold: in all, and with one event pattern.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleCaps {
+    pub per_workspace: Option<u32>,
+    pub per_event_type: Option<u32>,
+}
+
 /// An event to store together with the deliveries its matching rules produced.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub event: Event,
     pub idempotency_key: Option<String>,
     pub deliveries: Vec<NewDelivery>,
+    /// Most events its workspace may accept in the calendar month of `event.received_at`: past
+    /// it, the event is refused ([`IngestOutcome::OverQuota`]) and nothing of it is stored.
+    pub monthly_cap: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +133,8 @@ pub enum IngestOutcome {
     Created,
     /// The idempotency key was seen within its window: nothing stored; this is the first event.
     Duplicate { id: EventId, event: String, received_at: Millis },
+    /// The workspace's monthly cap is reached: nothing stored.
+    OverQuota,
 }
 
 /// A delivery leased to one dispatcher, with the event it carries (shared by the event's
@@ -293,7 +309,9 @@ impl Owned {
 
 #[async_trait]
 pub trait WorkspaceStore: Send + Sync {
-    async fn create_workspace(&self, ws: &Workspace, key: &PublishableKey, key_hash: &str) -> Result<()>;
+    /// Creates a workspace with its first key, unless the installation already holds `max`
+    /// workspaces ([`StoreError::Limit`]).
+    async fn create_workspace(&self, ws: &Workspace, key: &PublishableKey, key_hash: &str, max: Option<u32>) -> Result<()>;
     async fn list_workspaces(&self, scope: &Scope, page: &Page) -> Result<Vec<Workspace>>;
     async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Option<Workspace>>;
     async fn update_workspace(&self, ws: &Workspace) -> Result<()>;
@@ -400,7 +418,8 @@ pub const STATUS_SAMPLE: u64 = 10_000;
 
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    async fn create_connection(&self, conn: &Connection) -> Result<()>;
+    /// Creates a connection, unless its workspace already holds `max` ([`StoreError::Limit`]).
+    async fn create_connection(&self, conn: &Connection, max: Option<u32>) -> Result<()>;
     async fn get_connection(&self, scope: &Scope, id: &ConnectionId) -> Result<Option<Connection>>;
     async fn list_connections(&self, ws: &WorkspaceId, page: &Page) -> Result<Vec<Connection>>;
     /// Writes every mutable field of `conn` (the caller read, changed and validated it).
@@ -412,7 +431,9 @@ pub trait ConnectionStore: Send + Sync {
 
 #[async_trait]
 pub trait RuleStore: Send + Sync {
-    async fn create_rule(&self, rule: &Rule) -> Result<()>;
+    /// Creates a rule, unless its workspace already holds as many as `caps` allow, in all or with
+    /// its event pattern ([`StoreError::Limit`]).
+    async fn create_rule(&self, rule: &Rule, caps: RuleCaps) -> Result<()>;
     /// A live rule (not deleted).
     async fn get_rule(&self, scope: &Scope, id: &RuleId) -> Result<Option<Rule>>;
     /// A rule even if deleted: deliveries accepted before a deletion still carry out its action.
@@ -432,8 +453,9 @@ pub trait EventStore: Send + Sync {
     /// Deletes idempotency keys whose window has passed.
     async fn expire_idempotency_keys(&self, now: Millis) -> Result<u64>;
     /// Deletes up to `limit` events received before `before` whose deliveries have all finished
-    /// (succeeded or dead), with their deliveries and attempts. Returns how many events went.
-    async fn prune_history(&self, before: Millis, limit: u32) -> Result<u64>;
+    /// (succeeded or dead), with their deliveries and attempts; with `ws`, only that workspace's.
+    /// Returns how many events went.
+    async fn prune_history(&self, before: Millis, limit: u32, ws: Option<&WorkspaceId>) -> Result<u64>;
 }
 
 /// What one claim may take per workspace, so that no workspace holds more than its share of a
@@ -597,8 +619,40 @@ pub trait CredentialStore: Send + Sync {
     async fn purge_oauth_states(&self, now: Millis) -> Result<u64>;
 }
 
+/// One workspace's use of the month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceUsage {
+    pub workspace_id: WorkspaceId,
+    pub events: u64,
+}
+
+/// Plans, and the usage they limit.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    async fn list_plans(&self) -> Result<Vec<switchyard_core::limits::Plan>>;
+    async fn get_plan(&self, name: &str) -> Result<Option<switchyard_core::limits::Plan>>;
+    /// Creates or replaces a plan (keeping its `created_at`).
+    async fn put_plan(&self, plan: &switchyard_core::limits::Plan) -> Result<()>;
+    /// Deletes a plan no workspace is on: `Err(Conflict)` names how many are.
+    async fn delete_plan(&self, name: &str) -> Result<bool>;
+    /// Makes the stored configuration plans exactly `plans`: upserts them, and hands plans that
+    /// left the file over to the API (they are kept: workspaces may be on them).
+    async fn sync_config_plans(&self, plans: &[switchyard_core::limits::Plan]) -> Result<()>;
+    /// Events a workspace accepted in a month (`2026-12`).
+    async fn month_events(&self, ws: &WorkspaceId, month: &str) -> Result<u64>;
+    /// A workspace's events per day since `from_day` (`2026-09-03`), oldest first; days with none are left out.
+    async fn daily_events(&self, ws: &WorkspaceId, from_day: &str) -> Result<Vec<(String, u64)>>;
+    /// The month's events of the busiest workspaces, most first, and the total.
+    async fn installation_month(&self, month: &str, top: u32) -> Result<(u64, Vec<WorkspaceUsage>)>;
+    async fn count_connections(&self, ws: &WorkspaceId) -> Result<u64>;
+    /// Live rules of a workspace; with `event`, only those with that pattern.
+    async fn count_rules(&self, ws: &WorkspaceId, event: Option<&str>) -> Result<u64>;
+    async fn count_workspaces(&self) -> Result<u64>;
+}
+
 pub trait Store:
     AdminStore
+    + LimitStore
     + WorkspaceStore
     + ConnectionStore
     + RuleStore
@@ -614,6 +668,7 @@ pub trait Store:
 
 impl<
         T: AdminStore
+            + LimitStore
             + WorkspaceStore
             + ConnectionStore
             + RuleStore

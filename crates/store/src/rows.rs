@@ -53,6 +53,24 @@ pub fn workspace(row: &impl AnyRow) -> Result<Workspace> {
         id: WorkspaceId::from_trusted(row.text("id")?),
         name: row.text("name")?,
         description: row.opt_text("description")?,
+        plan: row.opt_text("plan")?,
+        limit_overrides: match serde_json::from_str(&row.text("limit_overrides")?) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => return Err(crate::StoreError::Corrupt("a workspace's limit overrides are not a JSON object".into())),
+        },
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+pub fn plan(row: &impl AnyRow) -> Result<switchyard_core::limits::Plan> {
+    let limits: switchyard_core::limits::Limits =
+        serde_json::from_str(&row.text("limits")?).map_err(|e| crate::StoreError::Corrupt(format!("a plan's limits do not read: {e}")))?;
+    Ok(switchyard_core::limits::Plan {
+        name: row.text("name")?,
+        description: row.opt_text("description")?,
+        limits,
+        from_config: row.flag("from_config")?,
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
     })

@@ -19,9 +19,17 @@ async fn fixture() -> Fixture {
 }
 
 async fn workspace(store: &dyn Store) -> WorkspaceId {
-    let ws = Workspace { id: WorkspaceId::generate(), name: "w".into(), description: None, created_at: 0, updated_at: 0 };
+    let ws = Workspace {
+        id: WorkspaceId::generate(),
+        name: "w".into(),
+        description: None,
+        plan: None,
+        limit_overrides: Default::default(),
+        created_at: 0,
+        updated_at: 0,
+    };
     let key = PublishableKey { id: PublishableKeyId::generate(), workspace_id: ws.id.clone(), hint: "pk_".into(), created_at: 0 };
-    store.create_workspace(&ws, &key, &format!("hash-{}", ws.id)).await.unwrap();
+    store.create_workspace(&ws, &key, &format!("hash-{}", ws.id), None).await.unwrap();
     ws.id
 }
 
@@ -44,7 +52,7 @@ async fn connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u32) -> 
         created_at: 0,
         updated_at: 0,
     };
-    store.create_connection(&c).await.unwrap();
+    store.create_connection(&c, None).await.unwrap();
     c.id
 }
 
@@ -63,6 +71,7 @@ fn new_event(ws: &WorkspaceId, conn: &ConnectionId, key: Option<&str>) -> NewEve
             test: false,
         },
         idempotency_key: key.map(str::to_owned),
+        monthly_cap: None,
         deliveries: vec![NewDelivery { id: DeliveryId::generate(), rule_id: RuleId::generate(), connection_id: conn.clone() }],
     }
 }
@@ -240,11 +249,44 @@ async fn retention_prunes_only_old_finished_history() {
         .collect();
     f.store.record_attempts("a", &finished, now).await.unwrap();
     // Events newer than the cut-off stay.
-    assert_eq!(f.store.prune_history(now - 1_000, 100).await.unwrap(), 0);
+    assert_eq!(f.store.prune_history(now - 1_000, 100, None).await.unwrap(), 0);
     // Old enough: the two finished events go, the one still waiting stays.
-    assert_eq!(f.store.prune_history(now + 1_000, 100).await.unwrap(), 2);
+    assert_eq!(f.store.prune_history(now + 1_000, 100, None).await.unwrap(), 2);
     assert!(f.store.get_event(&Scope::All, &claimed[0].event.id).await.unwrap().is_none());
     assert!(f.store.delivery_attempts(&claimed[0].delivery.id).await.unwrap().is_empty());
     assert_eq!(f.store.waiting_count().await.unwrap(), 1);
-    assert_eq!(f.store.prune_history(now + 1_000, 100).await.unwrap(), 0);
+    assert_eq!(f.store.prune_history(now + 1_000, 100, None).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_workspace_s_retention_prunes_that_workspace_only() {
+    let f = fixture().await;
+    let now = switchyard_core::now_millis();
+    let (short, long) = (workspace(&*f.store).await, workspace(&*f.store).await);
+    for ws in [&short, &long] {
+        let conn = connection(&*f.store, ws, 100).await;
+        enqueue(&*f.store, ws, &conn, 2, now).await;
+    }
+    let claimed = f.store.claim_due("a", now, 10, 30_000).await.unwrap();
+    let done: Vec<_> = claimed
+        .iter()
+        .map(|c| AttemptRecord {
+            attempt: Attempt {
+                delivery_id: c.delivery.id.clone(),
+                number: 1,
+                started_at: now,
+                duration_ms: 1,
+                status_code: Some(200),
+                error: None,
+                response_excerpt: None,
+                request: None,
+            },
+            next: NextStep::Succeeded,
+        })
+        .collect();
+    f.store.record_attempts("a", &done, now).await.unwrap();
+    assert_eq!(f.store.prune_history(now + 1_000, 100, Some(&short)).await.unwrap(), 2);
+    let left = f.store.list_events(&long, &Default::default(), &Page { limit: 10, before: None }).await.unwrap();
+    assert_eq!(left.len(), 2, "the other workspace keeps its history");
+    assert!(f.store.list_events(&short, &Default::default(), &Page { limit: 10, before: None }).await.unwrap().is_empty());
 }

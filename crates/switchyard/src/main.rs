@@ -358,6 +358,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.trusted_proxies = args.trusted_proxies.clone();
     config.console_session_ttl = std::time::Duration::from_secs(args.console_session_hours.clamp(1, 24 * 30) * 3600);
     config.oidc = oidc_from_env();
+    if let Some(path) = std::env::var_os("SWITCHYARD_PLANS_FILE").filter(|p| !p.is_empty()) {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("could not read the plans file {}", path.to_string_lossy()))?;
+        config.plans = switchyard_server::limits::PlansConfig::from_toml(&text)
+            .map_err(|e| anyhow::anyhow!("the plans file {} is not valid: {e}", path.to_string_lossy()))?;
+    }
 
     let app = Application::build(config).await.context("switchyard could not start")?;
     if let Some(key) = &app.bootstrap_admin_key {

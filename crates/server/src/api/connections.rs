@@ -306,7 +306,8 @@ async fn create_connection(
     principal.forbid_narrowed("create connections")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     let (conn, signing_secret) = prepare_connection(&state, ws.id, body, false)?;
-    state.store.create_connection(&conn).await?;
+    let limits = crate::limits::of(&state, &conn.workspace_id).await?;
+    state.store.create_connection(&conn, limits.connections).await?;
     state.config_changed();
     let change = connection_change("connection.create", &conn, json!({}));
     Ok((StatusCode::CREATED, change, Json(ConnectionOut::new(&conn, signing_secret))))

@@ -121,7 +121,8 @@ async fn prepare(state: &AppState, ws: &WorkspaceId, input: EventInput, header_k
         status: if deliveries.is_empty() { EventStatus::Completed } else { EventStatus::Pending },
         test: false,
     };
-    Ok(NewEvent { event, idempotency_key, deliveries })
+    let monthly_cap = crate::limits::of(state, ws).await?.events_per_month;
+    Ok(NewEvent { event, idempotency_key, deliveries, monthly_cap })
 }
 
 fn accepted_body(id: &EventId, event: &str, ws: &WorkspaceId, received_at: i64) -> EventAccepted {
@@ -137,12 +138,21 @@ fn accepted_body(id: &EventId, event: &str, ws: &WorkspaceId, received_at: i64) 
 /// Stores one prepared event; returns its body, or the first event's for an idempotent repeat.
 pub async fn accept(state: &AppState, new: NewEvent) -> ApiResult<EventAccepted> {
     let ws = new.event.workspace_id.clone();
+    let cap = new.monthly_cap;
     let mine = accepted_body(&new.event.id, &new.event.event, &ws, new.event.received_at);
     let mut outcomes = state.ingest.submit(vec![new]).await?;
     Ok(match outcomes.pop() {
         Some(IngestOutcome::Duplicate { id, event, received_at }) => accepted_body(&id, &event, &ws, received_at),
+        Some(IngestOutcome::OverQuota) => return Err(over_quota(cap.unwrap_or(0))),
         _ => mine,
     })
+}
+
+/// The 429 for an event past its workspace's monthly cap.
+fn over_quota(cap: u64) -> ApiError {
+    let now = switchyard_core::now_millis();
+    let (month, _, resets_at) = switchyard_core::limits::month_of(now);
+    crate::limits::month_used_up(cap, &month, resets_at, now)
 }
 
 fn ingest_workspace(principal: &Principal) -> ApiResult<WorkspaceId> {
@@ -282,16 +292,29 @@ async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBod
             Err(e) => results.push(BulkItem { index, id: None, duplicate: false, error: Some(e.body().error) }),
         }
     }
-    let accepted = batch.len();
+    let mut accepted = batch.len();
     if !batch.is_empty() {
+        let cap = batch.iter().find_map(|n| n.monthly_cap).unwrap_or(0);
         let outcomes = state.ingest.submit(batch).await?;
         let mut ok_items = results.iter_mut().filter(|r| r.error.is_none());
         for outcome in outcomes {
             let item = ok_items.next().ok_or_else(|| ApiError::internal("ingest returned more outcomes than events"))?;
-            if let IngestOutcome::Duplicate { id, .. } = outcome {
-                item.id = Some(id.into_string());
-                item.duplicate = true;
+            match outcome {
+                IngestOutcome::Duplicate { id, .. } => {
+                    item.id = Some(id.into_string());
+                    item.duplicate = true;
+                }
+                IngestOutcome::OverQuota => {
+                    item.id = None;
+                    item.error = Some(over_quota(cap).body().error);
+                    accepted -= 1;
+                }
+                IngestOutcome::Created => {}
             }
+        }
+        // Nothing fitted under the monthly cap: the request as a whole is refused, as one event would be.
+        if accepted == 0 && results.iter().all(|r| r.error.as_ref().is_some_and(|e| e.code == "quota_exceeded")) {
+            return Err(over_quota(cap));
         }
     }
     let rejected = results.len() - accepted;

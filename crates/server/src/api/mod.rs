@@ -10,6 +10,7 @@ pub mod event_types;
 pub mod events;
 pub mod oauth;
 pub mod options;
+pub mod plans;
 pub mod rules;
 pub mod sessions;
 pub mod stats;
@@ -48,6 +49,7 @@ use utoipa_axum::routes;
         (name = "api-keys", description = "Management credentials: admin, read-only, or scoped to workspaces."),
         (name = "audit", description = "Who changed what, when, and from where."),
         (name = "team", description = "The people who run the installation, their console sign-ins, and the installation's state."),
+        (name = "plans", description = "Plans and their limits, and what each workspace has used of them (see docs/limits.md)."),
     )
 )]
 struct ApiDoc;
@@ -88,6 +90,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(audit_log::router())
         .merge(team::router())
+        .merge(plans::router())
         .routes(routes!(list_integrations))
 }
 

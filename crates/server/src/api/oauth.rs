@@ -193,6 +193,11 @@ async fn start_oauth(
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
     let provider = provider(&state, &body.kind)?.clone();
     check_redirect(&state, &headers, &principal, &body.redirect_to)?;
+    // Refused now rather than after the user has authorised at the provider.
+    let limits = crate::limits::of(&state, &ws.id).await?;
+    if limits.connections.is_some() {
+        crate::limits::check("connections", limits.connections, state.store.count_connections(&ws.id).await?)?;
+    }
     let mut request = CreateConnection {
         kind: body.kind,
         name: body.name,
@@ -377,7 +382,11 @@ async fn finish(state: &AppState, flow: &OAuthState, code: &str) -> Result<Chang
     }
     request.credentials = Some(credentials);
     let (conn, _) = prepare_connection(state, flow.workspace_id.clone(), request, true).map_err(|e| fail("invalid_config")(e.message))?;
-    state.store.create_connection(&conn).await.map_err(|e| fail("internal")(e.to_string()))?;
+    let limits = crate::limits::of(state, &conn.workspace_id).await.map_err(|e| fail("internal")(e.message))?;
+    state.store.create_connection(&conn, limits.connections).await.map_err(|e| match e {
+        switchyard_store::StoreError::Limit { .. } => fail("quota_exceeded")("the workspace reached its limit of connections".into()),
+        other => fail("internal")(other.to_string()),
+    })?;
     state.config_changed();
     tracing::info!(connection = %conn.id, provider = %provider.name, "connection created through OAuth");
     let change = super::connections::connection_change("connection.create", &conn, json!({"provider": provider.name}));

@@ -178,7 +178,9 @@ async fn create_rule(
         updated_at: now,
     };
     validate(&state, &mut rule).await?;
-    state.store.create_rule(&rule).await?;
+    let limits = crate::limits::of(&state, &rule.workspace_id).await?;
+    let caps = switchyard_store::RuleCaps { per_workspace: limits.rules_per_workspace, per_event_type: limits.rules_per_event_type };
+    state.store.create_rule(&rule, caps).await?;
     state.config_changed();
     let change = rule_change("rule.create", &rule, json!({}));
     Ok((StatusCode::CREATED, change, Json(rule.into())))
@@ -340,6 +342,8 @@ async fn test_rule(
         deliveries: vec![NewDelivery { id: DeliveryId::generate(), rule_id: rule.id.clone(), connection_id: rule.connection_id.clone() }],
         event,
         idempotency_key: None,
+        // A test is the operator's, not the product's traffic: counted in usage, never refused by the cap.
+        monthly_cap: None,
     };
     let EventAccepted { id, .. } = accept(&state, new).await?;
     let change = rule_change("rule.test", &rule, json!({"event_id": id}));

@@ -42,6 +42,11 @@ pub struct CreateWorkspace {
     /// e.g. `acme-prod`.
     pub name: String,
     pub description: Option<String>,
+    /// The workspace's plan (see `/plans`); the installation's default plan when absent.
+    pub plan: Option<String>,
+    /// Limits of its own over the plan's, e.g. `{"connections": 20}`; `null` for one lifts it.
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -51,6 +56,12 @@ pub struct UpdateWorkspace {
     /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
     pub description: Option<Option<String>>,
+    /// Another plan; `null` puts it back on the installation's default. Installation keys only.
+    #[serde(default, deserialize_with = "present")]
+    pub plan: Option<Option<String>>,
+    /// Replaces its own limits over the plan's (`{}` removes them all). Installation keys only.
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<serde_json::Value>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -63,6 +74,11 @@ pub struct WorkspaceOut {
     pub id: String,
     pub name: String,
     pub description: Option<String>,
+    /// Its own plan; `null`: the installation's default plan, if any (`GET .../usage` shows the limits in force).
+    pub plan: Option<String>,
+    /// Its own limits over the plan's (`null` for one lifts it).
+    #[schema(value_type = Object)]
+    pub limits: serde_json::Value,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -73,10 +89,24 @@ impl From<Workspace> for WorkspaceOut {
             id: w.id.into_string(),
             name: w.name,
             description: w.description,
+            plan: w.plan,
+            limits: serde_json::Value::Object(w.limit_overrides),
             created_at: ts(w.created_at),
             updated_at: ts(w.updated_at),
         }
     }
+}
+
+/// A plan name that exists.
+async fn existing_plan(state: &AppState, name: &str, field: &str) -> ApiResult<String> {
+    if state.store.get_plan(name).await?.is_none() {
+        return Err(ApiError::invalid(field, format!("there is no plan named `{name}` (see GET /plans)")));
+    }
+    Ok(name.to_owned())
+}
+
+fn overrides(value: &serde_json::Value) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
+    switchyard_core::limits::check_overrides(value).map_err(|(field, message)| ApiError::invalid(format!("limits.{field}"), message))
 }
 
 /// A new workspace with its first publishable key; the key's secret is shown only here.
@@ -124,10 +154,23 @@ async fn create_workspace(
 ) -> ApiResult<(StatusCode, Change, Json<WorkspaceCreated>)> {
     principal.installation(Access::Write)?;
     check_name(&body.name, "name")?;
+    let plan = match &body.plan {
+        Some(name) => Some(existing_plan(&state, name, "plan").await?),
+        None => None,
+    };
+    let limit_overrides = body.limits.as_ref().map(overrides).transpose()?.unwrap_or_default();
     let now = switchyard_core::now_millis();
-    let ws = Workspace { id: WorkspaceId::generate(), name: body.name, description: body.description, created_at: now, updated_at: now };
+    let ws = Workspace {
+        id: WorkspaceId::generate(),
+        name: body.name,
+        description: body.description,
+        plan,
+        limit_overrides,
+        created_at: now,
+        updated_at: now,
+    };
     let (key, secret) = new_publishable_key(&ws.id);
-    state.store.create_workspace(&ws, &key, &hash_token(&secret)).await?;
+    state.store.create_workspace(&ws, &key, &hash_token(&secret), state.config.plans.max_workspaces).await?;
     state.config_changed();
     let change = Change::new("workspace.create", "workspace", &ws.id)
         .in_workspace(&ws.id)
@@ -185,10 +228,21 @@ async fn update_workspace(
     let ws_id = path_id(&id, WorkspaceId::parse, "workspace")?;
     principal.operator_in(&ws_id, Access::Manage)?;
     let (_, mut ws) = visible_workspace(&state, &principal, &id, Access::Manage).await?;
-    let changed: Vec<&str> = [("name", body.name.is_some()), ("description", body.description.is_some())]
-        .into_iter()
-        .filter_map(|(f, g)| g.then_some(f))
-        .collect();
+    let changed: Vec<&str> = [
+        ("name", body.name.is_some()),
+        ("description", body.description.is_some()),
+        ("plan", body.plan.is_some()),
+        ("limits", body.limits.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, g)| g.then_some(f))
+    .collect();
+    // A workspace's own admins may rename it, never raise its limits.
+    if body.plan.is_some() || body.limits.is_some() {
+        principal
+            .installation(Access::Write)
+            .map_err(|_| ApiError::forbidden("only an installation-wide key may change a workspace's plan or limits"))?;
+    }
     if let Some(name) = body.name {
         check_name(&name, "name")?;
         ws.name = name;
@@ -196,8 +250,18 @@ async fn update_workspace(
     if let Some(description) = body.description {
         ws.description = description;
     }
+    if let Some(plan) = body.plan {
+        ws.plan = match plan {
+            Some(name) => Some(existing_plan(&state, &name, "plan").await?),
+            None => None,
+        };
+    }
+    if let Some(limits) = &body.limits {
+        ws.limit_overrides = overrides(limits)?;
+    }
     ws.updated_at = switchyard_core::now_millis();
     state.store.update_workspace(&ws).await?;
+    state.config_changed();
     let change =
         Change::new("workspace.update", "workspace", &ws.id).in_workspace(&ws.id).summary(json!({"name": ws.name, "fields": changed}));
     Ok((change, Json(ws.into())))

@@ -53,6 +53,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 if state.config.retention.is_some() {
                     prune(&state, &stop).await;
                 }
+                prune_by_plan(&state, &stop).await;
                 prune_audit(&state, &stop).await;
             }
         }
@@ -84,18 +85,65 @@ async fn prune_audit(state: &AppState, stop: &CancellationToken) {
     }
 }
 
-/// Deletes finished history older than the retention, a batch at a time.
+/// Deletes finished history older than the installation's retention, a batch at a time.
 async fn prune(state: &AppState, stop: &CancellationToken) {
     let Some(keep) = state.config.retention else { return };
     let before = switchyard_core::now_millis() - keep.as_millis() as i64;
+    prune_before(state, stop, before, None).await;
+}
+
+/// Deletes each workspace's finished history older than its plan's `retention_days`.
+async fn prune_by_plan(state: &AppState, stop: &CancellationToken) {
+    let mut page = switchyard_store::Page { limit: 200, before: None };
+    loop {
+        let workspaces = match state.store.list_workspaces(&switchyard_store::Scope::All, &page).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing workspaces for retention failed");
+                return;
+            }
+        };
+        for ws in &workspaces {
+            if stop.is_cancelled() {
+                return;
+            }
+            let limits = match state.cache.limits(&*state.store, &ws.id, state.config.plans.default_plan.as_deref()).await {
+                Ok(Some(l)) => l,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, workspace = %ws.id, "reading a workspace's limits failed");
+                    continue;
+                }
+            };
+            if let Some(days) = limits.retention_days {
+                let before = switchyard_core::now_millis() - i64::from(days) * 86_400_000;
+                prune_before(state, stop, before, Some(&ws.id)).await;
+            }
+        }
+        match workspaces.last() {
+            Some(last) if workspaces.len() == page.limit as usize => page.before = Some(last.id.to_string()),
+            _ => return,
+        }
+    }
+}
+
+/// Deletes finished history received before `before` (of one workspace, or all), a batch per
+/// transaction so that ingestion and delivery never wait long behind it.
+async fn prune_before(
+    state: &AppState,
+    stop: &CancellationToken,
+    before: switchyard_core::Millis,
+    ws: Option<&switchyard_core::ids::WorkspaceId>,
+) {
     let mut total = 0;
     while !stop.is_cancelled() {
-        match state.store.prune_history(before, RETENTION_BATCH).await {
+        match state.store.prune_history(before, RETENTION_BATCH, ws).await {
             Ok(n) => {
                 total += n;
                 if n < RETENTION_BATCH as u64 {
                     break;
                 }
+                tokio::task::yield_now().await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pruning history failed");
@@ -104,7 +152,10 @@ async fn prune(state: &AppState, stop: &CancellationToken) {
         }
     }
     if total > 0 {
-        tracing::info!(events = total, "pruned history past its retention");
+        match ws {
+            Some(ws) => tracing::info!(events = total, workspace = %ws, "pruned history past the workspace's retention"),
+            None => tracing::info!(events = total, "pruned history past its retention"),
+        }
         metrics::counter!("switchyard_events_pruned_total").increment(total);
     }
 }

@@ -188,6 +188,14 @@ async fn fixture(app: &TestApp, elsewhere: &Workspace, elsewhere_key: &str, else
         .await;
     let rule = app.rule(&ws, &conn, "order.*", json!({})).await;
     app.ok(Method::PUT, &format!("/workspaces/{}/event-types/order.created", ws.id), Some(json!({"description": "An order"})), 200).await;
+    // A plan made through the API (each fixture its own, so deleting it in one run leaves the next one's).
+    app.ok(
+        Method::PUT,
+        "/plans/fixture-plan",
+        Some(json!({"limits": {"connections": 100}})),
+        if app_has_plan(app).await { 200 } else { 201 },
+    )
+    .await;
     let event = app.emit_ok(&ws, json!({"event": "order.created", "payload": {"n": 1}})).await;
     let deliveries = app.ok(Method::GET, &format!("/workspaces/{}/deliveries", ws.id), None, 200).await;
     let delivery = deliveries["data"][0]["id"].as_str().expect("the event made a delivery").to_owned();
@@ -273,7 +281,7 @@ impl Fixture {
             .replace("{ws}", &self.ws.id)
             .replace("{id}", &id)
             .replace("{key_id}", &self.publishable_key_id)
-            .replace("{name}", "order.created")
+            .replace("{name}", if rest.starts_with("/plans/") { "fixture-plan" } else { "order.created" })
             .replace("{set}", "lists");
         assert!(!url.contains('{'), "the matrix does not know how to fill {}", op.path);
         if op.path == "/api/v1/audit-log" {
@@ -306,6 +314,7 @@ impl Fixture {
             ("PATCH", "/rules/{id}") => json!({"name": "renamed", "active": false}),
             ("POST", "/rules/{id}/test") => json!({}),
             ("PUT", "/workspaces/{ws}/event-types/{name}") => json!({"description": "An order, again"}),
+            ("PUT", "/plans/{name}") => json!({"description": "Again", "limits": {"connections": 50}}),
             ("POST", "/deliveries/{id}/replay") => json!({}),
             ("POST", "/workspaces/{ws}/replay") => json!({"status": "succeeded"}),
             ("POST", "/sessions") => json!({"workspace_id": ws, "role": "viewer"}),
@@ -320,6 +329,11 @@ impl Fixture {
         };
         Some(body)
     }
+}
+
+/// Whether the fixture's plan exists already (fixtures are made more than once on one node).
+async fn app_has_plan(app: &TestApp) -> bool {
+    app.admin(Method::GET, "/plans/fixture-plan", None).await.0 == axum::http::StatusCode::OK
 }
 
 /// Signs in to the console with the admin key, as its sign-in form does; returns the session's id.

@@ -169,6 +169,7 @@ pub fn merge(base: &mut Value, extra: Value) {
     }
 }
 
+#[derive(Clone)]
 pub struct Workspace {
     pub id: String,
     pub pk: String,

@@ -10,6 +10,7 @@ mod hardening;
 mod harness;
 mod ingest;
 mod isolation;
+mod limits;
 mod management;
 mod oauth;
 mod operators;

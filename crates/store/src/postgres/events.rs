@@ -91,25 +91,84 @@ impl EventStore for PostgresStore {
                 outcomes.push(IngestOutcome::Created);
             }
         }
+        let (month, _, _) = switchyard_core::limits::month_of(now);
+        let caps = crate::quota::capped(batch, &outcomes);
+        if !caps.is_empty() {
+            // Each capped workspace's count, locked until commit (in id order, so two batches
+            // never wait on each other crosswise): a racing node waits, then sees this batch's.
+            let mut used = HashMap::new();
+            for ws in caps.keys() {
+                sqlx::query("INSERT INTO usage_months (workspace_id, month, events) VALUES ($1, $2, 0) ON CONFLICT (workspace_id, month) DO NOTHING")
+                    .bind(ws)
+                    .bind(&month)
+                    .execute(&mut *tx)
+                    .await?;
+                let n: i64 = sqlx::query_scalar("SELECT events FROM usage_months WHERE workspace_id = $1 AND month = $2 FOR UPDATE")
+                    .bind(ws)
+                    .bind(&month)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                used.insert(ws.clone(), n.max(0) as u64);
+            }
+            crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
+            // A refused event's idempotency key was claimed above: let it go, so a retry next month counts.
+            let (mut ws, mut keys, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+            for (new, outcome) in batch.iter().zip(&outcomes) {
+                if let (IngestOutcome::OverQuota, Some(key)) = (outcome, new.idempotency_key.as_deref()) {
+                    ws.push(new.event.workspace_id.as_str());
+                    keys.push(key);
+                    ids.push(new.event.id.as_str());
+                }
+            }
+            if !ids.is_empty() {
+                sqlx::query(
+                    "DELETE FROM idempotency_keys k USING UNNEST($1::text[], $2::text[], $3::text[]) AS t(w, k2, e)
+                     WHERE k.workspace_id = t.w AND k.key = t.k2 AND k.event_id = t.e",
+                )
+                .bind(&ws)
+                .bind(&keys)
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         let created: Vec<&NewEvent> =
             batch.iter().zip(&outcomes).filter(|(_, o)| matches!(o, IngestOutcome::Created)).map(|(n, _)| n).collect();
         insert_events(&mut tx, &created).await?;
         if insert_deliveries(&mut tx, &created, now).await? > 0 {
             notify_due(&mut tx).await?;
         }
+        // Usage, counted with what it counts; last, so its rows are held only until the commit.
+        let stored = crate::quota::stored_per_workspace(batch, &outcomes);
+        if !stored.is_empty() {
+            let (ws, counts): (Vec<String>, Vec<i64>) = stored.into_iter().unzip();
+            let day = switchyard_core::limits::day_of(now);
+            for (table, column, period) in [("usage_months", "month", &month), ("usage_days", "day", &day)] {
+                sqlx::query(&format!(
+                    "INSERT INTO {table} (workspace_id, {column}, events) SELECT w, $3, n FROM UNNEST($1::text[], $2::bigint[]) AS t(w, n)
+                     ON CONFLICT (workspace_id, {column}) DO UPDATE SET events = {table}.events + EXCLUDED.events"
+                ))
+                .bind(&ws)
+                .bind(&counts)
+                .bind(period)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
         Ok(outcomes)
     }
 
-    async fn prune_history(&self, before: Millis, limit: u32) -> Result<u64> {
+    async fn prune_history(&self, before: Millis, limit: u32, ws: Option<&WorkspaceId>) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM events e WHERE id < $1 AND NOT EXISTS (
+            "SELECT id FROM events e WHERE id < $1 AND (CAST($3 AS TEXT) IS NULL OR workspace_id = $3) AND NOT EXISTS (
                 SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN ('pending', 'delivering', 'retrying'))
              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(crate::event_id_floor(before))
         .bind(limit as i64)
+        .bind(ws.map(|w| w.as_str()))
         .fetch_all(&mut *tx)
         .await?;
         if ids.is_empty() {

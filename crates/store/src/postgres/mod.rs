@@ -29,6 +29,7 @@ mod config_tables {
     crate::shared::event_types::impl_event_type_store!(PostgresStore, sqlx::Postgres);
     crate::shared::operators::impl_operator_store!(PostgresStore, sqlx::Postgres);
     crate::shared::console::impl_console_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::limits::impl_limit_store!(PostgresStore, sqlx::Postgres);
 }
 
 use crate::migrate::{statements, POSTGRES};
@@ -103,6 +104,13 @@ impl PostgresStore {
 
     async fn refresh_event_status(tx: &mut Transaction<'_, Postgres>, event_id: &str) -> Result<()> {
         events::refresh_event_status(tx, event_id).await
+    }
+
+    /// Serialises, across nodes, the creations a limit counts under `key` (a workspace's id, or
+    /// `workspaces`), until the transaction ends: two at once cannot both take the last place.
+    async fn lock_for_limits(tx: &mut Transaction<'_, Postgres>, key: &str) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))").bind(key).execute(&mut **tx).await?;
+        Ok(())
     }
 }
 

@@ -6,8 +6,13 @@ macro_rules! impl_connection_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl crate::ConnectionStore for $store {
-            async fn create_connection(&self, c: &Connection) -> Result<()> {
+            async fn create_connection(&self, c: &Connection, max: Option<u32>) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
+                if max.is_some() {
+                    Self::lock_for_limits(&mut tx, c.workspace_id.as_str()).await?;
+                    Self::check_limit(&mut tx, "connections", max, "SELECT COUNT(*) FROM connections WHERE workspace_id = $1", &[c.workspace_id.as_str()])
+                        .await?;
+                }
                 sqlx::query(
                     "INSERT INTO connections (id, workspace_id, kind, name, config, credentials_sealed, signing_secret_sealed,
                         previous_secret_sealed, previous_secret_expires_at, retry_policy, timeout_ms, max_in_flight, created_at, updated_at,

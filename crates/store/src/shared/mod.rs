@@ -6,6 +6,7 @@ pub(crate) mod console;
 pub(crate) mod credentials;
 pub(crate) mod event_types;
 pub(crate) mod history;
+pub(crate) mod limits;
 pub(crate) mod operators;
 pub(crate) mod rules;
 pub(crate) mod workspaces;

@@ -6,8 +6,15 @@ macro_rules! impl_rule_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl crate::RuleStore for $store {
-            async fn create_rule(&self, r: &Rule) -> Result<()> {
+            async fn create_rule(&self, r: &Rule, caps: crate::RuleCaps) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
+                if caps.per_workspace.is_some() || caps.per_event_type.is_some() {
+                    Self::lock_for_limits(&mut tx, r.workspace_id.as_str()).await?;
+                    let live = "SELECT COUNT(*) FROM rules WHERE workspace_id = $1 AND deleted_at IS NULL";
+                    Self::check_limit(&mut tx, "rules_per_workspace", caps.per_workspace, live, &[r.workspace_id.as_str()]).await?;
+                    let same = "SELECT COUNT(*) FROM rules WHERE workspace_id = $1 AND deleted_at IS NULL AND event = $2";
+                    Self::check_limit(&mut tx, "rules_per_event_type", caps.per_event_type, same, &[r.workspace_id.as_str(), &r.event]).await?;
+                }
                 sqlx::query(
                     "INSERT INTO rules (id, workspace_id, name, event, connection_id, action, action_config, conditions, active, created_at, updated_at,
                         resource, resource_id)

@@ -6,16 +6,24 @@ macro_rules! impl_workspace_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl crate::WorkspaceStore for $store {
-            async fn create_workspace(&self, ws: &Workspace, key: &PublishableKey, key_hash: &str) -> Result<()> {
+            async fn create_workspace(&self, ws: &Workspace, key: &PublishableKey, key_hash: &str, max: Option<u32>) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
-                sqlx::query("INSERT INTO workspaces (id, name, description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(ws.id.as_str())
-                    .bind(&ws.name)
-                    .bind(&ws.description)
-                    .bind(ws.created_at)
-                    .bind(ws.updated_at)
-                    .execute(&mut *tx)
-                    .await?;
+                if max.is_some() {
+                    Self::lock_for_limits(&mut tx, "workspaces").await?;
+                    Self::check_limit(&mut tx, "workspaces", max, "SELECT COUNT(*) FROM workspaces", &[]).await?;
+                }
+                sqlx::query(
+                    "INSERT INTO workspaces (id, name, description, plan, limit_overrides, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(ws.id.as_str())
+                .bind(&ws.name)
+                .bind(&ws.description)
+                .bind(&ws.plan)
+                .bind(serde_json::Value::Object(ws.limit_overrides.clone()).to_string())
+                .bind(ws.created_at)
+                .bind(ws.updated_at)
+                .execute(&mut *tx)
+                .await?;
                 Self::insert_publishable_key(&mut tx, key, key_hash).await?;
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
@@ -42,13 +50,19 @@ macro_rules! impl_workspace_store {
             }
 
             async fn update_workspace(&self, ws: &Workspace) -> Result<()> {
-                sqlx::query("UPDATE workspaces SET name = $1, description = $2, updated_at = $3 WHERE id = $4")
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("UPDATE workspaces SET name = $1, description = $2, plan = $3, limit_overrides = $4, updated_at = $5 WHERE id = $6")
                     .bind(&ws.name)
                     .bind(&ws.description)
+                    .bind(&ws.plan)
+                    .bind(serde_json::Value::Object(ws.limit_overrides.clone()).to_string())
                     .bind(ws.updated_at)
                     .bind(ws.id.as_str())
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await?;
+                // Limits are cached beside keys and rules: the plan may have changed.
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
                 Ok(())
             }
 

@@ -50,10 +50,38 @@ impl EventStore for SqliteStore {
                 }
             }
         }
+        let (month, _, _) = switchyard_core::limits::month_of(now);
+        let caps = crate::quota::capped(batch, &outcomes);
+        if !caps.is_empty() {
+            let mut used = HashMap::new();
+            for ws in caps.keys() {
+                let n: Option<i64> = sqlx::query_scalar("SELECT events FROM usage_months WHERE workspace_id = ? AND month = ?")
+                    .bind(ws)
+                    .bind(&month)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                used.insert(ws.clone(), n.unwrap_or(0).max(0) as u64);
+            }
+            crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
+        }
         let created: Vec<&NewEvent> =
             batch.iter().zip(&outcomes).filter(|(_, o)| matches!(o, IngestOutcome::Created)).map(|(n, _)| n).collect();
         insert_events(&mut tx, &created).await?;
         insert_deliveries(&mut tx, &created, now).await?;
+        let day = switchyard_core::limits::day_of(now);
+        for (ws, n) in crate::quota::stored_per_workspace(batch, &outcomes) {
+            for (table, column, period) in [("usage_months", "month", &month), ("usage_days", "day", &day)] {
+                sqlx::query(&format!(
+                    "INSERT INTO {table} (workspace_id, {column}, events) VALUES (?, ?, ?)
+                     ON CONFLICT (workspace_id, {column}) DO UPDATE SET events = {table}.events + excluded.events"
+                ))
+                .bind(&ws)
+                .bind(period)
+                .bind(n)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         for new in created.iter().filter(|n| n.idempotency_key.is_some()) {
             sqlx::query(
                 "INSERT INTO idempotency_keys (workspace_id, key, event_id, expires_at) VALUES (?, ?, ?, ?)
@@ -70,14 +98,16 @@ impl EventStore for SqliteStore {
         Ok(outcomes)
     }
 
-    async fn prune_history(&self, before: Millis, limit: u32) -> Result<u64> {
+    async fn prune_history(&self, before: Millis, limit: u32, ws: Option<&WorkspaceId>) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM events e WHERE id < ? AND NOT EXISTS (
+            "SELECT id FROM events e WHERE id < ? AND (CAST(? AS TEXT) IS NULL OR workspace_id = ?) AND NOT EXISTS (
                 SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN ('pending', 'delivering', 'retrying'))
              ORDER BY id LIMIT ?",
         )
         .bind(crate::event_id_floor(before))
+        .bind(ws.map(|w| w.as_str()))
+        .bind(ws.map(|w| w.as_str()))
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;

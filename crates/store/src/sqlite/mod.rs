@@ -26,6 +26,7 @@ mod config_tables {
     crate::shared::event_types::impl_event_type_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::operators::impl_operator_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::console::impl_console_store!(SqliteStore, sqlx::Sqlite);
+    crate::shared::limits::impl_limit_store!(SqliteStore, sqlx::Sqlite);
 }
 
 use crate::migrate::SQLITE;
@@ -117,6 +118,11 @@ impl SqliteStore {
 
     async fn refresh_event_status(tx: &mut Transaction<'_, Sqlite>, event_id: &str) -> Result<()> {
         events::refresh_event_status(tx, event_id).await
+    }
+
+    /// Nothing to do: the one writer connection already serialises the creations a limit counts.
+    async fn lock_for_limits(_tx: &mut Transaction<'_, Sqlite>, _key: &str) -> Result<()> {
+        Ok(())
     }
 }
 

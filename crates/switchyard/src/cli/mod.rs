@@ -571,7 +571,7 @@ pub async fn workspaces(group: Group<WorkspaceCmd>) -> Outcome {
             ]);
         }
         WorkspaceCmd::Create { name, description } => {
-            let w = client.create_workspace(&NewWorkspace { name, description }).await?;
+            let w = client.create_workspace(&NewWorkspace { name, description, ..NewWorkspace::default() }).await?;
             if json {
                 return show(&w);
             }
@@ -585,7 +585,7 @@ pub async fn workspaces(group: Group<WorkspaceCmd>) -> Outcome {
         }
         WorkspaceCmd::Update { id, name, description } => {
             let description = description.map(|d| Some(d).filter(|d| !d.is_empty()));
-            let w = client.update_workspace(&id, &WorkspaceChanges { name, description }).await?;
+            let w = client.update_workspace(&id, &WorkspaceChanges { name, description, ..WorkspaceChanges::default() }).await?;
             done(json, format!("updated {}", w.id), serde_json::to_value(&w).unwrap_or_default());
         }
         WorkspaceCmd::Delete { id, yes } => {
