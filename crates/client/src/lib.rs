@@ -414,6 +414,34 @@ impl Client {
         self.delete(&format!("/workspaces/{}/event-types/{}", seg(workspace), seg(name))).await
     }
 
+    // --- plans and usage ---------------------------------------------------------------------
+
+    pub async fn list_plans(&self) -> Result<PlanList> {
+        self.get("/plans", &[]).await
+    }
+
+    pub async fn get_plan(&self, name: &str) -> Result<Plan> {
+        self.get(&format!("/plans/{}", seg(name)), &[]).await
+    }
+
+    /// Creates or replaces a plan (installation keys).
+    pub async fn put_plan(&self, name: &str, plan: &PlanDefinition) -> Result<Plan> {
+        self.send(Method::PUT, &format!("/plans/{}", seg(name)), Some(plan), None).await
+    }
+
+    pub async fn delete_plan(&self, name: &str) -> Result<()> {
+        self.delete(&format!("/plans/{}", seg(name))).await
+    }
+
+    /// This month's events, connections and rules against the limits in force.
+    pub async fn workspace_usage(&self, workspace: &str) -> Result<WorkspaceUsage> {
+        self.get(&format!("/workspaces/{}/usage", seg(workspace)), &[]).await
+    }
+
+    pub async fn installation_usage(&self) -> Result<InstallationUsage> {
+        self.get("/usage", &[]).await
+    }
+
     // --- any other call ----------------------------------------------------------------------
 
     /// Any API call, by path under `/api/v1`, answering the JSON as it came (`Null` for 204).

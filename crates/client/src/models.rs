@@ -528,6 +528,101 @@ pub struct EventTypeDeclaration {
     pub example: Option<Value>,
 }
 
+/// A plan: a named set of limits that workspaces are put on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Plan {
+    pub name: String,
+    pub description: Option<String>,
+    /// `events_per_month`, `connections`, ...; a limit left out is no limit.
+    pub limits: Value,
+    /// `config` (the plans file; read-only through the API) or `api`.
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct PlanList {
+    pub data: Vec<Plan>,
+    pub default_plan: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlanDefinition {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub limits: Value,
+}
+
+/// A count against its limit (`None`: no limit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Counted {
+    pub used: u64,
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct MonthEvents {
+    pub used: u64,
+    pub limit: Option<u64>,
+    pub resets_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Period {
+    /// `2026-12` (UTC).
+    pub month: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct DayCount {
+    pub day: String,
+    pub events: u64,
+}
+
+/// A workspace's month against the limits in force.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct WorkspaceUsage {
+    pub workspace_id: String,
+    pub plan: Option<String>,
+    pub limits: Value,
+    pub period: Period,
+    pub events: MonthEvents,
+    pub connections: Counted,
+    pub rules: Counted,
+    /// The last 90 days, oldest first.
+    pub daily: Vec<DayCount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct BusyWorkspace {
+    pub workspace_id: String,
+    pub name: String,
+    pub plan: Option<String>,
+    pub events: u64,
+    pub limit: Option<u64>,
+}
+
+/// The installation's month.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct InstallationUsage {
+    pub period: Period,
+    pub events: u64,
+    pub workspaces: Counted,
+    pub busiest: Vec<BusyWorkspace>,
+}
+
 /// One field of a validation error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {

@@ -742,7 +742,7 @@ mod tests {
     #[test]
     fn every_tool_has_a_description_a_schema_and_hints() {
         let tools = Tools::tool_router().list_all();
-        assert!(tools.len() >= 25, "{}", tools.len());
+        assert!(tools.len() >= 27, "{}", tools.len());
         for tool in &tools {
             assert!(tool.description.as_deref().is_some_and(|d| d.len() > 10), "{}", tool.name);
             assert_eq!(tool.input_schema.get("type").and_then(Value::as_str), Some("object"), "{}", tool.name);

@@ -63,6 +63,11 @@ enum Command {
     /// List and declare a workspace's event types.
     #[command(name = "event-types")]
     EventTypes(Group<cli::EventTypeCmd>),
+    /// Manage plans: named sets of limits that workspaces are put on (installation keys).
+    #[command(alias = "plan")]
+    Plans(Group<cli::PlanCmd>),
+    /// A workspace's month against its limits (or, with --installation, the installation's).
+    Usage(cli::UsageArgs),
     /// Save and show the server, keys and workspace the commands above use.
     #[command(alias = "profiles")]
     Profile(Group<cli::ProfileCmd>),
@@ -223,6 +228,8 @@ fn main() -> std::process::ExitCode {
         Command::Sessions(g) => runtime.block_on(cli::sessions(g)),
         Command::EventTypes(g) => runtime.block_on(cli::event_types(g)),
         Command::Profile(g) => cli::profiles(g),
+        Command::Plans(g) => runtime.block_on(cli::plans(g)),
+        Command::Usage(args) => runtime.block_on(cli::usage(args)),
         Command::Mcp { target } => runtime.block_on(async {
             let profile = cli::profile::resolve(&target)?;
             let client = cli::admin_client(&profile)?;

@@ -387,3 +387,39 @@ async fn shell_completions_name_the_commands() {
         }
     }
 }
+
+#[tokio::test]
+async fn plans_and_usage_from_the_command_line() {
+    let data = data().await;
+    let node = start(&data);
+    let cli = Cli::new(&node.base, ADMIN);
+    let plan =
+        cli.json(&["plans", "set", "tiny", "--limits", r#"{"events_per_month": 2, "connections": 1}"#, "--description", "For tests"]).await;
+    assert_eq!(plan["source"], "api");
+    let ws = cli.json(&["workspaces", "create", "--name", "on-tiny", "--plan", "tiny"]).await;
+    assert_eq!(ws["plan"], "tiny");
+    let pk = ws["publishable_key"]["key"].as_str().unwrap().to_owned();
+    let cli = cli.with("SWITCHYARD_WORKSPACE", ws["id"].as_str().unwrap());
+    let product = cli.with("SWITCHYARD_PUBLISHABLE_KEY", &pk);
+    for i in 0..2 {
+        product.json(&["events", "emit", "user.created", "--payload", &format!(r#"{{"i":{i}}}"#)]).await;
+    }
+    let over = product.run(&["events", "emit", "user.created"]).await;
+    assert_eq!(over.code, 6, "past the cap: worth trying again later ({})", over.stderr);
+    assert!(over.stderr.contains("quota_exceeded") && over.stderr.contains("events_per_month"), "{}", over.stderr);
+
+    let usage = cli.json(&["usage"]).await;
+    assert_eq!((usage["events"]["used"].as_u64(), usage["events"]["limit"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(usage["plan"], "tiny");
+    let human = cli.run(&["usage"]).await;
+    assert!(human.stdout.contains("2 of 2"), "{}", human.stdout);
+    let installation = cli.json(&["usage", "--installation"]).await;
+    assert_eq!(installation["events"], 2);
+
+    // Lifting the workspace's own limit lets events in again.
+    cli.json(&["workspaces", "update", ws["id"].as_str().unwrap(), "--limits", r#"{"events_per_month": null}"#]).await;
+    product.json(&["events", "emit", "user.created"]).await;
+    let listed = cli.json(&["plans", "list"]).await;
+    assert!(listed["data"].as_array().unwrap().iter().any(|p| p["name"] == "tiny"));
+    assert_eq!(cli.run(&["plans", "delete", "tiny", "--yes"]).await.code, 5, "a workspace is on it: 409");
+}

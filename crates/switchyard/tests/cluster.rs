@@ -184,3 +184,51 @@ async fn an_api_node_accepts_and_a_worker_node_delivers() {
     }
     println!("api → worker delivery took {:?}", sent.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monthly_cap_holds_exactly_across_three_nodes() {
+    const CAP: u64 = 250;
+    let data = postgres_data().await;
+    let plans = data.dir.path().join("plans.toml");
+    std::fs::write(&plans, format!("default_plan = \"small\"\n[plans.small]\nevents_per_month = {CAP}\n")).unwrap();
+    let plans = plans.to_str().unwrap().to_owned();
+    let nodes: Vec<Node> = (0..3)
+        .map(|_| start_custom(&data, &["--role", "api"], &[("SWITCHYARD_PLANS_FILE", Some(&plans))], std::process::Stdio::inherit()))
+        .collect();
+    let client = reqwest::Client::new();
+    let ws = admin(&client, reqwest::Method::POST, &format!("{}/api/v1/workspaces", nodes[0].base), Some(json!({"name": "capped"}))).await;
+    let pk = ws["publishable_key"]["key"].as_str().unwrap().to_owned();
+
+    // Four senders per node, each with bulk requests of five: 1,200 events racing for 250 places.
+    let mut senders = tokio::task::JoinSet::new();
+    for node in &nodes {
+        for s in 0..4 {
+            let (client, base, pk) = (client.clone(), node.base.clone(), pk.clone());
+            senders.spawn(async move {
+                let mut accepted = Vec::new();
+                for i in 0..20 {
+                    let batch: Vec<Value> = (0..5).map(|j| json!({"event": "race", "payload": {"s": s, "i": i, "j": j}})).collect();
+                    let res = client.post(format!("{base}/api/v1/events/bulk")).bearer_auth(&pk).json(&batch).send().await.unwrap();
+                    let status = res.status().as_u16();
+                    let body: Value = res.json().await.unwrap();
+                    if status == 429 {
+                        assert_eq!(body["error"]["code"], "quota_exceeded");
+                        continue;
+                    }
+                    accepted.extend(body["results"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str().map(str::to_owned)));
+                }
+                accepted
+            });
+        }
+    }
+    let mut accepted = HashSet::new();
+    while let Some(ids) = senders.join_next().await {
+        accepted.extend(ids.unwrap());
+    }
+    assert_eq!(accepted.len() as u64, CAP, "exactly the cap across the cluster");
+    let usage =
+        admin(&client, reqwest::Method::GET, &format!("{}/api/v1/workspaces/{}/usage", nodes[2].base, ws["id"].as_str().unwrap()), None)
+            .await;
+    assert_eq!(usage["events"]["used"], CAP);
+    assert_eq!(usage["events"]["limit"], CAP);
+}

@@ -123,8 +123,14 @@ pub enum WorkspaceCmd {
         name: String,
         #[arg(long)]
         description: Option<String>,
+        /// Its plan (installation keys; the default plan when left out).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Its own limits over the plan's, as JSON, e.g. '{"connections": 20}'.
+        #[arg(long)]
+        limits: Option<String>,
     },
-    /// Rename a workspace or change its description.
+    /// Rename a workspace, change its description, or (installation keys) its plan and limits.
     Update {
         id: String,
         #[arg(long)]
@@ -132,6 +138,12 @@ pub enum WorkspaceCmd {
         /// The new description; "" clears it.
         #[arg(long)]
         description: Option<String>,
+        /// Another plan; "" puts it back on the default plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// Replaces its own limits, as JSON ('{}' removes them; null for one lifts it).
+        #[arg(long)]
+        limits: Option<String>,
     },
     /// Delete a workspace and everything in it.
     Delete {
@@ -422,6 +434,38 @@ pub enum EventTypeCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum PlanCmd {
+    /// List the plans, and the default one.
+    List,
+    /// Show one plan.
+    Show { name: String },
+    /// Create or replace a plan (not one from the plans file).
+    Set {
+        name: String,
+        /// The limits as JSON, e.g. '{"events_per_month": 10000, "connections": 3}'; one left out is no limit.
+        #[arg(long)]
+        limits: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a plan no workspace is on.
+    Delete {
+        name: String,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct UsageArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The installation's month instead of one workspace's.
+    #[arg(long)]
+    pub installation: bool,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ProfileCmd {
     /// Save the given --url, --api-key, --publishable-key and --workspace as a profile.
     Save {
@@ -570,8 +614,9 @@ pub async fn workspaces(group: Group<WorkspaceCmd>) -> Outcome {
                 ("updated", time(&w.updated_at)),
             ]);
         }
-        WorkspaceCmd::Create { name, description } => {
-            let w = client.create_workspace(&NewWorkspace { name, description, ..NewWorkspace::default() }).await?;
+        WorkspaceCmd::Create { name, description, plan, limits } => {
+            let new = NewWorkspace { name, description, plan, limits: opt_json("limits", &limits)? };
+            let w = client.create_workspace(&new).await?;
             if json {
                 return show(&w);
             }
@@ -583,9 +628,11 @@ pub async fn workspaces(group: Group<WorkspaceCmd>) -> Outcome {
             ]);
             eprintln!("\nThe publishable key is shown only now: store it where your product can read it.");
         }
-        WorkspaceCmd::Update { id, name, description } => {
+        WorkspaceCmd::Update { id, name, description, plan, limits } => {
             let description = description.map(|d| Some(d).filter(|d| !d.is_empty()));
-            let w = client.update_workspace(&id, &WorkspaceChanges { name, description, ..WorkspaceChanges::default() }).await?;
+            let plan = plan.map(|p| Some(p).filter(|p| !p.is_empty()));
+            let changes = WorkspaceChanges { name, description, plan, limits: opt_json("limits", &limits)? };
+            let w = client.update_workspace(&id, &changes).await?;
             done(json, format!("updated {}", w.id), serde_json::to_value(&w).unwrap_or_default());
         }
         WorkspaceCmd::Delete { id, yes } => {
@@ -1112,6 +1159,100 @@ pub async fn event_types(group: Group<EventTypeCmd>) -> Outcome {
             done(json, format!("declared {}", e.name), serde_json::to_value(&e).unwrap_or_default());
         }
     }
+    Ok(())
+}
+
+pub async fn plans(group: Group<PlanCmd>) -> Outcome {
+    let p = profile::resolve(&group.target)?;
+    let json = group.target.json;
+    let client = admin_client(&p)?;
+    match group.command {
+        PlanCmd::List => {
+            let list = client.list_plans().await?;
+            if json {
+                return show(&list);
+            }
+            let mut t = Table::new(&["PLAN", "SOURCE", "LIMITS", "DESCRIPTION"]);
+            for plan in &list.data {
+                let default = if list.default_plan.as_deref() == Some(plan.name.as_str()) { " (default)" } else { "" };
+                t.row(vec![format!("{}{default}", plan.name), plan.source.clone(), compact(&plan.limits), opt(&plan.description)]);
+            }
+            t.print("no plans: nothing is limited", None);
+        }
+        PlanCmd::Show { name } => {
+            let plan = client.get_plan(&name).await?;
+            if json {
+                return show(&plan);
+            }
+            record(&[
+                ("plan", plan.name),
+                ("source", plan.source),
+                ("limits", compact(&plan.limits)),
+                ("description", opt(&plan.description)),
+                ("updated", time(&plan.updated_at)),
+            ]);
+        }
+        PlanCmd::Set { name, limits, description } => {
+            let plan = client.put_plan(&name, &PlanDefinition { description, limits: json_arg("limits", &limits)? }).await?;
+            done(json, format!("plan {} set: {}", plan.name, compact(&plan.limits)), serde_json::to_value(&plan).unwrap_or_default());
+        }
+        PlanCmd::Delete { name, yes } => {
+            confirm(yes, &format!("Delete plan {name}"))?;
+            client.delete_plan(&name).await?;
+            done(json, format!("deleted {name}"), serde_json::json!({"deleted": name}));
+        }
+    }
+    Ok(())
+}
+
+fn counted(used: u64, limit: Option<u64>) -> String {
+    match limit {
+        Some(limit) => format!("{used} of {limit}"),
+        None => format!("{used} (no limit)"),
+    }
+}
+
+pub async fn usage(args: UsageArgs) -> Outcome {
+    let p = profile::resolve(&args.target)?;
+    let json = args.target.json;
+    let client = admin_client(&p)?;
+    if args.installation {
+        let u = client.installation_usage().await?;
+        if json {
+            return show(&u);
+        }
+        record(&[
+            ("month", u.period.month.clone()),
+            ("events", u.events.to_string()),
+            ("workspaces", counted(u.workspaces.used, u.workspaces.limit)),
+        ]);
+        println!();
+        let mut t = Table::new(&["WORKSPACE", "NAME", "PLAN", "EVENTS"]);
+        for w in &u.busiest {
+            t.row(vec![w.workspace_id.clone(), w.name.clone(), opt(&w.plan), counted(w.events, w.limit)]);
+        }
+        t.print("no events this month", None);
+        return Ok(());
+    }
+    let u = client.workspace_usage(workspace(&p)?).await?;
+    if json {
+        return show(&u);
+    }
+    record(&[
+        ("workspace", u.workspace_id.clone()),
+        ("plan", opt(&u.plan)),
+        ("month", u.period.month.clone()),
+        ("events", format!("{} (resets {})", counted(u.events.used, u.events.limit), time(&u.events.resets_at))),
+        ("connections", counted(u.connections.used, u.connections.limit)),
+        ("rules", counted(u.rules.used, u.rules.limit)),
+        ("limits", compact(&u.limits)),
+    ]);
+    println!();
+    let mut t = Table::new(&["DAY", "EVENTS"]);
+    for d in u.daily.iter().rev().take(7) {
+        t.row(vec![d.day.clone(), d.events.to_string()]);
+    }
+    t.print("", None);
     Ok(())
 }
 
