@@ -141,7 +141,7 @@ describe("switchyard mcp (stdio)", () => {
         "list_workspaces", "create_workspace", "list_integrations", "list_connections", "create_connection", "update_connection",
         "delete_connection", "list_rules", "create_rule", "update_rule", "delete_rule", "test_rule", "emit_event", "list_events",
         "get_event", "list_deliveries", "get_delivery", "replay_delivery", "create_session", "list_sessions", "revoke_session",
-        "list_event_types", "declare_event_type",
+        "list_event_types", "declare_event_type", "get_usage",
       ]) {
         assert.ok(names.includes(expected), `${expected} is listed`);
       }
@@ -205,6 +205,10 @@ describe("switchyard mcp (stdio)", () => {
       await until("user.created to be seen", async () =>
         (await call(client, "list_event_types", { workspace_id: ws.id })).data.some((t) => t.name === "user.created"),
       );
+
+      const usage = await call(client, "get_usage", { workspace_id: ws.id });
+      assert.ok(usage.events.used >= 2, JSON.stringify(usage.events));
+      assert.equal(usage.daily.length, 90);
 
       const session = await call(client, "create_session", { workspace_id: ws.id, role: "viewer", external_user_id: "u_1" });
       assert.match(session.launch_url, /\/embed\/launch\//);

@@ -668,6 +668,14 @@ impl Tools {
     }
 
     #[tool(
+        description = "A workspace's month against its plan's limits: events accepted (and when the count resets), connections and rules, and events per day for 90 days.",
+        annotations(title = "Show usage", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_usage(&self, ext: Extensions, Parameters(a): Parameters<WorkspaceArgs>) -> Answer {
+        answer(self.client(&ext)?.workspace_usage(&a.workspace_id).await)
+    }
+
+    #[tool(
         description = "List a workspace's event types: declared ones and those seen in traffic, with counts and the latest sample payload.",
         annotations(title = "List event types", read_only_hint = true, open_world_hint = false)
     )]
@@ -742,7 +750,7 @@ mod tests {
     #[test]
     fn every_tool_has_a_description_a_schema_and_hints() {
         let tools = Tools::tool_router().list_all();
-        assert!(tools.len() >= 27, "{}", tools.len());
+        assert!(tools.len() >= 28, "{}", tools.len());
         for tool in &tools {
             assert!(tool.description.as_deref().is_some_and(|d| d.len() > 10), "{}", tool.name);
             assert_eq!(tool.input_schema.get("type").and_then(Value::as_str), Some("object"), "{}", tool.name);

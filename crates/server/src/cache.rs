@@ -58,6 +58,8 @@ pub struct Cache {
     rules_by_id: RwLock<HashMap<RuleId, Arc<Rule>>>,
     /// Workspace → its effective limits (plan and overrides).
     limits: RwLock<HashMap<WorkspaceId, Arc<switchyard_core::limits::Limits>>>,
+    /// Bumped by every clear: a value read before a clear is not cached after it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 fn read<T: Clone, K: std::hash::Hash + Eq>(lock: &RwLock<HashMap<K, T>>, key: &K) -> Option<T> {
@@ -74,6 +76,7 @@ impl Cache {
         self.rules.write().unwrap_or_else(|p| p.into_inner()).clear();
         self.connections.write().unwrap_or_else(|p| p.into_inner()).clear();
         self.rules_by_id.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.limits.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
@@ -87,9 +90,14 @@ impl Cache {
         if let Some(l) = read(&self.limits, ws) {
             return Ok(Some(l));
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let Some(workspace) = store.get_workspace(&Scope::All, ws).await? else { return Ok(None) };
         let limits = Arc::new(crate::limits::effective(store, &workspace, default_plan).await?);
-        write(&self.limits, ws.clone(), limits.clone());
+        // Read under an older configuration: use it now, but do not keep it.
+        let mut map = self.limits.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::SeqCst) == generation {
+            map.insert(ws.clone(), limits.clone());
+        }
         Ok(Some(limits))
     }
 

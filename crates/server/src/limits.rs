@@ -80,7 +80,14 @@ pub fn plan_name<'a>(ws: &'a Workspace, default_plan: Option<&'a str>) -> Option
 /// exists limits nothing (deleting one that workspaces are on is refused).
 pub async fn effective(store: &dyn Store, ws: &Workspace, default_plan: Option<&str>) -> switchyard_store::Result<Limits> {
     let base = match plan_name(ws, default_plan) {
-        Some(name) => store.get_plan(name).await?.map(|p| p.limits).unwrap_or_default(),
+        Some(name) => match store.get_plan(name).await? {
+            Some(plan) => plan.limits,
+            None => {
+                // Deleting a plan in use is refused, so only a race with that deletion gets here.
+                tracing::error!(workspace = %ws.id, plan = name, "the workspace's plan does not exist: it is not limited by one");
+                Limits::default()
+            }
+        },
         None => Limits::default(),
     };
     Ok(base.with_overrides(&ws.limit_overrides))

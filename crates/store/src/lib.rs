@@ -114,8 +114,9 @@ pub struct NewEvent {
     pub event: Event,
     pub idempotency_key: Option<String>,
     pub deliveries: Vec<NewDelivery>,
-    /// Most events its workspace may accept in the calendar month of `event.received_at`: past
-    /// it, the event is refused ([`IngestOutcome::OverQuota`]) and nothing of it is stored.
+    /// Most events its workspace may accept in the calendar month (UTC) of the batch that stores
+    /// it: past it, the event is refused ([`IngestOutcome::OverQuota`]) and nothing of it is
+    /// stored. `None` (a rule's test event) is counted but never refused.
     pub monthly_cap: Option<u64>,
 }
 

@@ -31,6 +31,8 @@ pub(crate) fn refuse_over_cap(
     let mut refused: HashSet<&str> = HashSet::new();
     for (new, outcome) in batch.iter().zip(outcomes.iter_mut()) {
         match outcome {
+            // An event without a cap (a rule's test) neither takes a place nor is refused.
+            IngestOutcome::Created if new.monthly_cap.is_none() => {}
             IngestOutcome::Created => {
                 let Some(left) = room.get_mut(new.event.workspace_id.as_str()) else { continue };
                 if *left == 0 {
@@ -95,6 +97,15 @@ mod tests {
         assert!(matches!(outcomes[2], IngestOutcome::OverQuota));
         assert!(matches!(outcomes[3], IngestOutcome::OverQuota));
         assert_eq!(stored_per_workspace(&batch, &outcomes), vec![("ws_a".to_owned(), 1), ("ws_b".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn an_event_without_a_cap_is_never_refused_and_takes_no_place() {
+        let batch = vec![event("ws_a", None), event("ws_a", Some(1)), event("ws_a", None)];
+        let mut outcomes = vec![IngestOutcome::Created; 3];
+        let caps = capped(&batch, &outcomes);
+        refuse_over_cap(&batch, &mut outcomes, &caps, &HashMap::from([("ws_a".to_owned(), 0)]));
+        assert!(outcomes.iter().all(|o| matches!(o, IngestOutcome::Created)), "{outcomes:?}");
     }
 
     #[test]

@@ -139,20 +139,20 @@ fn accepted_body(id: &EventId, event: &str, ws: &WorkspaceId, received_at: i64) 
 pub async fn accept(state: &AppState, new: NewEvent) -> ApiResult<EventAccepted> {
     let ws = new.event.workspace_id.clone();
     let cap = new.monthly_cap;
+    let at = new.event.received_at;
     let mine = accepted_body(&new.event.id, &new.event.event, &ws, new.event.received_at);
     let mut outcomes = state.ingest.submit(vec![new]).await?;
     Ok(match outcomes.pop() {
         Some(IngestOutcome::Duplicate { id, event, received_at }) => accepted_body(&id, &event, &ws, received_at),
-        Some(IngestOutcome::OverQuota) => return Err(over_quota(cap.unwrap_or(0))),
+        Some(IngestOutcome::OverQuota) => return Err(over_quota(cap.unwrap_or(0), at)),
         _ => mine,
     })
 }
 
-/// The 429 for an event past its workspace's monthly cap.
-fn over_quota(cap: u64) -> ApiError {
-    let now = switchyard_core::now_millis();
-    let (month, _, resets_at) = switchyard_core::limits::month_of(now);
-    crate::limits::month_used_up(cap, &month, resets_at, now)
+/// The 429 for an event received `at`, past its workspace's monthly cap.
+fn over_quota(cap: u64, at: switchyard_core::Millis) -> ApiError {
+    let (month, _, resets_at) = switchyard_core::limits::month_of(at);
+    crate::limits::month_used_up(cap, &month, resets_at, switchyard_core::now_millis())
 }
 
 fn ingest_workspace(principal: &Principal) -> ApiResult<WorkspaceId> {
@@ -295,6 +295,7 @@ async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBod
     let mut accepted = batch.len();
     if !batch.is_empty() {
         let cap = batch.iter().find_map(|n| n.monthly_cap).unwrap_or(0);
+        let at = batch.first().map(|n| n.event.received_at).unwrap_or_else(switchyard_core::now_millis);
         let outcomes = state.ingest.submit(batch).await?;
         let mut ok_items = results.iter_mut().filter(|r| r.error.is_none());
         for outcome in outcomes {
@@ -306,7 +307,7 @@ async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBod
                 }
                 IngestOutcome::OverQuota => {
                     item.id = None;
-                    item.error = Some(over_quota(cap).body().error);
+                    item.error = Some(over_quota(cap, at).body().error);
                     accepted -= 1;
                 }
                 IngestOutcome::Created => {}
@@ -314,7 +315,7 @@ async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBod
         }
         // Nothing fitted under the monthly cap: the request as a whole is refused, as one event would be.
         if accepted == 0 && results.iter().all(|r| r.error.as_ref().is_some_and(|e| e.code == "quota_exceeded")) {
-            return Err(over_quota(cap));
+            return Err(over_quota(cap, at));
         }
     }
     let rejected = results.len() - accepted;

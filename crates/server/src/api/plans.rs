@@ -198,6 +198,8 @@ async fn workspace_usage(
     principal: Principal,
     Path(ws): Path<String>,
 ) -> ApiResult<Json<WorkspaceUsageOut>> {
+    // The counts are the whole workspace's: not for a session that sees one resource's events.
+    principal.forbid_narrowed("read the workspace's usage")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Read).await?;
     let limits = crate::limits::effective(&*state.store, &ws, state.config.plans.default_plan.as_deref()).await?;
     let now = switchyard_core::now_millis();

@@ -256,6 +256,17 @@ async fn update_rule(
         rule.name = v;
     }
     if let Some(v) = body.event {
+        // Moving a rule to another pattern takes a place there: the plan's cap applies.
+        if v != rule.event {
+            let limits = crate::limits::of(&state, &rule.workspace_id).await?;
+            if limits.rules_per_event_type.is_some() {
+                crate::limits::check(
+                    "rules_per_event_type",
+                    limits.rules_per_event_type,
+                    state.store.count_rules(&rule.workspace_id, Some(&v)).await?,
+                )?;
+            }
+        }
         rule.event = v;
     }
     if let Some(v) = body.connection_id {

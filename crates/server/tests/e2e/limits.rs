@@ -29,6 +29,9 @@ async fn app_with_plans() -> TestApp {
 async fn past_the_monthly_cap_ingestion_answers_429_and_nothing_accepted_is_lost() {
     let app = app_with_plans().await;
     let ws = app.workspace("capped").await;
+    let receiver = Receiver::status(200).await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({})).await;
+    let rule = app.rule(&ws, &conn, "audit.*", json!({})).await;
     let mut accepted = Vec::new();
     for i in 0..5 {
         accepted.push(app.emit_ok(&ws, json!({"event": "user.created", "payload": {"i": i}})).await);
@@ -47,20 +50,27 @@ async fn past_the_monthly_cap_ingestion_answers_429_and_nothing_accepted_is_lost
     let expected = (end - switchyard_core::now_millis()) / 1000;
     assert!((retry_after - expected).abs() <= 2, "Retry-After {retry_after}, month ends in {expected} s");
 
-    // The five are all there; the refused ones are not.
+    // An operator's test is never refused by the cap (it is counted).
+    app.ok(Method::POST, &format!("/rules/{}/test", rule["id"].as_str().unwrap()), Some(json!({})), 202).await;
+
+    // The five are all there (with the test event); the refused ones are not.
     let events = app.ok(Method::GET, &format!("/workspaces/{}/events?limit=50", ws.id), None, 200).await;
-    let mut stored: Vec<String> = events["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    let mut stored: Vec<String> =
+        events["data"].as_array().unwrap().iter().filter(|e| e["test"] == false).map(|e| e["id"].as_str().unwrap().to_owned()).collect();
     stored.sort();
     accepted.sort();
     assert_eq!(stored, accepted);
 
     // Raising the workspace's own limit lets events in again, and the refused key was not used up.
-    app.ok(Method::PATCH, &format!("/workspaces/{}", ws.id), Some(json!({"limits": {"events_per_month": 7}})), 200).await;
+    app.ok(Method::PATCH, &format!("/workspaces/{}", ws.id), Some(json!({"limits": {"events_per_month": 8}})), 200).await;
     let (status, first) = app.emit(&ws, json!({"event": "user.created", "idempotency_key": "late-1"})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "a refused event's key stays free: {first}");
+    let (status, again) = app.emit(&ws, json!({"event": "user.created", "idempotency_key": "late-1"})).await;
+    assert_eq!(status, StatusCode::OK, "and is now this event's: {again}");
+    assert_eq!(again["id"], first["id"]);
     let usage = app.ok(Method::GET, &format!("/workspaces/{}/usage", ws.id), None, 200).await;
-    assert_eq!(usage["events"]["used"], 6);
-    assert_eq!(usage["events"]["limit"], 7);
+    assert_eq!(usage["events"]["used"], 7, "five, the test event and the late one");
+    assert_eq!(usage["events"]["limit"], 8);
     assert_eq!(usage["plan"], "free");
     app.shutdown().await;
 }
@@ -119,7 +129,12 @@ async fn connections_rules_and_workspaces_past_their_caps_answer_422_naming_the_
         .await;
     assert_eq!(status.as_u16(), 422);
     assert_eq!(body["error"]["details"][0]["field"], "limits.rules_per_event_type");
-    app.rule(&ws, &conn, "user.deleted", json!({})).await;
+    let second = app.rule(&ws, &conn, "user.deleted", json!({})).await;
+    // Moving a rule onto a full pattern is refused as creating one there would be.
+    let (status, body) =
+        app.admin(Method::PATCH, &format!("/rules/{}", second["id"].as_str().unwrap()), Some(json!({"event": "user.created"}))).await;
+    assert_eq!(status.as_u16(), 422, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "limits.rules_per_event_type");
     let (status, body) = app
         .admin(
             Method::POST,
@@ -221,6 +236,22 @@ async fn only_an_installation_key_changes_a_workspaces_plan_or_limits() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app.call(Method::GET, "/api/v1/usage", Some(key), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // A session narrowed to one of the product's records sees none of the workspace's counts.
+    let narrowed = app
+        .ok(
+            Method::POST,
+            "/sessions",
+            Some(json!({"workspace_id": ws.id, "role": "viewer", "resource": "account", "resource_id": "a1"})),
+            201,
+        )
+        .await;
+    let token = narrowed["access_token"].as_str().unwrap();
+    let (status, _) = app.call(Method::GET, &format!("/api/v1/workspaces/{}/usage", ws.id), Some(token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let whole = app.ok(Method::POST, "/sessions", Some(json!({"workspace_id": ws.id, "role": "viewer"})), 201).await;
+    let (status, _) =
+        app.call(Method::GET, &format!("/api/v1/workspaces/{}/usage", ws.id), Some(whole["access_token"].as_str().unwrap()), None).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = app.call(Method::PUT, "/api/v1/plans/mine", Some(key), Some(json!({"limits": {}}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     app.shutdown().await;

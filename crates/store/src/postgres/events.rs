@@ -25,7 +25,10 @@ impl EventStore for PostgresStore {
         let mut won: HashSet<(String, String)> = HashSet::new();
         if !first_with_key.is_empty() {
             let (mut ws, mut keys, mut events) = (Vec::new(), Vec::new(), Vec::new());
-            for ((w, k), i) in &first_with_key {
+            // Claimed in one order on every node, so two batches sharing keys never deadlock.
+            let mut claims: Vec<(&(&str, &str), &usize)> = first_with_key.iter().collect();
+            claims.sort_unstable();
+            for ((w, k), i) in claims {
                 ws.push(*w);
                 keys.push(*k);
                 events.push(batch[*i].event.id.as_str());
@@ -92,24 +95,32 @@ impl EventStore for PostgresStore {
             }
         }
         let (month, _, _) = switchyard_core::limits::month_of(now);
+        // The month rows of every workspace this batch stores events for, locked in id order
+        // (so two batches never wait on each other crosswise), before any count is read: a
+        // racing node waits here, then sees this batch's count.
+        let workspaces: Vec<String> = crate::quota::stored_per_workspace(batch, &outcomes).into_iter().map(|(ws, _)| ws).collect();
+        let mut used = HashMap::new();
+        if !workspaces.is_empty() {
+            sqlx::query(
+                "INSERT INTO usage_months (workspace_id, month, events)
+                 SELECT w, $2, 0 FROM UNNEST($1::text[]) AS t(w) ORDER BY w
+                 ON CONFLICT (workspace_id, month) DO NOTHING",
+            )
+            .bind(&workspaces)
+            .bind(&month)
+            .execute(&mut *tx)
+            .await?;
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT workspace_id, events FROM usage_months WHERE month = $2 AND workspace_id = ANY($1) ORDER BY workspace_id FOR UPDATE",
+            )
+            .bind(&workspaces)
+            .bind(&month)
+            .fetch_all(&mut *tx)
+            .await?;
+            used = rows.into_iter().map(|(w, n)| (w, n.max(0) as u64)).collect();
+        }
         let caps = crate::quota::capped(batch, &outcomes);
         if !caps.is_empty() {
-            // Each capped workspace's count, locked until commit (in id order, so two batches
-            // never wait on each other crosswise): a racing node waits, then sees this batch's.
-            let mut used = HashMap::new();
-            for ws in caps.keys() {
-                sqlx::query("INSERT INTO usage_months (workspace_id, month, events) VALUES ($1, $2, 0) ON CONFLICT (workspace_id, month) DO NOTHING")
-                    .bind(ws)
-                    .bind(&month)
-                    .execute(&mut *tx)
-                    .await?;
-                let n: i64 = sqlx::query_scalar("SELECT events FROM usage_months WHERE workspace_id = $1 AND month = $2 FOR UPDATE")
-                    .bind(ws)
-                    .bind(&month)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                used.insert(ws.clone(), n.max(0) as u64);
-            }
             crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
             // A refused event's idempotency key was claimed above: let it go, so a retry next month counts.
             let (mut ws, mut keys, mut ids) = (Vec::new(), Vec::new(), Vec::new());
@@ -161,16 +172,23 @@ impl EventStore for PostgresStore {
 
     async fn prune_history(&self, before: Millis, limit: u32, ws: Option<&WorkspaceId>) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM events e WHERE id < $1 AND (CAST($3 AS TEXT) IS NULL OR workspace_id = $3) AND NOT EXISTS (
+        // Two statements rather than one with an optional filter, so each keeps its own plan (by
+        // id alone, or by the workspace's index).
+        let sql = if ws.is_some() {
+            "SELECT id FROM events e WHERE workspace_id = $3 AND id < $1 AND NOT EXISTS (
                 SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN ('pending', 'delivering', 'retrying'))
-             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(crate::event_id_floor(before))
-        .bind(limit as i64)
-        .bind(ws.map(|w| w.as_str()))
-        .fetch_all(&mut *tx)
-        .await?;
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+        } else {
+            "SELECT id FROM events e WHERE id < $1 AND CAST($3 AS TEXT) IS NULL AND NOT EXISTS (
+                SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN ('pending', 'delivering', 'retrying'))
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+        };
+        let ids: Vec<String> = sqlx::query_scalar(sql)
+            .bind(crate::event_id_floor(before))
+            .bind(limit as i64)
+            .bind(ws.map(|w| w.as_str()))
+            .fetch_all(&mut *tx)
+            .await?;
         if ids.is_empty() {
             return Ok(0);
         }
