@@ -321,16 +321,17 @@ pub fn policy() -> &'static Policy {
     POLICY.get_or_init(|| Policy::from_openapi(&crate::api::openapi()))
 }
 
+/// The token of an `Authorization: Bearer ...` header, if the request has one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// The credential a request carries: `Authorization: Bearer ...` or `X-Publishable-Key`.
 fn presented_token(parts: &Parts) -> Option<&str> {
-    if let Some(value) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let mut it = value.splitn(2, ' ');
-        if let (Some(scheme), Some(token)) = (it.next(), it.next()) {
-            if scheme.eq_ignore_ascii_case("bearer") {
-                return Some(token.trim());
-            }
-        }
-        return None;
+    if parts.headers.contains_key(AUTHORIZATION) {
+        return bearer_token(&parts.headers);
     }
     let token = parts.headers.get("x-publishable-key")?.to_str().map(str::trim).unwrap_or_default();
     // This header is for publishable keys only: an admin key or a session token sent in it is

@@ -54,12 +54,7 @@ pub fn endpoint(router: Router, stop: tokio_util::sync::CancellationToken) -> Ro
 }
 
 async fn require_bearer(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
-    if !bearer {
+    if crate::auth::bearer_token(request.headers()).is_none_or(str::is_empty) {
         let mut refused = axum::response::IntoResponse::into_response(crate::error::ApiError::unauthorized(
             "send the API key (or session token) as `Authorization: Bearer ...`, as for the API",
         ));
@@ -79,12 +74,7 @@ pub fn service(
 > {
     let router = Arc::new(router);
     let make: switchyard_mcp::ClientForRequest = Arc::new(move |parts: &http::request::Parts| {
-        let credential = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.get(..7).filter(|p| p.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
-            .map(str::trim)
+        let credential = crate::auth::bearer_token(&parts.headers)
             .filter(|v| !v.is_empty())
             .ok_or("send the API key (or session token) as `Authorization: Bearer ...`, as for the API")?;
         // The host the agent reached (launch URLs name it), where it came from (the audit log and

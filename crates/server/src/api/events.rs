@@ -64,7 +64,15 @@ pub struct EventAccepted {
 }
 
 /// Validates one event and matches it against the workspace's rules.
-async fn prepare(state: &AppState, ws: &WorkspaceId, input: EventInput, header_key: Option<&str>) -> ApiResult<NewEvent> {
+/// Validates one event and matches it against the workspace's rules; `monthly_cap` is the
+/// workspace's (read once per request, not per event).
+async fn prepare(
+    state: &AppState,
+    ws: &WorkspaceId,
+    input: EventInput,
+    header_key: Option<&str>,
+    monthly_cap: Option<u64>,
+) -> ApiResult<NewEvent> {
     validate_event_name(&input.event).map_err(|m| ApiError::invalid("event", m))?;
     let payload = match input.payload {
         None => "{}".to_owned(),
@@ -121,7 +129,6 @@ async fn prepare(state: &AppState, ws: &WorkspaceId, input: EventInput, header_k
         status: if deliveries.is_empty() { EventStatus::Completed } else { EventStatus::Pending },
         test: false,
     };
-    let monthly_cap = crate::limits::of(state, ws).await?.events_per_month;
     Ok(NewEvent { event, idempotency_key, deliveries, monthly_cap })
 }
 
@@ -190,7 +197,8 @@ async fn ingest_event(
 /// Parses, matches and stores one event: 202 for a new one, 200 for an idempotent repeat.
 async fn ingest_one(state: &AppState, ws: &WorkspaceId, headers: &HeaderMap, body: &[u8]) -> ApiResult<(StatusCode, EventAccepted)> {
     let input: EventInput = parse_json(body)?;
-    let new = prepare(state, ws, input, idempotency_header(headers)?).await?;
+    let cap = crate::limits::of(state, ws).await?.events_per_month;
+    let new = prepare(state, ws, input, idempotency_header(headers)?, cap).await?;
     let max = state.config.max_deliveries_per_request;
     if new.deliveries.len() > max {
         return Err(ApiError::invalid(
@@ -256,6 +264,7 @@ async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBod
     if items.is_empty() || items.len() > MAX_BULK_EVENTS {
         return Err(ApiError::invalid("body", format!("must be an array of 1 to {MAX_BULK_EVENTS} events")));
     }
+    let cap = crate::limits::of(&state, &ws).await?.events_per_month;
     let mut results: Vec<BulkItem> = Vec::with_capacity(items.len());
     let mut batch = Vec::with_capacity(items.len());
     let mut fan_out = 0usize;
@@ -264,7 +273,7 @@ async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBod
             Err(ApiError::payload_too_large(format!("the event is larger than {MAX_EVENT_BYTES} bytes")))
         } else {
             match parse_json::<EventInput>(raw.get().as_bytes()) {
-                Ok(input) => prepare(&state, &ws, input, None).await,
+                Ok(input) => prepare(&state, &ws, input, None, cap).await,
                 Err(e) => Err(e),
             }
         };
@@ -294,7 +303,7 @@ async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBod
     }
     let mut accepted = batch.len();
     if !batch.is_empty() {
-        let cap = batch.iter().find_map(|n| n.monthly_cap).unwrap_or(0);
+        let cap = cap.unwrap_or(0);
         let at = batch.first().map(|n| n.event.received_at).unwrap_or_else(switchyard_core::now_millis);
         let outcomes = state.ingest.submit(batch).await?;
         let mut ok_items = results.iter_mut().filter(|r| r.error.is_none());
