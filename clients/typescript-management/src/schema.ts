@@ -1926,6 +1926,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -2032,6 +2041,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -2089,6 +2107,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2159,6 +2186,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2259,6 +2295,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -2317,6 +2362,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2409,6 +2463,15 @@ export interface operations {
             };
             /** @description A value is missing or not valid; `details` names each field. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2526,6 +2589,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -2594,6 +2666,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2726,6 +2807,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -2844,6 +2934,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -2921,6 +3020,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -2976,6 +3084,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3041,6 +3158,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3114,6 +3240,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3230,6 +3365,15 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3355,6 +3499,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -3420,6 +3573,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -3467,6 +3629,15 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3522,6 +3693,15 @@ export interface operations {
             };
             /** @description This credential may not do this: its kind, scope or role does not allow it. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3606,6 +3786,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -3669,6 +3858,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3740,6 +3938,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -3788,6 +3995,15 @@ export interface operations {
             };
             /** @description This credential may not do this: its kind, scope or role does not allow it. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3853,6 +4069,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3993,6 +4218,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -4057,6 +4291,15 @@ export interface operations {
                 };
             };
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4129,6 +4372,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -4185,6 +4437,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4294,6 +4555,15 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4414,6 +4684,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -4519,6 +4798,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -4565,6 +4853,15 @@ export interface operations {
                 };
             };
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4628,6 +4925,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4752,6 +5058,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -4800,6 +5115,15 @@ export interface operations {
             };
             /** @description This credential may not do this: its kind, scope or role does not allow it. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4878,6 +5202,15 @@ export interface operations {
             };
             /** @description A value is missing or not valid; `details` names each field. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4985,6 +5318,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -5050,6 +5392,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -5106,6 +5457,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5223,6 +5583,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -5311,6 +5680,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -5369,6 +5747,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5440,6 +5827,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -5498,6 +5894,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5587,6 +5992,15 @@ export interface operations {
             };
             /** @description A value is missing or not valid; `details` names each field. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5713,6 +6127,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -5826,6 +6249,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -5922,6 +6354,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -6010,6 +6451,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -6069,6 +6519,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6201,6 +6660,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -6258,6 +6726,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6354,6 +6831,15 @@ export interface operations {
             };
             /** @description A value is missing or not valid; `details` names each field. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6485,6 +6971,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -6596,6 +7091,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -6678,6 +7182,15 @@ export interface operations {
             };
             /** @description A value is missing or not valid; `details` names each field. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6805,6 +7318,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -6918,6 +7440,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -7004,6 +7535,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -7069,6 +7609,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description An internal error; it is logged, and the answer says no more. */
             500: {
                 headers: {
@@ -7127,6 +7676,15 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -525,7 +525,22 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let slot = parts.extensions.get::<ActorSlot>().cloned();
-        let principal = authenticate(parts, state, slot.as_ref()).await?;
+        let rates = parts.extensions.get::<crate::rates::RateSlot>().cloned();
+        let principal = match authenticate(parts, state, slot.as_ref()).await {
+            Ok(p) => p,
+            // A refused credential counts against its address (a request with none already did).
+            Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED && crate::rates::carries_credential(&parts.headers) => {
+                let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+                crate::rates::admit_anonymous(state, rates.as_ref(), crate::audit::client_addr(state, &parts.headers, peer))?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(token) = presented_token(parts).or_else(|| crate::console::cookie_token(&parts.headers)) {
+            if crate::rates::limit_for(&state.config.plans.rate_limits, token).is_some() {
+                crate::rates::admit_credential(state, rates.as_ref(), token, &hash_token(token))?;
+            }
+        }
         if let Some(slot) = &slot {
             slot.set(principal.actor());
         }

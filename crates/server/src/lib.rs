@@ -30,6 +30,7 @@ pub mod limits;
 pub mod mcp;
 mod memory;
 pub mod oauth;
+pub mod rates;
 pub mod serve;
 pub mod state;
 
@@ -106,6 +107,7 @@ impl Application {
             sign_in_throttle: Default::default(),
             oidc: Default::default(),
             metrics: bootstrap::metrics_handle(),
+            rates: Default::default(),
             config,
         });
         let node_id = format!("node_{}", ulid::Ulid::new());
@@ -141,6 +143,9 @@ impl Application {
         workers.push(tokio::spawn(memory::trim_periodically(stop.clone())));
         workers.push(tokio::spawn(heartbeat(state.clone(), node_id.clone(), stop.clone())));
         workers.push(tokio::spawn(learn::run(state.learner.clone(), state.store.clone(), stop.clone())));
+        if role.serves_api() {
+            workers.push(tokio::spawn(rates::sync_loop(state.clone(), stop.clone())));
+        }
         if role.dispatches() {
             if state.config.database_url.starts_with("sqlite:") {
                 // The embedded store has one node: any lease not ours belongs to a process that died.

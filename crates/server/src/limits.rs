@@ -12,6 +12,8 @@ use switchyard_store::Store;
 /// The installation's plans and limits, from the plans file (`SWITCHYARD_PLANS_FILE`).
 #[derive(Debug, Clone, Default)]
 pub struct PlansConfig {
+    /// Request rates per credential and per client address (see [`crate::rates`]).
+    pub rate_limits: crate::rates::RateLimits,
     /// The plan of every workspace that has none of its own.
     pub default_plan: Option<String>,
     /// Most workspaces the installation holds.
@@ -27,6 +29,8 @@ struct PlansFile {
     max_workspaces: Option<u32>,
     #[serde(default)]
     plans: BTreeMap<String, PlanEntry>,
+    #[serde(default)]
+    rate_limits: crate::rates::RateLimitsFile,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +58,8 @@ impl PlansConfig {
                 return Err(format!("default_plan `{default}` is not one of the file's plans"));
             }
         }
-        Ok(Self { default_plan: file.default_plan, max_workspaces: file.max_workspaces, plans })
+        let rate_limits = file.rate_limits.resolve()?;
+        Ok(Self { rate_limits, default_plan: file.default_plan, max_workspaces: file.max_workspaces, plans })
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Inner {
     /// The console's OpenID provider (discovery and keys, cached).
     pub oidc: crate::console::oidc::Provider,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Rate-limit buckets of this node (shared with the cluster's, on PostgreSQL).
+    pub rates: crate::rates::Rates,
 }
 
 impl AppState {

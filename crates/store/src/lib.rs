@@ -651,8 +651,23 @@ pub trait LimitStore: Send + Sync {
     async fn count_workspaces(&self) -> Result<u64>;
 }
 
+/// Rate-limit buckets shared by the nodes of a cluster (see the server's `rates` module).
+#[async_trait]
+pub trait RateStore: Send + Sync {
+    /// Whether nodes share buckets through this store (a single-node store does not).
+    fn shares_rates(&self) -> bool {
+        false
+    }
+    /// Adds each key's cost (milliseconds of its bucket) to the shared bucket at `now`, forgets
+    /// buckets full since before `forget_before`, and returns each key's shared arrival time.
+    async fn share_rates(&self, _keys: &[String], _costs: &[f64], _now: f64, _forget_before: f64) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
+    }
+}
+
 pub trait Store:
     AdminStore
+    + RateStore
     + LimitStore
     + WorkspaceStore
     + ConnectionStore
@@ -669,6 +684,7 @@ pub trait Store:
 
 impl<
         T: AdminStore
+            + RateStore
             + LimitStore
             + WorkspaceStore
             + ConnectionStore

@@ -17,6 +17,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 6, name: "operators", sql: include_str!("../migrations/sqlite/0006_operators.sql") },
     Migration { version: 7, name: "console", sql: include_str!("../migrations/sqlite/0007_console.sql") },
     Migration { version: 8, name: "limits", sql: include_str!("../migrations/sqlite/0008_limits.sql") },
+    Migration { version: 9, name: "rates", sql: include_str!("../migrations/sqlite/0009_rates.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -31,6 +32,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 9, name: "operators", sql: include_str!("../migrations/postgres/0009_operators.sql") },
     Migration { version: 10, name: "console", sql: include_str!("../migrations/postgres/0010_console.sql") },
     Migration { version: 11, name: "limits", sql: include_str!("../migrations/postgres/0011_limits.sql") },
+    Migration { version: 12, name: "rates", sql: include_str!("../migrations/postgres/0012_rates.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

@@ -232,3 +232,50 @@ async fn the_monthly_cap_holds_exactly_across_three_nodes() {
     assert_eq!(usage["events"]["used"], CAP);
     assert_eq!(usage["events"]["limit"], CAP);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_rate_limit_holds_across_three_nodes() {
+    // 10 a second, 10 at once, for one key, asked of three nodes as fast as they answer.
+    const SECONDS: u64 = 4;
+    let data = postgres_data().await;
+    let plans = data.dir.path().join("plans.toml");
+    std::fs::write(&plans, "[rate_limits]\napi_key = { per_second = 10, burst = 10 }\n").unwrap();
+    let plans = plans.to_str().unwrap().to_owned();
+    let nodes: Vec<Node> = (0..3)
+        .map(|_| start_custom(&data, &["--role", "api"], &[("SWITCHYARD_PLANS_FILE", Some(&plans))], std::process::Stdio::inherit()))
+        .collect();
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for node in &nodes {
+        for _ in 0..2 {
+            let (client, base) = (client.clone(), node.base.clone());
+            senders.spawn(async move {
+                let mut admitted = Vec::new();
+                while start.elapsed() < Duration::from_secs(SECONDS) {
+                    let res = client.get(format!("{base}/api/v1/workspaces")).bearer_auth(ADMIN).send().await.unwrap();
+                    match res.status().as_u16() {
+                        200 => admitted.push(start.elapsed()),
+                        429 => assert!(res.headers().contains_key("retry-after")),
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+                admitted
+            });
+        }
+    }
+    let mut admitted = Vec::new();
+    while let Some(times) = senders.join_next().await {
+        admitted.extend(times.unwrap());
+    }
+    // One node alone would admit 10 + 10 x 4 = 50. Each other node may admit up to one burst and
+    // one sync interval's worth (10 + 1) before it learns of the rest: at most 72 in all (three
+    // nodes that did not share would admit 150).
+    let late = admitted.iter().filter(|t| **t >= Duration::from_secs(2)).count();
+    eprintln!("admitted across three nodes in {SECONDS} s: {} ({late} in the last two seconds)", admitted.len());
+    assert!(admitted.len() <= 72, "{} admitted across the cluster in {SECONDS} s", admitted.len());
+    assert!(admitted.len() >= 45, "only {} admitted: the limit starves", admitted.len());
+    // Once the bursts are spent the cluster admits the rate: 20 in the last two seconds (+ a sync's worth
+    // per node); nodes that did not share would admit 60.
+    assert!(late <= 24, "{late} admitted in the last two seconds");
+}

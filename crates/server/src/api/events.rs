@@ -7,10 +7,12 @@ use crate::audit::Change;
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use crate::json::{parse_json, RawBody};
+use crate::rates::RateSlot;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -63,7 +65,6 @@ pub struct EventAccepted {
     pub status: &'static str,
 }
 
-/// Validates one event and matches it against the workspace's rules.
 /// Validates one event and matches it against the workspace's rules; `monthly_cap` is the
 /// workspace's (read once per request, not per event).
 async fn prepare(
@@ -186,18 +187,27 @@ fn idempotency_header(headers: &HeaderMap) -> ApiResult<Option<&str>> {
 async fn ingest_event(
     State(state): State<AppState>,
     principal: Principal,
+    rates: Option<Extension<RateSlot>>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let ws = ingest_workspace(&principal)?;
-    let (status, accepted) = ingest_one(&state, &ws, &headers, &body).await?;
+    let (status, accepted) = ingest_one(&state, rates.as_deref(), &ws, &headers, &body).await?;
     Ok((status, Json(accepted)).into_response())
 }
 
 /// Parses, matches and stores one event: 202 for a new one, 200 for an idempotent repeat.
-async fn ingest_one(state: &AppState, ws: &WorkspaceId, headers: &HeaderMap, body: &[u8]) -> ApiResult<(StatusCode, EventAccepted)> {
+async fn ingest_one(
+    state: &AppState,
+    rates: Option<&RateSlot>,
+    ws: &WorkspaceId,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<(StatusCode, EventAccepted)> {
     let input: EventInput = parse_json(body)?;
-    let cap = crate::limits::of(state, ws).await?.events_per_month;
+    let limits = crate::limits::of(state, ws).await?;
+    crate::rates::admit_events(state, rates, ws, &limits, 1)?;
+    let cap = limits.events_per_month;
     let new = prepare(state, ws, input, idempotency_header(headers)?, cap).await?;
     let max = state.config.max_deliveries_per_request;
     if new.deliveries.len() > max {
@@ -223,12 +233,13 @@ async fn ingest_one(state: &AppState, ws: &WorkspaceId, headers: &HeaderMap, bod
 async fn emit_event(
     State(state): State<AppState>,
     principal: Principal,
+    rates: Option<Extension<RateSlot>>,
     Path(ws): Path<String>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Change, Json<EventAccepted>)> {
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
-    let (status, accepted) = ingest_one(&state, &ws.id, &headers, &body).await?;
+    let (status, accepted) = ingest_one(&state, rates.as_deref(), &ws.id, &headers, &body).await?;
     let change = Change::new("event.emit", "event", &accepted.id).in_workspace(&ws.id).summary(json!({"event": accepted.event}));
     Ok((status, change, Json(accepted)))
 }
@@ -258,13 +269,21 @@ pub struct BulkItem {
     responses((status = 202, body = BulkAccepted), (status = 207, body = BulkAccepted), (status = 400, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("publishable_key" = [])))]
-async fn ingest_bulk(State(state): State<AppState>, principal: Principal, RawBody(body): RawBody) -> ApiResult<Response> {
+async fn ingest_bulk(
+    State(state): State<AppState>,
+    principal: Principal,
+    rates: Option<Extension<RateSlot>>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
     let ws = ingest_workspace(&principal)?;
     let items: Vec<Box<RawValue>> = parse_json(&body)?;
     if items.is_empty() || items.len() > MAX_BULK_EVENTS {
         return Err(ApiError::invalid("body", format!("must be an array of 1 to {MAX_BULK_EVENTS} events")));
     }
-    let cap = crate::limits::of(&state, &ws).await?.events_per_month;
+    let limits = crate::limits::of(&state, &ws).await?;
+    // Every item counts against the events-per-second limit, whatever becomes of it.
+    crate::rates::admit_events(&state, rates.as_deref(), &ws, &limits, items.len())?;
+    let cap = limits.events_per_month;
     let mut results: Vec<BulkItem> = Vec::with_capacity(items.len());
     let mut batch = Vec::with_capacity(items.len());
     let mut fan_out = 0usize;

@@ -137,6 +137,12 @@ fn document_common_answers(doc: &mut utoipa::openapi::OpenApi) {
             if path.contains('{') {
                 add("404", "Nothing of that id here, or not this credential's to see.");
             }
+            add(
+                "429",
+                "Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client \
+                 address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every \
+                 limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md).",
+            );
             add("500", "An internal error; it is logged, and the answer says no more.");
             add("503", "Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds.");
         }
@@ -157,6 +163,7 @@ pub fn router(state: AppState, serve_api: bool, stop: tokio_util::sync::Cancella
         .route("/oauth/callback", get(oauth::callback))
         .merge(crate::console::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::layer))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::rates::layer))
         .route("/api/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
         .route("/llms.txt", get(llms_txt))
         .merge(crate::embed::router())

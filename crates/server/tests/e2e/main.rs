@@ -15,3 +15,4 @@ mod management;
 mod oauth;
 mod operators;
 mod options;
+mod rates;

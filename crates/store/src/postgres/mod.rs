@@ -120,6 +120,38 @@ pub(crate) async fn notify_due(tx: &mut Transaction<'_, Postgres>) -> Result<()>
 }
 
 #[async_trait]
+impl crate::RateStore for PostgresStore {
+    fn shares_rates(&self) -> bool {
+        true
+    }
+
+    async fn share_rates(&self, keys: &[String], costs: &[f64], now: f64, forget_before: f64) -> Result<Vec<(String, f64)>> {
+        // Keys in a fixed order, so two nodes syncing at once never wait on each other in a cycle.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
+        let keys: Vec<&str> = order.iter().map(|i| keys[*i].as_str()).collect();
+        let costs: Vec<f64> = order.iter().map(|i| costs[*i]).collect();
+        let rows: Vec<(String, f64)> = sqlx::query_as(
+            "INSERT INTO rate_buckets (key, tat)
+             SELECT k, $3 + c FROM UNNEST($1::text[], $2::float8[]) WITH ORDINALITY AS x(k, c, n) ORDER BY n
+             ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_buckets.tat, $3) + EXCLUDED.tat - $3
+             RETURNING key, tat",
+        )
+        .bind(&keys)
+        .bind(&costs)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        // Now and then (every 600th sync: once a minute per node), forget buckets full for a while.
+        static SYNCS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        if SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 600 == 599 {
+            sqlx::query("DELETE FROM rate_buckets WHERE tat < $1").bind(forget_before).execute(&self.pool).await?;
+        }
+        Ok(rows)
+    }
+}
+
+#[async_trait]
 impl AdminStore for PostgresStore {
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;

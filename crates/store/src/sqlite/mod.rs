@@ -133,6 +133,9 @@ async fn run_script(tx: &mut Transaction<'_, Sqlite>, script: &str) -> Result<()
     Ok(())
 }
 
+/// A single node: its buckets are its own.
+impl crate::RateStore for SqliteStore {}
+
 #[async_trait]
 impl AdminStore for SqliteStore {
     async fn migrate(&self) -> Result<()> {

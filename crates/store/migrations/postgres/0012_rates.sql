@@ -1,0 +1,12 @@
+-- Rate-limit buckets the nodes of a cluster share (GCRA: when each bucket is full again, in
+-- milliseconds). Unlogged: after a crash the buckets start full, which only forgives some requests.
+CREATE UNLOGGED TABLE rate_buckets (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    tat DOUBLE PRECISION NOT NULL
+);
+
+-- A connection's pace across the cluster: the earliest start (ms, fractional) of its next
+-- delivery under `rate_limit_per_minute`, and until when a destination's "too many requests"
+-- holds it. Claims read and move both under the connection's row lock.
+ALTER TABLE connections ADD COLUMN next_start_at DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE connections ADD COLUMN held_until BIGINT NOT NULL DEFAULT 0;

@@ -1,0 +1,4 @@
+-- A connection's pace: the earliest start (ms, fractional) of its next delivery under
+-- `rate_limit_per_minute`, and until when a destination's "too many requests" holds it.
+ALTER TABLE connections ADD COLUMN next_start_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE connections ADD COLUMN held_until INTEGER NOT NULL DEFAULT 0;
