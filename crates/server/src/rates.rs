@@ -228,7 +228,6 @@ impl Rates {
         }
         Ok(())
     }
-
 }
 
 /// Runs [`Rates::sync`] every [`SYNC_INTERVAL`] until `stop`.

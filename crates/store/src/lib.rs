@@ -144,6 +144,13 @@ pub enum IngestOutcome {
 pub struct Claimed {
     pub delivery: Delivery,
     pub event: std::sync::Arc<Event>,
+    /// When the attempt may start: now, or later for a connection with a `rate_limit_per_minute`,
+    /// whose starts the claim spaces out across the whole cluster (never beyond the claim's
+    /// `pace_horizon_ms`).
+    pub start_at: Millis,
+    /// For a rate-limited connection: when the start after this claim's falls due, so that the
+    /// claiming node can come back for more then.
+    pub next_start_at: Option<Millis>,
 }
 
 /// The result of one attempt, as the dispatcher records it.
@@ -468,12 +475,38 @@ pub struct NodeShare {
     /// Workspaces that already hold slots, with the room they have left; none of those with 0 is
     /// claimed (their connections are not even looked at).
     pub room: Vec<(WorkspaceId, u32)>,
+    /// How far ahead a rate-limited connection's starts may be handed out: a connection whose next
+    /// start is further away is not claimed from.
+    pub pace_horizon_ms: i64,
 }
 
 impl Default for NodeShare {
     fn default() -> Self {
-        Self { per_workspace: u32::MAX, room: Vec::new() }
+        Self { per_workspace: u32::MAX, room: Vec::new(), pace_horizon_ms: 2_000 }
     }
+}
+
+/// Spaces the starts of each rate-limited connection's claimed deliveries: `paces` holds each
+/// connection's first free start and its rate. Deliveries come in claim order (oldest due first
+/// per connection); returns each connection's next free start after them.
+pub(crate) fn pace(claimed: &mut [Claimed], paces: &std::collections::HashMap<String, (f64, u32)>, now: Millis) -> Vec<(String, f64)> {
+    let mut order: Vec<usize> = (0..claimed.len()).filter(|i| paces.contains_key(claimed[*i].delivery.connection_id.as_str())).collect();
+    order.sort_by(|a, b| {
+        let (a, b) = (&claimed[*a].delivery, &claimed[*b].delivery);
+        (a.connection_id.as_str(), a.next_attempt_at, a.id.as_str()).cmp(&(b.connection_id.as_str(), b.next_attempt_at, b.id.as_str()))
+    });
+    let mut next: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    for i in &order {
+        let connection = claimed[*i].delivery.connection_id.as_str();
+        let Some((base, per_minute)) = paces.get(connection) else { continue };
+        let at = next.entry(connection.to_owned()).or_insert(base.max(now as f64));
+        claimed[*i].start_at = at.ceil() as Millis;
+        *at += 60_000.0 / f64::from((*per_minute).max(1));
+    }
+    for i in order {
+        claimed[i].next_start_at = next.get(claimed[i].delivery.connection_id.as_str()).map(|at| at.ceil() as Millis);
+    }
+    next.into_iter().collect()
 }
 
 impl NodeShare {
@@ -497,6 +530,9 @@ pub trait DeliveryStore: Send + Sync {
         -> Result<Vec<Claimed>>;
     /// Records finished attempts and moves each delivery on (one transaction for the batch).
     async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()>;
+    /// Holds a connection until `until` (a destination answered "too many requests"): no node
+    /// claims its deliveries before then.
+    async fn hold_connection(&self, id: &ConnectionId, until: Millis) -> Result<()>;
     /// Hands leased deliveries back without an attempt (shutdown, deferral), due at `at`.
     async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()>;
     /// Returns deliveries whose lease expired (their node died) to the due queue.

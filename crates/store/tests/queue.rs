@@ -34,6 +34,10 @@ async fn workspace(store: &dyn Store) -> WorkspaceId {
 }
 
 async fn connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u32) -> ConnectionId {
+    paced_connection(store, ws, max_in_flight, None).await
+}
+
+async fn paced_connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u32, per_minute: Option<u32>) -> ConnectionId {
     let c = Connection {
         id: ConnectionId::generate(),
         workspace_id: ws.clone(),
@@ -47,7 +51,7 @@ async fn connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u32) -> 
         retry_policy: RetryPolicy::default(),
         timeout_ms: 1_000,
         max_in_flight,
-        rate_limit_per_minute: None,
+        rate_limit_per_minute: per_minute,
         status: ConnectionStatus::Active,
         created_at: 0,
         updated_at: 0,
@@ -112,6 +116,43 @@ async fn claims_never_exceed_a_connections_in_flight_cap() {
 }
 
 #[tokio::test]
+async fn claims_space_a_rate_limited_connection_s_starts_for_every_node() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    // 120 a minute: a start every 500 ms; claims hand out starts up to 2 s ahead.
+    let paced = paced_connection(&*f.store, &ws, 100, Some(120)).await;
+    let free = connection(&*f.store, &ws, 100).await;
+    enqueue(&*f.store, &ws, &paced, 20, 1_000).await;
+    enqueue(&*f.store, &ws, &free, 3, 1_000).await;
+    let share = NodeShare::default();
+    let first = f.store.claim_due_shared("a", 10_000, 100, 30_000, &share).await.unwrap();
+    let mut starts: Vec<i64> = first.iter().filter(|c| c.delivery.connection_id == paced).map(|c| c.start_at).collect();
+    starts.sort();
+    assert_eq!(starts, vec![10_000, 10_500, 11_000, 11_500, 12_000], "the starts within the horizon, 500 ms apart");
+    assert!(first.iter().filter(|c| c.delivery.connection_id == paced).all(|c| c.next_start_at == Some(12_500)));
+    let unpaced: Vec<_> = first.iter().filter(|c| c.delivery.connection_id == free).collect();
+    assert_eq!(unpaced.len(), 3);
+    assert!(unpaced.iter().all(|c| c.start_at == 10_000 && c.next_start_at.is_none()));
+    // Another node at the same moment gets nothing of it: the pace is in the database.
+    assert!(f.store.claim_due_shared("b", 10_000, 100, 30_000, &share).await.unwrap().is_empty());
+    // A second later, two more starts have come within the horizon.
+    let later = f.store.claim_due_shared("b", 11_000, 100, 30_000, &share).await.unwrap();
+    assert_eq!(later.iter().map(|c| c.start_at).collect::<std::collections::BTreeSet<_>>(), [12_500, 13_000].into());
+}
+
+#[tokio::test]
+async fn a_held_connection_is_not_claimed_from_until_the_hold_ends() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 100).await;
+    enqueue(&*f.store, &ws, &conn, 2, 1_000).await;
+    f.store.hold_connection(&conn, 30_000).await.unwrap();
+    f.store.hold_connection(&conn, 20_000).await.unwrap(); // a shorter hold never shortens one
+    assert!(f.store.claim_due("a", 29_999, 100, 30_000).await.unwrap().is_empty());
+    assert_eq!(f.store.claim_due("a", 30_000, 100, 30_000).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn a_backlog_in_one_workspace_does_not_starve_another() {
     let f = fixture().await;
     let noisy = workspace(&*f.store).await;
@@ -135,7 +176,7 @@ async fn claims_keep_each_workspace_within_its_room_on_the_node() {
         let conn = connection(&*f.store, ws, 1_000).await;
         enqueue(&*f.store, ws, &conn, 50, 1_000).await;
     }
-    let share = NodeShare { per_workspace: 7, room: vec![(a.clone(), 0), (b.clone(), 3)] };
+    let share = NodeShare { per_workspace: 7, room: vec![(a.clone(), 0), (b.clone(), 3)], ..NodeShare::default() };
     let claimed = f.store.claim_due_shared("n", 2_000, 100, 30_000, &share).await.unwrap();
     let count = |ws: &WorkspaceId| claimed.iter().filter(|x| &x.delivery.workspace_id == ws).count();
     assert_eq!((count(&a), count(&b), count(&c)), (0, 3, 7));

@@ -6,6 +6,8 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 async fn postgres_data() -> Data {
@@ -278,4 +280,109 @@ async fn an_api_rate_limit_holds_across_three_nodes() {
     // Once the bursts are spent the cluster admits the rate: 20 in the last two seconds (+ a sync's worth
     // per node); nodes that did not share would admit 60.
     assert!(late <= 24, "{late} admitted in the last two seconds");
+}
+
+/// A destination that records when each request arrived, how many were open at once, and answers
+/// its first request with 429 (Retry-After: 2) when `first_429`, after `delay`.
+#[derive(Clone, Default)]
+struct Stub {
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+    open: Arc<AtomicUsize>,
+    most_open: Arc<AtomicUsize>,
+}
+
+async fn stub(delay: Duration, first_429: bool) -> (String, Stub) {
+    let stub = Stub::default();
+    let s = stub.clone();
+    let app = axum::Router::new().fallback(move || {
+        let s = s.clone();
+        async move {
+            let n = {
+                let mut arrivals = s.arrivals.lock().unwrap();
+                arrivals.push(Instant::now());
+                arrivals.len()
+            };
+            let open = s.open.fetch_add(1, Ordering::SeqCst) + 1;
+            s.most_open.fetch_max(open, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            s.open.fetch_sub(1, Ordering::SeqCst);
+            if first_429 && n == 1 {
+                return (axum::http::StatusCode::TOO_MANY_REQUESTS, [("retry-after", "2")], "slow down");
+            }
+            (axum::http::StatusCode::OK, [("x-ok", "1")], "ok")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (url, stub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_limits_hold_for_the_cluster_as_a_whole() {
+    let data = postgres_data().await;
+    let nodes: Vec<Node> = (0..3).map(|_| start(&data)).collect();
+    let client = reqwest::Client::new();
+    let base = &nodes[0].base;
+    let ws = admin(&client, reqwest::Method::POST, &format!("{base}/api/v1/workspaces"), Some(json!({"name": "limited"}))).await;
+    let (ws_id, pk) = (ws["id"].as_str().unwrap(), ws["publishable_key"]["key"].as_str().unwrap());
+    let (paced_url, paced) = stub(Duration::ZERO, false).await;
+    let (narrow_url, narrow) = stub(Duration::from_millis(150), false).await;
+    let (held_url, held) = stub(Duration::ZERO, true).await;
+    for (event, url, extra) in [
+        ("paced", &paced_url, json!({"rate_limit_per_minute": 120})),
+        ("narrow", &narrow_url, json!({"max_in_flight": 2})),
+        ("held", &held_url, json!({})),
+    ] {
+        let mut body = json!({"type": "webhook", "name": event, "config": {"url": url},
+                              "retry_policy": {"max_attempts": 5, "initial_delay_ms": 50, "max_delay_ms": 5000}});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let conn = admin(&client, reqwest::Method::POST, &format!("{base}/api/v1/workspaces/{ws_id}/connections"), Some(body)).await;
+        let rule = json!({"name": event, "event": event, "connection_id": conn["id"]});
+        admin(&client, reqwest::Method::POST, &format!("{base}/api/v1/workspaces/{ws_id}/rules"), Some(rule)).await;
+    }
+    // Backlogs for each, sent through every node.
+    for (event, count) in [("paced", 200), ("narrow", 30), ("held", 40)] {
+        let batch: Vec<Value> = (0..count).map(|i| json!({"event": event, "payload": {"i": i}})).collect();
+        let res = client.post(format!("{}/api/v1/events/bulk", nodes[count % 3].base)).bearer_auth(pk).json(&batch).send().await.unwrap();
+        assert_eq!(res.status(), 202);
+    }
+
+    // The held connection: after its first answer (429, wait 2 s), no node sends it anything
+    // until the wait is over (a request already on its way when the 429 came may still arrive).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held.arrivals.lock().unwrap().len() < 40 + 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let arrivals = held.arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 41, "every held delivery arrived, the refused one twice");
+    let first = arrivals[0];
+    let during: Vec<_> = arrivals
+        .iter()
+        .map(|t| t.duration_since(first))
+        .filter(|d| *d > Duration::from_millis(200) && *d < Duration::from_millis(1_900))
+        .collect();
+    assert!(during.is_empty(), "sent during the hold: {during:?}");
+
+    // The narrow connection never had more than two open at once across the three nodes.
+    while narrow.arrivals.lock().unwrap().len() < 30 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(narrow.arrivals.lock().unwrap().len(), 30);
+    assert_eq!(narrow.most_open.load(Ordering::SeqCst), 2, "max_in_flight 2, cluster-wide");
+
+    // The paced connection: 120 a minute, whichever node sends. Watch a little over a minute.
+    let started = paced.arrivals.lock().unwrap().first().copied().expect("the paced deliveries began");
+    let until = started + Duration::from_secs(62);
+    tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+    let arrivals: Vec<Duration> = paced.arrivals.lock().unwrap().iter().map(|t| t.duration_since(started)).collect();
+    // In any window of 60 s that ends by the time we looked: at most 120, plus the one that may open it.
+    let most_in_a_minute = arrivals
+        .iter()
+        .map(|from| arrivals.iter().filter(|t| **t >= *from && **t < *from + Duration::from_secs(60)).count())
+        .max()
+        .unwrap();
+    eprintln!("paced at 120/min across three nodes: {} in 62 s, at most {most_in_a_minute} in any 60 s", arrivals.len());
+    assert!(most_in_a_minute <= 121, "{most_in_a_minute} deliveries within one minute");
+    assert!(arrivals.len() >= 115, "only {} in 62 s: the pace starves", arrivals.len());
 }

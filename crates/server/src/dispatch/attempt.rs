@@ -1,7 +1,7 @@
 //! One attempt of one delivery: load what it needs, build the request, send it, classify the
 //! answer, and decide the next step under the connection's retry policy.
 
-use super::limiter::{Limiter, Start};
+use super::limiter::Holds;
 use crate::oauth::tokens::{managed, Managed, TokenError};
 use crate::state::AppState;
 use std::time::{Duration, Instant};
@@ -31,13 +31,12 @@ pub enum Finished {
 /// Settings of this node's dispatcher that an attempt needs.
 pub struct Dispatch<'a> {
     pub sender: &'a Sender,
-    pub limiter: &'a Limiter,
-    /// The longest a delivery sleeps for its rate-limit slot before it is handed back instead.
-    pub sleep_horizon_ms: u64,
+    /// Connections a destination asked this node to leave alone for a while.
+    pub holds: &'a Holds,
 }
 
 pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed) -> Finished {
-    let Claimed { delivery, event } = claimed;
+    let Claimed { delivery, event, start_at, .. } = claimed;
     let number = delivery.attempt_count + 1;
     let started_at = switchyard_core::now_millis();
     let clock = Instant::now();
@@ -93,18 +92,14 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
             return defer();
         }
     };
-    match dispatch.limiter.reserve(
-        &connection.id,
-        connection.rate_limit_per_minute,
-        switchyard_core::now_millis(),
-        dispatch.sleep_horizon_ms,
-    ) {
-        Start::After(0) => {}
-        Start::After(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Start::Defer(until) => {
-            metrics::counter!("switchyard_rate_limit_deferrals_total").increment(1);
-            return Finished::Deferred { id: delivery.id.clone(), until };
-        }
+    // A rate-limited connection's deliveries start at the times the claim gave them.
+    let wait = start_at - switchyard_core::now_millis();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+    if let Some(until) = dispatch.holds.held_until(&connection.id, switchyard_core::now_millis()) {
+        metrics::counter!("switchyard_rate_limit_deferrals_total").increment(1);
+        return Finished::Deferred { id: delivery.id.clone(), until };
     }
     let started_at = switchyard_core::now_millis();
     let clock = Instant::now();
@@ -163,7 +158,12 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
             Outcome::Retry { after: Some(wait) } => wait.as_millis() as i64,
             _ => DEFAULT_RATE_LIMIT_PAUSE_MS,
         };
-        dispatch.limiter.pause(&connection.id, now + wait.min(connection.retry_policy.max_delay_ms as i64));
+        let until = now + wait.min(connection.retry_policy.max_delay_ms as i64);
+        dispatch.holds.hold(&connection.id, until);
+        // Every node: no claim takes the connection's deliveries until then.
+        if let Err(e) = store.hold_connection(&connection.id, until).await {
+            tracing::warn!(connection = %connection.id, error = %e, "could not hold the connection for the other nodes; this node holds it");
+        }
     }
     let (status_code, excerpt) = exchange.last_response();
     let request = match (earlier_request, exchange.request_record()) {

@@ -33,9 +33,10 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: CancellationToken) {
     let config = state.config.dispatcher.clone();
     let sender = Sender::new(state.config.allow_private_destinations);
-    let limiter = Arc::new(limiter::Limiter::default());
-    // A rate-limited delivery sleeps for its slot only while its lease has time to spare.
-    let sleep_horizon_ms = (config.lease_margin.as_millis() as u64 / 2).min(2_000);
+    let holds = Arc::new(limiter::Holds::default());
+    // A rate-limited delivery is claimed only when its start is near enough that it can wait for
+    // it while its lease has time to spare.
+    let pace_horizon_ms = (config.lease_margin.as_millis() as i64 / 2).min(2_000);
     let mut last_prune = switchyard_core::now_millis();
     let next_retry = Arc::new(AtomicI64::new(i64::MAX));
     let (recorder, recorder_task) = Recorder::start(state.store.clone(), owner.clone(), next_retry.clone(), state.wake.clone());
@@ -52,7 +53,7 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         }
         let now = switchyard_core::now_millis();
         if now - last_prune > 60_000 {
-            limiter.prune(now);
+            holds.prune(now);
             last_prune = now;
         }
         if next_retry.load(Ordering::Acquire) <= now {
@@ -61,11 +62,15 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         let free = permits.available_permits().min(config.claim_batch as usize) as u32;
         let mut saturated = false;
         if free > 0 {
-            let share = lock(&shares).node_share(config.max_concurrency);
+            let share = NodeShare { pace_horizon_ms, ..lock(&shares).node_share(config.max_concurrency) };
             match state.store.claim_due_shared(&owner, now, free, config.lease_margin.as_millis() as i64, &share).await {
                 Ok(claimed) => {
                     saturated = claimed.len() as u32 == free;
                     let mut over_share = Vec::new();
+                    // A rate-limited connection's next start: come back for it when it is near.
+                    if let Some(next) = claimed.iter().filter_map(|c| c.next_start_at).min() {
+                        next_retry.fetch_min(next - pace_horizon_ms + 1, Ordering::AcqRel);
+                    }
                     for c in claimed {
                         // The claim took each workspace's room into account; this only guards
                         // against a share that shrank meanwhile (the excess goes straight back).
@@ -80,10 +85,10 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
                         };
                         lock(&leased).insert(c.delivery.id.clone());
                         let (state, sender, recorder, leased) = (state.clone(), sender.clone(), recorder.clone(), leased.clone());
-                        let (limiter, shares) = (limiter.clone(), shares.clone());
+                        let (holds, shares) = (holds.clone(), shares.clone());
                         tasks.spawn(async move {
                             let (id, workspace) = (c.delivery.id.clone(), c.delivery.workspace_id.clone());
-                            let dispatch = attempt::Dispatch { sender: &sender, limiter: &limiter, sleep_horizon_ms };
+                            let dispatch = attempt::Dispatch { sender: &sender, holds: &holds };
                             let record = attempt::perform(&state, &dispatch, c).await;
                             recorder.record(record);
                             lock(&leased).remove(&id);
@@ -151,7 +156,7 @@ impl Shares {
     fn node_share(&self, slots: usize) -> NodeShare {
         let share = (slots / (self.held.len() + 1)).max(1);
         let room = self.held.iter().map(|(w, n)| (w.clone(), share.saturating_sub(*n) as u32)).collect();
-        NodeShare { per_workspace: share as u32, room }
+        NodeShare { per_workspace: share as u32, room, ..NodeShare::default() }
     }
 
     /// Counts a slot for `workspace` if it holds fewer than `share`.

@@ -11,16 +11,18 @@ use switchyard_core::model::*;
 use switchyard_core::Millis;
 
 /// Locks the connections with due work and free slots that no other node is claiming from right
-/// now. Holding these locks until commit is what makes in-flight caps hold across nodes: each
-/// connection's `in_flight` counter is read, and raised by the claim, under its lock. The
-/// LATERAL probe is one index seek per connection, whatever its backlog.
+/// now (and that no destination holds, and whose next paced start is within the horizon).
+/// Holding these locks until commit is what makes in-flight caps and rate limits hold across
+/// nodes: each connection's `in_flight` counter and `next_start_at` are read, and moved by the
+/// claim, under its lock. The LATERAL probe is one index seek per connection, whatever its backlog.
 const LOCK_CONNECTIONS_SQL: &str = "
-SELECT c.id FROM connections c
+SELECT c.id, c.next_start_at, c.rate_limit_per_minute FROM connections c
 CROSS JOIN LATERAL (
     SELECT 1 FROM deliveries x
     WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1
     ORDER BY x.next_attempt_at LIMIT 1) due
 WHERE c.status = 'active' AND c.in_flight < c.max_in_flight AND NOT (c.workspace_id = ANY($2))
+  AND c.held_until <= $1 AND c.next_start_at <= $1 + $3
 FOR NO KEY UPDATE OF c SKIP LOCKED";
 
 /// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked
@@ -42,6 +44,8 @@ allowed AS (
     FROM due
     JOIN connections c ON c.id = due.connection_id
     WHERE due.conn_rank + c.in_flight <= c.max_in_flight
+      AND (COALESCE(c.rate_limit_per_minute, 0) <= 0
+           OR due.conn_rank <= FLOOR(($2 + $9 - GREATEST(c.next_start_at, $2)) * c.rate_limit_per_minute / 60000.0) + 1)
 ),
 picked AS (
     SELECT id FROM allowed
@@ -159,10 +163,16 @@ impl DeliveryStore for PostgresStore {
         let (room_ws, room): (Vec<&str>, Vec<i64>) = share.room.iter().map(|(w, r)| (w.as_str(), *r as i64)).unzip();
         let mut tx = self.pool.begin().await?;
         relaxed_commit(&mut tx).await?;
-        let connections: Vec<String> = sqlx::query_scalar(LOCK_CONNECTIONS_SQL).bind(now).bind(&full).fetch_all(&mut *tx).await?;
-        if connections.is_empty() {
+        let locked: Vec<(String, f64, Option<i64>)> =
+            sqlx::query_as(LOCK_CONNECTIONS_SQL).bind(now).bind(&full).bind(share.pace_horizon_ms).fetch_all(&mut *tx).await?;
+        if locked.is_empty() {
             return Ok(Vec::new());
         }
+        let connections: Vec<&str> = locked.iter().map(|(id, _, _)| id.as_str()).collect();
+        let paces: HashMap<String, (f64, u32)> = locked
+            .iter()
+            .filter_map(|(id, next, rate)| rate.filter(|r| *r > 0).map(|r| (id.clone(), (*next, r.min(u32::MAX as i64) as u32))))
+            .collect();
         let rows = sqlx::query(CLAIM_SQL)
             .bind(owner)
             .bind(now)
@@ -172,6 +182,7 @@ impl DeliveryStore for PostgresStore {
             .bind(share.per_workspace as i64)
             .bind(&room_ws)
             .bind(&room)
+            .bind(share.pace_horizon_ms)
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
@@ -185,14 +196,26 @@ impl DeliveryStore for PostgresStore {
             let e = rows::event(row)?;
             events.insert(e.id.as_str().to_owned(), std::sync::Arc::new(e));
         }
-        tx.commit().await?;
-        deliveries
+        let mut claimed = deliveries
             .into_iter()
             .map(|delivery| match events.get(delivery.event_id.as_str()) {
-                Some(event) => Ok(Claimed { event: event.clone(), delivery }),
+                Some(event) => Ok(Claimed { event: event.clone(), delivery, start_at: now, next_start_at: None }),
                 None => Err(crate::StoreError::Corrupt(format!("delivery {} has no event", delivery.id))),
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        let next = crate::pace(&mut claimed, &paces, now);
+        if !next.is_empty() {
+            let (ids, starts): (Vec<String>, Vec<f64>) = next.into_iter().unzip();
+            sqlx::query(
+                "UPDATE connections c SET next_start_at = x.next FROM UNNEST($1::text[], $2::float8[]) AS x(id, next) WHERE c.id = x.id",
+            )
+            .bind(&ids)
+            .bind(&starts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
@@ -227,6 +250,15 @@ impl DeliveryStore for PostgresStore {
         free_slots(&mut tx, moved.iter().map(|(_, c)| c.as_str())).await?;
         refresh_event_statuses(&mut tx, &events).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn hold_connection(&self, id: &ConnectionId, until: Millis) -> Result<()> {
+        sqlx::query("UPDATE connections SET held_until = GREATEST(held_until, $2) WHERE id = $1")
+            .bind(id.as_str())
+            .bind(until)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -35,6 +35,7 @@ WHERE id IN (
         -- of this node, is skipped before any of its backlog is read.
         WHERE COALESCE(cb.n, 0) < c.max_in_flight AND c.status = 'active'
           AND c.workspace_id NOT IN (SELECT value FROM json_each(?6))
+          AND c.held_until <= ?2 AND c.next_start_at <= ?2 + ?8
     ),
     allowed AS (
         SELECT due.id, due.workspace_id, due.next_attempt_at,
@@ -43,6 +44,8 @@ WHERE id IN (
         JOIN connections c ON c.id = due.connection_id
         LEFT JOIN busy b ON b.connection_id = due.connection_id
         WHERE due.conn_rank + COALESCE(b.n, 0) <= c.max_in_flight
+          AND (COALESCE(c.rate_limit_per_minute, 0) <= 0
+               OR due.conn_rank <= CAST((?2 + ?8 - MAX(c.next_start_at, ?2)) * c.rate_limit_per_minute / 60000.0 AS INTEGER) + 1)
     )
     SELECT id FROM allowed
     WHERE ws_rank <= COALESCE((SELECT r.value FROM json_each(?7) r WHERE r.key = allowed.workspace_id), ?5)
@@ -97,6 +100,7 @@ impl DeliveryStore for SqliteStore {
             .bind(share.per_workspace as i64)
             .bind(serde_json::to_string(&share.full()).unwrap_or_default())
             .bind(serde_json::Value::Object(room).to_string())
+            .bind(share.pace_horizon_ms)
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
@@ -112,16 +116,33 @@ impl DeliveryStore for SqliteStore {
             let e = rows::event(row)?;
             events.insert(e.id.as_str().to_owned(), std::sync::Arc::new(e));
         }
-        tx.commit().await?;
         let mut claimed = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             match events.get(delivery.event_id.as_str()) {
-                Some(event) => claimed.push(Claimed { event: event.clone(), delivery }),
+                Some(event) => claimed.push(Claimed { event: event.clone(), delivery, start_at: now, next_start_at: None }),
                 None => {
                     return Err(crate::StoreError::Corrupt(format!("delivery {} has no event", delivery.id)));
                 }
             }
         }
+        // Rate-limited connections: their starts are spaced, and their next free start moved on.
+        let connections: BTreeSet<&str> = claimed.iter().map(|c| c.delivery.connection_id.as_str()).collect();
+        let paces: HashMap<String, (f64, u32)> = sqlx::query_as::<_, (String, f64, i64)>(
+            "SELECT id, next_start_at, rate_limit_per_minute FROM connections
+             WHERE id IN (SELECT value FROM json_each(?)) AND rate_limit_per_minute > 0",
+        )
+        .bind(serde_json::to_string(&connections).unwrap_or_default())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(id, next, rate)| (id, (next, rate.min(u32::MAX as i64) as u32)))
+        .collect();
+        if !paces.is_empty() {
+            for (id, next) in crate::pace(&mut claimed, &paces, now) {
+                sqlx::query("UPDATE connections SET next_start_at = ? WHERE id = ?").bind(next).bind(id).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(claimed)
     }
 
@@ -193,6 +214,15 @@ impl DeliveryStore for SqliteStore {
             refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn hold_connection(&self, id: &ConnectionId, until: Millis) -> Result<()> {
+        sqlx::query("UPDATE connections SET held_until = MAX(held_until, ?) WHERE id = ?")
+            .bind(until)
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 
