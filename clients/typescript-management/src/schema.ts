@@ -1080,6 +1080,21 @@ export interface components {
             day: string;
             /** Format: int64 */
             events: number;
+            /**
+             * Format: int64
+             * @description Deliveries created with the day's events.
+             */
+            deliveries: number;
+            /**
+             * Format: int64
+             * @description Deliveries whose last attempt that day succeeded.
+             */
+            succeeded: number;
+            /**
+             * Format: int64
+             * @description Deliveries given up on that day (out of attempts, or refused for good).
+             */
+            dead: number;
         };
         DeclareEventType: {
             description?: string | null;
@@ -1511,6 +1526,19 @@ export interface components {
          * @enum {string}
          */
         MemberRole: "owner" | "admin" | "viewer";
+        /**
+         * @description The month's deliveries by outcome. A delivery counts as created on the day of its event and
+         *     as succeeded or dead on the day it finished (a replayed delivery counts again when it finishes
+         *     again); what is neither is still on its way or waiting for a retry.
+         */
+        MonthDeliveries: {
+            /** Format: int64 */
+            created: number;
+            /** Format: int64 */
+            succeeded: number;
+            /** Format: int64 */
+            dead: number;
+        };
         MonthEvents: {
             /** Format: int64 */
             used: number;
@@ -1855,9 +1883,10 @@ export interface components {
             period: components["schemas"]["Period"];
             /** @description Events accepted this month (test events included). */
             events: components["schemas"]["MonthEvents"];
+            deliveries: components["schemas"]["MonthDeliveries"];
             connections: components["schemas"]["Counted"];
             rules: components["schemas"]["Counted"];
-            /** @description Events accepted per day over the last 90 days, oldest first, every day listed. */
+            /** @description Events and deliveries per day over the last 90 days, oldest first, every day listed. */
             daily: components["schemas"]["DayCount"][];
         };
     };

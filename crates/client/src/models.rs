@@ -586,6 +586,21 @@ pub struct Period {
 pub struct DayCount {
     pub day: String,
     pub events: u64,
+    /// Deliveries created with the day's events.
+    pub deliveries: u64,
+    /// Deliveries whose last attempt that day succeeded.
+    pub succeeded: u64,
+    /// Deliveries given up on that day.
+    pub dead: u64,
+}
+
+/// The month's deliveries: created with its events, and finished by outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct MonthDeliveries {
+    pub created: u64,
+    pub succeeded: u64,
+    pub dead: u64,
 }
 
 /// A workspace's month against the limits in force.
@@ -597,6 +612,7 @@ pub struct WorkspaceUsage {
     pub limits: Value,
     pub period: Period,
     pub events: MonthEvents,
+    pub deliveries: MonthDeliveries,
     pub connections: Counted,
     pub rules: Counted,
     /// The last 90 days, oldest first.

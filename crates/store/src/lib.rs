@@ -656,6 +656,20 @@ pub trait CredentialStore: Send + Sync {
     async fn purge_oauth_states(&self, now: Millis) -> Result<u64>;
 }
 
+/// One workspace's use of one day.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayUsage {
+    /// `2026-12-01` (UTC).
+    pub day: String,
+    pub events: u64,
+    /// Deliveries created with the day's events.
+    pub deliveries: u64,
+    /// Deliveries whose last attempt, that day, succeeded.
+    pub succeeded: u64,
+    /// Deliveries given up on that day.
+    pub dead: u64,
+}
+
 /// One workspace's use of the month.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkspaceUsage {
@@ -677,8 +691,8 @@ pub trait LimitStore: Send + Sync {
     async fn sync_config_plans(&self, plans: &[switchyard_core::limits::Plan]) -> Result<()>;
     /// Events a workspace accepted in a month (`2026-12`).
     async fn month_events(&self, ws: &WorkspaceId, month: &str) -> Result<u64>;
-    /// A workspace's events per day since `from_day` (`2026-09-03`), oldest first; days with none are left out.
-    async fn daily_events(&self, ws: &WorkspaceId, from_day: &str) -> Result<Vec<(String, u64)>>;
+    /// A workspace's usage per day since `from_day` (`2026-09-03`), oldest first; days with none are left out.
+    async fn daily_usage(&self, ws: &WorkspaceId, from_day: &str) -> Result<Vec<DayUsage>>;
     /// The month's events of the busiest workspaces, most first, and the total.
     async fn installation_month(&self, month: &str, top: u32) -> Result<(u64, Vec<WorkspaceUsage>)>;
     async fn count_connections(&self, ws: &WorkspaceId) -> Result<u64>;

@@ -48,15 +48,17 @@ pub(crate) fn refuse_over_cap(
     }
 }
 
-/// Events stored per workspace, in id order: what usage counts.
-pub(crate) fn stored_per_workspace(batch: &[NewEvent], outcomes: &[IngestOutcome]) -> Vec<(String, i64)> {
-    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+/// Events and their deliveries stored per workspace, in id order: what usage counts.
+pub(crate) fn stored_per_workspace(batch: &[NewEvent], outcomes: &[IngestOutcome]) -> Vec<(String, i64, i64)> {
+    let mut counts: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for (new, outcome) in batch.iter().zip(outcomes) {
         if matches!(outcome, IngestOutcome::Created) {
-            *counts.entry(new.event.workspace_id.as_str()).or_default() += 1;
+            let c = counts.entry(new.event.workspace_id.as_str()).or_default();
+            c.0 += 1;
+            c.1 += new.deliveries.len() as i64;
         }
     }
-    counts.into_iter().map(|(ws, n)| (ws.to_owned(), n)).collect()
+    counts.into_iter().map(|(ws, (n, d))| (ws.to_owned(), n, d)).collect()
 }
 
 #[cfg(test)]
@@ -96,7 +98,7 @@ mod tests {
         assert!(matches!(outcomes[1], IngestOutcome::Created), "no cap, no refusal");
         assert!(matches!(outcomes[2], IngestOutcome::OverQuota));
         assert!(matches!(outcomes[3], IngestOutcome::OverQuota));
-        assert_eq!(stored_per_workspace(&batch, &outcomes), vec![("ws_a".to_owned(), 1), ("ws_b".to_owned(), 1)]);
+        assert_eq!(stored_per_workspace(&batch, &outcomes), vec![("ws_a".to_owned(), 1, 0), ("ws_b".to_owned(), 1, 0)]);
     }
 
     #[test]

@@ -166,6 +166,22 @@ pub struct DayCount {
     /// `2026-12-01` (UTC).
     pub day: String,
     pub events: u64,
+    /// Deliveries created with the day's events.
+    pub deliveries: u64,
+    /// Deliveries whose last attempt that day succeeded.
+    pub succeeded: u64,
+    /// Deliveries given up on that day (out of attempts, or refused for good).
+    pub dead: u64,
+}
+
+/// The month's deliveries by outcome. A delivery counts as created on the day of its event and
+/// as succeeded or dead on the day it finished (a replayed delivery counts again when it finishes
+/// again); what is neither is still on its way or waiting for a retry.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct MonthDeliveries {
+    pub created: u64,
+    pub succeeded: u64,
+    pub dead: u64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -178,9 +194,10 @@ pub struct WorkspaceUsageOut {
     pub period: Period,
     /// Events accepted this month (test events included).
     pub events: MonthEvents,
+    pub deliveries: MonthDeliveries,
     pub connections: Counted,
     pub rules: Counted,
-    /// Events accepted per day over the last 90 days, oldest first, every day listed.
+    /// Events and deliveries per day over the last 90 days, oldest first, every day listed.
     pub daily: Vec<DayCount>,
 }
 
@@ -205,16 +222,27 @@ async fn workspace_usage(
     let now = switchyard_core::now_millis();
     let (period, month, end) = period(now);
     let first_day = now - 89 * 86_400_000;
-    let counted: std::collections::HashMap<String, u64> = state.store.daily_events(&ws.id, &day_of(first_day)).await?.into_iter().collect();
+    let mut counted: std::collections::HashMap<String, switchyard_store::DayUsage> =
+        state.store.daily_usage(&ws.id, &day_of(first_day)).await?.into_iter().map(|d| (d.day.clone(), d)).collect();
+    let mut deliveries = MonthDeliveries::default();
     let daily = (0..90)
         .map(|i| day_of(first_day + i * 86_400_000))
-        .map(|day| DayCount { events: counted.get(&day).copied().unwrap_or(0), day })
+        .map(|day| {
+            let d = counted.remove(&day).unwrap_or_default();
+            if day.starts_with(&month) {
+                deliveries.created += d.deliveries;
+                deliveries.succeeded += d.succeeded;
+                deliveries.dead += d.dead;
+            }
+            DayCount { day, events: d.events, deliveries: d.deliveries, succeeded: d.succeeded, dead: d.dead }
+        })
         .collect();
     Ok(Json(WorkspaceUsageOut {
         workspace_id: ws.id.to_string(),
         plan: crate::limits::plan_name(&ws, state.config.plans.default_plan.as_deref()).map(str::to_owned),
         period,
         events: MonthEvents { used: state.store.month_events(&ws.id, &month).await?, limit: limits.events_per_month, resets_at: ts(end) },
+        deliveries,
         connections: Counted { used: state.store.count_connections(&ws.id).await?, limit: limits.connections.map(u64::from) },
         rules: Counted { used: state.store.count_rules(&ws.id, None).await?, limit: limits.rules_per_workspace.map(u64::from) },
         limits,

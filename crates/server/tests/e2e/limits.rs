@@ -324,3 +324,37 @@ fn a_plans_file_with_a_mistake_names_it() {
     assert_eq!(ok.plans.len(), 2);
     assert_eq!(ok.max_workspaces, Some(4));
 }
+
+#[tokio::test]
+async fn usage_counts_deliveries_by_outcome_per_day() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("outcomes").await;
+    let ok = Receiver::status(200).await;
+    let failing = Receiver::status(500).await;
+    let good = app.webhook(&ws, &ok.url(), json!({})).await;
+    let bad = app
+        .webhook(
+            &ws,
+            &failing.url(),
+            json!({"name": "bad", "retry_policy": {"max_attempts": 2, "initial_delay_ms": 10, "max_delay_ms": 20}}),
+        )
+        .await;
+    app.rule(&ws, &good, "order.*", json!({})).await;
+    app.rule(&ws, &bad, "order.*", json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(app.emit_ok(&ws, json!({"event": "order.placed", "payload": {"i": i}})).await);
+    }
+    app.emit_ok(&ws, json!({"event": "nobody.listens"})).await;
+    for id in &ids {
+        app.wait_event(id, "failed").await;
+    }
+    let usage = app.ok(Method::GET, &format!("/workspaces/{}/usage", ws.id), None, 200).await;
+    assert_eq!(usage["events"]["used"], 4);
+    assert_eq!(usage["deliveries"], json!({"created": 6, "succeeded": 3, "dead": 3}));
+    let today = usage["daily"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(today["day"], switchyard_core::limits::day_of(switchyard_core::now_millis()));
+    assert_eq!((today["events"].as_u64(), today["deliveries"].as_u64()), (Some(4), Some(6)));
+    assert_eq!((today["succeeded"].as_u64(), today["dead"].as_u64()), (Some(3), Some(3)));
+    app.shutdown().await;
+}

@@ -10,3 +10,9 @@ CREATE UNLOGGED TABLE rate_buckets (
 -- holds it. Claims read and move both under the connection's row lock.
 ALTER TABLE connections ADD COLUMN next_start_at DOUBLE PRECISION NOT NULL DEFAULT 0;
 ALTER TABLE connections ADD COLUMN held_until BIGINT NOT NULL DEFAULT 0;
+
+-- Deliveries per workspace per day: created (with their events), and finished by outcome (on
+-- the day of the attempt that ended them).
+ALTER TABLE usage_days ADD COLUMN deliveries BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage_days ADD COLUMN succeeded BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE usage_days ADD COLUMN dead BIGINT NOT NULL DEFAULT 0;

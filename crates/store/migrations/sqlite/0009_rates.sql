@@ -2,3 +2,9 @@
 -- `rate_limit_per_minute`, and until when a destination's "too many requests" holds it.
 ALTER TABLE connections ADD COLUMN next_start_at REAL NOT NULL DEFAULT 0;
 ALTER TABLE connections ADD COLUMN held_until INTEGER NOT NULL DEFAULT 0;
+
+-- Deliveries per workspace per day: created (with their events), and finished by outcome (on
+-- the day of the attempt that ended them).
+ALTER TABLE usage_days ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_days ADD COLUMN succeeded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_days ADD COLUMN dead INTEGER NOT NULL DEFAULT 0;

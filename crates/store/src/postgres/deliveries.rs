@@ -85,6 +85,15 @@ recorded AS (
     SELECT i.id, i.number, m.workspace_id, i.started_at, i.duration_ms, i.status_code, i.error, i.excerpt, i.request
     FROM moved m JOIN input i ON i.id = m.id
     ON CONFLICT DO NOTHING
+),
+finished AS (
+    INSERT INTO usage_days (workspace_id, day, succeeded, dead)
+    SELECT m.workspace_id, $14, COUNT(*) FILTER (WHERE i.status = 'succeeded'), COUNT(*) FILTER (WHERE i.status = 'dead')
+    FROM moved m JOIN input i ON i.id = m.id
+    WHERE i.status IN ('succeeded', 'dead')
+    GROUP BY m.workspace_id ORDER BY m.workspace_id
+    ON CONFLICT (workspace_id, day) DO UPDATE
+    SET succeeded = usage_days.succeeded + EXCLUDED.succeeded, dead = usage_days.dead + EXCLUDED.dead
 )
 SELECT event_id, connection_id FROM moved";
 
@@ -244,6 +253,7 @@ impl DeliveryStore for PostgresStore {
             .bind(now)
             .bind(owner)
             .bind(&input.requests)
+            .bind(switchyard_core::limits::day_of(now))
             .fetch_all(&mut *tx)
             .await?;
         let events: Vec<String> = moved.iter().map(|(e, _)| e.clone()).collect::<BTreeSet<_>>().into_iter().collect();

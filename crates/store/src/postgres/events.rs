@@ -98,7 +98,7 @@ impl EventStore for PostgresStore {
         // The month rows of every workspace this batch stores events for, locked in id order
         // (so two batches never wait on each other crosswise), before any count is read: a
         // racing node waits here, then sees this batch's count.
-        let workspaces: Vec<String> = crate::quota::stored_per_workspace(batch, &outcomes).into_iter().map(|(ws, _)| ws).collect();
+        let workspaces: Vec<String> = crate::quota::stored_per_workspace(batch, &outcomes).into_iter().map(|(ws, _, _)| ws).collect();
         let mut used = HashMap::new();
         if !workspaces.is_empty() {
             sqlx::query(
@@ -152,19 +152,35 @@ impl EventStore for PostgresStore {
         // Usage, counted with what it counts; last, so its rows are held only until the commit.
         let stored = crate::quota::stored_per_workspace(batch, &outcomes);
         if !stored.is_empty() {
-            let (ws, counts): (Vec<String>, Vec<i64>) = stored.into_iter().unzip();
-            let day = switchyard_core::limits::day_of(now);
-            for (table, column, period) in [("usage_months", "month", &month), ("usage_days", "day", &day)] {
-                sqlx::query(&format!(
-                    "INSERT INTO {table} (workspace_id, {column}, events) SELECT w, $3, n FROM UNNEST($1::text[], $2::bigint[]) AS t(w, n)
-                     ON CONFLICT (workspace_id, {column}) DO UPDATE SET events = {table}.events + EXCLUDED.events"
-                ))
-                .bind(&ws)
-                .bind(&counts)
-                .bind(period)
-                .execute(&mut *tx)
-                .await?;
+            let mut ws = Vec::with_capacity(stored.len());
+            let (mut events, mut deliveries) = (Vec::with_capacity(stored.len()), Vec::with_capacity(stored.len()));
+            for (w, n, d) in stored {
+                ws.push(w);
+                events.push(n);
+                deliveries.push(d);
             }
+            let day = switchyard_core::limits::day_of(now);
+            sqlx::query(
+                "INSERT INTO usage_months (workspace_id, month, events) SELECT w, $3, n FROM UNNEST($1::text[], $2::bigint[]) AS t(w, n)
+                 ON CONFLICT (workspace_id, month) DO UPDATE SET events = usage_months.events + EXCLUDED.events",
+            )
+            .bind(&ws)
+            .bind(&events)
+            .bind(&month)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO usage_days (workspace_id, day, events, deliveries)
+                 SELECT w, $4, n, d FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS t(w, n, d)
+                 ON CONFLICT (workspace_id, day) DO UPDATE
+                 SET events = usage_days.events + EXCLUDED.events, deliveries = usage_days.deliveries + EXCLUDED.deliveries",
+            )
+            .bind(&ws)
+            .bind(&events)
+            .bind(&deliveries)
+            .bind(&day)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(outcomes)

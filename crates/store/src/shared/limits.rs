@@ -80,14 +80,19 @@ macro_rules! impl_limit_store {
                 Ok(n.unwrap_or(0).max(0) as u64)
             }
 
-            async fn daily_events(&self, ws: &WorkspaceId, from_day: &str) -> Result<Vec<(String, u64)>> {
-                let rows: Vec<(String, i64)> =
-                    sqlx::query_as("SELECT day, events FROM usage_days WHERE workspace_id = $1 AND day >= $2 ORDER BY day")
-                        .bind(ws.as_str())
-                        .bind(from_day)
-                        .fetch_all(self.reader())
-                        .await?;
-                Ok(rows.into_iter().map(|(d, n)| (d, n.max(0) as u64)).collect())
+            async fn daily_usage(&self, ws: &WorkspaceId, from_day: &str) -> Result<Vec<crate::DayUsage>> {
+                let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT day, events, deliveries, succeeded, dead FROM usage_days WHERE workspace_id = $1 AND day >= $2 ORDER BY day",
+                )
+                .bind(ws.as_str())
+                .bind(from_day)
+                .fetch_all(self.reader())
+                .await?;
+                let n = |v: i64| v.max(0) as u64;
+                Ok(rows
+                    .into_iter()
+                    .map(|(day, e, d, s, x)| crate::DayUsage { day, events: n(e), deliveries: n(d), succeeded: n(s), dead: n(x) })
+                    .collect())
             }
 
             async fn installation_month(&self, month: &str, top: u32) -> Result<(u64, Vec<crate::WorkspaceUsage>)> {

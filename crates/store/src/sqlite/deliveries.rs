@@ -178,7 +178,7 @@ impl DeliveryStore for SqliteStore {
         let mut tx = self.writer.begin().await?;
         // Move each delivery on where this node still holds the lease; a node presumed dead
         // records nothing. Then record the attempts of the deliveries that moved.
-        let moved: Vec<(String, String)> = sqlx::query_as(
+        let moved: Vec<(String, String, String)> = sqlx::query_as(
             "WITH input AS (
                 SELECT value ->> 'id' AS id, value ->> 'number' AS number, value ->> 'status' AS status,
                        value ->> 'next_at' AS next_at, value ->> 'last_error' AS last_error
@@ -188,7 +188,7 @@ impl DeliveryStore for SqliteStore {
                  lease_recoveries = 0, updated_at = $2
              FROM input
              WHERE deliveries.id = input.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = $3
-             RETURNING deliveries.id, deliveries.event_id",
+             RETURNING deliveries.id, deliveries.event_id, deliveries.workspace_id",
         )
         .bind(&input)
         .bind(now)
@@ -196,7 +196,7 @@ impl DeliveryStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         if !moved.is_empty() {
-            let ids: Vec<&str> = moved.iter().map(|(id, _)| id.as_str()).collect();
+            let ids: Vec<&str> = moved.iter().map(|(id, _, _)| id.as_str()).collect();
             sqlx::query(
                 "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
                                        request_excerpt)
@@ -210,8 +210,32 @@ impl DeliveryStore for SqliteStore {
             .bind(serde_json::to_string(&ids).unwrap_or_default())
             .execute(&mut *tx)
             .await?;
-            let events: BTreeSet<&str> = moved.iter().map(|(_, e)| e.as_str()).collect();
+            let events: BTreeSet<&str> = moved.iter().map(|(_, e, _)| e.as_str()).collect();
             refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
+            // Usage: the deliveries that finished, per workspace, on today's row.
+            let outcome: HashMap<&str, NextStep> = records.iter().map(|r| (r.attempt.delivery_id.as_str(), r.next)).collect();
+            let mut finished: std::collections::BTreeMap<&str, (i64, i64)> = std::collections::BTreeMap::new();
+            for (id, _, ws) in &moved {
+                match outcome.get(id.as_str()) {
+                    Some(NextStep::Succeeded) => finished.entry(ws.as_str()).or_default().0 += 1,
+                    Some(NextStep::Dead) => finished.entry(ws.as_str()).or_default().1 += 1,
+                    _ => {}
+                }
+            }
+            let day = switchyard_core::limits::day_of(now);
+            for (ws, (succeeded, dead)) in finished {
+                sqlx::query(
+                    "INSERT INTO usage_days (workspace_id, day, succeeded, dead) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (workspace_id, day) DO UPDATE SET succeeded = usage_days.succeeded + excluded.succeeded,
+                         dead = usage_days.dead + excluded.dead",
+                )
+                .bind(ws)
+                .bind(&day)
+                .bind(succeeded)
+                .bind(dead)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -69,18 +69,27 @@ impl EventStore for SqliteStore {
         insert_events(&mut tx, &created).await?;
         insert_deliveries(&mut tx, &created, now).await?;
         let day = switchyard_core::limits::day_of(now);
-        for (ws, n) in crate::quota::stored_per_workspace(batch, &outcomes) {
-            for (table, column, period) in [("usage_months", "month", &month), ("usage_days", "day", &day)] {
-                sqlx::query(&format!(
-                    "INSERT INTO {table} (workspace_id, {column}, events) VALUES (?, ?, ?)
-                     ON CONFLICT (workspace_id, {column}) DO UPDATE SET events = {table}.events + excluded.events"
-                ))
-                .bind(&ws)
-                .bind(period)
-                .bind(n)
-                .execute(&mut *tx)
-                .await?;
-            }
+        for (ws, n, deliveries) in crate::quota::stored_per_workspace(batch, &outcomes) {
+            sqlx::query(
+                "INSERT INTO usage_months (workspace_id, month, events) VALUES (?, ?, ?)
+                 ON CONFLICT (workspace_id, month) DO UPDATE SET events = usage_months.events + excluded.events",
+            )
+            .bind(&ws)
+            .bind(&month)
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO usage_days (workspace_id, day, events, deliveries) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (workspace_id, day) DO UPDATE
+                 SET events = usage_days.events + excluded.events, deliveries = usage_days.deliveries + excluded.deliveries",
+            )
+            .bind(&ws)
+            .bind(&day)
+            .bind(n)
+            .bind(deliveries)
+            .execute(&mut *tx)
+            .await?;
         }
         for new in created.iter().filter(|n| n.idempotency_key.is_some()) {
             sqlx::query(

@@ -1243,14 +1243,15 @@ pub async fn usage(args: UsageArgs) -> Outcome {
         ("plan", opt(&u.plan)),
         ("month", u.period.month.clone()),
         ("events", format!("{} (resets {})", counted(u.events.used, u.events.limit), time(&u.events.resets_at))),
+        ("deliveries", format!("{} created, {} succeeded, {} dead", u.deliveries.created, u.deliveries.succeeded, u.deliveries.dead)),
         ("connections", counted(u.connections.used, u.connections.limit)),
         ("rules", counted(u.rules.used, u.rules.limit)),
         ("limits", compact(&u.limits)),
     ]);
     println!();
-    let mut t = Table::new(&["DAY", "EVENTS"]);
+    let mut t = Table::new(&["DAY", "EVENTS", "DELIVERIES", "SUCCEEDED", "DEAD"]);
     for d in u.daily.iter().rev().take(7) {
-        t.row(vec![d.day.clone(), d.events.to_string()]);
+        t.row(vec![d.day.clone(), d.events.to_string(), d.deliveries.to_string(), d.succeeded.to_string(), d.dead.to_string()]);
     }
     t.print("", None);
     Ok(())
