@@ -261,6 +261,9 @@ describe("admin-key sign-in and the console's pages", () => {
       await page.getByRole("link", { name: "Installation" }).click();
       await page.getByRole("heading", { level: 1, name: "Installation" }).waitFor();
       await page.getByText("live").first().waitFor();
+      // The month's usage: events in all, workspaces, the busiest of them.
+      await page.getByRole("heading", { name: "Usage this month" }).waitFor();
+      await page.getByText(/^Events in \d{4}-\d{2}$/).waitFor();
       await check("installation");
 
       assert.deepEqual(problems, []);

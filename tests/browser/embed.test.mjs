@@ -441,6 +441,9 @@ describe("isolation", () => {
       await theirFrame.locator("[role=status]", { hasText: "Loading" }).waitFor({ state: "detached" }).catch(() => {});
       await new Promise((r) => setTimeout(r, 300));
       const text = await theirFrame.locator("body").innerText();
+      // Another workspace's event or rule is simply not found, and the page says so at once.
+      if (path.includes("/")) assert.match(text, /not found/, path);
+      assert.ok(!text.includes("Loading…"), `${path} still says it is loading`);
       for (const name of names) assert.ok(!text.includes(name), `${path} shows ${name}`);
       for (const id of secrets) assert.ok(!text.includes(id), `${path} shows ${id}`);
     }
@@ -468,6 +471,35 @@ describe("expiry and refresh", () => {
     await frame.getByRole("heading", { level: 1, name: "Events" }).waitFor();
     assert.ok((await page.evaluate(() => window.refreshes)) > refreshesBefore);
     await context.close();
+  });
+});
+
+describe("usage", () => {
+  test("the dashboard shows the month against the workspace's plan; a narrowed session does not see it", async () => {
+    await admin.ok("PUT", "/plans/team", { description: "Team", limits: { events_per_month: 10000, connections: 20, rules_per_workspace: 50 } }, 201);
+    await admin.ok("PATCH", `/workspaces/${workspace.id}`, { plan: "team" }, 200);
+    const usage = await admin.ok("GET", `/workspaces/${workspace.id}/usage`, undefined, 200);
+    assert.ok(usage.events.used > 0 && usage.deliveries.created > 0, "the journey above sent events that were delivered");
+    const { context, page } = await open({ role: "viewer" });
+    const frame = await frameWithHeading(page, "Dashboard");
+    const panel = frame.getByRole("region", { name: /^Usage in / });
+    await panel.waitFor();
+    await panel.getByText("Plan: team.").waitFor();
+    const meter = panel.locator("meter");
+    assert.equal(await meter.count(), 3, "events, connections and rules each have a limit and a meter");
+    assert.match(await meter.first().getAttribute("aria-label"), /^Events: [\d,]+ of 10,000$/);
+    assert.equal(await meter.first().getAttribute("value"), String(usage.events.used));
+    await panel.getByText(`${usage.deliveries.created.toLocaleString("en-US")} created`).waitFor();
+    assert.equal(await panel.getByRole("table", { name: "Usage per day, last 14 days" }).count(), 1);
+    assert.deepEqual(await axeViolations(frame), []);
+    await screenshot(page, "dashboard-usage-light");
+    await context.close();
+
+    const narrowed = await open({ role: "viewer", resource: "project", resource_id: "p1" });
+    const narrowedFrame = await frameWithHeading(narrowed.page, "Dashboard");
+    await narrowedFrame.getByRole("region", { name: "Last 24 hours" }).waitFor();
+    assert.equal(await narrowedFrame.getByRole("region", { name: /^Usage in / }).count(), 0);
+    await narrowed.context.close();
   });
 });
 

@@ -417,8 +417,9 @@
   /* ---------- Installation ---------- */
 
   function installation() {
-    page("Installation", "Its nodes and where the delivery queue stands.");
-    return api("GET", "/installation").then(function (i) {
+    page("Installation", "Its nodes, where the delivery queue stands, and this month's usage.");
+    return Promise.all([api("GET", "/installation"), api("GET", "/usage")]).then(function (r) {
+      var i = r[0], u = r[1];
       var q = i.queue;
       var tiles = [["Pending", q.pending], ["Retrying", q.retrying], ["In flight", q.delivering], ["Dead", q.dead]].map(function (t) {
         return h("div", { class: "tile" }, h("p", { class: "tile-label" }, t[0]), h("p", { class: "tile-value" }, count(t[1])));
@@ -430,7 +431,16 @@
         return h("tr", null, h("td", { class: "mono" }, n.id), h("td", null, n.role), h("td", null, n.hostname || "—"), h("td", null, n.version),
           h("td", null, when(n.started_at)), h("td", null, when(n.heartbeat_at), " ", n.stale ? badge("stale") : badge("live")));
       });
+      var ofLimit = function (used, limit) { return count(used) + (limit === null || limit === undefined ? "" : " of " + count(limit)); };
+      var usageTiles = [["Events in " + u.period.month, count(u.events)], ["Workspaces", ofLimit(u.workspaces.used, u.workspaces.limit)]].map(function (t) {
+        return h("div", { class: "tile" }, h("p", { class: "tile-label" }, t[0]), h("p", { class: "tile-value" }, t[1]));
+      });
+      var busiest = u.busiest.map(function (w) {
+        return h("tr", null, h("td", null, link("workspaces/" + w.workspace_id, w.name)), h("td", null, w.plan || "—"), h("td", { class: "num" }, ofLimit(w.events, w.limit)));
+      });
       main.append(section("Delivery queue", "queue"), h("div", { class: "tiles" }, tiles), oldest,
+        section("Usage this month", "usage"), h("div", { class: "tiles" }, usageTiles),
+        busiest.length ? table(["Busiest workspaces", "Plan", "Events"], busiest, "The month's busiest workspaces") : empty("No events yet this month."),
         section("Nodes", "nodes"), nodes.length ? table(["Node", "Role", "Host", "Version", "Started", "Last heartbeat"], nodes, "Nodes") : empty("No node has reported yet."),
         h("p", { class: "muted" }, "Switchyard " + i.version));
     });

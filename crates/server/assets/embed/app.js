@@ -329,6 +329,8 @@
     }
     Promise.resolve(view).catch(function (error) {
       if (error && error.status === 401) return;
+      // The page did not load: its "Loading…" gives way to why.
+      main.querySelectorAll(".status").forEach(function (s) { s.remove(); });
       main.append(alertBox(error));
     }).then(function () {
       var heading = main.querySelector("h1");
@@ -344,7 +346,9 @@
     page("Dashboard", "Events and deliveries of " + me.workspace_name + ".");
     var status = loading();
     main.append(status);
-    return Promise.all([api("GET", ws("/stats")), api("GET", ws("/deliveries?status=dead&limit=5")), connections()]).then(function (r) {
+    // Usage is the whole workspace's: a session narrowed to one resource does not see it.
+    var usage = me.resource ? Promise.resolve(null) : api("GET", ws("/usage"));
+    return Promise.all([api("GET", ws("/stats")), api("GET", ws("/deliveries?status=dead&limit=5")), connections(), usage]).then(function (r) {
       var stats = r[0], failures = r[1].data, conns = r[2];
       var names = {};
       conns.forEach(function (c) { names[c.id] = c.name; });
@@ -362,6 +366,7 @@
               h("dd", { class: w.failure_rate >= 0.1 ? "bad" : "" }, (w.failure_rate * 100).toFixed(w.failure_rate > 0 && w.failure_rate < 0.01 ? 2 : 1) + "%"))));
       };
       main.append(h("div", { class: "cards" }, windowCard("Last 24 hours", stats.last_24h), windowCard("Last 7 days", stats.last_7d)));
+      if (r[3]) main.append(usageCard(r[3]));
       var attention = h("section", { class: "panel", "aria-labelledby": "attention-title" }, h("h2", { id: "attention-title" }, "Connections that need attention"));
       if (!stats.attention.length) attention.append(empty("Every connection is healthy."));
       else attention.append(h("ul", { class: "list" }, stats.attention.map(function (a) {
@@ -377,6 +382,32 @@
       })), link("events?status=failed", "All failed events"));
       main.append(recent);
     });
+  }
+
+  /* The month against the plan: each limited count with a meter, the deliveries by outcome, and
+   * the last 14 days as a table (screen readers read it as one). */
+  function usageCard(u) {
+    var month = new Date(u.period.start).toLocaleDateString(undefined, { month: "long", year: "numeric", timeZone: "UTC" });
+    var figure = function (label, used, limit) {
+      var value = used.toLocaleString() + (limit === null || limit === undefined ? "" : " of " + limit.toLocaleString());
+      var meter = limit ? h("meter", { min: "0", max: String(limit), value: String(Math.min(used, limit)), high: String(limit * 0.8), optimum: "0",
+        "aria-label": label + ": " + value }) : null;
+      return h("div", null, h("dt", null, label), h("dd", { class: limit && used >= limit ? "bad" : "" }, value, meter));
+    };
+    var d = u.deliveries;
+    var days = u.daily.slice(-14).reverse().filter(function (day) { return day.events || day.deliveries || day.succeeded || day.dead; });
+    return h("section", { class: "panel", "aria-labelledby": "usage-title" },
+      h("h2", { id: "usage-title" }, "Usage in " + month),
+      h("p", { class: "muted" }, (u.plan ? "Plan: " + u.plan + ". " : "") + "Counts start again ", when(u.events.resets_at), "."),
+      h("dl", { class: "figures" },
+        figure("Events", u.events.used, u.events.limit),
+        figure("Connections", u.connections.used, u.connections.limit),
+        figure("Rules", u.rules.used, u.rules.limit),
+        h("div", null, h("dt", null, "Deliveries"), h("dd", null, d.created.toLocaleString() + " created, " + d.succeeded.toLocaleString() + " succeeded, " + d.dead.toLocaleString() + " failed"))),
+      days.length ? table(["Day", "Events", "Deliveries", "Succeeded", "Failed"], days.map(function (day) {
+        return h("tr", null, h("td", null, day.day), h("td", null, day.events.toLocaleString()), h("td", null, day.deliveries.toLocaleString()),
+          h("td", null, day.succeeded.toLocaleString()), h("td", null, day.dead.toLocaleString()));
+      }), "Usage per day, last 14 days") : empty("Nothing counted in the last 14 days."));
   }
 
   /* ---------- Connections ---------- */
