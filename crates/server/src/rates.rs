@@ -155,6 +155,9 @@ struct Bucket {
     tat: f64,
     /// What this node admitted since its last sync, in milliseconds of the bucket.
     pending: f64,
+    /// Where the first of those admissions started (the bucket's base then): the cluster's bucket
+    /// takes them from there, not from the time of the sync.
+    since: f64,
     /// Asked about since the last sync: the next sync reads the cluster's view of it.
     touched: bool,
 }
@@ -177,7 +180,7 @@ impl Rates {
         let capacity = f64::from(rate.burst) * interval;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if !buckets.contains_key(key) {
-            buckets.insert(key.into(), Bucket { tat: now, pending: 0.0, touched: false });
+            buckets.insert(key.into(), Bucket { tat: now, pending: 0.0, since: now, touched: false });
         }
         let Some(bucket) = buckets.get_mut(key) else { unreachable!("inserted above") };
         bucket.touched = true;
@@ -185,6 +188,9 @@ impl Rates {
         let next = base + f64::from(cost) * interval;
         let seconds = |ms: f64| (ms / 1000.0).ceil().max(0.0) as u64;
         if next - now <= capacity + 1e-6 {
+            if bucket.pending == 0.0 {
+                bucket.since = base;
+            }
             bucket.tat = next;
             bucket.pending += next - base;
             let remaining = ((capacity - (next - now)) / interval + 1e-6).floor().max(0.0) as u64;
@@ -200,25 +206,25 @@ impl Rates {
     /// bucket asked about since the last sync. A store that is not shared (SQLite) is skipped.
     pub async fn sync(&self, store: &dyn Store, now: f64) -> switchyard_store::Result<()> {
         let shared = store.shares_rates();
-        let (keys, costs): (Vec<String>, Vec<f64>) = {
+        let mut keys = Vec::new();
+        let (mut costs, mut since) = (Vec::new(), Vec::new());
+        {
             let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
             buckets.retain(|_, b| b.touched || b.tat + IDLE_MS > now);
             if !shared {
                 return Ok(());
             }
-            buckets
-                .iter_mut()
-                .filter(|(_, b)| b.touched)
-                .map(|(k, b)| {
-                    b.touched = false;
-                    (k.to_string(), std::mem::take(&mut b.pending))
-                })
-                .unzip()
-        };
+            for (k, b) in buckets.iter_mut().filter(|(_, b)| b.touched) {
+                b.touched = false;
+                keys.push(k.to_string());
+                since.push(if b.pending > 0.0 { b.since } else { now });
+                costs.push(std::mem::take(&mut b.pending));
+            }
+        }
         if keys.is_empty() {
             return Ok(());
         }
-        let shared = store.share_rates(&keys, &costs, now, now - IDLE_MS).await?;
+        let shared = store.share_rates(&keys, &costs, &since, now - IDLE_MS).await?;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         for (key, tat) in shared {
             if let Some(b) = buckets.get_mut(key.as_str()) {

@@ -708,9 +708,10 @@ pub trait RateStore: Send + Sync {
     fn shares_rates(&self) -> bool {
         false
     }
-    /// Adds each key's cost (milliseconds of its bucket) to the shared bucket at `now`, forgets
-    /// buckets full since before `forget_before`, and returns each key's shared arrival time.
-    async fn share_rates(&self, _keys: &[String], _costs: &[f64], _now: f64, _forget_before: f64) -> Result<Vec<(String, f64)>> {
+    /// Adds each key's cost (milliseconds of its bucket), taken from `since` on, to the shared
+    /// bucket, forgets buckets full since before `forget_before`, and returns each key's shared
+    /// arrival time.
+    async fn share_rates(&self, _keys: &[String], _costs: &[f64], _since: &[f64], _forget_before: f64) -> Result<Vec<(String, f64)>> {
         Ok(Vec::new())
     }
 }

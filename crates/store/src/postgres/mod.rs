@@ -125,21 +125,22 @@ impl crate::RateStore for PostgresStore {
         true
     }
 
-    async fn share_rates(&self, keys: &[String], costs: &[f64], now: f64, forget_before: f64) -> Result<Vec<(String, f64)>> {
+    async fn share_rates(&self, keys: &[String], costs: &[f64], since: &[f64], forget_before: f64) -> Result<Vec<(String, f64)>> {
         // Keys in a fixed order, so two nodes syncing at once never wait on each other in a cycle.
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
         let keys: Vec<&str> = order.iter().map(|i| keys[*i].as_str()).collect();
         let costs: Vec<f64> = order.iter().map(|i| costs[*i]).collect();
+        let since: Vec<f64> = order.iter().map(|i| since[*i]).collect();
         let rows: Vec<(String, f64)> = sqlx::query_as(
-            "INSERT INTO rate_buckets (key, tat)
-             SELECT k, $3 + c FROM UNNEST($1::text[], $2::float8[]) WITH ORDINALITY AS x(k, c, n) ORDER BY n
-             ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_buckets.tat, $3) + EXCLUDED.tat - $3
+            "INSERT INTO rate_buckets AS b (key, tat, cost)
+             SELECT k, s + c, c FROM UNNEST($1::text[], $2::float8[], $3::float8[]) WITH ORDINALITY AS x(k, c, s, n) ORDER BY n
+             ON CONFLICT (key) DO UPDATE SET tat = GREATEST(b.tat, EXCLUDED.tat - EXCLUDED.cost) + EXCLUDED.cost, cost = EXCLUDED.cost
              RETURNING key, tat",
         )
         .bind(&keys)
         .bind(&costs)
-        .bind(now)
+        .bind(&since)
         .fetch_all(&self.pool)
         .await?;
         // Now and then (every 600th sync: once a minute per node), forget buckets full for a while.

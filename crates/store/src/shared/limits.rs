@@ -72,11 +72,14 @@ macro_rules! impl_limit_store {
             }
 
             async fn month_events(&self, ws: &WorkspaceId, month: &str) -> Result<u64> {
-                let n: Option<i64> = sqlx::query_scalar("SELECT events FROM usage_months WHERE workspace_id = $1 AND month = $2")
-                    .bind(ws.as_str())
-                    .bind(month)
-                    .fetch_optional(self.reader())
-                    .await?;
+                let n: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(SUM(events) AS BIGINT) FROM usage_days WHERE workspace_id = $1 AND day >= $2 AND day < $3",
+                )
+                .bind(ws.as_str())
+                .bind(format!("{month}-01"))
+                .bind(format!("{month}-32"))
+                .fetch_one(self.reader())
+                .await?;
                 Ok(n.unwrap_or(0).max(0) as u64)
             }
 
@@ -96,15 +99,18 @@ macro_rules! impl_limit_store {
             }
 
             async fn installation_month(&self, month: &str, top: u32) -> Result<(u64, Vec<crate::WorkspaceUsage>)> {
-                let total: Option<i64> = sqlx::query_scalar("SELECT CAST(SUM(events) AS BIGINT) FROM usage_months WHERE month = $1")
-                    .bind(month)
+                let (from, to) = (format!("{month}-01"), format!("{month}-32"));
+                let total: Option<i64> = sqlx::query_scalar("SELECT CAST(SUM(events) AS BIGINT) FROM usage_days WHERE day >= $1 AND day < $2")
+                    .bind(&from)
+                    .bind(&to)
                     .fetch_one(self.reader())
                     .await?;
                 let rows: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT u.workspace_id, u.events FROM usage_months u JOIN workspaces w ON w.id = u.workspace_id
-                     WHERE u.month = $1 ORDER BY u.events DESC, u.workspace_id LIMIT $2",
+                    "SELECT u.workspace_id, CAST(SUM(u.events) AS BIGINT) AS n FROM usage_days u JOIN workspaces w ON w.id = u.workspace_id
+                     WHERE u.day >= $1 AND u.day < $2 GROUP BY u.workspace_id HAVING SUM(u.events) > 0 ORDER BY n DESC, u.workspace_id LIMIT $3",
                 )
-                .bind(month)
+                .bind(&from)
+                .bind(&to)
                 .bind(i64::from(top))
                 .fetch_all(self.reader())
                 .await?;

@@ -54,12 +54,17 @@ impl EventStore for SqliteStore {
         let caps = crate::quota::capped(batch, &outcomes);
         if !caps.is_empty() {
             let mut used = HashMap::new();
+            // The month's count is the sum of its days (at most 31 rows of the primary key); the
+            // single writer makes the read and the count that follows one step.
+            let (from, to) = (format!("{month}-01"), format!("{month}-32"));
             for ws in caps.keys() {
-                let n: Option<i64> = sqlx::query_scalar("SELECT events FROM usage_months WHERE workspace_id = ? AND month = ?")
-                    .bind(ws)
-                    .bind(&month)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let n: Option<i64> =
+                    sqlx::query_scalar("SELECT SUM(events) FROM usage_days WHERE workspace_id = ? AND day >= ? AND day < ?")
+                        .bind(ws)
+                        .bind(&from)
+                        .bind(&to)
+                        .fetch_one(&mut *tx)
+                        .await?;
                 used.insert(ws.clone(), n.unwrap_or(0).max(0) as u64);
             }
             crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
@@ -69,16 +74,9 @@ impl EventStore for SqliteStore {
         insert_events(&mut tx, &created).await?;
         insert_deliveries(&mut tx, &created, now).await?;
         let day = switchyard_core::limits::day_of(now);
+        // Usage: one row per workspace and day, the only page counting adds to the commit (the
+        // month is the sum of its days).
         for (ws, n, deliveries) in crate::quota::stored_per_workspace(batch, &outcomes) {
-            sqlx::query(
-                "INSERT INTO usage_months (workspace_id, month, events) VALUES (?, ?, ?)
-                 ON CONFLICT (workspace_id, month) DO UPDATE SET events = usage_months.events + excluded.events",
-            )
-            .bind(&ws)
-            .bind(&month)
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
             sqlx::query(
                 "INSERT INTO usage_days (workspace_id, day, events, deliveries) VALUES (?, ?, ?, ?)
                  ON CONFLICT (workspace_id, day) DO UPDATE
