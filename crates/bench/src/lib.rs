@@ -11,6 +11,7 @@ pub mod load;
 pub mod node;
 pub mod receiver;
 pub mod report;
+pub mod retention;
 pub mod scenarios;
 
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ pub struct Sizes {
     /// (g): rules on `*` in the amplifying workspace, and its queued backlog (replayed whole).
     pub amplifier_rules: usize,
     pub amplifier_backlog_requests: usize,
+    /// (h): old events (each with a delivery and an attempt) deleted while the latency is measured.
+    pub retention_events: usize,
 }
 
 impl Sizes {
@@ -66,6 +69,7 @@ impl Sizes {
             amplifier_rules: 1_000,
             // 37 requests of 10 events × 1,000 rules: the 370,000-delivery replay of issue 10.
             amplifier_backlog_requests: 37,
+            retention_events: 1_000_000,
         }
     }
 
@@ -84,6 +88,7 @@ impl Sizes {
             settle: Duration::from_millis(100),
             amplifier_rules: 5,
             amplifier_backlog_requests: 2,
+            retention_events: 2_000,
         }
     }
 }
@@ -100,4 +105,30 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<report::Report> {
     std::fs::write(&config.out, serde_json::to_vec_pretty(&report)?)?;
     eprintln!("wrote {}", config.out.display());
     Ok(report)
+}
+
+/// (h) alone, `runs` times: prints each run and the medians, and writes the runs as JSON.
+pub async fn run_retention(config: &BenchConfig) -> anyhow::Result<Vec<retention::RetentionFigures>> {
+    let mut runs = Vec::with_capacity(config.runs);
+    for i in 0..config.runs {
+        eprintln!("retention, run {}/{}", i + 1, config.runs);
+        runs.push(retention::run(config).await?);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "retention: {} old events (and their deliveries and attempts) pruned in {:.1} s (median); emit to arrival at {}/s during the prune p50 {:.2} ms, p99 {:.2} ms; afterwards p50 {:.2} ms, p99 {:.2} ms",
+        runs[0].events,
+        median(runs.iter().map(|r| r.prune_s).collect()),
+        runs[0].rate,
+        median(runs.iter().map(|r| r.during_ms.p50).collect()),
+        median(runs.iter().map(|r| r.during_ms.p99).collect()),
+        median(runs.iter().map(|r| r.after_ms.p50).collect()),
+        median(runs.iter().map(|r| r.after_ms.p99).collect()),
+    );
+    std::fs::write(&config.out, serde_json::to_vec_pretty(&runs)?)?;
+    eprintln!("wrote {}", config.out.display());
+    Ok(runs)
 }

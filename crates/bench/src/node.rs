@@ -12,7 +12,9 @@ pub struct Node {
     child: Child,
     pub base: String,
     pub client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    /// The node's database.
+    pub url: String,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Node {
@@ -30,9 +32,26 @@ impl Node {
             Some(base) => switchyard_store::testing::fresh_database_on(base).await,
             None => format!("sqlite://{}/switchyard.db", dir.path().display()),
         };
-        let mut child = Command::new(binary)
+        Self::start_on(binary, url, dir, &[]).await
+    }
+
+    /// Stops the node and hands back its database (and the folder that holds it, for SQLite).
+    pub fn stop(mut self) -> (String, tempfile::TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::TempDir::new().expect("a temp dir"));
+        (std::mem::take(&mut self.url), dir)
+    }
+
+    /// Starts a node on an existing database, with more settings from the environment.
+    pub async fn start_on(binary: &std::path::Path, url: String, dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--allow-private-destinations"])
-            .env("SWITCHYARD_DATABASE_URL", url)
+            .env("SWITCHYARD_DATABASE_URL", &url)
             .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
             .env("SWITCHYARD_MASTER_KEY", MASTER_KEY)
             .env("SWITCHYARD_LOG", "warn")
@@ -54,7 +73,7 @@ impl Node {
         };
         std::thread::spawn(move || for _ in lines {});
         let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
-        Ok(Self { child, base, client, _dir: dir })
+        Ok(Self { child, base, client, url, dir })
     }
 
     /// (current RSS, peak RSS) in bytes, from /proc.
@@ -72,14 +91,23 @@ impl Node {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// An admin `POST`; past the API key's rate limit it waits as `Retry-After` says, as any
+    /// script setting up many things should.
     pub async fn admin(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let r = self.client.post(format!("{}/api/v1{path}", self.base)).bearer_auth(ADMIN_KEY).json(&body).send().await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        if !status.is_success() {
-            bail!("POST {path} → {status}: {v}");
+        loop {
+            let r = self.client.post(format!("{}/api/v1{path}", self.base)).bearer_auth(ADMIN_KEY).json(&body).send().await?;
+            let status = r.status();
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                continue;
+            }
+            let v: Value = r.json().await?;
+            if !status.is_success() {
+                bail!("POST {path} → {status}: {v}");
+            }
+            return Ok(v);
         }
-        Ok(v)
     }
 
     /// A workspace whose events go to each URL (one connection and rule per URL); returns its

@@ -43,7 +43,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut micros: Vec<u64>) -> anyhow::Result<Self> {
+    pub(crate) fn of(mut micros: Vec<u64>) -> anyhow::Result<Self> {
         if micros.is_empty() {
             bail!("no latency samples");
         }

@@ -98,6 +98,10 @@ struct BenchArgs {
     /// The server binary to measure (default: this one), to compare two builds with one harness.
     #[arg(long)]
     server: Option<std::path::PathBuf>,
+    /// Measure only (h): latency while a million old events (with their deliveries and attempts)
+    /// are pruned by retention.
+    #[arg(long)]
+    retention: bool,
 }
 
 #[derive(Args)]
@@ -278,6 +282,9 @@ async fn run_node_command(command: Command) -> anyhow::Result<()> {
                 sizes: if args.smoke { switchyard_bench::Sizes::smoke() } else { switchyard_bench::Sizes::full() },
                 out: args.out,
             };
+            if args.retention {
+                return switchyard_bench::run_retention(&config).await.map(|_| ());
+            }
             switchyard_bench::run(config).await.map(|_| ())
         }
         Command::RotateMasterKey(args) => {
