@@ -94,20 +94,20 @@ impl Node {
     /// An admin `POST`; past the API key's rate limit it waits as `Retry-After` says, as any
     /// script setting up many things should.
     pub async fn admin(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        loop {
+        for _ in 0..60 {
             let r = self.client.post(format!("{}/api/v1{path}", self.base)).bearer_auth(ADMIN_KEY).json(&body).send().await?;
             let status = r.status();
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
-                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-                continue;
-            }
+            let wait: Option<u64> = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
             let v: Value = r.json().await?;
-            if !status.is_success() {
-                bail!("POST {path} → {status}: {v}");
+            match wait {
+                Some(wait) if status == reqwest::StatusCode::TOO_MANY_REQUESTS && v["error"]["code"] == "rate_limited" && wait <= 10 => {
+                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                }
+                _ if !status.is_success() => bail!("POST {path} → {status}: {v}"),
+                _ => return Ok(v),
             }
-            return Ok(v);
         }
+        bail!("POST {path}: still rate-limited after a minute of waiting")
     }
 
     /// A workspace whose events go to each URL (one connection and rule per URL); returns its

@@ -77,6 +77,12 @@ impl Limits {
         if self.retention_days == Some(0) {
             return Err(("retention_days", "must be at least 1 (leave it out to keep history forever)".into()));
         }
+        if self.events_per_second == Some(0) {
+            return Err(("events_per_second", "must be at least 1 (leave it out for no limit)".into()));
+        }
+        if self.events_burst == Some(0) {
+            return Err(("events_burst", "must be at least 1 (leave it out for one second's worth)".into()));
+        }
         Ok(())
     }
 

@@ -536,6 +536,9 @@ impl FromRequestParts<AppState> for Principal {
             }
             Err(e) => return Err(e),
         };
+        if let Some(rates) = &rates {
+            rates.vouch();
+        }
         if let Some(token) = presented_token(parts).or_else(|| crate::console::cookie_token(&parts.headers)) {
             if crate::rates::limit_for(&state.config.plans.rate_limits, token).is_some() {
                 crate::rates::admit_credential(state, rates.as_ref(), token, &hash_token(token))?;

@@ -173,6 +173,14 @@ impl Default for Rates {
     }
 }
 
+/// Slack in the comparisons, in milliseconds of a bucket: times are around 1.8e12 ms, where an f64
+/// steps by 2.4e-4 ms, so a bucket with an interval like 1000/7 ms would otherwise lose a place
+/// to rounding.
+const EPSILON_MS: f64 = 0.5;
+/// Most buckets kept for client addresses; past it, new addresses share one bucket, so a flood
+/// from ever-new addresses neither grows the map nor escapes the limit.
+const MAX_ADDRESS_BUCKETS: usize = 100_000;
+
 impl Rates {
     /// Takes `cost` from `key`'s bucket if it holds that much now; says what is left either way.
     pub fn check(&self, key: &str, policy: &'static str, rate: Rate, cost: u32, now: f64) -> Decision {
@@ -187,44 +195,98 @@ impl Rates {
         let base = bucket.tat.max(now);
         let next = base + f64::from(cost) * interval;
         let seconds = |ms: f64| (ms / 1000.0).ceil().max(0.0) as u64;
-        if next - now <= capacity + 1e-6 {
+        if next - now <= capacity + EPSILON_MS {
             if bucket.pending == 0.0 {
                 bucket.since = base;
             }
             bucket.tat = next;
             bucket.pending += next - base;
-            let remaining = ((capacity - (next - now)) / interval + 1e-6).floor().max(0.0) as u64;
-            Decision { policy, rate, remaining, reset_s: seconds(next - now), retry_after_s: None }
+            let remaining = ((capacity + EPSILON_MS - (next - now)) / interval).floor().max(0.0) as u64;
+            Decision { policy, rate, remaining, reset_s: seconds(next - now - EPSILON_MS), retry_after_s: None }
         } else {
-            let remaining = ((capacity - (base - now)) / interval + 1e-6).floor().max(0.0) as u64;
+            let remaining = ((capacity + EPSILON_MS - (base - now)) / interval).floor().max(0.0) as u64;
             let wait = seconds(next - capacity - now).max(1);
-            Decision { policy, rate, remaining, reset_s: seconds(base - now), retry_after_s: Some(wait) }
+            Decision { policy, rate, remaining, reset_s: seconds(base - now - EPSILON_MS), retry_after_s: Some(wait) }
         }
     }
 
-    /// Shares this node's admissions with the cluster and adopts the cluster's view of every
-    /// bucket asked about since the last sync. A store that is not shared (SQLite) is skipped.
+    /// The refusal `key`'s bucket would give one more request now, without taking anything.
+    pub fn refusal(&self, key: &str, policy: &'static str, rate: Rate, now: f64) -> Option<Decision> {
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let tat = buckets.get(key)?.tat;
+        let interval = rate.interval_ms();
+        let capacity = f64::from(rate.burst) * interval;
+        let base = tat.max(now);
+        if base + interval - now <= capacity + EPSILON_MS {
+            return None;
+        }
+        let seconds = |ms: f64| (ms / 1000.0).ceil().max(0.0) as u64;
+        Some(Decision {
+            policy,
+            rate,
+            remaining: 0,
+            reset_s: seconds(base - now),
+            retry_after_s: Some(seconds(base + interval - capacity - now).max(1)),
+        })
+    }
+
+    /// The bucket key of a client address: IPv4 whole, IPv6 by its /64 (what one client holds),
+    /// hashed so that no address is written to the shared table; new addresses past
+    /// [`MAX_ADDRESS_BUCKETS`] share one bucket.
+    fn address_key(&self, addr: std::net::IpAddr) -> String {
+        let network = match addr {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        };
+        let key = format!("ip:{}", &switchyard_core::crypto::hash_token(&network)[..32]);
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_ADDRESS_BUCKETS && !buckets.contains_key(key.as_str()) {
+            return "ip:overflow".into();
+        }
+        key
+    }
+
+    /// Shares this node's admissions with the cluster and adopts the cluster's view of the
+    /// buckets they went to. A store that is not shared (SQLite) is skipped. What a failed sync
+    /// carried is kept for the next.
     pub async fn sync(&self, store: &dyn Store, now: f64) -> switchyard_store::Result<()> {
         let shared = store.shares_rates();
         let mut keys = Vec::new();
         let (mut costs, mut since) = (Vec::new(), Vec::new());
         {
             let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-            buckets.retain(|_, b| b.touched || b.tat + IDLE_MS > now);
+            buckets.retain(|_, b| b.touched || b.pending > 0.0 || b.tat + IDLE_MS > now);
             if !shared {
                 return Ok(());
             }
-            for (k, b) in buckets.iter_mut().filter(|(_, b)| b.touched) {
+            for (k, b) in buckets.iter_mut() {
                 b.touched = false;
-                keys.push(k.to_string());
-                since.push(if b.pending > 0.0 { b.since } else { now });
-                costs.push(std::mem::take(&mut b.pending));
+                if b.pending > 0.0 {
+                    keys.push(k.to_string());
+                    since.push(b.since);
+                    costs.push(std::mem::take(&mut b.pending));
+                }
             }
         }
         if keys.is_empty() {
             return Ok(());
         }
-        let shared = store.share_rates(&keys, &costs, &since, now - IDLE_MS).await?;
+        let shared = match store.share_rates(&keys, &costs, &since, now - IDLE_MS).await {
+            Ok(shared) => shared,
+            Err(e) => {
+                let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+                for ((key, cost), from) in keys.iter().zip(&costs).zip(&since) {
+                    if let Some(b) = buckets.get_mut(key.as_str()) {
+                        b.since = if b.pending > 0.0 { b.since.min(*from) } else { *from };
+                        b.pending += cost;
+                    }
+                }
+                return Err(e);
+            }
+        };
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         for (key, tat) in shared {
             if let Some(b) = buckets.get_mut(key.as_str()) {
@@ -257,13 +319,25 @@ pub async fn sync_loop(state: crate::state::AppState, stop: tokio_util::sync::Ca
     }
 }
 
-/// Where the decisions about a request are left for [`layer`] to turn into headers.
+/// Where the decisions about a request are left for [`layer`] to turn into headers, and whether
+/// a credential vouched for it.
 #[derive(Clone, Default)]
-pub struct RateSlot(Arc<Mutex<Vec<Decision>>>);
+pub struct RateSlot(Arc<Mutex<SlotInner>>);
+
+#[derive(Default)]
+struct SlotInner {
+    decisions: Vec<Decision>,
+    vouched: bool,
+}
 
 impl RateSlot {
     pub fn push(&self, decision: Decision) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(decision);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).decisions.push(decision);
+    }
+
+    /// A credential was accepted: the request is its caller's, not its address's.
+    pub fn vouch(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).vouched = true;
     }
 }
 
@@ -295,7 +369,7 @@ pub fn admit_credential(state: &crate::state::AppState, slot: Option<&RateSlot>,
 /// Checks the bucket of the client's address, for a request without a valid credential.
 pub fn admit_anonymous(state: &crate::state::AppState, slot: Option<&RateSlot>, addr: Option<std::net::IpAddr>) -> Result<(), ApiError> {
     let (Some(rate), Some(addr)) = (state.config.plans.rate_limits.anonymous, addr) else { return Ok(()) };
-    let key = format!("ip:{addr}");
+    let key = state.rates.address_key(addr);
     let decision = state.rates.check(&key, "anonymous", rate, 1, switchyard_core::now_millis() as f64);
     if let Some(slot) = slot {
         slot.push(decision);
@@ -307,6 +381,22 @@ pub fn admit_anonymous(state: &crate::state::AppState, slot: Option<&RateSlot>, 
     }
 }
 
+/// Refuses, before any credential is looked up, a request from an address whose bucket is empty
+/// (it has been sending requests without a valid credential): guessing keys costs no lookups.
+pub fn screen_address(state: &crate::state::AppState, slot: Option<&RateSlot>, addr: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+    let (Some(rate), Some(addr)) = (state.config.plans.rate_limits.anonymous, addr) else { return Ok(()) };
+    let key = state.rates.address_key(addr);
+    match state.rates.refusal(&key, "anonymous", rate, switchyard_core::now_millis() as f64) {
+        None => Ok(()),
+        Some(decision) => {
+            if let Some(slot) = slot {
+                slot.push(decision);
+            }
+            Err(decision.refusal("a request without a valid credential, from this address,"))
+        }
+    }
+}
+
 /// Takes `events` from a workspace's events-per-second bucket, when its plan has one.
 pub fn admit_events(
     state: &crate::state::AppState,
@@ -315,7 +405,7 @@ pub fn admit_events(
     limits: &switchyard_core::limits::Limits,
     events: usize,
 ) -> Result<(), ApiError> {
-    let Some(per_second) = limits.events_per_second else { return Ok(()) };
+    let Some(per_second) = limits.events_per_second.filter(|r| *r > 0) else { return Ok(()) };
     let burst = limits.events_burst.unwrap_or(per_second).max(1);
     if events > burst as usize {
         metrics::counter!("switchyard_limit_hits_total", "limit" => "events_burst").increment(1);
@@ -355,27 +445,39 @@ pub fn carries_credential(headers: &axum::http::HeaderMap) -> bool {
         || crate::console::cookie_token(headers).is_some()
 }
 
-/// The layer: gives each request a [`RateSlot`], limits requests that carry no credential at all
-/// by their address, and writes `RateLimit-Policy` and `RateLimit` on the response.
+/// The layer: gives each request a [`RateSlot`]; limits by their address the requests that no
+/// credential vouches for (up front when they carry none; afterwards when what they carried was
+/// refused or never looked at, and up front again once the address's bucket is empty); and writes
+/// `RateLimit-Policy` and `RateLimit` on the response.
 pub async fn layer(State(state): State<crate::state::AppState>, mut req: Request, next: Next) -> Response {
     let slot = RateSlot::default();
     req.extensions_mut().insert(slot.clone());
-    if !carries_credential(req.headers()) {
-        let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
-        let addr = crate::audit::client_addr(&state, req.headers(), peer);
-        if let Err(e) = admit_anonymous(&state, Some(&slot), addr) {
-            let mut response = axum::response::IntoResponse::into_response(e);
-            write_headers(&slot, &mut response);
-            return response;
-        }
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    let addr = crate::audit::client_addr(&state, req.headers(), peer);
+    let carries = carries_credential(req.headers());
+    let screened = if carries { screen_address(&state, Some(&slot), addr) } else { admit_anonymous(&state, Some(&slot), addr) };
+    if let Err(e) = screened {
+        let mut response = axum::response::IntoResponse::into_response(e);
+        write_headers(&slot, &mut response);
+        return response;
     }
     let mut response = next.run(req).await;
+    if carries {
+        let (vouched, decided) = {
+            let inner = slot.0.lock().unwrap_or_else(|p| p.into_inner());
+            (inner.vouched, !inner.decisions.is_empty())
+        };
+        if !vouched && !decided {
+            // A route that looked at no credential (a page, a callback): the request was the address's.
+            let _ = admit_anonymous(&state, Some(&slot), addr);
+        }
+    }
     write_headers(&slot, &mut response);
     response
 }
 
 fn write_headers(slot: &RateSlot, response: &mut Response) {
-    let decisions = std::mem::take(&mut *slot.0.lock().unwrap_or_else(|p| p.into_inner()));
+    let decisions = std::mem::take(&mut slot.0.lock().unwrap_or_else(|p| p.into_inner()).decisions);
     if decisions.is_empty() {
         return;
     }
@@ -412,6 +514,48 @@ mod tests {
         assert!(rates.check("other", "api_key", TEN, 1, 100.0).admitted());
         // Idle long enough, the bucket is full again.
         assert_eq!(rates.check("k", "api_key", TEN, 1, 10_000.0).remaining, 4);
+    }
+
+    #[test]
+    fn rounding_at_real_times_never_costs_a_place() {
+        let now = 1.75e12 + 0.123;
+        for per_second in [3.0, 6.0, 7.0, 11.0, 13.0, 15.0, 18.0, 100.0] {
+            for burst in [1u32, 7, 10, 50] {
+                let rates = Rates::default();
+                let rate = Rate { per_second, burst };
+                let admitted = (0..burst + 3).filter(|_| rates.check("k", "api_key", rate, 1, now).admitted()).count();
+                assert_eq!(admitted, burst as usize, "{per_second}/s, bursts of {burst}");
+                let whole = Rates::default();
+                assert!(
+                    whole.check("k", "events", rate, burst, now).admitted(),
+                    "a cost of the whole burst fits ({per_second}/s, {burst})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_bucket_refuses_without_taking_anything() {
+        let rates = Rates::default();
+        assert_eq!(rates.refusal("k", "anonymous", TEN, 0.0), None, "no bucket yet: nothing to refuse");
+        for _ in 0..5 {
+            rates.check("k", "anonymous", TEN, 1, 0.0);
+        }
+        let refused = rates.refusal("k", "anonymous", TEN, 0.0).expect("empty");
+        assert_eq!(refused.retry_after_s, Some(1));
+        assert_eq!(rates.refusal("k", "anonymous", TEN, 100.0), None, "one interval later there is room");
+    }
+
+    #[test]
+    fn addresses_are_hashed_and_ipv6_goes_by_its_64() {
+        let rates = Rates::default();
+        let a = rates.address_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = rates.address_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+        let c = rates.address_key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let v4 = rates.address_key("203.0.113.7".parse().unwrap());
+        assert!(v4.starts_with("ip:") && !v4.contains("203"), "{v4}");
     }
 
     #[test]

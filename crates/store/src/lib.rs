@@ -533,6 +533,8 @@ pub trait DeliveryStore: Send + Sync {
     /// Holds a connection until `until` (a destination answered "too many requests"): no node
     /// claims its deliveries before then.
     async fn hold_connection(&self, id: &ConnectionId, until: Millis) -> Result<()>;
+    /// Until when a connection is held (0: never held).
+    async fn connection_held_until(&self, id: &ConnectionId) -> Result<Millis>;
     /// Hands leased deliveries back without an attempt (shutdown, deferral), due at `at`.
     async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()>;
     /// Returns deliveries whose lease expired (their node died) to the due queue.

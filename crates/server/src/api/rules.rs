@@ -324,10 +324,15 @@ pub struct TestAccepted {
 async fn test_rule(
     State(state): State<AppState>,
     principal: Principal,
+    rates: Option<axum::Extension<crate::rates::RateSlot>>,
     Path(id): Path<String>,
     body: RawBody,
 ) -> ApiResult<(StatusCode, Change, Json<TestAccepted>)> {
     let rule = visible_rule(&state, &principal, &id, Access::Write).await?;
+    // Never refused by the monthly cap, but a test event is an event: it takes its place in the
+    // workspace's events per second, so tests cannot be sent faster than events.
+    let limits = crate::limits::of(&state, &rule.workspace_id).await?;
+    crate::rates::admit_events(&state, rates.as_deref(), &rule.workspace_id, &limits, 1)?;
     let body: TestRule = body.parse_or_default()?;
     let payload =
         body.payload.unwrap_or_else(|| json!({"test": true, "message": "A test event sent by Switchyard", "email": "test@example.com", "first_name": "Test", "last_name": "User"}));

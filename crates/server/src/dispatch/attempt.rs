@@ -94,10 +94,17 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
     };
     // A rate-limited connection's deliveries start at the times the claim gave them.
     let wait = start_at - switchyard_core::now_millis();
+    let mut held = dispatch.holds.held_until(&connection.id, switchyard_core::now_millis());
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        // Another node may have been told to stop while this delivery waited for its start.
+        let now = switchyard_core::now_millis();
+        held = match store.connection_held_until(&connection.id).await {
+            Ok(until) if until > now => Some(until),
+            _ => dispatch.holds.held_until(&connection.id, now),
+        };
     }
-    if let Some(until) = dispatch.holds.held_until(&connection.id, switchyard_core::now_millis()) {
+    if let Some(until) = held {
         metrics::counter!("switchyard_rate_limit_deferrals_total").increment(1);
         return Finished::Deferred { id: delivery.id.clone(), until };
     }

@@ -84,11 +84,24 @@ async fn requests_without_a_valid_credential_are_limited_by_address_and_never_sp
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(body["error"]["code"], "rate_limited");
     assert_eq!(get(&app, "/api/v1/workspaces", None).await.status(), 429);
-    // Guessing keys is now refused before any key is looked up, but a valid key from the same
-    // address is its own bucket (the default: 100 a second).
+    // While the address's bucket is empty, anything that carries a credential is refused before
+    // the credential is looked up: guessing keys costs no lookups, and a right guess is refused too.
     let res = get(&app, "/api/v1/workspaces", Some(ADMIN_KEY)).await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(header(&res, "ratelimit-policy"), "\"api_key\";q=200;w=2");
+    assert_eq!(res.status(), 429);
+    assert_eq!(header(&res, "ratelimit-policy"), "\"anonymous\";q=3;w=3");
+    // A route that looks at no credential counts against the address whatever the request
+    // carries: a made-up header does not escape the limit.
+    let res = app.client.get(format!("{}/oauth/callback?state=x&code=y", app.base)).header("authorization", "x").send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    // Once it has refilled, a valid key has its own bucket (the default: 100 a second), and its
+    // requests take nothing from the address's.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for _ in 0..5 {
+        let res = get(&app, "/api/v1/workspaces", Some(ADMIN_KEY)).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(header(&res, "ratelimit-policy"), "\"api_key\";q=200;w=2");
+    }
+    assert_eq!(get(&app, "/api/v1/workspaces", None).await.status(), 401, "the address still had its one request");
     // Health checks are not limited.
     assert_eq!(get(&app, "/healthz", None).await.status(), 200);
     app.shutdown().await;

@@ -272,6 +272,12 @@ impl DeliveryStore for PostgresStore {
         Ok(())
     }
 
+    async fn connection_held_until(&self, id: &ConnectionId) -> Result<Millis> {
+        let until: Option<i64> =
+            sqlx::query_scalar("SELECT held_until FROM connections WHERE id = $1").bind(id.as_str()).fetch_optional(&self.pool).await?;
+        Ok(until.unwrap_or(0))
+    }
+
     async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()> {
         let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
         let mut tx = self.pool.begin().await?;

@@ -146,7 +146,13 @@ impl crate::RateStore for PostgresStore {
         // Now and then (every 600th sync: once a minute per node), forget buckets full for a while.
         static SYNCS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         if SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 600 == 599 {
-            sqlx::query("DELETE FROM rate_buckets WHERE tat < $1").bind(forget_before).execute(&self.pool).await?;
+            // In key order, skipping rows another node holds: never waits on the upserts crosswise.
+            sqlx::query(
+                "DELETE FROM rate_buckets WHERE key IN (SELECT key FROM rate_buckets WHERE tat < $1 ORDER BY key FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(forget_before)
+            .execute(&self.pool)
+            .await?;
         }
         Ok(rows)
     }

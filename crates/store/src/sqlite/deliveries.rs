@@ -250,6 +250,12 @@ impl DeliveryStore for SqliteStore {
         Ok(())
     }
 
+    async fn connection_held_until(&self, id: &ConnectionId) -> Result<Millis> {
+        let until: Option<i64> =
+            sqlx::query_scalar("SELECT held_until FROM connections WHERE id = ?").bind(id.as_str()).fetch_optional(&self.reader).await?;
+        Ok(until.unwrap_or(0))
+    }
+
     async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()> {
         let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
         sqlx::query(&format!(
