@@ -350,8 +350,14 @@ fn credential_kind(token: &str) -> &'static str {
     }
 }
 
-/// Who the token belongs to, or why it is refused.
-async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>) -> ApiResult<Principal> {
+/// Who the token belongs to (and the token's digest), or why it is refused.
+async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>) -> ApiResult<(Principal, String)> {
+    let mut digest = String::new();
+    let principal = identify(parts, state, slot, &mut digest).await?;
+    Ok((principal, digest))
+}
+
+async fn identify(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>, digest_out: &mut String) -> ApiResult<Principal> {
     let Some(token) = presented_token(parts).or_else(|| crate::console::cookie_token(&parts.headers)) else {
         return Err(ApiError::unauthorized("missing credential: send Authorization: Bearer <key>"));
     };
@@ -363,6 +369,7 @@ async fn authenticate(parts: &Parts, state: &AppState, slot: Option<&ActorSlot>)
     };
     let unknown = || ApiError::unauthorized("the credential is not valid");
     let digest = hash_token(token);
+    digest_out.clone_from(&digest);
     let now = switchyard_core::now_millis();
     match token.get(..3).unwrap_or_default() {
         "sk_" => {
@@ -526,8 +533,8 @@ impl FromRequestParts<AppState> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let slot = parts.extensions.get::<ActorSlot>().cloned();
         let rates = parts.extensions.get::<crate::rates::RateSlot>().cloned();
-        let principal = match authenticate(parts, state, slot.as_ref()).await {
-            Ok(p) => p,
+        let (principal, digest) = match authenticate(parts, state, slot.as_ref()).await {
+            Ok(found) => found,
             // A refused credential counts against its address (a request with none already did).
             Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED && crate::rates::carries_credential(&parts.headers) => {
                 let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
@@ -541,7 +548,7 @@ impl FromRequestParts<AppState> for Principal {
         }
         if let Some(token) = presented_token(parts).or_else(|| crate::console::cookie_token(&parts.headers)) {
             if crate::rates::limit_for(&state.config.plans.rate_limits, token).is_some() {
-                crate::rates::admit_credential(state, rates.as_ref(), token, &hash_token(token))?;
+                crate::rates::admit_credential(state, rates.as_ref(), token, &digest)?;
             }
         }
         if let Some(slot) = &slot {

@@ -230,18 +230,17 @@ impl Rates {
         })
     }
 
-    /// The bucket key of a client address: IPv4 whole, IPv6 by its /64 (what one client holds),
-    /// hashed so that no address is written to the shared table; new addresses past
-    /// [`MAX_ADDRESS_BUCKETS`] share one bucket.
+    /// The bucket key of a client address: IPv4 whole, IPv6 by its /64 (what one client holds);
+    /// new addresses past [`MAX_ADDRESS_BUCKETS`] share one bucket. (The shared table gets a hash
+    /// of it, never the address: see [`shared_key`].)
     fn address_key(&self, addr: std::net::IpAddr) -> String {
-        let network = match addr {
-            std::net::IpAddr::V4(v4) => v4.to_string(),
+        let key = match addr {
+            std::net::IpAddr::V4(v4) => format!("ip:{v4}"),
             std::net::IpAddr::V6(v6) => {
                 let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         };
-        let key = format!("ip:{}", &switchyard_core::crypto::hash_token(&network)[..32]);
         let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_ADDRESS_BUCKETS && !buckets.contains_key(key.as_str()) {
             return "ip:overflow".into();
@@ -274,7 +273,8 @@ impl Rates {
         if keys.is_empty() {
             return Ok(());
         }
-        let shared = match store.share_rates(&keys, &costs, &since, now - IDLE_MS).await {
+        let names: Vec<String> = keys.iter().map(|k| shared_key(k)).collect();
+        let shared = match store.share_rates(&names, &costs, &since, now - IDLE_MS).await {
             Ok(shared) => shared,
             Err(e) => {
                 let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -287,14 +287,25 @@ impl Rates {
                 return Err(e);
             }
         };
+        let local: HashMap<&str, &str> = names.iter().map(String::as_str).zip(keys.iter().map(String::as_str)).collect();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, tat) in shared {
-            if let Some(b) = buckets.get_mut(key.as_str()) {
+        for (name, tat) in shared {
+            let Some(key) = local.get(name.as_str()) else { continue };
+            if let Some(b) = buckets.get_mut(*key) {
                 // What this node admitted while the sync was under way comes on top.
                 b.tat = b.tat.max(tat + b.pending);
             }
         }
         Ok(())
+    }
+}
+
+/// The name of a bucket in the shared table: an address's is hashed, so no client address is
+/// written to the database (credentials' buckets are named by their digests already).
+fn shared_key(key: &str) -> String {
+    match key.strip_prefix("ip:") {
+        Some(address) => format!("ip:{}", &switchyard_core::crypto::hash_token(address)[..32]),
+        None => key.to_owned(),
     }
 }
 
@@ -547,7 +558,7 @@ mod tests {
     }
 
     #[test]
-    fn addresses_are_hashed_and_ipv6_goes_by_its_64() {
+    fn addresses_go_by_their_64_and_are_hashed_for_the_cluster() {
         let rates = Rates::default();
         let a = rates.address_key("2001:db8:1:2:aaaa::1".parse().unwrap());
         let b = rates.address_key("2001:db8:1:2:bbbb::9".parse().unwrap());
@@ -555,7 +566,10 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         let v4 = rates.address_key("203.0.113.7".parse().unwrap());
-        assert!(v4.starts_with("ip:") && !v4.contains("203"), "{v4}");
+        assert_eq!(v4, "ip:203.0.113.7");
+        let shared = shared_key(&v4);
+        assert!(shared.starts_with("ip:") && !shared.contains("203") && shared.len() == 35, "{shared}");
+        assert_eq!(shared_key("0123abcd"), "0123abcd", "a credential's digest is shared as it is");
     }
 
     #[test]
