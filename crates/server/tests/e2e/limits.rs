@@ -70,6 +70,9 @@ async fn past_the_monthly_cap_ingestion_answers_429_and_nothing_accepted_is_lost
     assert_eq!(again["id"], first["id"]);
     let usage = app.ok(Method::GET, &format!("/workspaces/{}/usage", ws.id), None, 200).await;
     assert_eq!(usage["events"]["used"], 7, "five, the test event and the late one");
+    // The test event counted toward the cap too: one place is left, not two.
+    assert_eq!(app.emit(&ws, json!({"event": "user.created"})).await.0, StatusCode::ACCEPTED);
+    assert_eq!(app.emit(&ws, json!({"event": "user.created"})).await.0, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(usage["events"]["limit"], 8);
     assert_eq!(usage["plan"], "free");
     app.shutdown().await;

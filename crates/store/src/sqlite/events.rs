@@ -51,13 +51,26 @@ impl EventStore for SqliteStore {
             }
         }
         let (month, _, _) = switchyard_core::limits::month_of(now);
+        let mut month_after: Option<HashMap<String, u64>> = None;
         let caps = crate::quota::capped(batch, &outcomes);
         if !caps.is_empty() {
             let mut used = HashMap::new();
+            let known: HashMap<String, u64> = {
+                let counts = self.month_counts.lock().unwrap_or_else(|p| p.into_inner());
+                if counts.0 == month {
+                    caps.keys().filter_map(|ws| Some((ws.clone(), *counts.1.get(ws)?))).collect()
+                } else {
+                    HashMap::new()
+                }
+            };
             // The month's count is the sum of its days (at most 31 rows of the primary key); the
             // single writer makes the read and the count that follows one step.
             let (from, to) = (format!("{month}-01"), format!("{month}-32"));
             for ws in caps.keys() {
+                if let Some(n) = known.get(ws) {
+                    used.insert(ws.clone(), *n);
+                    continue;
+                }
                 let n: Option<i64> =
                     sqlx::query_scalar("SELECT SUM(events) FROM usage_days WHERE workspace_id = ? AND day >= ? AND day < ?")
                         .bind(ws)
@@ -68,6 +81,13 @@ impl EventStore for SqliteStore {
                 used.insert(ws.clone(), n.unwrap_or(0).max(0) as u64);
             }
             crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
+            // What the capped workspaces will have once this batch commits.
+            for (ws, n, _) in crate::quota::stored_per_workspace(batch, &outcomes) {
+                if let Some(u) = used.get_mut(&ws) {
+                    *u += n as u64;
+                }
+            }
+            month_after = Some(used);
         }
         let created: Vec<&NewEvent> =
             batch.iter().zip(&outcomes).filter(|(_, o)| matches!(o, IngestOutcome::Created)).map(|(n, _)| n).collect();
@@ -76,7 +96,8 @@ impl EventStore for SqliteStore {
         let day = switchyard_core::limits::day_of(now);
         // Usage: one row per workspace and day, the only page counting adds to the commit (the
         // month is the sum of its days).
-        for (ws, n, deliveries) in crate::quota::stored_per_workspace(batch, &outcomes) {
+        let stored = crate::quota::stored_per_workspace(batch, &outcomes);
+        for (ws, n, deliveries) in stored.iter().cloned() {
             sqlx::query(
                 "INSERT INTO usage_days (workspace_id, day, events, deliveries) VALUES (?, ?, ?, ?)
                  ON CONFLICT (workspace_id, day) DO UPDATE
@@ -102,6 +123,22 @@ impl EventStore for SqliteStore {
             .await?;
         }
         tx.commit().await?;
+        // Committed: the month counts this store knows move on (every stored event counts, test
+        // events of a capped workspace included).
+        let mut counts = self.month_counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.0 != month {
+            counts.0 = month;
+            counts.1.clear();
+        }
+        let exact = month_after.unwrap_or_default();
+        for (ws, n, _) in stored {
+            if !exact.contains_key(&ws) {
+                if let Some(c) = counts.1.get_mut(&ws) {
+                    *c += n as u64;
+                }
+            }
+        }
+        counts.1.extend(exact);
         Ok(outcomes)
     }
 

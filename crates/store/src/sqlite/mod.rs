@@ -42,6 +42,11 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Checkpoints the WAL in the background (see `checkpoint_loop`); stopped with the store.
     checkpointer: tokio::task::JoinHandle<()>,
+    /// The current month's event count of each capped workspace that ingested since start, as
+    /// committed. One process writes an embedded database, through one connection, so after the
+    /// first read (the sum of the month's days) the cap is checked without a query; it is
+    /// advanced only once a batch has committed.
+    pub(crate) month_counts: std::sync::Mutex<(String, std::collections::HashMap<String, u64>)>,
 }
 
 impl Drop for SqliteStore {
@@ -97,7 +102,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader, checkpointer: tokio::spawn(checkpoint_loop(checkpoints)) })
+        Ok(Self { writer, reader, checkpointer: tokio::spawn(checkpoint_loop(checkpoints)), month_counts: Default::default() })
     }
 }
 
