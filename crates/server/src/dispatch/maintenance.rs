@@ -9,7 +9,7 @@ const QUEUE_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 const IDEMPOTENCY_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Events deleted per transaction, so pruning never holds long locks.
-const RETENTION_BATCH: u32 = 1_000;
+const RETENTION_BATCH: u32 = 200;
 
 pub async fn run(state: AppState, stop: CancellationToken) {
     let mut leases = tokio::time::interval(state.config.dispatcher.lease_check_interval);
@@ -137,13 +137,19 @@ async fn prune_before(
 ) {
     let mut total = 0;
     while !stop.is_cancelled() {
+        let started = std::time::Instant::now();
         match state.store.prune_history(before, RETENTION_BATCH, ws).await {
             Ok(n) => {
                 total += n;
                 if n < RETENTION_BATCH as u64 {
                     break;
                 }
-                tokio::task::yield_now().await;
+                // Rest as long as the batch took: the prune holds the database's writer at most
+                // half the time, so ingestion and delivery always find it free in between.
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(started.elapsed().max(Duration::from_millis(5))) => {}
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pruning history failed");
