@@ -362,49 +362,46 @@ pub fn limit_for(limits: &RateLimits, token: &str) -> Option<(&'static str, Rate
     }
 }
 
+/// Leaves `decision` for the headers and turns a refusal into its 429.
+fn settle(slot: Option<&RateSlot>, decision: Decision, whose: &str) -> Result<(), ApiError> {
+    if let Some(slot) = slot {
+        slot.push(decision);
+    }
+    if decision.admitted() {
+        Ok(())
+    } else {
+        Err(decision.refusal(whose))
+    }
+}
+
+const ANONYMOUS: &str = "a request without a valid credential, from this address,";
+
+/// The bucket of a client address and its limit, when requests without a credential are limited.
+fn address_bucket(state: &crate::state::AppState, addr: Option<std::net::IpAddr>) -> Option<(String, Rate)> {
+    let (Some(rate), Some(addr)) = (state.config.plans.rate_limits.anonymous, addr) else { return None };
+    Some((state.rates.address_key(addr), rate))
+}
+
 /// Checks the bucket of a credential that authenticated (`digest` names it), leaving the decision
 /// for the headers; `Err` is the 429.
 pub fn admit_credential(state: &crate::state::AppState, slot: Option<&RateSlot>, token: &str, digest: &str) -> Result<(), ApiError> {
     let Some((policy, rate)) = limit_for(&state.config.plans.rate_limits, token) else { return Ok(()) };
-    let decision = state.rates.check(digest, policy, rate, 1, switchyard_core::now_millis() as f64);
-    if let Some(slot) = slot {
-        slot.push(decision);
-    }
-    if decision.admitted() {
-        Ok(())
-    } else {
-        Err(decision.refusal("this credential"))
-    }
+    settle(slot, state.rates.check(digest, policy, rate, 1, switchyard_core::now_millis() as f64), "this credential")
 }
 
 /// Checks the bucket of the client's address, for a request without a valid credential.
 pub fn admit_anonymous(state: &crate::state::AppState, slot: Option<&RateSlot>, addr: Option<std::net::IpAddr>) -> Result<(), ApiError> {
-    let (Some(rate), Some(addr)) = (state.config.plans.rate_limits.anonymous, addr) else { return Ok(()) };
-    let key = state.rates.address_key(addr);
-    let decision = state.rates.check(&key, "anonymous", rate, 1, switchyard_core::now_millis() as f64);
-    if let Some(slot) = slot {
-        slot.push(decision);
-    }
-    if decision.admitted() {
-        Ok(())
-    } else {
-        Err(decision.refusal("a request without a valid credential, from this address,"))
-    }
+    let Some((key, rate)) = address_bucket(state, addr) else { return Ok(()) };
+    settle(slot, state.rates.check(&key, "anonymous", rate, 1, switchyard_core::now_millis() as f64), ANONYMOUS)
 }
 
 /// Refuses, before any credential is looked up, a request from an address whose bucket is empty
 /// (it has been sending requests without a valid credential): guessing keys costs no lookups.
 pub fn screen_address(state: &crate::state::AppState, slot: Option<&RateSlot>, addr: Option<std::net::IpAddr>) -> Result<(), ApiError> {
-    let (Some(rate), Some(addr)) = (state.config.plans.rate_limits.anonymous, addr) else { return Ok(()) };
-    let key = state.rates.address_key(addr);
+    let Some((key, rate)) = address_bucket(state, addr) else { return Ok(()) };
     match state.rates.refusal(&key, "anonymous", rate, switchyard_core::now_millis() as f64) {
         None => Ok(()),
-        Some(decision) => {
-            if let Some(slot) = slot {
-                slot.push(decision);
-            }
-            Err(decision.refusal("a request without a valid credential, from this address,"))
-        }
+        Some(decision) => settle(slot, decision, ANONYMOUS),
     }
 }
 

@@ -81,12 +81,6 @@ impl EventStore for SqliteStore {
                 used.insert(ws.clone(), n.unwrap_or(0).max(0) as u64);
             }
             crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
-            // What the capped workspaces will have once this batch commits.
-            for (ws, n, _) in crate::quota::stored_per_workspace(batch, &outcomes) {
-                if let Some(u) = used.get_mut(&ws) {
-                    *u += n as u64;
-                }
-            }
             month_after = Some(used);
         }
         let created: Vec<&NewEvent> =
@@ -97,13 +91,21 @@ impl EventStore for SqliteStore {
         // Usage: one row per workspace and day, the only page counting adds to the commit (the
         // month is the sum of its days).
         let stored = crate::quota::stored_per_workspace(batch, &outcomes);
-        for (ws, n, deliveries) in stored.iter().cloned() {
+        // What the capped workspaces will have once this batch commits.
+        if let Some(after) = month_after.as_mut() {
+            for (ws, n, _) in &stored {
+                if let Some(u) = after.get_mut(ws) {
+                    *u += *n as u64;
+                }
+            }
+        }
+        for (ws, n, deliveries) in &stored {
             sqlx::query(
                 "INSERT INTO usage_days (workspace_id, day, events, deliveries) VALUES (?, ?, ?, ?)
                  ON CONFLICT (workspace_id, day) DO UPDATE
                  SET events = usage_days.events + excluded.events, deliveries = usage_days.deliveries + excluded.deliveries",
             )
-            .bind(&ws)
+            .bind(ws)
             .bind(&day)
             .bind(n)
             .bind(deliveries)
