@@ -6,9 +6,11 @@
 //! - [`receiver`]: destinations: one that answers 200 at once and timestamps arrivals, one that hangs.
 //! - [`load`]: closed-loop (N connections as fast as they go) and open-loop (fixed rate) senders.
 //! - [`scenarios`]: the measurements (a)–(g), and [`report`]: medians, the table and the JSON file.
+//! - [`retention`] (h) and [`plan`] (i): run alone, by their own flags.
 
 pub mod load;
 pub mod node;
+pub mod plan;
 pub mod receiver;
 pub mod report;
 pub mod retention;
@@ -127,6 +129,34 @@ pub async fn run_retention(config: &BenchConfig) -> anyhow::Result<Vec<retention
         median(runs.iter().map(|r| r.during_ms.p99).collect()),
         median(runs.iter().map(|r| r.after_ms.p50).collect()),
         median(runs.iter().map(|r| r.after_ms.p99).collect()),
+    );
+    std::fs::write(&config.out, serde_json::to_vec_pretty(&runs)?)?;
+    eprintln!("wrote {}", config.out.display());
+    Ok(runs)
+}
+
+/// (i) alone, `runs` times: ingestion with and without a plan, the medians and their ratios.
+pub async fn run_plan(config: &BenchConfig) -> anyhow::Result<Vec<plan::PlanFigures>> {
+    let mut runs = Vec::with_capacity(config.runs);
+    for i in 0..config.runs {
+        eprintln!("plan, run {}/{}", i + 1, config.runs);
+        runs.push(plan::run_once(config, i).await?);
+    }
+    let median = |f: fn(&plan::PlanFigures) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ceiling = median(|r| r.ceiling_rps);
+    let (single, single_plan) = (median(|r| r.single_eps), median(|r| r.single_eps_with_plan));
+    let (bulk, bulk_plan) = (median(|r| r.bulk_eps), median(|r| r.bulk_eps_with_plan));
+    println!(
+        "plan: ceiling {ceiling:.0} requests/s; single events {single:.0}/s ({:.3} of the ceiling), with a plan {single_plan:.0}/s ({:.3}): {:.3} of without; bulk {bulk:.0}/s, with a plan {bulk_plan:.0}/s: {:.3} of without (medians of {} runs)",
+        single / ceiling,
+        single_plan / ceiling,
+        single_plan / single,
+        bulk_plan / bulk,
+        runs.len()
     );
     std::fs::write(&config.out, serde_json::to_vec_pretty(&runs)?)?;
     eprintln!("wrote {}", config.out.display());

@@ -27,12 +27,17 @@ impl Drop for Node {
 impl Node {
     /// Starts a node on a fresh SQLite file, or a fresh database on the given PostgreSQL server.
     pub async fn start(binary: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(binary, postgres, &[]).await
+    }
+
+    /// [`Node::start`], with more settings from the environment.
+    pub async fn start_with(binary: &std::path::Path, postgres: Option<&str>, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let url = match postgres {
             Some(base) => switchyard_store::testing::fresh_database_on(base).await,
             None => format!("sqlite://{}/switchyard.db", dir.path().display()),
         };
-        Self::start_on(binary, url, dir, &[]).await
+        Self::start_on(binary, url, dir, env).await
     }
 
     /// Stops the node and hands back its database (and the folder that holds it, for SQLite).

@@ -59,8 +59,14 @@ fn event(name: &str, n: u64) -> serde_json::Value {
     json!({"event": name, "payload": {"n": n, "email": format!("user{n}@example.com"), "plan": "pro", "sent_us": now_micros()}})
 }
 
-fn single_body(n: u64) -> Bytes {
+pub(crate) fn single_body(n: u64) -> Bytes {
     Bytes::from(serde_json::to_vec(&event("bench.single", n)).unwrap_or_default())
+}
+
+/// The `i`th bulk request of `size` events.
+pub(crate) fn bulk_body(i: u64, size: u64) -> Bytes {
+    let batch: Vec<_> = (0..size).map(|n| event("bench.bulk", (i << 8) + n)).collect();
+    Bytes::from(serde_json::to_vec(&batch).unwrap_or_default())
 }
 
 /// Sends `count` events in bulk requests of `size`, `parallel` requests at a time.
@@ -125,11 +131,9 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
     eprintln!("  ingest, single: {ingest_single_eps:.0} events/s");
     let bulk = s.bulk_size;
     let bulk_url = format!("{}/api/v1/events/bulk", node.base);
-    let ingest_bulk_eps = closed_loop(&node.client, &bulk_url, &key, s.concurrency, s.ingest_duration, bulk as u64, move |i| {
-        let batch: Vec<_> = (0..bulk as u64).map(|n| event("bench.bulk", (i << 8) + n)).collect();
-        Bytes::from(serde_json::to_vec(&batch).unwrap_or_default())
-    })
-    .await?;
+    let ingest_bulk_eps =
+        closed_loop(&node.client, &bulk_url, &key, s.concurrency, s.ingest_duration, bulk as u64, move |i| bulk_body(i, bulk as u64))
+            .await?;
     eprintln!("  ingest, bulk of {bulk}: {ingest_bulk_eps:.0} events/s");
 
     // (b) end to end with fan-out: first emit to last arrival.

@@ -126,13 +126,20 @@ impl Decision {
     }
 
     /// `"api_key";q=200;w=2`: the draft's quota (the burst) over the window that refills it.
-    fn policy_item(&self) -> String {
+    fn write_policy_item(&self, out: &mut String, digits: &mut itoa::Buffer) {
         let window = (f64::from(self.rate.burst) / self.rate.per_second).ceil().max(1.0) as u64;
-        format!("\"{}\";q={};w={window}", self.policy, self.rate.burst)
+        for part in ["\"", self.policy, "\";q=", digits.format(self.rate.burst), ";w="] {
+            out.push_str(part);
+        }
+        out.push_str(digits.format(window));
     }
 
-    fn limit_item(&self) -> String {
-        format!("\"{}\";r={};t={}", self.policy, self.remaining, self.reset_s)
+    /// `"api_key";r=187;t=1`: what is left, and the seconds until the bucket is full.
+    fn write_limit_item(&self, out: &mut String, digits: &mut itoa::Buffer) {
+        for part in ["\"", self.policy, "\";r=", digits.format(self.remaining), ";t="] {
+            out.push_str(part);
+        }
+        out.push_str(digits.format(self.reset_s));
     }
 
     /// 429 `rate_limited`, naming the limit and when to come back.
@@ -162,6 +169,31 @@ struct Bucket {
     touched: bool,
 }
 
+impl Bucket {
+    /// GCRA: takes `cost` places if the bucket holds them at `now` (ms).
+    fn take(&mut self, policy: &'static str, rate: Rate, cost: u32, now: f64) -> Decision {
+        let interval = rate.interval_ms();
+        let capacity = f64::from(rate.burst) * interval;
+        self.touched = true;
+        let base = self.tat.max(now);
+        let next = base + f64::from(cost) * interval;
+        let seconds = |ms: f64| (ms / 1000.0).ceil().max(0.0) as u64;
+        if next - now <= capacity + EPSILON_MS {
+            if self.pending == 0.0 {
+                self.since = base;
+            }
+            self.tat = next;
+            self.pending += next - base;
+            let remaining = ((capacity + EPSILON_MS - (next - now)) / interval).floor().max(0.0) as u64;
+            Decision { policy, rate, remaining, reset_s: seconds(next - now - EPSILON_MS), retry_after_s: None }
+        } else {
+            let remaining = ((capacity + EPSILON_MS - (base - now)) / interval).floor().max(0.0) as u64;
+            let wait = seconds(next - capacity - now).max(1);
+            Decision { policy, rate, remaining, reset_s: seconds(base - now - EPSILON_MS), retry_after_s: Some(wait) }
+        }
+    }
+}
+
 /// Every bucket of this node.
 pub struct Rates {
     buckets: Mutex<HashMap<Box<str>, Bucket>>,
@@ -184,30 +216,13 @@ const MAX_ADDRESS_BUCKETS: usize = 100_000;
 impl Rates {
     /// Takes `cost` from `key`'s bucket if it holds that much now; says what is left either way.
     pub fn check(&self, key: &str, policy: &'static str, rate: Rate, cost: u32, now: f64) -> Decision {
-        let interval = rate.interval_ms();
-        let capacity = f64::from(rate.burst) * interval;
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if !buckets.contains_key(key) {
-            buckets.insert(key.into(), Bucket { tat: now, pending: 0.0, since: now, touched: false });
+        // One hash for a bucket that exists (nearly every request); the key is copied only for a new one.
+        if let Some(bucket) = buckets.get_mut(key) {
+            return bucket.take(policy, rate, cost, now);
         }
-        let Some(bucket) = buckets.get_mut(key) else { unreachable!("inserted above") };
-        bucket.touched = true;
-        let base = bucket.tat.max(now);
-        let next = base + f64::from(cost) * interval;
-        let seconds = |ms: f64| (ms / 1000.0).ceil().max(0.0) as u64;
-        if next - now <= capacity + EPSILON_MS {
-            if bucket.pending == 0.0 {
-                bucket.since = base;
-            }
-            bucket.tat = next;
-            bucket.pending += next - base;
-            let remaining = ((capacity + EPSILON_MS - (next - now)) / interval).floor().max(0.0) as u64;
-            Decision { policy, rate, remaining, reset_s: seconds(next - now - EPSILON_MS), retry_after_s: None }
-        } else {
-            let remaining = ((capacity + EPSILON_MS - (base - now)) / interval).floor().max(0.0) as u64;
-            let wait = seconds(next - capacity - now).max(1);
-            Decision { policy, rate, remaining, reset_s: seconds(base - now - EPSILON_MS), retry_after_s: Some(wait) }
-        }
+        let bucket = buckets.entry(key.into()).or_insert(Bucket { tat: now, pending: 0.0, since: now, touched: false });
+        bucket.take(policy, rate, cost, now)
     }
 
     /// The refusal `key`'s bucket would give one more request now, without taking anything.
@@ -425,7 +440,9 @@ pub fn admit_events(
         ));
     }
     let rate = Rate { per_second: f64::from(per_second), burst };
-    let key = format!("ev:{ws}");
+    let mut key = String::with_capacity(3 + ws.as_str().len());
+    key.push_str("ev:");
+    key.push_str(ws.as_str());
     let decision = state.rates.check(&key, "events", rate, events as u32, switchyard_core::now_millis() as f64);
     if let Some(slot) = slot {
         slot.push(decision);
@@ -484,16 +501,28 @@ pub async fn layer(State(state): State<crate::state::AppState>, mut req: Request
     response
 }
 
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
 fn write_headers(slot: &RateSlot, response: &mut Response) {
     let decisions = std::mem::take(&mut slot.0.lock().unwrap_or_else(|p| p.into_inner()).decisions);
     if decisions.is_empty() {
         return;
     }
-    let join = |f: fn(&Decision) -> String| decisions.iter().map(f).collect::<Vec<_>>().join(", ");
+    let (mut policy, mut limit) = (String::with_capacity(40 * decisions.len()), String::with_capacity(32 * decisions.len()));
+    let mut digits = itoa::Buffer::new();
+    for (i, decision) in decisions.iter().enumerate() {
+        if i > 0 {
+            policy.push_str(", ");
+            limit.push_str(", ");
+        }
+        decision.write_policy_item(&mut policy, &mut digits);
+        decision.write_limit_item(&mut limit, &mut digits);
+    }
     let headers = response.headers_mut();
-    for (name, value) in [("ratelimit-policy", join(Decision::policy_item)), ("ratelimit", join(Decision::limit_item))] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
+    for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, limit)] {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
         }
     }
 }
@@ -583,8 +612,19 @@ mod tests {
     fn headers_follow_the_draft() {
         let rates = Rates::default();
         let d = rates.check("k", "api_key", Rate { per_second: 100.0, burst: 200 }, 1, 0.0);
-        assert_eq!(d.policy_item(), "\"api_key\";q=200;w=2");
-        assert_eq!(d.limit_item(), "\"api_key\";r=199;t=1");
+        let (mut policy, mut limit, mut digits) = (String::new(), String::new(), itoa::Buffer::new());
+        d.write_policy_item(&mut policy, &mut digits);
+        d.write_limit_item(&mut limit, &mut digits);
+        assert_eq!(policy, "\"api_key\";q=200;w=2");
+        assert_eq!(limit, "\"api_key\";r=199;t=1");
+        // Two decisions, as one response can carry (a credential's and its workspace's events).
+        let slot = RateSlot::default();
+        slot.push(d);
+        slot.push(rates.check("ev:ws", "events", Rate { per_second: 5.0, burst: 7 }, 3, 0.0));
+        let mut response = Response::new(axum::body::Body::empty());
+        write_headers(&slot, &mut response);
+        assert_eq!(response.headers()["ratelimit-policy"], "\"api_key\";q=200;w=2, \"events\";q=7;w=2");
+        assert_eq!(response.headers()["ratelimit"], "\"api_key\";r=199;t=1, \"events\";r=4;t=1");
     }
 
     #[test]

@@ -1,64 +1,86 @@
 //! The monthly cap inside an ingest batch: which events fit, decided in the batch's transaction
 //! from the count it holds locked, so nodes racing for a workspace's last places cannot overshoot.
+//!
+//! A batch usually holds a few workspaces, often one: these are small sorted vectors of borrowed
+//! ids, not maps, so a single-event batch pays two small allocations for its cap.
 
 use crate::{IngestOutcome, NewEvent};
-use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Each workspace with a cap among the batch's created events, and its cap (in id order, the
-/// order rows are locked in).
-pub(crate) fn capped(batch: &[NewEvent], outcomes: &[IngestOutcome]) -> BTreeMap<String, u64> {
-    let mut caps: BTreeMap<String, u64> = BTreeMap::new();
-    for (new, outcome) in batch.iter().zip(outcomes) {
-        if let (IngestOutcome::Created, Some(cap)) = (outcome, new.monthly_cap) {
-            let entry = caps.entry(new.event.workspace_id.as_str().to_owned()).or_insert(cap);
-            *entry = (*entry).min(cap);
-        }
-    }
+/// Each workspace with a cap among the batch's created events, and its cap (the lowest, if its
+/// events disagree), sorted by id: the order rows are locked in, and what [`cap_index`] searches.
+pub(crate) fn capped<'a>(batch: &'a [NewEvent], outcomes: &[IngestOutcome]) -> Vec<(&'a str, u64)> {
+    let mut caps: Vec<(&str, u64)> = batch
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(new, outcome)| match (outcome, new.monthly_cap) {
+            (IngestOutcome::Created, Some(cap)) => Some((new.event.workspace_id.as_str(), cap)),
+            _ => None,
+        })
+        .collect();
+    // Sorted by id, then cap: the first of each workspace holds its lowest cap.
+    caps.sort_unstable();
+    caps.dedup_by(|later, first| later.0 == first.0);
     caps
 }
 
+/// Where `ws` is in what [`capped`] returned.
+pub(crate) fn cap_index(caps: &[(&str, u64)], ws: &str) -> Option<usize> {
+    caps.binary_search_by(|(w, _)| (*w).cmp(ws)).ok()
+}
+
 /// Refuses the created events that do not fit under their workspace's cap, given what each
-/// workspace has `used` this month: the batch's earlier events keep their place. An in-batch
-/// repeat of a refused event (same idempotency key) is refused with it.
-pub(crate) fn refuse_over_cap(
-    batch: &[NewEvent],
-    outcomes: &mut [IngestOutcome],
-    caps: &BTreeMap<String, u64>,
-    used: &HashMap<String, u64>,
-) {
-    let mut room: HashMap<&str, u64> =
-        caps.iter().map(|(ws, cap)| (ws.as_str(), cap.saturating_sub(used.get(ws).copied().unwrap_or(0)))).collect();
-    let mut refused: HashSet<&str> = HashSet::new();
+/// workspace has `used` this month (in the order of `caps`): the batch's earlier events keep
+/// their place. An in-batch repeat of a refused event (same idempotency key) is refused with it.
+pub(crate) fn refuse_over_cap(batch: &[NewEvent], outcomes: &mut [IngestOutcome], caps: &[(&str, u64)], used: &[u64]) {
+    let mut room: Vec<u64> = caps.iter().zip(used).map(|((_, cap), used)| cap.saturating_sub(*used)).collect();
+    let mut refused: Vec<&str> = Vec::new();
     for (new, outcome) in batch.iter().zip(outcomes.iter_mut()) {
         match outcome {
             // An event without a cap (a rule's test) neither takes a place nor is refused.
             IngestOutcome::Created if new.monthly_cap.is_none() => {}
             IngestOutcome::Created => {
-                let Some(left) = room.get_mut(new.event.workspace_id.as_str()) else { continue };
-                if *left == 0 {
+                let Some(i) = cap_index(caps, new.event.workspace_id.as_str()) else { continue };
+                if room[i] == 0 {
                     *outcome = IngestOutcome::OverQuota;
-                    refused.insert(new.event.id.as_str());
+                    refused.push(new.event.id.as_str());
                 } else {
-                    *left -= 1;
+                    room[i] -= 1;
                 }
             }
-            IngestOutcome::Duplicate { id, .. } if refused.contains(id.as_str()) => *outcome = IngestOutcome::OverQuota,
+            IngestOutcome::Duplicate { id, .. } if refused.contains(&id.as_str()) => *outcome = IngestOutcome::OverQuota,
             _ => {}
         }
     }
 }
 
 /// Events and their deliveries stored per workspace, in id order: what usage counts.
-pub(crate) fn stored_per_workspace(batch: &[NewEvent], outcomes: &[IngestOutcome]) -> Vec<(String, i64, i64)> {
-    let mut counts: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+pub(crate) fn stored_per_workspace<'a>(batch: &'a [NewEvent], outcomes: &[IngestOutcome]) -> Vec<(&'a str, i64, i64)> {
+    let mut counts: Vec<(&str, i64, i64)> = Vec::new();
     for (new, outcome) in batch.iter().zip(outcomes) {
-        if matches!(outcome, IngestOutcome::Created) {
-            let c = counts.entry(new.event.workspace_id.as_str()).or_default();
-            c.0 += 1;
-            c.1 += new.deliveries.len() as i64;
+        if !matches!(outcome, IngestOutcome::Created) {
+            continue;
+        }
+        let ws = new.event.workspace_id.as_str();
+        let deliveries = new.deliveries.len() as i64;
+        // Most batches repeat the workspace they just had; the rest are merged after the sort.
+        match counts.last_mut() {
+            Some(last) if last.0 == ws => {
+                last.1 += 1;
+                last.2 += deliveries;
+            }
+            _ => counts.push((ws, 1, deliveries)),
         }
     }
-    counts.into_iter().map(|(ws, (n, d))| (ws.to_owned(), n, d)).collect()
+    counts.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    counts.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same {
+            first.1 += later.1;
+            first.2 += later.2;
+        }
+        same
+    });
+    counts
 }
 
 #[cfg(test)]
@@ -89,16 +111,18 @@ mod tests {
 
     #[test]
     fn the_first_events_fit_and_the_rest_of_a_capped_workspace_is_refused() {
-        let batch = vec![event("ws_a", Some(5)), event("ws_b", None), event("ws_a", Some(5)), event("ws_a", Some(5))];
+        let batch = vec![event("ws_a", Some(5)), event("ws_b", None), event("ws_a", Some(6)), event("ws_a", Some(5))];
         let mut outcomes = vec![IngestOutcome::Created; 4];
         let caps = capped(&batch, &outcomes);
-        assert_eq!(caps.len(), 1);
-        refuse_over_cap(&batch, &mut outcomes, &caps, &HashMap::from([("ws_a".to_owned(), 4)]));
+        assert_eq!(caps, vec![("ws_a", 5)], "one entry per workspace, with its lowest cap");
+        assert_eq!(cap_index(&caps, "ws_a"), Some(0));
+        assert_eq!(cap_index(&caps, "ws_b"), None);
+        refuse_over_cap(&batch, &mut outcomes, &caps, &[4]);
         assert!(matches!(outcomes[0], IngestOutcome::Created));
         assert!(matches!(outcomes[1], IngestOutcome::Created), "no cap, no refusal");
         assert!(matches!(outcomes[2], IngestOutcome::OverQuota));
         assert!(matches!(outcomes[3], IngestOutcome::OverQuota));
-        assert_eq!(stored_per_workspace(&batch, &outcomes), vec![("ws_a".to_owned(), 1, 0), ("ws_b".to_owned(), 1, 0)]);
+        assert_eq!(stored_per_workspace(&batch, &outcomes), vec![("ws_a", 1, 0), ("ws_b", 1, 0)]);
     }
 
     #[test]
@@ -106,7 +130,7 @@ mod tests {
         let batch = vec![event("ws_a", None), event("ws_a", Some(1)), event("ws_a", None)];
         let mut outcomes = vec![IngestOutcome::Created; 3];
         let caps = capped(&batch, &outcomes);
-        refuse_over_cap(&batch, &mut outcomes, &caps, &HashMap::from([("ws_a".to_owned(), 0)]));
+        refuse_over_cap(&batch, &mut outcomes, &caps, &[0]);
         assert!(outcomes.iter().all(|o| matches!(o, IngestOutcome::Created)), "{outcomes:?}");
     }
 
@@ -117,8 +141,24 @@ mod tests {
         let mut outcomes =
             vec![IngestOutcome::Created, IngestOutcome::Duplicate { id: first.id.clone(), event: first.event, received_at: 0 }];
         let caps = capped(&batch, &outcomes);
-        refuse_over_cap(&batch, &mut outcomes, &caps, &HashMap::new());
+        refuse_over_cap(&batch, &mut outcomes, &caps, &[0]);
         assert!(matches!(outcomes[0], IngestOutcome::OverQuota));
         assert!(matches!(outcomes[1], IngestOutcome::OverQuota));
+    }
+
+    #[test]
+    fn stored_counts_are_merged_per_workspace_in_id_order() {
+        let mut batch = vec![event("ws_b", None), event("ws_a", None), event("ws_b", None), event("ws_b", None), event("ws_a", None)];
+        let delivery = || crate::NewDelivery {
+            id: DeliveryId::generate(),
+            rule_id: RuleId::from_trusted("rul_1".to_owned()),
+            connection_id: ConnectionId::from_trusted("con_1".to_owned()),
+        };
+        batch[2].deliveries = vec![delivery(), delivery()];
+        batch[4].deliveries = vec![delivery()];
+        let outcomes = vec![IngestOutcome::Created; 5];
+        assert_eq!(stored_per_workspace(&batch, &outcomes), vec![("ws_a", 2, 1), ("ws_b", 3, 2)]);
+        let none: Vec<(&str, i64, i64)> = Vec::new();
+        assert_eq!(stored_per_workspace(&batch, &vec![IngestOutcome::OverQuota; 5]), none);
     }
 }

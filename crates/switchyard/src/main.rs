@@ -102,6 +102,10 @@ struct BenchArgs {
     /// are pruned by retention.
     #[arg(long)]
     retention: bool,
+    /// Measure only (i): ingestion with a plan in force (a monthly cap and events per second)
+    /// against none, alternated in one sitting.
+    #[arg(long, conflicts_with = "retention")]
+    plan: bool,
 }
 
 #[derive(Args)]
@@ -284,6 +288,9 @@ async fn run_node_command(command: Command) -> anyhow::Result<()> {
             };
             if args.retention {
                 return switchyard_bench::run_retention(&config).await.map(|_| ());
+            }
+            if args.plan {
+                return switchyard_bench::run_plan(&config).await.map(|_| ());
             }
             switchyard_bench::run(config).await.map(|_| ())
         }

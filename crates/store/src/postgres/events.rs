@@ -98,7 +98,7 @@ impl EventStore for PostgresStore {
         // The month rows of every workspace this batch stores events for, locked in id order
         // (so two batches never wait on each other crosswise), before any count is read: a
         // racing node waits here, then sees this batch's count.
-        let workspaces: Vec<String> = crate::quota::stored_per_workspace(batch, &outcomes).into_iter().map(|(ws, _, _)| ws).collect();
+        let workspaces: Vec<&str> = crate::quota::stored_per_workspace(batch, &outcomes).into_iter().map(|(ws, _, _)| ws).collect();
         let mut used = HashMap::new();
         if !workspaces.is_empty() {
             sqlx::query(
@@ -121,6 +121,7 @@ impl EventStore for PostgresStore {
         }
         let caps = crate::quota::capped(batch, &outcomes);
         if !caps.is_empty() {
+            let used: Vec<u64> = caps.iter().map(|(ws, _)| used.get(*ws).copied().unwrap_or(0)).collect();
             crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
             // A refused event's idempotency key was claimed above: let it go, so a retry next month counts.
             let (mut ws, mut keys, mut ids) = (Vec::new(), Vec::new(), Vec::new());

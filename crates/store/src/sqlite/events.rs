@@ -51,37 +51,35 @@ impl EventStore for SqliteStore {
             }
         }
         let (month, _, _) = switchyard_core::limits::month_of(now);
-        let mut month_after: Option<HashMap<String, u64>> = None;
         let caps = crate::quota::capped(batch, &outcomes);
+        // What each capped workspace has used this month, in the order of `caps`.
+        let mut used: Vec<u64> = Vec::new();
         if !caps.is_empty() {
-            let mut used = HashMap::new();
-            let known: HashMap<String, u64> = {
+            let known: Vec<Option<u64>> = {
                 let counts = self.month_counts.lock().unwrap_or_else(|p| p.into_inner());
-                if counts.0 == month {
-                    caps.keys().filter_map(|ws| Some((ws.clone(), *counts.1.get(ws)?))).collect()
-                } else {
-                    HashMap::new()
-                }
+                caps.iter().map(|(ws, _)| if counts.0 == month { counts.1.get(*ws).copied() } else { None }).collect()
             };
             // The month's count is the sum of its days (at most 31 rows of the primary key); the
             // single writer makes the read and the count that follows one step.
-            let (from, to) = (format!("{month}-01"), format!("{month}-32"));
-            for ws in caps.keys() {
-                if let Some(n) = known.get(ws) {
-                    used.insert(ws.clone(), *n);
-                    continue;
-                }
-                let n: Option<i64> =
-                    sqlx::query_scalar("SELECT SUM(events) FROM usage_days WHERE workspace_id = ? AND day >= ? AND day < ?")
-                        .bind(ws)
-                        .bind(&from)
-                        .bind(&to)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                used.insert(ws.clone(), n.unwrap_or(0).max(0) as u64);
+            let mut range: Option<(String, String)> = None;
+            for ((ws, _), known) in caps.iter().zip(known) {
+                let n = match known {
+                    Some(n) => n,
+                    None => {
+                        let (from, to) = range.get_or_insert_with(|| (format!("{month}-01"), format!("{month}-32")));
+                        let n: Option<i64> =
+                            sqlx::query_scalar("SELECT SUM(events) FROM usage_days WHERE workspace_id = ? AND day >= ? AND day < ?")
+                                .bind(*ws)
+                                .bind(&*from)
+                                .bind(&*to)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                        n.unwrap_or(0).max(0) as u64
+                    }
+                };
+                used.push(n);
             }
             crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
-            month_after = Some(used);
         }
         let created: Vec<&NewEvent> =
             batch.iter().zip(&outcomes).filter(|(_, o)| matches!(o, IngestOutcome::Created)).map(|(n, _)| n).collect();
@@ -91,14 +89,6 @@ impl EventStore for SqliteStore {
         // Usage: one row per workspace and day, the only page counting adds to the commit (the
         // month is the sum of its days).
         let stored = crate::quota::stored_per_workspace(batch, &outcomes);
-        // What the capped workspaces will have once this batch commits.
-        if let Some(after) = month_after.as_mut() {
-            for (ws, n, _) in &stored {
-                if let Some(u) = after.get_mut(ws) {
-                    *u += *n as u64;
-                }
-            }
-        }
         for (ws, n, deliveries) in &stored {
             sqlx::query(
                 "INSERT INTO usage_days (workspace_id, day, events, deliveries) VALUES (?, ?, ?, ?)
@@ -132,15 +122,24 @@ impl EventStore for SqliteStore {
             counts.0 = month;
             counts.1.clear();
         }
-        let exact = month_after.unwrap_or_default();
-        for (ws, n, _) in stored {
-            if !exact.contains_key(&ws) {
-                if let Some(c) = counts.1.get_mut(&ws) {
-                    *c += n as u64;
+        // A capped workspace's count is now exact (what it had, and what this batch stored); any
+        // other count already known moves on by what was stored.
+        for (i, (ws, _)) in caps.iter().enumerate() {
+            let n = stored.binary_search_by(|(w, _, _)| w.cmp(ws)).map_or(0, |j| stored[j].1 as u64);
+            match counts.1.get_mut(*ws) {
+                Some(c) => *c = used[i] + n,
+                None => {
+                    counts.1.insert((*ws).to_owned(), used[i] + n);
                 }
             }
         }
-        counts.1.extend(exact);
+        for (ws, n, _) in &stored {
+            if crate::quota::cap_index(&caps, ws).is_none() {
+                if let Some(c) = counts.1.get_mut(*ws) {
+                    *c += *n as u64;
+                }
+            }
+        }
         Ok(outcomes)
     }
 
