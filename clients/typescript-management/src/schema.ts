@@ -1150,8 +1150,9 @@ export interface components {
         ErrorDetail: {
             /**
              * @description Stable, machine-readable: bad_request, unauthorized, forbidden, not_found, conflict,
-             *     payload_too_large, request_timeout, validation_failed, rate_limited, quota_exceeded (a limit
-             *     of the workspace's plan or of the installation), internal, unavailable, destination_error
+             *     payload_too_large, request_timeout, validation_failed (a creation past a plan's cap too, its
+             *     field naming the limit), rate_limited, quota_exceeded (past a plan's monthly events or events
+             *     per second), internal, unavailable, destination_error
              *     (a destination refused or failed a request made for the caller).
              */
             code: string;

@@ -108,7 +108,8 @@ fn what(limit: &str) -> &str {
     }
 }
 
-/// 422 `quota_exceeded`: creating this would pass a limit; the detail names it.
+/// 422 `validation_failed` (the contract's code for a 422): creating this would pass a limit;
+/// the detail's field names it (`limits.connections`), the message says the plan's figure.
 pub fn limit_reached(limit: &str, max: u64) -> ApiError {
     metrics::counter!("switchyard_limit_hits_total", "limit" => limit.to_owned()).increment(1);
     let message = if limit == "workspaces" {
@@ -117,8 +118,6 @@ pub fn limit_reached(limit: &str, max: u64) -> ApiError {
         format!("this workspace has reached its plan's limit of {max} {}", what(limit))
     };
     let mut e = ApiError::invalid(format!("limits.{limit}"), message.clone());
-    e.status = StatusCode::UNPROCESSABLE_ENTITY;
-    e.code = "quota_exceeded";
     e.message = message;
     e
 }

@@ -384,7 +384,9 @@ async fn finish(state: &AppState, flow: &OAuthState, code: &str) -> Result<Chang
     let (conn, _) = prepare_connection(state, flow.workspace_id.clone(), request, true).map_err(|e| fail("invalid_config")(e.message))?;
     let limits = crate::limits::of(state, &conn.workspace_id).await.map_err(|e| fail("internal")(e.message))?;
     state.store.create_connection(&conn, limits.connections).await.map_err(|e| match e {
-        switchyard_store::StoreError::Limit { .. } => fail("quota_exceeded")("the workspace reached its limit of connections".into()),
+        switchyard_store::StoreError::Limit { .. } => {
+            fail("quota_exceeded")("the workspace reached its plan's limit of connections".into())
+        }
         other => fail("internal")(other.to_string()),
     })?;
     state.config_changed();

@@ -118,7 +118,7 @@ async fn connections_rules_and_workspaces_past_their_caps_answer_422_naming_the_
         )
         .await;
     assert_eq!(status.as_u16(), 422, "{body}");
-    assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert_eq!(body["error"]["code"], "validation_failed", "a 422 has the contract's code; the field names the limit");
     assert_eq!(body["error"]["details"][0]["field"], "limits.connections");
     assert!(body["error"]["message"].as_str().unwrap().contains("1 connections"), "{body}");
 
