@@ -530,6 +530,12 @@ pub trait DeliveryStore: Send + Sync {
         -> Result<Vec<Claimed>>;
     /// Records finished attempts and moves each delivery on (one transaction for the batch).
     async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()>;
+}
+
+/// The queue's operations besides claiming and recording (`crate::shared::queue`: one
+/// implementation for both stores).
+#[async_trait]
+pub trait QueueStore: Send + Sync {
     /// Holds a connection until `until` (a destination answered "too many requests"): no node
     /// claims its deliveries before then.
     async fn hold_connection(&self, id: &ConnectionId, until: Millis) -> Result<()>;
@@ -727,6 +733,7 @@ pub trait Store:
     + RuleStore
     + EventStore
     + DeliveryStore
+    + QueueStore
     + HistoryStore
     + CredentialStore
     + EventTypeStore
@@ -744,6 +751,7 @@ impl<
             + RuleStore
             + EventStore
             + DeliveryStore
+            + QueueStore
             + HistoryStore
             + CredentialStore
             + EventTypeStore

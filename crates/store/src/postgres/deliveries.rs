@@ -1,12 +1,11 @@
 //! Deliveries on PostgreSQL: the due queue shared by every node.
 
-use super::{events::refresh_event_status, events::refresh_event_statuses, notify_due, PostgresStore};
+use super::{events::refresh_event_statuses, PostgresStore};
 use crate::rows;
-use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, NodeShare, Result, Scope};
+use crate::{AttemptRecord, Claimed, DeliveryStore, NextStep, NodeShare, Result};
 use async_trait::async_trait;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::Postgres;
 use std::collections::{BTreeSet, HashMap};
-use switchyard_core::ids::*;
 use switchyard_core::model::*;
 use switchyard_core::Millis;
 
@@ -106,13 +105,10 @@ async fn relaxed_commit(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<()> 
     Ok(())
 }
 
-const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
-     lease_owner = NULL, lease_expires_at = NULL";
-
 /// Lowers the `in_flight` counters of the connections of deliveries that left 'delivering' in
 /// this transaction (one id per delivery). The rows are locked in id order first, so two nodes
 /// recording at once never wait on each other in a cycle.
-async fn free_slots<'a>(tx: &mut sqlx::Transaction<'_, Postgres>, connections: impl Iterator<Item = &'a str>) -> Result<()> {
+pub(super) async fn free_slots<'a>(tx: &mut sqlx::Transaction<'_, Postgres>, connections: impl Iterator<Item = &'a str>) -> Result<()> {
     let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
     for c in connections {
         *counts.entry(c).or_default() += 1;
@@ -131,31 +127,6 @@ async fn free_slots<'a>(tx: &mut sqlx::Transaction<'_, Postgres>, connections: i
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-impl PostgresStore {
-    /// Takes back the leases of stopped nodes that `condition` picks (see
-    /// [`crate::recover_lease_set`]), and rolls up the events of deliveries set aside.
-    async fn recover_leases(&self, condition: &str, now: Millis, owner: Option<&str>) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let recovered: Vec<(String, String, String)> = sqlx::query_as(&format!(
-            "UPDATE deliveries SET {} WHERE status = 'delivering' AND {condition} RETURNING connection_id, event_id, status",
-            crate::recover_lease_set("$1")
-        ))
-        .bind(now)
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        free_slots(&mut tx, recovered.iter().map(|(c, _, _)| c.as_str())).await?;
-        let dead: Vec<String> =
-            recovered.iter().filter(|(_, _, s)| s == "dead").map(|(_, e, _)| e.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        if !dead.is_empty() {
-            tracing::warn!(deliveries = dead.len(), "deliveries set aside: their attempts kept ending with the node making them");
-            refresh_event_statuses(&mut tx, &dead).await?;
-        }
-        tx.commit().await?;
-        Ok(recovered.len() as u64)
-    }
 }
 
 #[async_trait]
@@ -256,115 +227,11 @@ impl DeliveryStore for PostgresStore {
             .bind(switchyard_core::limits::day_of(now))
             .fetch_all(&mut *tx)
             .await?;
-        let events: Vec<String> = moved.iter().map(|(e, _)| e.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let events: Vec<&str> = moved.iter().map(|(e, _)| e.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
         free_slots(&mut tx, moved.iter().map(|(_, c)| c.as_str())).await?;
         refresh_event_statuses(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn hold_connection(&self, id: &ConnectionId, until: Millis) -> Result<()> {
-        sqlx::query("UPDATE connections SET held_until = GREATEST(held_until, $2) WHERE id = $1")
-            .bind(id.as_str())
-            .bind(until)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn connection_held_until(&self, id: &ConnectionId) -> Result<Millis> {
-        let until: Option<i64> =
-            sqlx::query_scalar("SELECT held_until FROM connections WHERE id = $1").bind(id.as_str()).fetch_optional(&self.pool).await?;
-        Ok(until.unwrap_or(0))
-    }
-
-    async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()> {
-        let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
-        let mut tx = self.pool.begin().await?;
-        let freed: Vec<String> = sqlx::query_scalar(&format!(
-            "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = $1, updated_at = $1
-             WHERE id = ANY($2) AND status = 'delivering' AND lease_owner = $3 RETURNING connection_id"
-        ))
-        .bind(at)
-        .bind(&ids)
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        free_slots(&mut tx, freed.iter().map(String::as_str)).await?;
-        notify_due(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn recover_expired_leases(&self, now: Millis) -> Result<u64> {
-        self.recover_leases("lease_expires_at < $1", now, None).await
-    }
-
-    async fn recover_foreign_leases(&self, owner: &str, now: Millis) -> Result<u64> {
-        self.recover_leases("lease_owner IS DISTINCT FROM $2", now, Some(owner)).await
-    }
-
-    async fn waiting_count(&self) -> Result<u64> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying')").fetch_one(&self.pool).await?;
-        Ok(n as u64)
-    }
-
-    async fn replay_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<bool>> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT status FROM deliveries WHERE id = $1 AND ($2::text IS NULL OR workspace_id = $2) FOR UPDATE")
-                .bind(id.as_str())
-                .bind(scope.workspace())
-                .fetch_optional(&mut *tx)
-                .await?;
-        match current.as_deref() {
-            None => return Ok(None),
-            Some("delivering") => return Ok(Some(false)),
-            Some(_) => {}
-        }
-        let event: String = sqlx::query_scalar(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, updated_at = $1
-             WHERE id = $2 RETURNING event_id",
-        )
-        .bind(now)
-        .bind(id.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        refresh_event_status(&mut tx, &event).await?;
-        notify_due(&mut tx).await?;
-        tx.commit().await?;
-        Ok(Some(true))
-    }
-
-    async fn replay_matching(&self, ws: &WorkspaceId, f: &DeliveryFilter, now: Millis) -> Result<u64> {
-        // In batches of REPLAY_BATCH by id, each its own transaction (see `crate::REPLAY_BATCH`).
-        let (mut after, mut replayed) = (String::new(), 0u64);
-        loop {
-            let mut tx = self.pool.begin().await?;
-            let mut q = QueryBuilder::<Postgres>::new(
-                "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, next_attempt_at = ",
-            );
-            q.push_bind(now).push(", updated_at = ").push_bind(now);
-            // The status is checked again on the row itself: a claim may have taken it meanwhile.
-            q.push(" WHERE status <> 'delivering' AND id IN (SELECT id FROM deliveries WHERE status <> 'delivering' AND workspace_id = ")
-                .push_bind(ws.as_str());
-            Self::push_delivery_filter(&mut q, f);
-            q.push(" AND id > ").push_bind(after.clone());
-            q.push(" ORDER BY id LIMIT ").push_bind(crate::REPLAY_BATCH).push(") RETURNING id, event_id");
-            let moved: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
-            let events: Vec<String> = moved.iter().map(|(_, e)| e.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-            if !events.is_empty() {
-                refresh_event_statuses(&mut tx, &events).await?;
-                notify_due(&mut tx).await?;
-            }
-            tx.commit().await?;
-            replayed += moved.len() as u64;
-            match moved.iter().map(|(id, _)| id).max() {
-                Some(last) if moved.len() as i64 == crate::REPLAY_BATCH => after = last.clone(),
-                _ => return Ok(replayed),
-            }
-        }
     }
 }
 

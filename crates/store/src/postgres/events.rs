@@ -281,7 +281,7 @@ async fn insert_deliveries(tx: &mut Transaction<'_, Postgres>, events: &[&NewEve
 }
 
 /// Recomputes the rollup of many events in one statement, writing only those that changed.
-pub(crate) async fn refresh_event_statuses(tx: &mut Transaction<'_, Postgres>, event_ids: &[String]) -> Result<()> {
+pub(crate) async fn refresh_event_statuses(tx: &mut Transaction<'_, Postgres>, event_ids: &[&str]) -> Result<()> {
     if event_ids.is_empty() {
         return Ok(());
     }

@@ -30,6 +30,7 @@ mod config_tables {
     crate::shared::operators::impl_operator_store!(PostgresStore, sqlx::Postgres);
     crate::shared::console::impl_console_store!(PostgresStore, sqlx::Postgres);
     crate::shared::limits::impl_limit_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::queue::impl_queue_store!(PostgresStore, sqlx::Postgres);
 }
 
 use crate::migrate::{statements, POSTGRES};
@@ -105,6 +106,22 @@ impl PostgresStore {
     async fn refresh_event_status(tx: &mut Transaction<'_, Postgres>, event_id: &str) -> Result<()> {
         events::refresh_event_status(tx, event_id).await
     }
+
+    async fn refresh_event_statuses(tx: &mut Transaction<'_, Postgres>, event_ids: &[&str]) -> Result<()> {
+        events::refresh_event_statuses(tx, event_ids).await
+    }
+
+    async fn free_slots<'a>(tx: &mut Transaction<'_, Postgres>, connections: impl Iterator<Item = &'a str>) -> Result<()> {
+        deliveries::free_slots(tx, connections).await
+    }
+
+    /// Wakes every node's dispatcher: deliveries became due.
+    async fn queue_changed(tx: &mut Transaction<'_, Postgres>) -> Result<()> {
+        notify_due(tx).await
+    }
+
+    /// A row read to be changed is locked, so two nodes do not change it on one reading.
+    const ROW_LOCK: &'static str = " FOR UPDATE";
 
     /// Serialises, across nodes, the creations a limit counts under `key` (a workspace's id, or
     /// `workspaces`), until the transaction ends: two at once cannot both take the last place.

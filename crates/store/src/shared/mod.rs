@@ -8,5 +8,6 @@ pub(crate) mod event_types;
 pub(crate) mod history;
 pub(crate) mod limits;
 pub(crate) mod operators;
+pub(crate) mod queue;
 pub(crate) mod rules;
 pub(crate) mod workspaces;

@@ -1,12 +1,10 @@
 //! Deliveries: the due queue (claim, lease, release, recovery), attempt records and replay.
 
-use super::{events::refresh_event_status, events::refresh_event_statuses, SqliteStore};
+use super::{events::refresh_event_statuses, SqliteStore};
 use crate::rows;
-use crate::{AttemptRecord, Claimed, DeliveryFilter, DeliveryStore, NextStep, NodeShare, Result, Scope};
+use crate::{AttemptRecord, Claimed, DeliveryStore, NextStep, NodeShare, Result};
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Sqlite};
 use std::collections::{BTreeSet, HashMap};
-use switchyard_core::ids::*;
 use switchyard_core::model::*;
 use switchyard_core::Millis;
 
@@ -52,32 +50,6 @@ WHERE id IN (
     ORDER BY ws_rank, next_attempt_at LIMIT ?4
 )
 RETURNING *";
-
-const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
-     lease_owner = NULL, lease_expires_at = NULL";
-
-impl SqliteStore {
-    /// Takes back the leases of stopped nodes that `condition` picks (see
-    /// [`crate::recover_lease_set`]), and rolls up the events of deliveries set aside.
-    async fn recover_leases(&self, condition: &str, now: Millis, owner: Option<&str>) -> Result<u64> {
-        let mut tx = self.writer.begin().await?;
-        let recovered: Vec<(String, String)> = sqlx::query_as(&format!(
-            "UPDATE deliveries SET {} WHERE status = 'delivering' AND {condition} RETURNING event_id, status",
-            crate::recover_lease_set("?1")
-        ))
-        .bind(now)
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        let dead: BTreeSet<&str> = recovered.iter().filter(|(_, s)| s == "dead").map(|(e, _)| e.as_str()).collect();
-        if !dead.is_empty() {
-            tracing::warn!(deliveries = dead.len(), "deliveries set aside: their attempts kept ending with the node making them");
-            refresh_event_statuses(&mut tx, &serde_json::to_string(&dead).unwrap_or_default()).await?;
-        }
-        tx.commit().await?;
-        Ok(recovered.len() as u64)
-    }
-}
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
@@ -239,105 +211,5 @@ impl DeliveryStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn hold_connection(&self, id: &ConnectionId, until: Millis) -> Result<()> {
-        sqlx::query("UPDATE connections SET held_until = MAX(held_until, ?) WHERE id = ?")
-            .bind(until)
-            .bind(id.as_str())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    async fn connection_held_until(&self, id: &ConnectionId) -> Result<Millis> {
-        let until: Option<i64> =
-            sqlx::query_scalar("SELECT held_until FROM connections WHERE id = ?").bind(id.as_str()).fetch_optional(&self.reader).await?;
-        Ok(until.unwrap_or(0))
-    }
-
-    async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()> {
-        let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
-        sqlx::query(&format!(
-            "UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = ?1, updated_at = ?1
-             WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'delivering' AND lease_owner = ?3"
-        ))
-        .bind(at)
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    async fn recover_expired_leases(&self, now: Millis) -> Result<u64> {
-        self.recover_leases("lease_expires_at < ?1", now, None).await
-    }
-
-    async fn recover_foreign_leases(&self, owner: &str, now: Millis) -> Result<u64> {
-        self.recover_leases("lease_owner IS NOT ?2", now, Some(owner)).await
-    }
-
-    async fn waiting_count(&self) -> Result<u64> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying')").fetch_one(&self.reader).await?;
-        Ok(n as u64)
-    }
-
-    async fn replay_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<bool>> {
-        let mut tx = self.writer.begin().await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT status FROM deliveries WHERE id = ?1 AND (?2 IS NULL OR workspace_id = ?2)")
-                .bind(id.as_str())
-                .bind(scope.workspace())
-                .fetch_optional(&mut *tx)
-                .await?;
-        match current.as_deref() {
-            None => return Ok(None),
-            Some("delivering") => return Ok(Some(false)),
-            Some(_) => {}
-        }
-        let event: String = sqlx::query_scalar(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, updated_at = ?1
-             WHERE id = ?2 RETURNING event_id",
-        )
-        .bind(now)
-        .bind(id.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        refresh_event_status(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(Some(true))
-    }
-
-    async fn replay_matching(&self, ws: &WorkspaceId, f: &DeliveryFilter, now: Millis) -> Result<u64> {
-        // In batches of REPLAY_BATCH by id, each its own transaction (see `crate::REPLAY_BATCH`).
-        let (mut after, mut replayed) = (String::new(), 0u64);
-        loop {
-            let mut tx = self.writer.begin().await?;
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, next_attempt_at = ",
-            );
-            q.push_bind(now).push(", updated_at = ").push_bind(now);
-            // The status is checked again on the row itself: a claim may have taken it meanwhile.
-            q.push(" WHERE status <> 'delivering' AND id IN (SELECT id FROM deliveries WHERE status <> 'delivering' AND workspace_id = ")
-                .push_bind(ws.as_str());
-            Self::push_delivery_filter(&mut q, f);
-            q.push(" AND id > ").push_bind(after.clone());
-            q.push(" ORDER BY id LIMIT ").push_bind(crate::REPLAY_BATCH).push(") RETURNING id, event_id");
-            let moved: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
-            let events: BTreeSet<&str> = moved.iter().map(|(_, e)| e.as_str()).collect();
-            if !events.is_empty() {
-                refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
-            }
-            tx.commit().await?;
-            replayed += moved.len() as u64;
-            match moved.iter().map(|(id, _)| id).max() {
-                Some(last) if moved.len() as i64 == crate::REPLAY_BATCH => after = last.clone(),
-                _ => return Ok(replayed),
-            }
-            // Let the ingest writer and the dispatcher in between batches.
-            tokio::task::yield_now().await;
-        }
     }
 }

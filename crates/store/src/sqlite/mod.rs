@@ -27,6 +27,7 @@ mod config_tables {
     crate::shared::operators::impl_operator_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::console::impl_console_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::limits::impl_limit_store!(SqliteStore, sqlx::Sqlite);
+    crate::shared::queue::impl_queue_store!(SqliteStore, sqlx::Sqlite);
 }
 
 use crate::migrate::SQLITE;
@@ -124,6 +125,23 @@ impl SqliteStore {
     async fn refresh_event_status(tx: &mut Transaction<'_, Sqlite>, event_id: &str) -> Result<()> {
         events::refresh_event_status(tx, event_id).await
     }
+
+    async fn refresh_event_statuses(tx: &mut Transaction<'_, Sqlite>, event_ids: &[&str]) -> Result<()> {
+        events::refresh_event_statuses(tx, &serde_json::to_string(event_ids).unwrap_or_default()).await
+    }
+
+    /// Nothing to do: a connection's deliveries in flight are counted from their rows.
+    async fn free_slots<'a>(_tx: &mut Transaction<'_, Sqlite>, _connections: impl Iterator<Item = &'a str>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Nothing to do: the one node's dispatcher polls its own store.
+    async fn queue_changed(_tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// SQLite has no row locks: the one writer connection serialises every change.
+    const ROW_LOCK: &'static str = "";
 
     /// Nothing to do: the one writer connection already serialises the creations a limit counts.
     async fn lock_for_limits(_tx: &mut Transaction<'_, Sqlite>, _key: &str) -> Result<()> {

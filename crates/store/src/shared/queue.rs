@@ -1,0 +1,173 @@
+//! The queue's operations other than claiming and recording (which each store does its own way):
+//! releasing, lease recovery, holds, replay. One implementation for both stores, in the SQL
+//! subset both speak. Each store supplies, as associated functions:
+//! - `writer()`: where writes go;
+//! - `refresh_event_statuses(tx, &[&str])`: the rollup of events whose deliveries moved;
+//! - `free_slots(tx, connection ids)`: lower the in-flight counters of deliveries that left
+//!   `delivering` (PostgreSQL counts them on the connection; SQLite counts rows, so does nothing);
+//! - `queue_changed(tx)`: wake the claiming nodes (PostgreSQL's NOTIFY; nothing on SQLite);
+//! - `ROW_LOCK`: `FOR UPDATE` where the database has it, to read a row it will then change.
+
+macro_rules! impl_queue_store {
+    ($store:ty, $db:ty) => {
+        /// Sends a delivery back to the queue without an attempt: `retrying` once it was tried, else `pending`.
+        const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
+             lease_owner = NULL, lease_expires_at = NULL";
+
+        impl $store {
+            /// Takes back the leases of stopped nodes that `condition` picks (see
+            /// [`crate::recover_lease_set`]), and rolls up the events of deliveries set aside.
+            async fn recover_leases(&self, condition: &str, now: Millis, owner: Option<&str>) -> Result<u64> {
+                let mut tx = self.writer().begin().await?;
+                let recovered: Vec<(String, String, String)> = sqlx::query_as(&format!(
+                    "UPDATE deliveries SET {} WHERE status = 'delivering' AND {condition} RETURNING connection_id, event_id, status",
+                    crate::recover_lease_set("$1")
+                ))
+                .bind(now)
+                .bind(owner)
+                .fetch_all(&mut *tx)
+                .await?;
+                Self::free_slots(&mut tx, recovered.iter().map(|(c, _, _)| c.as_str())).await?;
+                let dead: Vec<&str> = recovered
+                    .iter()
+                    .filter(|(_, _, s)| s == "dead")
+                    .map(|(_, e, _)| e.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if !dead.is_empty() {
+                    tracing::warn!(deliveries = dead.len(), "deliveries set aside: their attempts kept ending with the node making them");
+                    Self::refresh_event_statuses(&mut tx, &dead).await?;
+                }
+                tx.commit().await?;
+                Ok(recovered.len() as u64)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::QueueStore for $store {
+            async fn hold_connection(&self, id: &ConnectionId, until: Millis) -> Result<()> {
+                sqlx::query("UPDATE connections SET held_until = CASE WHEN held_until < $2 THEN $2 ELSE held_until END WHERE id = $1")
+                    .bind(id.as_str())
+                    .bind(until)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn connection_held_until(&self, id: &ConnectionId) -> Result<Millis> {
+                let until: Option<i64> = sqlx::query_scalar("SELECT held_until FROM connections WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(until.unwrap_or(0))
+            }
+
+            async fn release(&self, owner: &str, ids: &[DeliveryId], at: Millis) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                let mut freed: Vec<String> = Vec::new();
+                // In statements of at most 1,000 ids: far inside either database's limit on parameters.
+                for chunk in ids.chunks(1_000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(format!("UPDATE deliveries SET {RETURN_TO_QUEUE}, next_attempt_at = "));
+                    q.push_bind(at).push(", updated_at = ").push_bind(at);
+                    q.push(" WHERE status = 'delivering' AND lease_owner = ").push_bind(owner).push(" AND id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_str());
+                    }
+                    q.push(") RETURNING connection_id");
+                    freed.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
+                }
+                Self::free_slots(&mut tx, freed.iter().map(String::as_str)).await?;
+                if !freed.is_empty() {
+                    Self::queue_changed(&mut tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn recover_expired_leases(&self, now: Millis) -> Result<u64> {
+                self.recover_leases("lease_expires_at < $1", now, None).await
+            }
+
+            async fn recover_foreign_leases(&self, owner: &str, now: Millis) -> Result<u64> {
+                self.recover_leases("lease_owner IS DISTINCT FROM $2", now, Some(owner)).await
+            }
+
+            async fn waiting_count(&self) -> Result<u64> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying')")
+                    .fetch_one(self.reader())
+                    .await?;
+                Ok(n as u64)
+            }
+
+            async fn replay_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<bool>> {
+                let mut tx = self.writer().begin().await?;
+                let current: Option<String> = sqlx::query_scalar(&format!(
+                    "SELECT status FROM deliveries WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2){}",
+                    Self::ROW_LOCK
+                ))
+                .bind(id.as_str())
+                .bind(scope.workspace())
+                .fetch_optional(&mut *tx)
+                .await?;
+                match current.as_deref() {
+                    None => return Ok(None),
+                    Some("delivering") => return Ok(Some(false)),
+                    Some(_) => {}
+                }
+                let event: String = sqlx::query_scalar(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, replay_base = attempt_count, lease_recoveries = 0,
+                         last_error = NULL, updated_at = $1
+                     WHERE id = $2 RETURNING event_id",
+                )
+                .bind(now)
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                Self::refresh_event_statuses(&mut tx, &[event.as_str()]).await?;
+                Self::queue_changed(&mut tx).await?;
+                tx.commit().await?;
+                Ok(Some(true))
+            }
+
+            async fn replay_matching(&self, ws: &WorkspaceId, f: &DeliveryFilter, now: Millis) -> Result<u64> {
+                // In batches of REPLAY_BATCH by id, each its own transaction (see `crate::REPLAY_BATCH`).
+                let (mut after, mut replayed) = (String::new(), 0u64);
+                loop {
+                    let mut tx = self.writer().begin().await?;
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, \
+                         next_attempt_at = ",
+                    );
+                    q.push_bind(now).push(", updated_at = ").push_bind(now);
+                    // The status is checked again on the row itself: a claim may have taken it meanwhile.
+                    q.push(
+                        " WHERE status <> 'delivering' AND id IN (SELECT id FROM deliveries WHERE status <> 'delivering' AND workspace_id = ",
+                    )
+                    .push_bind(ws.as_str());
+                    Self::push_delivery_filter(&mut q, f);
+                    q.push(" AND id > ").push_bind(after.clone());
+                    q.push(" ORDER BY id LIMIT ").push_bind(crate::REPLAY_BATCH).push(") RETURNING id, event_id");
+                    let moved: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    let events: Vec<&str> =
+                        moved.iter().map(|(_, e)| e.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                    if !events.is_empty() {
+                        Self::refresh_event_statuses(&mut tx, &events).await?;
+                        Self::queue_changed(&mut tx).await?;
+                    }
+                    tx.commit().await?;
+                    replayed += moved.len() as u64;
+                    match moved.iter().map(|(id, _)| id).max() {
+                        Some(last) if moved.len() as i64 == crate::REPLAY_BATCH => after = last.clone(),
+                        _ => return Ok(replayed),
+                    }
+                    // Let ingestion and the dispatcher in between batches.
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_queue_store;
