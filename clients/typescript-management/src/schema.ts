@@ -177,6 +177,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/deliveries/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancels a delivery that has not finished: it is never attempted again (a replay still sends it
+         *     on purpose). 200 when it is `cancelled` (again: cancelling twice is harmless); 202 while an
+         *     attempt is in flight, which ends it unless it succeeds; 409 once it succeeded or is dead.
+         */
+        post: operations["cancel_delivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/deliveries/{id}/replay": {
         parameters: {
             query?: never;
@@ -247,6 +268,23 @@ export interface paths {
         get: operations["get_event"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/events/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancels every unfinished delivery of an event (pending, retrying, or in flight). */
+        post: operations["cancel_event"];
         delete?: never;
         options?: never;
         head?: never;
@@ -579,6 +617,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workspaces/{ws}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancels every unfinished delivery of the workspace matching the filter (by default every
+         *     one): waiting ones at once, those in flight when their attempt ends.
+         */
+        post: operations["cancel_workspace"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workspaces/{ws}/connections": {
         parameters: {
             query?: never;
@@ -875,6 +933,18 @@ export interface components {
             rejected: number;
             results: components["schemas"]["BulkItem"][];
         };
+        BulkCancelled: {
+            /**
+             * Format: int64
+             * @description Waiting deliveries now `cancelled`.
+             */
+            cancelled: number;
+            /**
+             * Format: int64
+             * @description Deliveries with an attempt in flight: each is `cancelled` when its attempt ends, unless it succeeds.
+             */
+            in_flight: number;
+        };
         BulkItem: {
             index: number;
             id?: string | null;
@@ -894,6 +964,24 @@ export interface components {
             events: number;
             /** Format: int64 */
             limit?: number | null;
+        };
+        CancelAccepted: {
+            id: string;
+            /**
+             * @description `cancelled`; or `delivering` while an attempt is in flight: it finishes, and unless it
+             *     succeeds the delivery is `cancelled` instead of being retried.
+             */
+            status: components["schemas"]["DeliveryStatus"];
+        };
+        CancelFilter: {
+            /** @description `pending`, `retrying` or `delivering`; by default all three. */
+            status?: string | null;
+            connection_id?: string | null;
+            rule_id?: string | null;
+            /** @description Only deliveries of events with this name (exact). */
+            event?: string | null;
+            since?: string | null;
+            until?: string | null;
         };
         Catalog: {
             data: components["schemas"]["CatalogEntry"][];
@@ -1119,6 +1207,11 @@ export interface components {
             pending: number;
             /** Format: int64 */
             delivering: number;
+            /**
+             * Format: int64
+             * @description Cancelled before they were delivered.
+             */
+            cancelled: number;
         };
         DeliveryOut: components["schemas"]["DeliverySummary"] & {
             attempts: components["schemas"]["AttemptOut"][];
@@ -1127,7 +1220,7 @@ export interface components {
          * @description Where one delivery stands.
          * @enum {string}
          */
-        DeliveryStatus: "pending" | "delivering" | "succeeded" | "retrying" | "dead";
+        DeliveryStatus: "pending" | "delivering" | "succeeded" | "retrying" | "dead" | "cancelled";
         /** @description A delivery as listed, and as embedded in its event. */
         DeliverySummary: {
             id: string;
@@ -3224,6 +3317,97 @@ export interface operations {
             };
         };
     };
+    cancel_delivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CancelAccepted"];
+                };
+            };
+            /** @description An attempt is in flight */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CancelAccepted"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     replay_delivery: {
         parameters: {
             query?: never;
@@ -3575,6 +3759,80 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["EventOut"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel_event: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkCancelled"];
                 };
             };
             /** @description The credential is missing, unknown or expired. */
@@ -5924,6 +6182,125 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel_workspace: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                ws: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connection_id": "conn_01J9Z8Q4W5X6Y7Z8A9B0C1D2E3",
+                 *       "status": "retrying"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CancelFilter"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BulkCancelled"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body did not arrive in time. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than this endpoint accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

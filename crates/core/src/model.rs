@@ -49,6 +49,7 @@ string_enum!(
         Succeeded => "succeeded",
         Retrying => "retrying",
         Dead => "dead",
+        Cancelled => "cancelled",
     }
 );
 

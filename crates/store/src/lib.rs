@@ -99,6 +99,29 @@ pub struct DeliveryFilter {
     pub resource: Option<ResourceRef>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
+    /// Only the deliveries of this event.
+    pub event_id: Option<EventId>,
+}
+
+/// What asking to cancel one delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was waiting; it is `cancelled` now and will not be attempted again.
+    Cancelled,
+    /// An attempt is in flight: it finishes, and unless it succeeds the delivery is `cancelled`
+    /// instead of being retried.
+    InFlight,
+    /// It had already finished (`succeeded`, `dead` or `cancelled`): nothing changed.
+    Finished(DeliveryStatus),
+}
+
+/// What a cancel by filter did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CancelCount {
+    /// Waiting deliveries now `cancelled`.
+    pub cancelled: u64,
+    /// Deliveries with an attempt in flight, to be `cancelled` when it ends (unless it succeeds).
+    pub in_flight: u64,
 }
 
 /// Most rules a workspace may hold: in all, and with one event pattern.
@@ -554,6 +577,12 @@ pub trait QueueStore: Send + Sync {
     async fn replay_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<bool>>;
     /// Replays every finished delivery matching the filter; returns how many.
     async fn replay_matching(&self, ws: &WorkspaceId, filter: &DeliveryFilter, now: Millis) -> Result<u64>;
+    /// Cancels one delivery: never attempted again (a replay still sends it on purpose). None
+    /// when not found.
+    async fn cancel_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<CancelOutcome>>;
+    /// Cancels every unfinished delivery of the workspace matching the filter (in batches, like a
+    /// replay): waiting ones at once, those in flight when their attempt ends.
+    async fn cancel_matching(&self, ws: &WorkspaceId, filter: &DeliveryFilter, now: Millis) -> Result<CancelCount>;
 }
 
 /// The history people inspect: events, their deliveries and every attempt.
@@ -612,14 +641,15 @@ pub const SET_ASIDE_ERROR: &str =
     "set aside: 3 attempts in a row ended with the node making them (a crash during the attempt?); replay it once the cause is fixed";
 
 /// The `SET` clause that takes a lease back from a stopped node, at `now` (a bound parameter):
-/// back to the queue, or dead once [`MAX_LEASE_RECOVERIES`] is reached. Expressions read the row
-/// as it was.
+/// back to the queue, or dead once [`MAX_LEASE_RECOVERIES`] is reached, or `cancelled` if a
+/// cancel came while it was leased. Expressions read the row as it was.
 pub(crate) fn recover_lease_set(now: &str) -> String {
     let limit = MAX_LEASE_RECOVERIES;
     format!(
         "lease_recoveries = lease_recoveries + 1, \
-         status = CASE WHEN lease_recoveries + 1 >= {limit} THEN 'dead' WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
-         last_error = CASE WHEN lease_recoveries + 1 >= {limit} THEN '{SET_ASIDE_ERROR}' ELSE last_error END, \
+         status = CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled' WHEN lease_recoveries + 1 >= {limit} THEN 'dead' \
+             WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
+         last_error = CASE WHEN cancelled_at IS NULL AND lease_recoveries + 1 >= {limit} THEN '{SET_ASIDE_ERROR}' ELSE last_error END, \
          next_attempt_at = CASE WHEN lease_recoveries + 1 >= {limit} THEN NULL ELSE {now} END, \
          lease_owner = NULL, lease_expires_at = NULL, updated_at = {now}"
     )

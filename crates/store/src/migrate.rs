@@ -18,6 +18,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 7, name: "console", sql: include_str!("../migrations/sqlite/0007_console.sql") },
     Migration { version: 8, name: "limits", sql: include_str!("../migrations/sqlite/0008_limits.sql") },
     Migration { version: 9, name: "rates", sql: include_str!("../migrations/sqlite/0009_rates.sql") },
+    Migration { version: 10, name: "cancel", sql: include_str!("../migrations/sqlite/0010_cancel.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -33,6 +34,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 10, name: "console", sql: include_str!("../migrations/postgres/0010_console.sql") },
     Migration { version: 11, name: "limits", sql: include_str!("../migrations/postgres/0011_limits.sql") },
     Migration { version: 12, name: "rates", sql: include_str!("../migrations/postgres/0012_rates.sql") },
+    Migration { version: 13, name: "cancel", sql: include_str!("../migrations/postgres/0013_cancel.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

@@ -246,6 +246,54 @@ async fn expired_and_foreign_leases_return_to_the_queue_and_late_results_are_ign
 }
 
 #[tokio::test]
+async fn a_cancel_asked_during_a_lease_ends_the_delivery_however_the_lease_ends() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 10).await;
+    enqueue(&*f.store, &ws, &conn, 4, 1_000).await;
+    let claimed = f.store.claim_due("node", 1_000, 3, 0).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    for c in &claimed {
+        let outcome = f.store.cancel_delivery(&Scope::All, &c.delivery.id, 1_100).await.unwrap();
+        assert_eq!(outcome, Some(CancelOutcome::InFlight));
+    }
+    let record = |c: &Claimed, next: NextStep| AttemptRecord {
+        attempt: Attempt {
+            delivery_id: c.delivery.id.clone(),
+            number: 1,
+            started_at: 1_000,
+            duration_ms: 1,
+            status_code: Some(500),
+            error: Some("HTTP 500".into()),
+            response_excerpt: None,
+            request: None,
+        },
+        next,
+    };
+    // An attempt that failed: cancelled, not retried. Handed back unattempted, or taken back from a
+    // stopped node: cancelled too.
+    f.store.record_attempts("node", &[record(&claimed[0], NextStep::RetryAt(5_000))], 1_200).await.unwrap();
+    f.store.release("node", std::slice::from_ref(&claimed[1].delivery.id), 1_200).await.unwrap();
+    assert_eq!(f.store.recover_expired_leases(10_000).await.unwrap(), 1);
+    for c in &claimed {
+        let d = f.store.get_delivery(&Scope::All, &c.delivery.id).await.unwrap().unwrap();
+        assert_eq!(d.status, DeliveryStatus::Cancelled, "{}", c.delivery.id);
+        assert_eq!(
+            f.store.cancel_delivery(&Scope::All, &c.delivery.id, 10_000).await.unwrap(),
+            Some(CancelOutcome::Finished(DeliveryStatus::Cancelled))
+        );
+    }
+    // The one waiting is cancelled by filter at once; nothing is left to claim.
+    let count = f.store.cancel_matching(&ws, &DeliveryFilter::default(), 10_000).await.unwrap();
+    assert_eq!(count, CancelCount { cancelled: 1, in_flight: 0 });
+    assert!(f.store.claim_due("node", 100_000, 10, 0).await.unwrap().is_empty());
+    assert_eq!(f.store.waiting_count().await.unwrap(), 0);
+    // Another workspace's scope finds nothing.
+    let other = workspace(&*f.store).await;
+    assert_eq!(f.store.cancel_delivery(&Scope::Workspace(other), &claimed[0].delivery.id, 10_000).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn idempotency_keys_hold_for_their_window_per_workspace() {
     let f = fixture().await;
     let ws = workspace(&*f.store).await;

@@ -1,4 +1,5 @@
-//! Deliveries: one event through one rule, with every attempt; and replay, one by one or by filter.
+//! Deliveries: one event through one rule, with every attempt; replay and cancel, one by one, by
+//! event or by filter.
 
 use super::common::*;
 use super::workspaces::visible_workspace;
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchyard_core::ids::*;
 use switchyard_core::model::{Attempt, Delivery, DeliveryStatus};
-use switchyard_store::{DeliveryFilter, Owned, Scope};
+use switchyard_store::{CancelCount, CancelOutcome, DeliveryFilter, Owned, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -24,6 +25,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_deliveries))
         .routes(routes!(replay_delivery))
         .routes(routes!(replay_workspace))
+        .routes(routes!(cancel_delivery))
+        .routes(routes!(cancel_event))
+        .routes(routes!(cancel_workspace))
 }
 
 /// A delivery as listed, and as embedded in its event.
@@ -159,7 +163,8 @@ fn delivery_filter(
 ) -> ApiResult<DeliveryFilter> {
     let status = status
         .map(|s| {
-            DeliveryStatus::parse(s).ok_or_else(|| ApiError::invalid("status", "must be pending, delivering, succeeded, retrying or dead"))
+            DeliveryStatus::parse(s)
+                .ok_or_else(|| ApiError::invalid("status", "must be pending, delivering, succeeded, retrying, dead or cancelled"))
         })
         .transpose()?;
     // An id that cannot exist matches nothing, like any other unknown id.
@@ -173,6 +178,7 @@ fn delivery_filter(
         event: event.filter(|e| !e.is_empty()).map(str::to_owned),
         since: time_param(since, "since")?,
         until: time_param(until, "until")?,
+        event_id: None,
     })
 }
 
@@ -285,4 +291,127 @@ async fn replay_workspace(
                    "since": filter.since.map(ts), "until": filter.until.map(ts)},
     }));
     Ok((StatusCode::ACCEPTED, change, Json(BulkReplayed { replayed })))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CancelAccepted {
+    pub id: String,
+    /// `cancelled`; or `delivering` while an attempt is in flight: it finishes, and unless it
+    /// succeeds the delivery is `cancelled` instead of being retried.
+    pub status: DeliveryStatus,
+}
+
+/// Cancels a delivery that has not finished: it is never attempted again (a replay still sends it
+/// on purpose). 200 when it is `cancelled` (again: cancelling twice is harmless); 202 while an
+/// attempt is in flight, which ends it unless it succeeds; 409 once it succeeded or is dead.
+#[utoipa::path(post, path = "/deliveries/{id}/cancel", tag = "deliveries", params(("id" = String, Path)),
+    responses((status = 200, body = CancelAccepted), (status = 202, body = CancelAccepted, description = "An attempt is in flight"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
+async fn cancel_delivery(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Change, Json<CancelAccepted>)> {
+    let id = path_id(&id, DeliveryId::parse, "delivery")?;
+    let scope = principal.for_row(&*state.store, Owned::Delivery, id.as_str(), Access::Write).await?;
+    let delivery = state.store.get_delivery(&scope, &id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    visible_to_narrowed(&state, &principal, &scope, &delivery.event_id).await?;
+    let change = Change::new("delivery.cancel", "delivery", &id)
+        .in_workspace(&delivery.workspace_id)
+        .summary(json!({"event_id": delivery.event_id, "connection_id": delivery.connection_id, "was": delivery.status}));
+    let (status, now) = match state.store.cancel_delivery(&scope, &id, switchyard_core::now_millis()).await? {
+        None => return Err(ApiError::not_found("delivery")),
+        Some(CancelOutcome::Cancelled) => (StatusCode::OK, DeliveryStatus::Cancelled),
+        Some(CancelOutcome::InFlight) => (StatusCode::ACCEPTED, DeliveryStatus::Delivering),
+        Some(CancelOutcome::Finished(DeliveryStatus::Cancelled)) => (StatusCode::OK, DeliveryStatus::Cancelled),
+        Some(CancelOutcome::Finished(done)) => {
+            return Err(ApiError::conflict(format!("this delivery is {done}: there is nothing left to cancel")));
+        }
+    };
+    Ok((status, change, Json(CancelAccepted { id: id.into_string(), status: now })))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkCancelled {
+    /// Waiting deliveries now `cancelled`.
+    pub cancelled: u64,
+    /// Deliveries with an attempt in flight: each is `cancelled` when its attempt ends, unless it succeeds.
+    pub in_flight: u64,
+}
+
+impl From<CancelCount> for BulkCancelled {
+    fn from(c: CancelCount) -> Self {
+        Self { cancelled: c.cancelled, in_flight: c.in_flight }
+    }
+}
+
+/// Cancels every unfinished delivery of an event (pending, retrying, or in flight).
+#[utoipa::path(post, path = "/events/{id}/cancel", tag = "deliveries", params(("id" = String, Path)),
+    responses((status = 200, body = BulkCancelled), (status = 404, body = ErrorBody)),
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
+async fn cancel_event(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(Change, Json<BulkCancelled>)> {
+    let id = path_id(&id, EventId::parse, "event")?;
+    let scope = principal.for_row(&*state.store, Owned::Event, id.as_str(), Access::Write).await?;
+    let event = state.store.get_event(&scope, &id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    if !principal.sees_resource(event.resource.as_deref(), event.resource_id.as_deref()) {
+        return Err(ApiError::not_found("event"));
+    }
+    let filter = DeliveryFilter { event_id: Some(id.clone()), ..DeliveryFilter::default() };
+    let count = state.store.cancel_matching(&event.workspace_id, &filter, switchyard_core::now_millis()).await?;
+    let change = Change::new("event.cancel", "event", &id)
+        .in_workspace(&event.workspace_id)
+        .summary(json!({"cancelled": count.cancelled, "in_flight": count.in_flight}));
+    Ok((change, Json(count.into())))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelFilter {
+    /// `pending`, `retrying` or `delivering`; by default all three.
+    pub status: Option<String>,
+    pub connection_id: Option<String>,
+    pub rule_id: Option<String>,
+    /// Only deliveries of events with this name (exact).
+    pub event: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Cancels every unfinished delivery of the workspace matching the filter (by default every
+/// one): waiting ones at once, those in flight when their attempt ends.
+#[utoipa::path(post, path = "/workspaces/{ws}/cancel", tag = "deliveries", params(("ws" = String, Path)), request_body(content = CancelFilter, example = json!({"connection_id": "conn_01J9Z8Q4W5X6Y7Z8A9B0C1D2E3", "status": "retrying"})),
+    responses((status = 200, body = BulkCancelled), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
+async fn cancel_workspace(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    ValidJson(body): ValidJson<CancelFilter>,
+) -> ApiResult<(Change, Json<BulkCancelled>)> {
+    let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+    let filter = delivery_filter(
+        body.status.as_deref(),
+        body.connection_id.as_deref(),
+        body.rule_id.as_deref(),
+        body.event.as_deref(),
+        body.since.as_deref(),
+        body.until.as_deref(),
+    )?;
+    if matches!(filter.status, Some(DeliveryStatus::Succeeded | DeliveryStatus::Dead | DeliveryStatus::Cancelled)) {
+        return Err(ApiError::invalid("status", "only unfinished deliveries can be cancelled: pending, retrying or delivering"));
+    }
+    let filter = DeliveryFilter { resource: principal.resource().cloned(), ..filter };
+    let count = state.store.cancel_matching(&ws.id, &filter, switchyard_core::now_millis()).await?;
+    let change = Change { resource_id: None, ..Change::new("deliveries.cancel", "delivery", "") }.in_workspace(&ws.id).summary(json!({
+        "cancelled": count.cancelled,
+        "in_flight": count.in_flight,
+        "filter": {"status": filter.status, "connection_id": filter.connection_id, "rule_id": filter.rule_id, "event": filter.event,
+                   "since": filter.since.map(ts), "until": filter.until.map(ts)},
+    }));
+    Ok((change, Json(count.into())))
 }

@@ -33,6 +33,8 @@ pub struct DeliveryCounts {
     pub retrying: u64,
     pub pending: u64,
     pub delivering: u64,
+    /// Cancelled before they were delivered.
+    pub cancelled: u64,
 }
 
 impl DeliveryCounts {
@@ -44,6 +46,7 @@ impl DeliveryCounts {
             DeliveryStatus::Retrying => self.retrying += n,
             DeliveryStatus::Pending => self.pending += n,
             DeliveryStatus::Delivering => self.delivering += n,
+            DeliveryStatus::Cancelled => self.cancelled += n,
         }
     }
 

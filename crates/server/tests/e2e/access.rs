@@ -131,6 +131,9 @@ struct Fixture {
     rule: String,
     event: String,
     delivery: String,
+    /// An event whose delivery waits an hour for its next attempt (its destination is down), for cancels.
+    waiting_event: String,
+    waiting_delivery: String,
     /// A session that operations on `/sessions/{id}` act on (not a caller).
     session: String,
     publishable_key_id: String,
@@ -199,6 +202,16 @@ async fn fixture(app: &TestApp, elsewhere: &Workspace, elsewhere_key: &str, else
     let event = app.emit_ok(&ws, json!({"event": "order.created", "payload": {"n": 1}})).await;
     let deliveries = app.ok(Method::GET, &format!("/workspaces/{}/deliveries", ws.id), None, 200).await;
     let delivery = deliveries["data"][0]["id"].as_str().expect("the event made a delivery").to_owned();
+    let down = app
+        .webhook(
+            &ws,
+            &closed_port_url().await,
+            json!({"retry_policy": {"max_attempts": 5, "initial_delay_ms": 3_600_000, "max_delay_ms": 3_600_000}}),
+        )
+        .await;
+    app.rule(&ws, &down, "hold.*", json!({})).await;
+    let waiting_event = app.emit_ok(&ws, json!({"event": "hold.created", "payload": {}})).await;
+    let waiting_delivery = app.event(&waiting_event).await["deliveries"][0]["id"].as_str().expect("a delivery").to_owned();
     let session = app.ok(Method::POST, "/sessions", Some(json!({"workspace_id": ws.id, "role": "viewer"})), 201).await["session_id"]
         .as_str()
         .unwrap()
@@ -235,6 +248,8 @@ async fn fixture(app: &TestApp, elsewhere: &Workspace, elsewhere_key: &str, else
         rule: rule["id"].as_str().unwrap().to_owned(),
         event,
         delivery,
+        waiting_event,
+        waiting_delivery,
         session,
         publishable_key_id,
         spare_key: spare["id"].as_str().unwrap().to_owned(),
@@ -261,6 +276,10 @@ impl Fixture {
             self.connection.clone()
         } else if rest.starts_with("/rules/{id}") {
             self.rule.clone()
+        } else if rest == "/events/{id}/cancel" {
+            self.waiting_event.clone()
+        } else if rest == "/deliveries/{id}/cancel" {
+            self.waiting_delivery.clone()
         } else if rest.starts_with("/events/{id}") {
             self.event.clone()
         } else if rest.starts_with("/deliveries/{id}") {
@@ -317,6 +336,8 @@ impl Fixture {
             ("PUT", "/plans/{name}") => json!({"description": "Again", "limits": {"connections": 50}}),
             ("POST", "/deliveries/{id}/replay") => json!({}),
             ("POST", "/workspaces/{ws}/replay") => json!({"status": "succeeded"}),
+            ("POST", "/workspaces/{ws}/cancel") => json!({"status": "pending"}),
+            ("POST", "/deliveries/{id}/cancel") | ("POST", "/events/{id}/cancel") => json!({}),
             ("POST", "/sessions") => json!({"workspace_id": ws, "role": "viewer"}),
             ("POST", "/sessions/{id}/refresh") => json!({}),
             ("POST", "/api-keys") => json!({"name": "made", "scope": "workspaces", "workspaces": [{"workspace_id": ws, "role": "viewer"}]}),

@@ -405,3 +405,99 @@ async fn a_test_event_goes_through_one_rule_only_and_is_marked() {
     assert_eq!(two.count(), 0);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn cancelled_deliveries_are_never_attempted_again_by_id_by_event_or_by_filter_and_a_replay_still_sends_them() {
+    let app = TestApp::spawn().await;
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver =
+        Receiver::start(move |_, _| if flag.load(std::sync::atomic::Ordering::SeqCst) { Reply::Status(200) } else { Reply::Status(503) })
+            .await;
+    let ws = app.workspace("acme").await;
+    // Each delivery fails once, then waits 1.5 s for its next attempt: long enough to cancel it.
+    let policy = json!({"retry_policy": {"max_attempts": 10, "initial_delay_ms": 1_500, "max_delay_ms": 1_500}});
+    let conn = app.webhook(&ws, &receiver.url(), policy).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let mut events = Vec::new();
+    for i in 0..4 {
+        events.push(app.emit_ok(&ws, json!({"event": if i == 3 { "other.kind" } else { "order.created" }, "payload": {"i": i}})).await);
+    }
+    let mut deliveries = Vec::new();
+    for e in &events {
+        let id = app.event(e).await["deliveries"][0]["id"].as_str().unwrap().to_owned();
+        app.wait_delivery(&id, "retrying").await;
+        deliveries.push(id);
+    }
+    assert_eq!(receiver.count(), 4);
+
+    // One by id: cancelled at once, again harmlessly, and its event has nothing left to do.
+    let cancelled = app.ok(Method::POST, &format!("/deliveries/{}/cancel", deliveries[0]), None, 200).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    app.ok(Method::POST, &format!("/deliveries/{}/cancel", deliveries[0]), None, 200).await;
+    let d = app.delivery(&deliveries[0]).await;
+    assert_eq!(d["status"], "cancelled");
+    assert!(d["next_attempt_at"].is_null(), "{d}");
+    assert_eq!(app.event(&events[0]).await["status"], "completed");
+    // One by event.
+    let by_event = app.ok(Method::POST, &format!("/events/{}/cancel", events[1]), None, 200).await;
+    assert_eq!(by_event, json!({"cancelled": 1, "in_flight": 0}));
+    // By filter: a finished status is refused; the event name picks one of the two left.
+    let (status, body) = app.admin(Method::POST, &format!("/workspaces/{}/cancel", ws.id), Some(json!({"status": "dead"}))).await;
+    assert_eq!(status.as_u16(), 422, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "status");
+    let by_filter = app
+        .ok(Method::POST, &format!("/workspaces/{}/cancel", ws.id), Some(json!({"event": "order.created", "status": "retrying"})), 200)
+        .await;
+    assert_eq!(by_filter, json!({"cancelled": 1, "in_flight": 0}));
+    let listed = app.ok(Method::GET, &format!("/workspaces/{}/deliveries?status=cancelled", ws.id), None, 200).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 3);
+
+    // Their retries came due before the last one's (emitted last): once it was attempted again,
+    // the cancelled ones would have been too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.delivery(&deliveries[3]).await["attempt_count"].as_u64() < Some(2) {
+        assert!(Instant::now() < deadline, "the delivery not cancelled was never retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for d in &deliveries[..3] {
+        let d = app.delivery(d).await;
+        assert_eq!((d["status"].as_str(), d["attempt_count"].as_u64()), (Some("cancelled"), Some(1)), "{d}");
+    }
+
+    // A replay still sends a cancelled delivery, on purpose; a finished one cannot be cancelled.
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    app.ok(Method::POST, &format!("/deliveries/{}/replay", deliveries[0]), None, 202).await;
+    app.wait_delivery(&deliveries[0], "succeeded").await;
+    let (status, body) = app.admin(Method::POST, &format!("/deliveries/{}/cancel", deliveries[0]), None).await;
+    assert_eq!(status.as_u16(), 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("succeeded"), "{body}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancel_during_an_attempt_ends_the_delivery_when_the_attempt_fails_instead_of_retrying_it() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(|_, _| Reply::Hang).await;
+    let ws = app.workspace("acme").await;
+    let conn = app
+        .webhook(
+            &ws,
+            &receiver.url(),
+            json!({"timeout_ms": 1_000, "retry_policy": {"max_attempts": 5, "initial_delay_ms": 10, "max_delay_ms": 10}}),
+        )
+        .await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let event = app.emit_ok(&ws, json!({"event": "order.created"})).await;
+    let id = app.event(&event).await["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    receiver.wait_for(1).await;
+    let answer = app.ok(Method::POST, &format!("/deliveries/{id}/cancel"), None, 202).await;
+    assert_eq!(answer["status"], "delivering", "the attempt in flight goes on");
+    let d = app.wait_delivery(&id, "cancelled").await;
+    assert_eq!(d["attempt_count"], 1);
+    assert_eq!(d["attempts"][0]["error"].as_str().map(|e| e.contains("timed out")), Some(true), "{d}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 1, "never attempted again");
+    app.wait_event(&event, "completed").await;
+    app.shutdown().await;
+}

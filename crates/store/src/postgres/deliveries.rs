@@ -72,7 +72,10 @@ WITH input AS (
 ),
 moved AS (
     UPDATE deliveries d
-    SET status = i.status, attempt_count = GREATEST(d.attempt_count, i.number), next_attempt_at = i.next_at,
+    -- A cancel asked for while the attempt ran: it ends the delivery instead of a retry.
+    SET status = CASE WHEN d.cancelled_at IS NOT NULL AND i.status = 'retrying' THEN 'cancelled' ELSE i.status END,
+        attempt_count = GREATEST(d.attempt_count, i.number),
+        next_attempt_at = CASE WHEN d.cancelled_at IS NOT NULL THEN NULL ELSE i.next_at END,
         last_error = i.last_error, lease_owner = NULL, lease_expires_at = NULL, lease_recoveries = 0, updated_at = $11
     FROM input i
     WHERE d.id = i.id AND d.status = 'delivering' AND d.lease_owner = $12

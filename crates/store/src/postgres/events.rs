@@ -289,7 +289,7 @@ pub(crate) async fn refresh_event_statuses(tx: &mut Transaction<'_, Postgres>, e
         "UPDATE events e SET status = s.status
          FROM (SELECT event_id, CASE
                    WHEN COUNT(*) FILTER (WHERE status = 'dead') > 0 THEN 'failed'
-                   WHEN COUNT(*) FILTER (WHERE status = 'succeeded') = COUNT(*) THEN 'completed'
+                   WHEN COUNT(*) FILTER (WHERE status IN ('succeeded', 'cancelled')) = COUNT(*) THEN 'completed'
                    WHEN SUM(attempt_count) > 0 OR COUNT(*) FILTER (WHERE status = 'delivering') > 0 THEN 'processing'
                    ELSE 'pending' END AS status
                FROM deliveries WHERE event_id = ANY($1) GROUP BY event_id) s
@@ -308,7 +308,7 @@ pub(crate) async fn refresh_event_status(tx: &mut Transaction<'_, Postgres>, eve
             SELECT CASE
                 WHEN COUNT(*) = 0 THEN 'completed'
                 WHEN COUNT(*) FILTER (WHERE status = 'dead') > 0 THEN 'failed'
-                WHEN COUNT(*) FILTER (WHERE status = 'succeeded') = COUNT(*) THEN 'completed'
+                WHEN COUNT(*) FILTER (WHERE status IN ('succeeded', 'cancelled')) = COUNT(*) THEN 'completed'
                 WHEN SUM(attempt_count) > 0 OR COUNT(*) FILTER (WHERE status = 'delivering') > 0 THEN 'processing'
                 ELSE 'pending' END
             FROM deliveries WHERE event_id = $1)

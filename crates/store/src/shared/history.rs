@@ -157,6 +157,9 @@ macro_rules! impl_history_store {
                 if let Some(v) = f.until {
                     q.push(" AND created_at < ").push_bind(v);
                 }
+                if let Some(v) = &f.event_id {
+                    q.push(" AND event_id = ").push_bind(v.as_str().to_owned());
+                }
             }
         }
     };

@@ -10,9 +10,10 @@
 
 macro_rules! impl_queue_store {
     ($store:ty, $db:ty) => {
-        /// Sends a delivery back to the queue without an attempt: `retrying` once it was tried, else `pending`.
-        const RETURN_TO_QUEUE: &str = "status = CASE WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, \
-             lease_owner = NULL, lease_expires_at = NULL";
+        /// Sends a delivery back to the queue without an attempt: `retrying` once it was tried, else
+        /// `pending`; `cancelled` if a cancel came while it was leased.
+        const RETURN_TO_QUEUE: &str = "status = CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled' \
+             WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, lease_owner = NULL, lease_expires_at = NULL";
 
         impl $store {
             /// Takes back the leases of stopped nodes that `condition` picks (see
@@ -118,7 +119,7 @@ macro_rules! impl_queue_store {
                 }
                 let event: String = sqlx::query_scalar(
                     "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, replay_base = attempt_count, lease_recoveries = 0,
-                         last_error = NULL, updated_at = $1
+                         last_error = NULL, cancelled_at = NULL, updated_at = $1
                      WHERE id = $2 RETURNING event_id",
                 )
                 .bind(now)
@@ -138,7 +139,7 @@ macro_rules! impl_queue_store {
                     let mut tx = self.writer().begin().await?;
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "UPDATE deliveries SET status = 'pending', replay_base = attempt_count, lease_recoveries = 0, last_error = NULL, \
-                         next_attempt_at = ",
+                         cancelled_at = NULL, next_attempt_at = ",
                     );
                     q.push_bind(now).push(", updated_at = ").push_bind(now);
                     // The status is checked again on the row itself: a claim may have taken it meanwhile.
@@ -163,6 +164,93 @@ macro_rules! impl_queue_store {
                         _ => return Ok(replayed),
                     }
                     // Let ingestion and the dispatcher in between batches.
+                    tokio::task::yield_now().await;
+                }
+            }
+
+            async fn cancel_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<crate::CancelOutcome>> {
+                let mut tx = self.writer().begin().await?;
+                let current: Option<String> = sqlx::query_scalar(&format!(
+                    "SELECT status FROM deliveries WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2){}",
+                    Self::ROW_LOCK
+                ))
+                .bind(id.as_str())
+                .bind(scope.workspace())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(current) = current else { return Ok(None) };
+                let outcome = match DeliveryStatus::parse(&current) {
+                    Some(DeliveryStatus::Pending | DeliveryStatus::Retrying) => {
+                        let event: String = sqlx::query_scalar(
+                            "UPDATE deliveries SET status = 'cancelled', cancelled_at = $1, next_attempt_at = NULL, updated_at = $1
+                             WHERE id = $2 RETURNING event_id",
+                        )
+                        .bind(now)
+                        .bind(id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        Self::refresh_event_statuses(&mut tx, &[event.as_str()]).await?;
+                        crate::CancelOutcome::Cancelled
+                    }
+                    Some(DeliveryStatus::Delivering) => {
+                        sqlx::query("UPDATE deliveries SET cancelled_at = $1 WHERE id = $2 AND cancelled_at IS NULL")
+                            .bind(now)
+                            .bind(id.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                        crate::CancelOutcome::InFlight
+                    }
+                    Some(finished) => crate::CancelOutcome::Finished(finished),
+                    None => return Err(crate::StoreError::Corrupt(format!("delivery {id} has status {current}"))),
+                };
+                tx.commit().await?;
+                Ok(Some(outcome))
+            }
+
+            async fn cancel_matching(&self, ws: &WorkspaceId, f: &DeliveryFilter, now: Millis) -> Result<crate::CancelCount> {
+                // In batches of REPLAY_BATCH by id, each its own transaction, as a bulk replay.
+                let (mut after, mut count) = (String::new(), crate::CancelCount::default());
+                loop {
+                    let mut tx = self.writer().begin().await?;
+                    // A waiting delivery is cancelled now; one in flight is marked, and its attempt's
+                    // end cancels it (see RETURN_TO_QUEUE and each store's record).
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE deliveries SET status = CASE WHEN status = 'delivering' THEN status ELSE 'cancelled' END, \
+                         next_attempt_at = CASE WHEN status = 'delivering' THEN next_attempt_at ELSE NULL END, cancelled_at = ",
+                    );
+                    q.push_bind(now).push(", updated_at = ").push_bind(now);
+                    q.push(
+                        " WHERE status IN ('pending', 'retrying', 'delivering') AND cancelled_at IS NULL AND id IN (\
+                         SELECT id FROM deliveries WHERE status IN ('pending', 'retrying', 'delivering') AND cancelled_at IS NULL \
+                         AND workspace_id = ",
+                    )
+                    .push_bind(ws.as_str());
+                    Self::push_delivery_filter(&mut q, f);
+                    q.push(" AND id > ").push_bind(after.clone());
+                    q.push(" ORDER BY id LIMIT ").push_bind(crate::REPLAY_BATCH).push(") RETURNING id, event_id, status");
+                    let moved: Vec<(String, String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    let events: Vec<&str> = moved
+                        .iter()
+                        .filter(|(_, _, s)| s == "cancelled")
+                        .map(|(_, e, _)| e.as_str())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    if !events.is_empty() {
+                        Self::refresh_event_statuses(&mut tx, &events).await?;
+                    }
+                    tx.commit().await?;
+                    for (_, _, status) in &moved {
+                        if status == "cancelled" {
+                            count.cancelled += 1;
+                        } else {
+                            count.in_flight += 1;
+                        }
+                    }
+                    match moved.iter().map(|(id, _, _)| id).max() {
+                        Some(last) if moved.len() as i64 == crate::REPLAY_BATCH => after = last.clone(),
+                        _ => return Ok(count),
+                    }
                     tokio::task::yield_now().await;
                 }
             }

@@ -155,8 +155,12 @@ impl DeliveryStore for SqliteStore {
                 SELECT value ->> 'id' AS id, value ->> 'number' AS number, value ->> 'status' AS status,
                        value ->> 'next_at' AS next_at, value ->> 'last_error' AS last_error
                 FROM json_each($1))
-             UPDATE deliveries SET status = input.status, attempt_count = MAX(deliveries.attempt_count, input.number),
-                 next_attempt_at = input.next_at, last_error = input.last_error, lease_owner = NULL, lease_expires_at = NULL,
+             UPDATE deliveries SET
+                 -- A cancel asked for while the attempt ran: it ends the delivery instead of a retry.
+                 status = CASE WHEN deliveries.cancelled_at IS NOT NULL AND input.status = 'retrying' THEN 'cancelled' ELSE input.status END,
+                 attempt_count = MAX(deliveries.attempt_count, input.number),
+                 next_attempt_at = CASE WHEN deliveries.cancelled_at IS NOT NULL THEN NULL ELSE input.next_at END,
+                 last_error = input.last_error, lease_owner = NULL, lease_expires_at = NULL,
                  lease_recoveries = 0, updated_at = $2
              FROM input
              WHERE deliveries.id = input.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = $3

@@ -222,12 +222,12 @@ async fn insert_deliveries(tx: &mut Transaction<'_, Sqlite>, events: &[&NewEvent
     Ok(())
 }
 
-/// An event's rollup from its deliveries: failed if any is dead, completed when all succeeded (or
-/// there are none), processing once any was attempted, else pending.
+/// An event's rollup from its deliveries: failed if any is dead, completed when all succeeded or
+/// were cancelled (or there are none), processing once any was attempted, else pending.
 const ROLLUP: &str = "(SELECT CASE
         WHEN COUNT(*) = 0 THEN 'completed'
         WHEN SUM(status = 'dead') > 0 THEN 'failed'
-        WHEN SUM(status = 'succeeded') = COUNT(*) THEN 'completed'
+        WHEN SUM(status IN ('succeeded', 'cancelled')) = COUNT(*) THEN 'completed'
         WHEN SUM(attempt_count) > 0 OR SUM(status = 'delivering') > 0 THEN 'processing'
         ELSE 'pending' END
     FROM deliveries WHERE event_id = events.id)";
