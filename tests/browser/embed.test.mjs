@@ -263,6 +263,32 @@ describe("the customer's journey", () => {
   });
 });
 
+describe("deliveries", () => {
+  test("a delivery waiting for its next attempt is cancelled from its event's page", async () => {
+    const ws = await admin.ok("POST", "/workspaces", { name: "acme-cancel" }, 201);
+    // A destination that is down, and an hour between attempts: the delivery waits.
+    const conn = await admin.ok("POST", `/workspaces/${ws.id}/connections`, {
+      type: "webhook", name: "Down endpoint", config: { url: "http://127.0.0.1:1/hook" },
+      retry_policy: { max_attempts: 5, initial_delay_ms: 3600000, max_delay_ms: 3600000 },
+    }, 201);
+    await admin.ok("POST", `/workspaces/${ws.id}/rules`, { name: "All", event: "*", connection_id: conn.id }, 201);
+    const emitted = await admin.ok("POST", `/workspaces/${ws.id}/events`, { event: "order.created", payload: { n: 1 } }, 202);
+    let delivery;
+    await waitFor(async () => {
+      delivery = (await admin.ok("GET", `/events/${emitted.id}`, undefined, 200)).deliveries[0];
+      return delivery.status === "retrying";
+    }, "the first attempt to fail");
+    const { context, page } = await open({ workspace: ws.id, role: "editor", page: `events/${emitted.id}` });
+    const frame = await frameWithHeading(page, "order.created");
+    await frame.getByRole("button", { name: "Cancel the delivery to Down endpoint" }).click();
+    await frame.getByText("Cancelled: it will not be sent again").waitFor();
+    await screenshot(page, "delivery-cancelled-light");
+    assert.equal((await admin.ok("GET", `/deliveries/${delivery.id}`, undefined, 200)).status, "cancelled");
+    assert.deepEqual(await axeViolations(frame), []);
+    await context.close();
+  });
+});
+
 describe("connections", () => {
   test("every type's form is built from the catalog, labelled and axe-clean", async () => {
     const catalog = await admin.ok("GET", "/integrations", undefined, 200);

@@ -1094,16 +1094,33 @@
   function deliveryBlock(d, conns, rules) {
     var block = h("article", { class: "delivery", "aria-label": "Delivery to " + (conns[d.connection_id] || "a deleted connection") });
     var out = h("div", { "aria-live": "polite" });
+    var status = badge(d.status);
+    var actions = h("span", { class: "delivery-actions" });
     var head = h("div", { class: "delivery-head" },
-      h("h3", null, conns[d.connection_id] || "Deleted connection"), badge(d.status),
+      h("h3", null, conns[d.connection_id] || "Deleted connection"), status,
       h("span", { class: "muted" }, " by rule " + (rules[d.rule_id] || "(deleted)") + " · " + d.attempt_count + " attempt" + (d.attempt_count === 1 ? "" : "s")),
-      d.next_attempt_at ? h("span", { class: "muted" }, " · next ", when(d.next_attempt_at)) : null);
+      d.next_attempt_at ? h("span", { class: "muted" }, " · next ", when(d.next_attempt_at)) : null, actions);
+    var to = conns[d.connection_id] || "this connection";
     if (canWrite() && d.status !== "delivering") {
-      head.append(button("Replay", function (e) {
+      actions.append(button("Replay", function (e) {
         busy(e.target, api("POST", "/deliveries/" + encodeURIComponent(d.id) + "/replay", {})).then(function () {
           out.replaceChildren(h("p", { class: "success", role: "status" }, "Queued to be sent again. Reload the page to see the new attempt."));
         }, function (err) { out.replaceChildren(alertBox(err)); });
-      }, { class: "secondary", "aria-label": "Replay the delivery to " + (conns[d.connection_id] || "this connection") }));
+      }, { class: "secondary", "aria-label": "Replay the delivery to " + to }));
+    }
+    if (canWrite() && (d.status === "pending" || d.status === "retrying" || d.status === "delivering")) {
+      var cancel = button("Cancel", function (e) {
+        busy(e.target, api("POST", "/deliveries/" + encodeURIComponent(d.id) + "/cancel", {})).then(function (r) {
+          if (r.status === "cancelled") {
+            status.replaceWith(badge("cancelled"));
+            cancel.remove();
+            out.replaceChildren(h("p", { class: "success", role: "status" }, "Cancelled: it will not be sent again (a replay still sends it)."));
+          } else {
+            out.replaceChildren(h("p", { class: "success", role: "status" }, "An attempt is in flight: unless it succeeds, it will not be retried."));
+          }
+        }, function (err) { out.replaceChildren(alertBox(err)); });
+      }, { class: "secondary", "aria-label": "Cancel the delivery to " + to });
+      actions.append(cancel);
     }
     block.append(head, out);
     if (d.last_error) block.append(h("p", { class: "field-error" }, d.last_error));
