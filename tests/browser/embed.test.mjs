@@ -289,6 +289,34 @@ describe("deliveries", () => {
   });
 });
 
+describe("pausing", () => {
+  test("a connection is paused and resumed from its page; the dashboard says it is paused", async () => {
+    const ws = await admin.ok("POST", "/workspaces", { name: "acme-pause" }, 201);
+    const conn = await admin.ok("POST", `/workspaces/${ws.id}/connections`, { type: "webhook", name: "Orders hook", config: { url: receiver.url } }, 201);
+    const { context, page } = await open({ workspace: ws.id, role: "editor", page: `connections/${conn.id}` });
+    let frame = await frameWithHeading(page, "Orders hook");
+    await frame.getByRole("button", { name: "Pause deliveries" }).click();
+    await frame.getByText("Paused: nothing more is sent until you resume it.").waitFor();
+    assert.ok(await frame.getByText(/Its deliveries wait, spending no attempts/).isVisible());
+    assert.equal((await admin.ok("GET", `/connections/${conn.id}`, undefined, 200)).status, "paused");
+    await screenshot(page, "connection-paused-light");
+    assert.deepEqual(await axeViolations(frame), []);
+    await context.close();
+
+    const dash = await open({ workspace: ws.id, role: "viewer", page: "dashboard" });
+    frame = await frameWithHeading(dash.page, "Dashboard");
+    await frame.getByText("is paused: its deliveries wait").waitFor();
+    await dash.context.close();
+
+    const again = await open({ workspace: ws.id, role: "editor", page: `connections/${conn.id}` });
+    frame = await frameWithHeading(again.page, "Orders hook");
+    await frame.getByRole("button", { name: "Resume deliveries" }).click();
+    await frame.getByText("Resumed: waiting deliveries go out again.").waitFor();
+    assert.equal((await admin.ok("GET", `/connections/${conn.id}`, undefined, 200)).status, "active");
+    await again.context.close();
+  });
+});
+
 describe("connections", () => {
   test("every type's form is built from the catalog, labelled and axe-clean", async () => {
     const catalog = await admin.ok("GET", "/integrations", undefined, 200);

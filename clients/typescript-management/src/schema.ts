@@ -91,6 +91,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/connections/{id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pauses a connection: nothing more is sent to it (attempts in flight finish), and its deliveries
+         *     wait, spending no attempts, until it is resumed. Pausing a paused connection changes nothing.
+         */
+        post: operations["pause_connection"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/connections/{id}/reconnect": {
         parameters: {
             query?: never;
@@ -105,6 +125,27 @@ export interface paths {
          *     account): its deliveries resume once the flow completes.
          */
         post: operations["reconnect"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/connections/{id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resumes a paused or disabled connection: its waiting deliveries go out again, oldest due first,
+         *     at its own pace (`max_in_flight`, `rate_limit_per_minute`), not all at once; its failing clock
+         *     starts again. A connection that needs reauthorisation is reconnected instead (409).
+         */
+        post: operations["resume_connection"];
         delete?: never;
         options?: never;
         head?: never;
@@ -904,7 +945,11 @@ export interface components {
             id: string;
             name: string;
             type: string;
-            /** @description `needs_reauth` (reconnect it) or `failing` (at least a tenth of the last day's deliveries failed). */
+            /**
+             * @description `needs_reauth` (reconnect it), `disabled` (it failed for too long: fix it, then resume it),
+             *     `paused` (resume it when ready), or `failing` (at least a tenth of the last day's deliveries
+             *     failed).
+             */
             reason: string;
             /** @description Its deliveries among the last 24 hours' latest 10,000. */
             deliveries_24h: components["schemas"]["DeliveryCounts"];
@@ -1026,10 +1071,18 @@ export interface components {
             /** Format: int32 */
             rate_limit_per_minute?: number | null;
             /**
-             * @description `active`, or `needs_reauth` when the provider refused its refresh token: its deliveries
-             *     wait, without spending attempts, until it is reconnected.
+             * @description `active` when its deliveries go out. Otherwise they wait, spending no attempts: `paused`
+             *     (someone paused it: resume it), `disabled` (every attempt failed for longer than the
+             *     installation allows: fix the destination, then resume it), or `needs_reauth` (the provider
+             *     refused its refresh token: reconnect it).
              */
             status: string;
+            /** @description Why it is not `active`: `paused`, `failing` or `needs_reauth`; null when it is. */
+            inactive_reason?: string | null;
+            /** @description Since when it was paused or disabled. */
+            inactive_since?: string | null;
+            /** @description Since when every attempt to it has failed; null once one succeeds. */
+            failing_since?: string | null;
             /** @description While a rotated-out signing secret is still used beside the new one. */
             previous_secret_expires_at?: string | null;
             created_at: string;
@@ -1428,10 +1481,18 @@ export interface components {
                 /** Format: int32 */
                 rate_limit_per_minute?: number | null;
                 /**
-                 * @description `active`, or `needs_reauth` when the provider refused its refresh token: its deliveries
-                 *     wait, without spending attempts, until it is reconnected.
+                 * @description `active` when its deliveries go out. Otherwise they wait, spending no attempts: `paused`
+                 *     (someone paused it: resume it), `disabled` (every attempt failed for longer than the
+                 *     installation allows: fix the destination, then resume it), or `needs_reauth` (the provider
+                 *     refused its refresh token: reconnect it).
                  */
                 status: string;
+                /** @description Why it is not `active`: `paused`, `failing` or `needs_reauth`; null when it is. */
+                inactive_reason?: string | null;
+                /** @description Since when it was paused or disabled. */
+                inactive_since?: string | null;
+                /** @description Since when every attempt to it has failed; null once one succeeds. */
+                failing_since?: string | null;
                 /** @description While a rotated-out signing secret is still used beside the new one. */
                 previous_secret_expires_at?: string | null;
                 created_at: string;
@@ -1965,7 +2026,7 @@ export interface components {
         WorkspaceStats: {
             last_24h: components["schemas"]["WindowStats"];
             last_7d: components["schemas"]["WindowStats"];
-            /** @description Connections that need attention, needing reauthorisation first. */
+            /** @description Connections that need attention: needing reauthorisation, disabled, paused, then failing. */
             attention: components["schemas"]["AttentionItem"][];
         };
         WorkspaceUsageOut: {
@@ -2841,6 +2902,80 @@ export interface operations {
             };
         };
     };
+    pause_connection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionOut"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     reconnect: {
         parameters: {
             query?: never;
@@ -2923,6 +3058,88 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    resume_connection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionOut"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -71,6 +71,16 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// Why a connection was taken out of delivery: `paused` by someone, or `failing` when every
+    /// attempt failed for longer than the installation allows (it was disabled). Its deliveries
+    /// wait, spending no attempts, until it is resumed.
+    InactiveReason {
+        Paused => "paused",
+        Failing => "failing",
+    }
+);
+
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub id: WorkspaceId,
@@ -236,9 +246,13 @@ pub struct Connection {
     pub timeout_ms: u64,
     /// The most requests to this destination in flight at once, across the whole deployment.
     pub max_in_flight: u32,
-    /// Deliveries started per minute on each node, at most; `None` for no limit.
+    /// Deliveries started per minute, at most, by the whole cluster; `None` for no limit.
     pub rate_limit_per_minute: Option<u32>,
     pub status: ConnectionStatus,
+    /// Taken out of delivery, why and since when.
+    pub inactive: Option<(InactiveReason, Millis)>,
+    /// Since when every attempt to it has failed; `None` once one succeeds.
+    pub failing_since: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

@@ -91,6 +91,10 @@ pub struct Config {
     /// Audit entries older than this are deleted (`SWITCHYARD_AUDIT_RETENTION_DAYS`, default 365);
     /// `None` keeps them forever.
     pub audit_retention: Option<Duration>,
+    /// A connection every attempt to which has failed for this long is disabled (its deliveries
+    /// wait until someone resumes it): `SWITCHYARD_DISABLE_FAILING_AFTER_HOURS`, default 120 (5
+    /// days); `None` never disables one.
+    pub disable_failing_after: Option<Duration>,
     /// Proxies whose `X-Forwarded-For` names the client (`SWITCHYARD_TRUSTED_PROXIES`: addresses
     /// or CIDR ranges). From any other peer the header is ignored.
     pub trusted_proxies: Vec<IpNet>,
@@ -293,6 +297,7 @@ impl Config {
             http: crate::serve::HttpLimits::default(),
             branding: Default::default(),
             audit_retention: Some(Duration::from_secs(365 * 86_400)),
+            disable_failing_after: Some(Duration::from_secs(120 * 3_600)),
             trusted_proxies: Vec::new(),
             oidc: None,
             plans: crate::limits::PlansConfig::default(),

@@ -583,6 +583,15 @@ pub trait QueueStore: Send + Sync {
     /// Cancels every unfinished delivery of the workspace matching the filter (in batches, like a
     /// replay): waiting ones at once, those in flight when their attempt ends.
     async fn cancel_matching(&self, ws: &WorkspaceId, filter: &DeliveryFilter, now: Millis) -> Result<CancelCount>;
+    /// Takes a connection out of delivery for `reason` (its deliveries wait, spending no
+    /// attempts); false when not found.
+    async fn pause_connection(&self, scope: &Scope, id: &ConnectionId, reason: InactiveReason, now: Millis) -> Result<bool>;
+    /// Puts a paused or disabled connection back into delivery: its waiting deliveries go out in
+    /// due order at its pace, and its failing clock starts again. False when not found.
+    async fn resume_connection(&self, scope: &Scope, id: &ConnectionId, now: Millis) -> Result<bool>;
+    /// Disables (`failing`) every connection in delivery whose attempts have all failed since
+    /// before `before`; returns those it disabled.
+    async fn disable_failing_connections(&self, before: Millis, now: Millis) -> Result<Vec<(ConnectionId, WorkspaceId)>>;
 }
 
 /// The history people inspect: events, their deliveries and every attempt.

@@ -218,6 +218,14 @@ pub fn connection(row: &impl AnyRow) -> Result<Connection> {
         max_in_flight: max_in_flight as u32,
         rate_limit_per_minute: row.opt_int("rate_limit_per_minute")?.map(|r| r.clamp(0, u32::MAX as i64) as u32),
         status: ConnectionStatus::parse(&row.text("status")?).ok_or_else(|| corrupt("connections.status"))?,
+        inactive: match row.opt_text("inactive_reason")? {
+            None => None,
+            Some(reason) => Some((
+                InactiveReason::parse(&reason).ok_or_else(|| corrupt("connections.inactive_reason"))?,
+                row.opt_int("inactive_since")?.unwrap_or(0),
+            )),
+        },
+        failing_since: row.opt_int("failing_since")?,
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
     })

@@ -53,6 +53,8 @@ async fn paced_connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u3
         max_in_flight,
         rate_limit_per_minute: per_minute,
         status: ConnectionStatus::Active,
+        inactive: None,
+        failing_since: None,
         created_at: 0,
         updated_at: 0,
     };

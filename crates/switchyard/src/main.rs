@@ -177,6 +177,10 @@ struct ServeArgs {
     /// Delete audit log entries older than this many days; 0 keeps them forever.
     #[arg(long, env = "SWITCHYARD_AUDIT_RETENTION_DAYS", default_value_t = 365)]
     audit_retention_days: u64,
+    /// Disable a connection once every attempt to it has failed for this many hours (its
+    /// deliveries wait until it is resumed); 0 never disables one.
+    #[arg(long, env = "SWITCHYARD_DISABLE_FAILING_AFTER_HOURS", default_value_t = 120)]
+    disable_failing_after_hours: u64,
     /// Proxies trusted to name the client in X-Forwarded-For (comma-separated addresses or CIDR
     /// ranges); the audit log and address limits then see the client, not the proxy.
     #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -376,6 +380,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.templates.limits.time = std::time::Duration::from_millis(args.template_time_limit_ms);
     config.retention = (args.retention_days > 0).then(|| std::time::Duration::from_secs(args.retention_days * 86_400));
     config.audit_retention = (args.audit_retention_days > 0).then(|| std::time::Duration::from_secs(args.audit_retention_days * 86_400));
+    config.disable_failing_after = (args.disable_failing_after_hours > 0)
+        .then(|| std::time::Duration::from_secs(args.disable_failing_after_hours.saturating_mul(3_600)));
     config.trusted_proxies = args.trusted_proxies.clone();
     config.console_session_ttl = std::time::Duration::from_secs(args.console_session_hours.clamp(1, 24 * 30) * 3600);
     config.oidc = oidc_from_env();

@@ -146,6 +146,8 @@ pub async fn deliver(call: Call<'_>) -> (Delivered, Vec<Step>) {
         max_in_flight: 1,
         rate_limit_per_minute: None,
         status: switchyard_core::model::ConnectionStatus::Active,
+        inactive: None,
+        failing_since: None,
         created_at: 0,
         updated_at: 0,
     };

@@ -370,7 +370,10 @@
       var attention = h("section", { class: "panel", "aria-labelledby": "attention-title" }, h("h2", { id: "attention-title" }, "Connections that need attention"));
       if (!stats.attention.length) attention.append(empty("Every connection is healthy."));
       else attention.append(h("ul", { class: "list" }, stats.attention.map(function (a) {
-        var why = a.reason === "needs_reauth" ? "needs to be reconnected" : "is failing: " + (a.deliveries_24h.dead + a.deliveries_24h.retrying) + " of its deliveries in the last day failed";
+        var why = a.reason === "needs_reauth" ? "needs to be reconnected"
+          : a.reason === "disabled" ? "was disabled after failing for too long: resume it once it is fixed"
+          : a.reason === "paused" ? "is paused: its deliveries wait"
+          : "is failing: " + (a.deliveries_24h.dead + a.deliveries_24h.retrying) + " of its deliveries in the last day failed";
         return h("li", null, link("connections/" + a.id, a.name), " ", badge(a.reason), h("span", { class: "muted" }, " " + a.type + " " + why));
       })));
       main.append(attention);
@@ -552,8 +555,26 @@
         h("div", null, h("dt", null, "Status"), h("dd", null, badge(c.status))),
         h("div", null, h("dt", null, "Created"), h("dd", null, when(c.created_at))),
         h("div", null, h("dt", null, "In flight at most"), h("dd", null, String(c.max_in_flight))),
-        h("div", null, h("dt", null, "Rate limit"), h("dd", null, c.rate_limit_per_minute ? c.rate_limit_per_minute + " a minute" : "none"))));
+        h("div", null, h("dt", null, "Rate limit"), h("dd", null, c.rate_limit_per_minute ? c.rate_limit_per_minute + " a minute" : "none")),
+        c.failing_since ? h("div", null, h("dt", null, "Failing since"), h("dd", null, when(c.failing_since))) : null));
+      if (c.status === "paused" || c.status === "disabled") {
+        main.append(h("p", { class: "notice", role: "status" }, c.status === "paused"
+          ? "Paused " : "Disabled: every attempt failed for too long. Disabled ", when(c.inactive_since),
+          ". Its deliveries wait, spending no attempts, until it is resumed; then they go out oldest first, at its pace."));
+      }
       var actions = h("div", { class: "actions" });
+      if (canChangeConnections()) {
+        var inactive = c.status === "paused" || c.status === "disabled";
+        actions.append(button(inactive ? "Resume deliveries" : "Pause deliveries", function (e) {
+          busy(e.target, api("POST", "/connections/" + encodeURIComponent(c.id) + (inactive ? "/resume" : "/pause"), {})).then(function () {
+            var done = inactive ? "Resumed: waiting deliveries go out again." : "Paused: nothing more is sent until you resume it.";
+            return connectionPage(id).then(function () {
+              var anchor = main.querySelector(".lead") || main.querySelector("h1");
+              if (anchor) anchor.after(h("p", { class: "success", role: "status" }, done));
+            });
+          }, function (err) { actions.after(alertBox(err)); });
+        }, { class: "secondary" }));
+      }
       if (canChangeConnections() && kind && kind.auth.type === "oauth") {
         actions.append(button("Reconnect", function () {
           var popup = window.open("", "switchyard-oauth", "popup,width=600,height=720");

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use switchyard_core::crypto::generate_signing_secret;
 use switchyard_core::ids::*;
-use switchyard_core::model::{Connection, ConnectionStatus};
+use switchyard_core::model::{Connection, ConnectionStatus, InactiveReason};
 use switchyard_core::retry::{RetryPolicy, RetryPolicyInput};
 use switchyard_destinations::{Connector, ValidationContext};
 use switchyard_store::{DeleteOutcome, Owned, Scope};
@@ -33,6 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_connection, list_connections))
         .routes(routes!(get_connection, update_connection, delete_connection))
         .routes(routes!(rotate_secret))
+        .routes(routes!(pause_connection))
+        .routes(routes!(resume_connection))
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -114,9 +116,17 @@ pub struct ConnectionOut {
     pub timeout_ms: u64,
     pub max_in_flight: u32,
     pub rate_limit_per_minute: Option<u32>,
-    /// `active`, or `needs_reauth` when the provider refused its refresh token: its deliveries
-    /// wait, without spending attempts, until it is reconnected.
+    /// `active` when its deliveries go out. Otherwise they wait, spending no attempts: `paused`
+    /// (someone paused it: resume it), `disabled` (every attempt failed for longer than the
+    /// installation allows: fix the destination, then resume it), or `needs_reauth` (the provider
+    /// refused its refresh token: reconnect it).
     pub status: &'static str,
+    /// Why it is not `active`: `paused`, `failing` or `needs_reauth`; null when it is.
+    pub inactive_reason: Option<&'static str>,
+    /// Since when it was paused or disabled.
+    pub inactive_since: Option<String>,
+    /// Since when every attempt to it has failed; null once one succeeds.
+    pub failing_since: Option<String>,
     /// While a rotated-out signing secret is still used beside the new one.
     pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
@@ -140,7 +150,18 @@ impl ConnectionOut {
             timeout_ms: c.timeout_ms,
             max_in_flight: c.max_in_flight,
             rate_limit_per_minute: c.rate_limit_per_minute,
-            status: c.status.as_str(),
+            status: match (c.inactive, c.status) {
+                (Some((InactiveReason::Paused, _)), _) => "paused",
+                (Some((InactiveReason::Failing, _)), _) => "disabled",
+                (None, status) => status.as_str(),
+            },
+            inactive_reason: match (c.inactive, c.status) {
+                (Some((reason, _)), _) => Some(reason.as_str()),
+                (None, ConnectionStatus::NeedsReauth) => Some("needs_reauth"),
+                (None, ConnectionStatus::Active) => None,
+            },
+            inactive_since: c.inactive.map(|(_, since)| ts(since)),
+            failing_since: c.failing_since.map(ts),
             previous_secret_expires_at: c.previous_secret_expires_at.filter(|t| *t > now).map(ts),
             created_at: ts(c.created_at),
             updated_at: ts(c.updated_at),
@@ -287,6 +308,8 @@ pub(crate) fn prepare_connection(
         max_in_flight,
         rate_limit_per_minute,
         status: ConnectionStatus::Active,
+        inactive: None,
+        failing_since: None,
         created_at: now,
         updated_at: now,
     };
@@ -545,4 +568,53 @@ async fn rotate_secret(
     state.config_changed();
     let change = connection_change("connection.rotate_secret", &conn, json!({"grace_period_seconds": grace}));
     Ok((change, Json(RotatedSecret { signing_secret: secret, previous_secret_expires_at: conn.previous_secret_expires_at.map(ts) })))
+}
+
+/// Pauses a connection: nothing more is sent to it (attempts in flight finish), and its deliveries
+/// wait, spending no attempts, until it is resumed. Pausing a paused connection changes nothing.
+#[utoipa::path(post, path = "/connections/{id}/pause", tag = "connections", params(("id" = String, Path)),
+    responses((status = 200, body = ConnectionOut), (status = 404, body = ErrorBody)),
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
+async fn pause_connection(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(Change, Json<ConnectionOut>)> {
+    principal.forbid_narrowed("pause connections")?;
+    let (scope, conn) = visible_connection(&state, &principal, &id, Access::Write).await?;
+    let was = ConnectionOut::new(&conn, None).status;
+    if !state.store.pause_connection(&scope, &conn.id, InactiveReason::Paused, switchyard_core::now_millis()).await? {
+        return Err(ApiError::not_found("connection"));
+    }
+    state.config_changed();
+    let conn = state.store.get_connection(&scope, &conn.id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
+    let change = connection_change("connection.pause", &conn, json!({"was": was}));
+    Ok((change, Json(ConnectionOut::new(&conn, None))))
+}
+
+/// Resumes a paused or disabled connection: its waiting deliveries go out again, oldest due first,
+/// at its own pace (`max_in_flight`, `rate_limit_per_minute`), not all at once; its failing clock
+/// starts again. A connection that needs reauthorisation is reconnected instead (409).
+#[utoipa::path(post, path = "/connections/{id}/resume", tag = "connections", params(("id" = String, Path)),
+    responses((status = 200, body = ConnectionOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = ["editor"]), ("session_token" = ["editor"])))]
+async fn resume_connection(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(Change, Json<ConnectionOut>)> {
+    principal.forbid_narrowed("resume connections")?;
+    let (scope, conn) = visible_connection(&state, &principal, &id, Access::Write).await?;
+    if conn.inactive.is_none() && conn.status == ConnectionStatus::NeedsReauth {
+        return Err(ApiError::conflict("this connection needs to be reconnected (POST /connections/{id}/reconnect), not resumed"));
+    }
+    let was = ConnectionOut::new(&conn, None).status;
+    if !state.store.resume_connection(&scope, &conn.id, switchyard_core::now_millis()).await? {
+        return Err(ApiError::not_found("connection"));
+    }
+    state.config_changed();
+    state.wake.notify_one();
+    let conn = state.store.get_connection(&scope, &conn.id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
+    let change = connection_change("connection.resume", &conn, json!({"was": was}));
+    Ok((change, Json(ConnectionOut::new(&conn, None))))
 }

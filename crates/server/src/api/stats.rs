@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use switchyard_core::model::{ConnectionStatus, DeliveryStatus};
+use switchyard_core::model::{ConnectionStatus, DeliveryStatus, InactiveReason};
 use switchyard_store::WindowCounts;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -100,7 +100,9 @@ pub struct AttentionItem {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
-    /// `needs_reauth` (reconnect it) or `failing` (at least a tenth of the last day's deliveries failed).
+    /// `needs_reauth` (reconnect it), `disabled` (it failed for too long: fix it, then resume it),
+    /// `paused` (resume it when ready), or `failing` (at least a tenth of the last day's deliveries
+    /// failed).
     pub reason: &'static str,
     /// Its deliveries among the last 24 hours' latest 10,000.
     pub deliveries_24h: DeliveryCounts,
@@ -110,7 +112,7 @@ pub struct AttentionItem {
 pub struct WorkspaceStats {
     pub last_24h: WindowStats,
     pub last_7d: WindowStats,
-    /// Connections that need attention, needing reauthorisation first.
+    /// Connections that need attention: needing reauthorisation, disabled, paused, then failing.
     pub attention: Vec<AttentionItem>,
 }
 
@@ -140,6 +142,8 @@ async fn workspace_stats(State(state): State<AppState>, principal: Principal, Pa
             let counts = per_connection.get(c.id.as_str()).copied().unwrap_or_default();
             let reason = if c.status == ConnectionStatus::NeedsReauth {
                 Some("needs_reauth")
+            } else if let Some((why, _)) = c.inactive {
+                Some(if why == InactiveReason::Failing { "disabled" } else { "paused" })
             } else if counts.dead + counts.retrying > 0 && counts.failure_rate() >= FAILING_SHARE {
                 Some("failing")
             } else {
@@ -160,6 +164,7 @@ async fn workspace_stats(State(state): State<AppState>, principal: Principal, Pa
         }
         page.before = batch.last().map(|c| c.id.to_string());
     }
-    attention.sort_by_key(|a| (a.reason != "needs_reauth", std::cmp::Reverse(a.deliveries_24h.dead + a.deliveries_24h.retrying)));
+    let rank = |reason: &str| ["needs_reauth", "disabled", "paused"].iter().position(|r| *r == reason).unwrap_or(3);
+    attention.sort_by_key(|a| (rank(a.reason), std::cmp::Reverse(a.deliveries_24h.dead + a.deliveries_24h.retrying)));
     Ok(Json(WorkspaceStats { last_24h: WindowStats::new(&day), last_7d: WindowStats::new(&week), attention }))
 }

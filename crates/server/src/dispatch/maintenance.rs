@@ -1,5 +1,6 @@
 //! Periodic housekeeping on worker nodes: recover leases of nodes that died, publish queue depth,
-//! forget idempotency keys whose window has passed, and delete history past its retention.
+//! disable connections that have failed for too long, forget idempotency keys whose window has
+//! passed, and delete history past its retention.
 
 use crate::state::AppState;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 if let Ok(n) = state.store.waiting_count().await {
                     metrics::gauge!("switchyard_deliveries_waiting").set(n as f64);
                 }
+                disable_failing(&state).await;
             }
             _ = sweep.tick() => {
                 if let Err(e) = state.store.expire_idempotency_keys(switchyard_core::now_millis()).await {
@@ -57,6 +59,23 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 prune_audit(&state, &stop).await;
             }
         }
+    }
+}
+
+/// Disables the connections that have failed for longer than the installation allows.
+async fn disable_failing(state: &AppState) {
+    let Some(after) = state.config.disable_failing_after else { return };
+    let now = switchyard_core::now_millis();
+    match state.store.disable_failing_connections(now - after.as_millis() as i64, now).await {
+        Ok(disabled) if disabled.is_empty() => {}
+        Ok(disabled) => {
+            for (connection, workspace) in &disabled {
+                tracing::warn!(%connection, %workspace, hours = after.as_secs() / 3_600, "connection disabled: every attempt failed for too long");
+            }
+            metrics::counter!("switchyard_connections_disabled_total").increment(disabled.len() as u64);
+            state.config_changed();
+        }
+        Err(e) => tracing::warn!(error = %e, "disabling failing connections failed"),
     }
 }
 

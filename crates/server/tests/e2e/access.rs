@@ -327,6 +327,7 @@ impl Fixture {
             }
             ("PATCH", "/connections/{id}") => json!({"name": "renamed", "credentials": {"bearer_token": CREDENTIAL}}),
             ("POST", "/connections/{id}/rotate-secret") => json!({}),
+            ("POST", "/connections/{id}/pause") | ("POST", "/connections/{id}/resume") => json!({}),
             ("POST", "/connections/{id}/reconnect") => json!({"redirect_to": "https://app.example.com/done"}),
             ("POST", "/workspaces/{ws}/rules") => json!({"name": "r", "event": "order.*", "connection_id": self.connection}),
             ("POST", "/workspaces/{ws}/rules/preview") => json!({"connection_id": self.connection, "event": "order.created"}),

@@ -501,3 +501,83 @@ async fn a_cancel_during_an_attempt_ends_the_delivery_when_the_attempt_fails_ins
     app.wait_event(&event, "completed").await;
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_paused_connection_keeps_its_deliveries_waiting_and_resuming_sends_them_in_order_at_its_pace() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::status(200).await;
+    let ws = app.workspace("acme").await;
+    // 300 a minute: one start every 200 ms, one at a time.
+    let conn = app.webhook(&ws, &receiver.url(), json!({"rate_limit_per_minute": 300, "max_in_flight": 1})).await;
+    let id = conn["id"].as_str().unwrap().to_owned();
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let paused = app.ok(Method::POST, &format!("/connections/{id}/pause"), None, 200).await;
+    assert_eq!((paused["status"].as_str(), paused["inactive_reason"].as_str()), (Some("paused"), Some("paused")), "{paused}");
+    assert!(paused["inactive_since"].is_string());
+    app.ok(Method::POST, &format!("/connections/{id}/pause"), None, 200).await;
+    let mut events = Vec::new();
+    for i in 0..4 {
+        events.push(app.emit_ok(&ws, json!({"event": "order.created", "payload": {"i": i}})).await);
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(receiver.count(), 0, "nothing goes to a paused connection");
+    for e in &events {
+        let d = &app.event(e).await["deliveries"][0];
+        assert_eq!((d["status"].as_str(), d["attempt_count"].as_u64()), (Some("pending"), Some(0)), "no attempt is spent: {d}");
+    }
+    let resumed = app.ok(Method::POST, &format!("/connections/{id}/resume"), None, 200).await;
+    assert_eq!(resumed["status"], "active");
+    assert!(resumed["inactive_reason"].is_null() && resumed["inactive_since"].is_null(), "{resumed}");
+    let arrived = receiver.wait_for(4).await;
+    let order: Vec<u64> = arrived.iter().map(|r| r.json()["data"]["i"].as_u64().unwrap()).collect();
+    assert_eq!(order, vec![0, 1, 2, 3], "in due order");
+    let span = arrived[3].at - arrived[0].at;
+    assert!(span >= Duration::from_millis(500), "at the connection's pace, not all at once: {span:?}");
+    for e in &events {
+        app.wait_event(e, "completed").await;
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_failing_past_the_limit_is_disabled_and_resuming_it_delivers_what_waited() {
+    let app = TestApp::spawn_with(|c| c.disable_failing_after = Some(Duration::from_millis(300))).await;
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver =
+        Receiver::start(move |_, _| if flag.load(std::sync::atomic::Ordering::SeqCst) { Reply::Status(200) } else { Reply::Status(503) })
+            .await;
+    let ws = app.workspace("acme").await;
+    let conn = app
+        .webhook(&ws, &receiver.url(), json!({"retry_policy": {"max_attempts": 100, "initial_delay_ms": 100, "max_delay_ms": 100}}))
+        .await;
+    let id = conn["id"].as_str().unwrap().to_owned();
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let event = app.emit_ok(&ws, json!({"event": "order.created"})).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let disabled = loop {
+        let c = app.ok(Method::GET, &format!("/connections/{id}"), None, 200).await;
+        if c["status"] == "disabled" {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "never disabled: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(disabled["inactive_reason"], "failing");
+    assert!(disabled["failing_since"].is_string() && disabled["inactive_since"].is_string(), "{disabled}");
+    // Disabled: its delivery waits, spending no more attempts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attempts = receiver.count();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(receiver.count(), attempts, "nothing is sent to a disabled connection");
+    assert_eq!(app.event(&event).await["deliveries"][0]["status"], "retrying");
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let resumed = app.ok(Method::POST, &format!("/connections/{id}/resume"), None, 200).await;
+    assert_eq!(resumed["status"], "active");
+    assert!(resumed["failing_since"].is_null(), "its failing clock starts again: {resumed}");
+    app.wait_event(&event, "completed").await;
+    let c = app.ok(Method::GET, &format!("/connections/{id}"), None, 200).await;
+    assert_eq!((c["status"].as_str(), c["failing_since"].as_str()), (Some("active"), None), "{c}");
+    app.shutdown().await;
+}

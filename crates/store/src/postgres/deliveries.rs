@@ -10,7 +10,8 @@ use switchyard_core::model::*;
 use switchyard_core::Millis;
 
 /// Locks the connections with due work and free slots that no other node is claiming from right
-/// now (and that no destination holds, and whose next paced start is within the horizon).
+/// now (and that are neither paused nor disabled, that no destination holds, and whose next paced
+/// start is within the horizon).
 /// Holding these locks until commit is what makes in-flight caps and rate limits hold across
 /// nodes: each connection's `in_flight` counter and `next_start_at` are read, and moved by the
 /// claim, under its lock. The LATERAL probe is one index seek per connection, whatever its backlog.
@@ -20,7 +21,7 @@ CROSS JOIN LATERAL (
     SELECT 1 FROM deliveries x
     WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1
     ORDER BY x.next_attempt_at LIMIT 1) due
-WHERE c.status = 'active' AND c.in_flight < c.max_in_flight AND NOT (c.workspace_id = ANY($2))
+WHERE c.status = 'active' AND c.inactive_reason IS NULL AND c.in_flight < c.max_in_flight AND NOT (c.workspace_id = ANY($2))
   AND c.held_until <= $1 AND c.next_start_at <= $1 + $3
 FOR NO KEY UPDATE OF c SKIP LOCKED";
 
@@ -79,7 +80,7 @@ moved AS (
         last_error = i.last_error, lease_owner = NULL, lease_expires_at = NULL, lease_recoveries = 0, updated_at = $11
     FROM input i
     WHERE d.id = i.id AND d.status = 'delivering' AND d.lease_owner = $12
-    RETURNING d.id, d.workspace_id, d.event_id, d.connection_id
+    RETURNING d.id, d.workspace_id, d.event_id, d.connection_id, d.status
 ),
 recorded AS (
     INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
@@ -97,7 +98,7 @@ finished AS (
     ON CONFLICT (workspace_id, day) DO UPDATE
     SET succeeded = usage_days.succeeded + EXCLUDED.succeeded, dead = usage_days.dead + EXCLUDED.dead
 )
-SELECT event_id, connection_id FROM moved";
+SELECT event_id, connection_id, status FROM moved";
 
 /// Claims and attempt records do not wait for their commit to reach disk. Losing one in a crash
 /// is harmless: a lost claim leaves the delivery due, a lost record leaves it leased until the
@@ -112,21 +113,45 @@ async fn relaxed_commit(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<()> 
 /// this transaction (one id per delivery). The rows are locked in id order first, so two nodes
 /// recording at once never wait on each other in a cycle.
 pub(super) async fn free_slots<'a>(tx: &mut sqlx::Transaction<'_, Postgres>, connections: impl Iterator<Item = &'a str>) -> Result<()> {
-    let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-    for c in connections {
-        *counts.entry(c).or_default() += 1;
+    free_slots_and_track(tx, connections.map(|c| (c, None)), 0).await
+}
+
+/// [`free_slots`], and each connection's health from the attempts that freed them (`Some(true)`
+/// when one succeeded): `failing_since` is cleared by a success, and set at `now` by failures
+/// when it was not set.
+async fn free_slots_and_track<'a>(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    freed: impl Iterator<Item = (&'a str, Option<bool>)>,
+    now: Millis,
+) -> Result<()> {
+    let mut counts: std::collections::BTreeMap<&str, (i64, Option<bool>)> = std::collections::BTreeMap::new();
+    for (c, succeeded) in freed {
+        let entry = counts.entry(c).or_insert((0, None));
+        entry.0 += 1;
+        if let Some(ok) = succeeded {
+            entry.1 = Some(entry.1.unwrap_or(false) || ok);
+        }
     }
     if counts.is_empty() {
         return Ok(());
     }
-    let (ids, ns): (Vec<&str>, Vec<i64>) = counts.into_iter().unzip();
+    let mut ids = Vec::with_capacity(counts.len());
+    let (mut ns, mut oks) = (Vec::with_capacity(counts.len()), Vec::with_capacity(counts.len()));
+    for (id, (n, ok)) in counts {
+        ids.push(id);
+        ns.push(n);
+        oks.push(ok);
+    }
     sqlx::query("SELECT 1 FROM connections WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE").bind(&ids).execute(&mut **tx).await?;
     sqlx::query(
-        "UPDATE connections c SET in_flight = GREATEST(c.in_flight - x.n, 0)
-         FROM UNNEST($1::text[], $2::bigint[]) AS x(id, n) WHERE c.id = x.id",
+        "UPDATE connections c SET in_flight = GREATEST(c.in_flight - x.n, 0),
+             failing_since = CASE WHEN x.ok IS NULL THEN c.failing_since WHEN x.ok THEN NULL ELSE COALESCE(c.failing_since, $4) END
+         FROM UNNEST($1::text[], $2::bigint[], $3::bool[]) AS x(id, n, ok) WHERE c.id = x.id",
     )
     .bind(&ids)
     .bind(&ns)
+    .bind(&oks)
+    .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -213,7 +238,7 @@ impl DeliveryStore for PostgresStore {
         relaxed_commit(&mut tx).await?;
         // One statement for the whole batch: move each delivery on (only where this node still
         // holds the lease), record its attempt, and name the events whose rollup may change.
-        let moved: Vec<(String, String)> = sqlx::query_as(RECORD_SQL)
+        let moved: Vec<(String, String, String)> = sqlx::query_as(RECORD_SQL)
             .bind(&input.ids)
             .bind(&input.numbers)
             .bind(&input.statuses)
@@ -230,8 +255,8 @@ impl DeliveryStore for PostgresStore {
             .bind(switchyard_core::limits::day_of(now))
             .fetch_all(&mut *tx)
             .await?;
-        let events: Vec<&str> = moved.iter().map(|(e, _)| e.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-        free_slots(&mut tx, moved.iter().map(|(_, c)| c.as_str())).await?;
+        let events: Vec<&str> = moved.iter().map(|(e, _, _)| e.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+        free_slots_and_track(&mut tx, moved.iter().map(|(_, c, status)| (c.as_str(), Some(status == "succeeded"))), now).await?;
         refresh_event_statuses(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(())

@@ -168,6 +168,59 @@ macro_rules! impl_queue_store {
                 }
             }
 
+            async fn pause_connection(&self, scope: &Scope, id: &ConnectionId, reason: InactiveReason, now: Millis) -> Result<bool> {
+                let mut tx = self.writer().begin().await?;
+                let found: Option<String> = sqlx::query_scalar(
+                    "UPDATE connections SET inactive_reason = $1,
+                         inactive_since = CASE WHEN inactive_reason IS NULL OR inactive_reason <> $1 THEN $2 ELSE inactive_since END,
+                         updated_at = $2
+                     WHERE id = $3 AND (CAST($4 AS TEXT) IS NULL OR workspace_id = $4) RETURNING id",
+                )
+                .bind(reason.as_str())
+                .bind(now)
+                .bind(id.as_str())
+                .bind(scope.workspace())
+                .fetch_optional(&mut *tx)
+                .await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(found.is_some())
+            }
+
+            async fn resume_connection(&self, scope: &Scope, id: &ConnectionId, now: Millis) -> Result<bool> {
+                let mut tx = self.writer().begin().await?;
+                let found: Option<String> = sqlx::query_scalar(
+                    "UPDATE connections SET inactive_reason = NULL, inactive_since = NULL, failing_since = NULL, updated_at = $1
+                     WHERE id = $2 AND (CAST($3 AS TEXT) IS NULL OR workspace_id = $3) RETURNING id",
+                )
+                .bind(now)
+                .bind(id.as_str())
+                .bind(scope.workspace())
+                .fetch_optional(&mut *tx)
+                .await?;
+                Self::bump_config_version(&mut tx).await?;
+                Self::queue_changed(&mut tx).await?;
+                tx.commit().await?;
+                Ok(found.is_some())
+            }
+
+            async fn disable_failing_connections(&self, before: Millis, now: Millis) -> Result<Vec<(ConnectionId, WorkspaceId)>> {
+                let mut tx = self.writer().begin().await?;
+                let disabled: Vec<(String, String)> = sqlx::query_as(
+                    "UPDATE connections SET inactive_reason = 'failing', inactive_since = $2, updated_at = $2
+                     WHERE inactive_reason IS NULL AND failing_since IS NOT NULL AND failing_since < $1 RETURNING id, workspace_id",
+                )
+                .bind(before)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                if !disabled.is_empty() {
+                    Self::bump_config_version(&mut tx).await?;
+                }
+                tx.commit().await?;
+                Ok(disabled.into_iter().map(|(c, w)| (ConnectionId::from_trusted(c), WorkspaceId::from_trusted(w))).collect())
+            }
+
             async fn cancel_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<crate::CancelOutcome>> {
                 let mut tx = self.writer().begin().await?;
                 let current: Option<String> = sqlx::query_scalar(&format!(

@@ -29,9 +29,9 @@ WHERE id IN (
             SELECT x.id FROM deliveries x
             WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= ?2
             ORDER BY x.next_attempt_at LIMIT ?4)
-        -- A connection at its cap, or waiting to be reconnected, or of a workspace at its share
-        -- of this node, is skipped before any of its backlog is read.
-        WHERE COALESCE(cb.n, 0) < c.max_in_flight AND c.status = 'active'
+        -- A connection at its cap, waiting to be reconnected, paused or disabled, or of a workspace
+        -- at its share of this node, is skipped before any of its backlog is read.
+        WHERE COALESCE(cb.n, 0) < c.max_in_flight AND c.status = 'active' AND c.inactive_reason IS NULL
           AND c.workspace_id NOT IN (SELECT value FROM json_each(?6))
           AND c.held_until <= ?2 AND c.next_start_at <= ?2 + ?8
     ),
@@ -150,7 +150,7 @@ impl DeliveryStore for SqliteStore {
         let mut tx = self.writer.begin().await?;
         // Move each delivery on where this node still holds the lease; a node presumed dead
         // records nothing. Then record the attempts of the deliveries that moved.
-        let moved: Vec<(String, String, String)> = sqlx::query_as(
+        let moved: Vec<(String, String, String, String)> = sqlx::query_as(
             "WITH input AS (
                 SELECT value ->> 'id' AS id, value ->> 'number' AS number, value ->> 'status' AS status,
                        value ->> 'next_at' AS next_at, value ->> 'last_error' AS last_error
@@ -164,7 +164,7 @@ impl DeliveryStore for SqliteStore {
                  lease_recoveries = 0, updated_at = $2
              FROM input
              WHERE deliveries.id = input.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = $3
-             RETURNING deliveries.id, deliveries.event_id, deliveries.workspace_id",
+             RETURNING deliveries.id, deliveries.event_id, deliveries.workspace_id, deliveries.connection_id",
         )
         .bind(&input)
         .bind(now)
@@ -172,7 +172,7 @@ impl DeliveryStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         if !moved.is_empty() {
-            let ids: Vec<&str> = moved.iter().map(|(id, _, _)| id.as_str()).collect();
+            let ids: Vec<&str> = moved.iter().map(|(id, _, _, _)| id.as_str()).collect();
             sqlx::query(
                 "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
                                        request_excerpt)
@@ -186,17 +186,41 @@ impl DeliveryStore for SqliteStore {
             .bind(serde_json::to_string(&ids).unwrap_or_default())
             .execute(&mut *tx)
             .await?;
-            let events: BTreeSet<&str> = moved.iter().map(|(_, e, _)| e.as_str()).collect();
+            let events: BTreeSet<&str> = moved.iter().map(|(_, e, _, _)| e.as_str()).collect();
             refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
             // Usage: the deliveries that finished, per workspace, on today's row.
             let outcome: HashMap<&str, NextStep> = records.iter().map(|r| (r.attempt.delivery_id.as_str(), r.next)).collect();
             let mut finished: std::collections::BTreeMap<&str, (i64, i64)> = std::collections::BTreeMap::new();
-            for (id, _, ws) in &moved {
-                match outcome.get(id.as_str()) {
+            // Health: a connection with an attempt that succeeded is not failing; one whose attempts
+            // all failed is failing from now, unless it already was.
+            let mut succeeded_any: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+            for (id, _, ws, connection) in &moved {
+                let next = outcome.get(id.as_str());
+                *succeeded_any.entry(connection.as_str()).or_default() |= next == Some(&NextStep::Succeeded);
+                match next {
                     Some(NextStep::Succeeded) => finished.entry(ws.as_str()).or_default().0 += 1,
                     Some(NextStep::Dead) => finished.entry(ws.as_str()).or_default().1 += 1,
                     _ => {}
                 }
+            }
+            let (healthy, failing): (Vec<(&str, bool)>, Vec<(&str, bool)>) = succeeded_any.into_iter().partition(|(_, ok)| *ok);
+            let ids = |list: Vec<(&str, bool)>| {
+                serde_json::to_string(&list.into_iter().map(|(id, _)| id).collect::<Vec<_>>()).unwrap_or_default()
+            };
+            if !healthy.is_empty() {
+                sqlx::query("UPDATE connections SET failing_since = NULL WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NOT NULL")
+                    .bind(ids(healthy))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !failing.is_empty() {
+                sqlx::query(
+                    "UPDATE connections SET failing_since = ? WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NULL",
+                )
+                .bind(now)
+                .bind(ids(failing))
+                .execute(&mut *tx)
+                .await?;
             }
             let day = switchyard_core::limits::day_of(now);
             for (ws, (succeeded, dead)) in finished {
