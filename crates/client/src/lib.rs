@@ -294,6 +294,16 @@ impl Client {
         self.send(Method::POST, &format!("/connections/{}/rotate-secret", seg(id)), None::<&()>, None).await
     }
 
+    /// Pauses a connection: its deliveries wait, spending no attempts, until it is resumed.
+    pub async fn pause_connection(&self, id: &str) -> Result<Connection> {
+        self.send(Method::POST, &format!("/connections/{}/pause", seg(id)), None::<&()>, None).await
+    }
+
+    /// Resumes a paused or disabled connection: what waited goes out, oldest first, at its pace.
+    pub async fn resume_connection(&self, id: &str) -> Result<Connection> {
+        self.send(Method::POST, &format!("/connections/{}/resume", seg(id)), None::<&()>, None).await
+    }
+
     // --- rules -------------------------------------------------------------------------------
 
     pub async fn list_rules(&self, workspace: &str, page: &Page) -> Result<List<Rule>> {
@@ -378,6 +388,21 @@ impl Client {
     /// Replays every delivery of a workspace the filter matches (by default the dead ones).
     pub async fn replay_deliveries(&self, workspace: &str, filter: &ReplayFilter) -> Result<BulkReplayed> {
         self.send(Method::POST, &format!("/workspaces/{}/replay", seg(workspace)), Some(filter), None).await
+    }
+
+    /// Cancels a delivery that has not finished: it is never attempted again (a replay still sends it).
+    pub async fn cancel_delivery(&self, id: &str) -> Result<CancelAccepted> {
+        self.send(Method::POST, &format!("/deliveries/{}/cancel", seg(id)), None::<&()>, None).await
+    }
+
+    /// Cancels every unfinished delivery of an event.
+    pub async fn cancel_event(&self, id: &str) -> Result<BulkCancelled> {
+        self.send(Method::POST, &format!("/events/{}/cancel", seg(id)), None::<&()>, None).await
+    }
+
+    /// Cancels every unfinished delivery of a workspace the filter matches.
+    pub async fn cancel_deliveries(&self, workspace: &str, filter: &ReplayFilter) -> Result<BulkCancelled> {
+        self.send(Method::POST, &format!("/workspaces/{}/cancel", seg(workspace)), Some(filter), None).await
     }
 
     // --- sessions ----------------------------------------------------------------------------

@@ -134,8 +134,18 @@ pub struct Connection {
     pub timeout_ms: u64,
     pub max_in_flight: u32,
     pub rate_limit_per_minute: Option<u32>,
-    /// `active` or `needs_reauth`.
+    /// `active`; otherwise its deliveries wait: `paused`, `disabled` (failed for too long) or
+    /// `needs_reauth`.
     pub status: String,
+    /// Why it is not active: `paused`, `failing` or `needs_reauth`.
+    #[serde(default)]
+    pub inactive_reason: Option<String>,
+    /// Since when it was paused or disabled.
+    #[serde(default)]
+    pub inactive_since: Option<DateTime<Utc>>,
+    /// Since when every attempt to it has failed.
+    #[serde(default)]
+    pub failing_since: Option<DateTime<Utc>>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -425,7 +435,25 @@ pub struct BulkReplayed {
     pub replayed: u64,
 }
 
-/// Which of a workspace's deliveries to replay (default: the dead ones).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct CancelAccepted {
+    pub id: String,
+    /// `cancelled`, or `delivering` while an attempt is in flight (it ends the delivery unless it succeeds).
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct BulkCancelled {
+    /// Waiting deliveries now cancelled.
+    pub cancelled: u64,
+    /// Deliveries in flight, cancelled when their attempt ends unless it succeeds.
+    pub in_flight: u64,
+}
+
+/// Which of a workspace's deliveries to replay (default: the dead ones) or to cancel (default:
+/// every unfinished one; `status` then is `pending`, `retrying` or `delivering`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReplayFilter {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -423,3 +423,38 @@ async fn plans_and_usage_from_the_command_line() {
     assert!(listed["data"].as_array().unwrap().iter().any(|p| p["name"] == "tiny"));
     assert_eq!(cli.run(&["plans", "delete", "tiny", "--yes"]).await.code, 5, "a workspace is on it: 409");
 }
+
+#[tokio::test]
+async fn connections_are_paused_and_resumed_and_deliveries_cancelled_from_the_command_line() {
+    let data = data().await;
+    let node = start(&data);
+    let cli = Cli::new(&node.base, ADMIN);
+    let ws = cli.json(&["workspaces", "create", "--name", "ops"]).await;
+    let cli = cli.with("SWITCHYARD_WORKSPACE", ws["id"].as_str().unwrap());
+    // A destination nobody listens on: nothing could be delivered anyway.
+    let conn = cli
+        .json(&["connections", "create", "--type", "webhook", "--name", "down", "--config", r#"{"url":"http://127.0.0.1:9/hook"}"#])
+        .await;
+    let id = conn["id"].as_str().unwrap();
+    cli.json(&["rules", "create", "--name", "all", "--event", "*", "--connection", id]).await;
+    let paused = cli.json(&["connections", "pause", id]).await;
+    assert_eq!((paused["status"].as_str(), paused["inactive_reason"].as_str()), (Some("paused"), Some("paused")), "{paused}");
+    let mut events = Vec::new();
+    for i in 0..3 {
+        events.push(
+            cli.json(&["events", "emit", "order.created", "--payload", &format!(r#"{{"i":{i}}}"#)]).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let one = cli.json(&["events", "show", &events[0]]).await["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let cancelled = cli.json(&["deliveries", "cancel", &one]).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cli.json(&["deliveries", "cancel", "--event", &events[1]]).await, json!({"cancelled": 1, "in_flight": 0}));
+    let human = cli.run(&["deliveries", "cancel", "--all", "--status", "pending"]).await;
+    assert!(human.stdout.contains("cancelled 1 deliveries"), "{}", human.stdout);
+    let resumed = cli.json(&["connections", "resume", id]).await;
+    assert_eq!(resumed["status"], "active");
+    assert_eq!(cli.json(&["deliveries", "list", "--status", "cancelled"]).await["data"].as_array().unwrap().len(), 3);
+}

@@ -246,6 +246,10 @@ pub enum ConnectionCmd {
     },
     /// Give a webhook connection a new signing secret (the old one stays valid for a while).
     RotateSecret { id: String },
+    /// Stop sending to a connection: its deliveries wait, spending no attempts, until it is resumed.
+    Pause { id: String },
+    /// Send to a paused or disabled connection again: what waited goes out oldest first, at its pace.
+    Resume { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -365,7 +369,7 @@ pub enum DeliveryCmd {
     List {
         #[command(flatten)]
         paging: Paging,
-        /// pending, delivering, succeeded, retrying or dead.
+        /// pending, delivering, succeeded, retrying, dead or cancelled.
         #[arg(long)]
         status: Option<String>,
         #[arg(long)]
@@ -386,6 +390,24 @@ pub enum DeliveryCmd {
         all_dead: bool,
         #[arg(long, requires = "all_dead")]
         connection: Option<String>,
+    },
+    /// Cancel a delivery that has not finished (never attempted again; a replay still sends it);
+    /// with --event, every unfinished delivery of an event; with --all, every unfinished one of
+    /// the workspace (narrowed by --connection and --status).
+    Cancel {
+        #[arg(required_unless_present_any = ["event", "all"])]
+        id: Option<String>,
+        /// Cancel the event's unfinished deliveries.
+        #[arg(long, conflicts_with_all = ["id", "all"])]
+        event: Option<String>,
+        /// Cancel the workspace's unfinished deliveries.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long, requires = "all")]
+        connection: Option<String>,
+        /// pending, retrying or delivering.
+        #[arg(long, requires = "all")]
+        status: Option<String>,
     },
 }
 
@@ -803,6 +825,14 @@ pub async fn connections(group: Group<ConnectionCmd>) -> Outcome {
             client.delete_connection(&id, force).await?;
             done(json, format!("deleted {id}"), serde_json::json!({"deleted": id}));
         }
+        ConnectionCmd::Pause { id } => {
+            let c = client.pause_connection(&id).await?;
+            done(json, format!("paused {} ({})", c.id, c.status), serde_json::to_value(&c).unwrap_or_default());
+        }
+        ConnectionCmd::Resume { id } => {
+            let c = client.resume_connection(&id).await?;
+            done(json, format!("resumed {} ({})", c.id, c.status), serde_json::to_value(&c).unwrap_or_default());
+        }
         ConnectionCmd::RotateSecret { id } => {
             let r = client.rotate_connection_secret(&id).await?;
             if json {
@@ -1059,6 +1089,26 @@ pub async fn deliveries(group: Group<DeliveryCmd>) -> Outcome {
         DeliveryCmd::Replay { id: Some(id), .. } => {
             let r = client.replay_delivery(&id).await?;
             done(json, format!("replaying {} ({})", r.id, r.status), serde_json::to_value(&r).unwrap_or_default());
+        }
+        DeliveryCmd::Cancel { id: Some(id), .. } => {
+            let r = client.cancel_delivery(&id).await?;
+            let what =
+                if r.status == "cancelled" { "cancelled" } else { "an attempt is in flight: it ends the delivery unless it succeeds" };
+            done(json, format!("{}: {what}", r.id), serde_json::to_value(&r).unwrap_or_default());
+        }
+        DeliveryCmd::Cancel { id: None, event, connection, status, .. } => {
+            let r = match event {
+                Some(event) => client.cancel_event(&event).await?,
+                None => {
+                    let ws = workspace(&p)?;
+                    client.cancel_deliveries(ws, &ReplayFilter { status, connection_id: connection, ..ReplayFilter::default() }).await?
+                }
+            };
+            done(
+                json,
+                format!("cancelled {} deliveries ({} in flight end when their attempt does)", r.cancelled, r.in_flight),
+                serde_json::to_value(&r).unwrap_or_default(),
+            );
         }
         DeliveryCmd::Replay { id: None, connection, .. } => {
             let ws = workspace(&p)?;
