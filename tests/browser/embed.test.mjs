@@ -317,6 +317,27 @@ describe("pausing", () => {
   });
 });
 
+describe("circuit breaker", () => {
+  test("a connection whose circuit opened says so, and why, on its page", async () => {
+    const ws = await admin.ok("POST", "/workspaces", { name: "acme-circuit" }, 201);
+    const conn = await admin.ok("POST", `/workspaces/${ws.id}/connections`, {
+      type: "webhook", name: "Flaky hook", config: { url: "http://127.0.0.1:1/hook" },
+      retry_policy: { max_attempts: 5, initial_delay_ms: 3600000, max_delay_ms: 3600000 },
+      circuit_breaker: { min_requests: 1, cooldown_seconds: 3600, max_cooldown_seconds: 3600 },
+    }, 201);
+    await admin.ok("POST", `/workspaces/${ws.id}/rules`, { name: "All", event: "*", connection_id: conn.id }, 201);
+    await admin.ok("POST", `/workspaces/${ws.id}/events`, { event: "order.created", payload: {} }, 202);
+    await waitFor(async () => (await admin.ok("GET", `/connections/${conn.id}`, undefined, 200)).circuit.state === "open", "the circuit to open");
+    const { context, page } = await open({ workspace: ws.id, role: "viewer", page: `connections/${conn.id}` });
+    const frame = await frameWithHeading(page, "Flaky hook");
+    await frame.getByText(/Too many recent attempts failed/).waitFor();
+    assert.ok(await frame.getByText("1 of the last 1 attempts in 60 s failed", { exact: false }).isVisible());
+    await screenshot(page, "connection-circuit-open-light");
+    assert.deepEqual(await axeViolations(frame), []);
+    await context.close();
+  });
+});
+
 describe("connections", () => {
   test("every type's form is built from the catalog, labelled and axe-clean", async () => {
     const catalog = await admin.ok("GET", "/integrations", undefined, 200);

@@ -973,6 +973,57 @@ export interface components {
             type: string;
             fields: components["schemas"]["FieldSpec"][];
         };
+        /** @description The breaker's settings, per connection. */
+        BreakerSettings: {
+            /** @description False: the connection never stops for failures (retries still apply). */
+            enabled: boolean;
+            /**
+             * Format: double
+             * @description The share of failed attempts in the window that opens the circuit (0 < r <= 1).
+             */
+            failure_ratio: number;
+            /**
+             * Format: int32
+             * @description Fewest attempts in the window before it can open.
+             */
+            min_requests: number;
+            /**
+             * Format: int32
+             * @description The window's length.
+             */
+            window_seconds: number;
+            /**
+             * Format: int32
+             * @description How long it stays open the first time.
+             */
+            cooldown_seconds: number;
+            /**
+             * Format: int32
+             * @description The longest it stays open, as failed probes double the cooldown.
+             */
+            max_cooldown_seconds: number;
+            /**
+             * Format: int32
+             * @description Probes that must succeed, one after another, to close it.
+             */
+            successes_to_close: number;
+        };
+        /** @description Settings as submitted: every field optional, the rest kept from what the connection had. */
+        BreakerSettingsInput: {
+            enabled?: boolean | null;
+            /** Format: double */
+            failure_ratio?: number | null;
+            /** Format: int32 */
+            min_requests?: number | null;
+            /** Format: int32 */
+            window_seconds?: number | null;
+            /** Format: int32 */
+            cooldown_seconds?: number | null;
+            /** Format: int32 */
+            max_cooldown_seconds?: number | null;
+            /** Format: int32 */
+            successes_to_close?: number | null;
+        };
         BulkAccepted: {
             accepted: number;
             rejected: number;
@@ -1055,6 +1106,25 @@ export interface components {
             /** @description True when the destination has more than the 1000 listed. */
             truncated: boolean;
         };
+        /** @description A connection's circuit breaker, as the whole cluster shares it. */
+        CircuitOut: {
+            /**
+             * @description `closed` (deliveries go out), `open` (too many recent attempts failed: deliveries wait,
+             *     spending no attempts), or `half_open` (one delivery at a time goes out as a probe).
+             */
+            state: components["schemas"]["CircuitState"];
+            /** @description When it entered this state; null if it has always been closed. */
+            since?: string | null;
+            /** @description Why it opened, e.g. "12 of the last 20 attempts in 60 s failed". */
+            reason?: string | null;
+            /** @description While open: when the first probe may go. */
+            retry_at?: string | null;
+        };
+        /**
+         * @description Where a connection's circuit breaker stands (see [`crate::circuit`]).
+         * @enum {string}
+         */
+        CircuitState: "closed" | "open" | "half_open";
         ConnectionOut: {
             id: string;
             workspace_id: string;
@@ -1083,6 +1153,8 @@ export interface components {
             inactive_since?: string | null;
             /** @description Since when every attempt to it has failed; null once one succeeds. */
             failing_since?: string | null;
+            circuit_breaker: components["schemas"]["BreakerSettings"];
+            circuit: components["schemas"]["CircuitOut"];
             /** @description While a rotated-out signing secret is still used beside the new one. */
             previous_secret_expires_at?: string | null;
             created_at: string;
@@ -1139,10 +1211,11 @@ export interface components {
             max_in_flight?: number | null;
             /**
              * Format: int32
-             * @description Most deliveries started per minute on each node (default: the integration's, e.g. 60 for
-             *     Slack; `null` for no limit).
+             * @description Most deliveries started per minute, by the whole cluster (default: the integration's, e.g.
+             *     60 for Slack; `null` for no limit).
              */
             rate_limit_per_minute?: number | null;
+            circuit_breaker?: null | components["schemas"]["BreakerSettingsInput"];
         };
         CreateRule: {
             name: string;
@@ -1493,6 +1566,8 @@ export interface components {
                 inactive_since?: string | null;
                 /** @description Since when every attempt to it has failed; null once one succeeds. */
                 failing_since?: string | null;
+                circuit_breaker: components["schemas"]["BreakerSettings"];
+                circuit: components["schemas"]["CircuitOut"];
                 /** @description While a rotated-out signing secret is still used beside the new one. */
                 previous_secret_expires_at?: string | null;
                 created_at: string;
@@ -1933,6 +2008,7 @@ export interface components {
             max_in_flight?: number | null;
             /** Format: int32 */
             rate_limit_per_minute?: number | null;
+            circuit_breaker?: null | components["schemas"]["BreakerSettingsInput"];
         };
         TestAccepted: {
             event_id: string;
@@ -1957,6 +2033,7 @@ export interface components {
              * @description `null` removes the limit.
              */
             rate_limit_per_minute?: number | null;
+            circuit_breaker?: null | components["schemas"]["BreakerSettingsInput"];
         };
         UpdateRule: {
             name?: string | null;

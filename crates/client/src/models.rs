@@ -146,6 +146,12 @@ pub struct Connection {
     /// Since when every attempt to it has failed.
     #[serde(default)]
     pub failing_since: Option<DateTime<Utc>>,
+    /// When its circuit breaker opens and how it closes.
+    #[serde(default)]
+    pub circuit_breaker: Option<BreakerSettings>,
+    /// Its circuit: `closed`, `open` or `half_open`.
+    #[serde(default)]
+    pub circuit: Option<Circuit>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -433,6 +439,30 @@ pub struct ReplayAccepted {
 #[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
 pub struct BulkReplayed {
     pub replayed: u64,
+}
+
+/// A connection's circuit breaker settings (docs/reliability.md).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct BreakerSettings {
+    pub enabled: bool,
+    pub failure_ratio: f64,
+    pub min_requests: u32,
+    pub window_seconds: u32,
+    pub cooldown_seconds: u32,
+    pub max_cooldown_seconds: u32,
+    pub successes_to_close: u32,
+}
+
+/// Where a connection's circuit stands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Circuit {
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    pub since: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

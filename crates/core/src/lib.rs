@@ -10,6 +10,7 @@
 //! - [`model`]: the records the store keeps and the API shows.
 //! - [`crypto`]: API keys, webhook signing secrets, Standard Webhooks signatures, secrets at rest.
 
+pub mod circuit;
 pub mod conditions;
 pub mod crypto;
 pub mod events;

@@ -72,6 +72,15 @@ string_enum!(
 );
 
 string_enum!(
+    /// Where a connection's circuit breaker stands (see [`crate::circuit`]).
+    CircuitState {
+        Closed => "closed",
+        Open => "open",
+        HalfOpen => "half_open",
+    }
+);
+
+string_enum!(
     /// Why a connection was taken out of delivery: `paused` by someone, or `failing` when every
     /// attempt failed for longer than the installation allows (it was disabled). Its deliveries
     /// wait, spending no attempts, until it is resumed.
@@ -253,6 +262,10 @@ pub struct Connection {
     pub inactive: Option<(InactiveReason, Millis)>,
     /// Since when every attempt to it has failed; `None` once one succeeds.
     pub failing_since: Option<Millis>,
+    /// When its circuit breaker opens, and how it closes again.
+    pub breaker: crate::circuit::BreakerSettings,
+    /// Its circuit, as the cluster shares it.
+    pub circuit: crate::circuit::Circuit,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

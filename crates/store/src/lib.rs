@@ -115,6 +115,17 @@ pub enum CancelOutcome {
     Finished(DeliveryStatus),
 }
 
+/// What a node saw of a connection's attempts, for its circuit (see `switchyard_core::circuit`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CircuitReport {
+    /// Too many recent attempts failed: open a closed circuit for `cooldown_ms`.
+    Tripped { reason: String, cooldown_ms: i64 },
+    /// A probe succeeded: `needed` in a row close the half-open circuit.
+    ProbeSucceeded { needed: u32 },
+    /// A probe failed: open the circuit again, for twice the last cooldown (within the bounds).
+    ProbeFailed { reason: String, base_ms: i64, max_ms: i64 },
+}
+
 /// What a cancel by filter did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CancelCount {
@@ -174,6 +185,9 @@ pub struct Claimed {
     /// For a rate-limited connection: when the start after this claim's falls due, so that the
     /// claiming node can come back for more then.
     pub next_start_at: Option<Millis>,
+    /// Its connection's circuit was not closed: this attempt is the one probe the half-open
+    /// circuit allows, and its outcome closes or reopens it.
+    pub probe: bool,
 }
 
 /// The result of one attempt, as the dispatcher records it.
@@ -512,6 +526,13 @@ impl Default for NodeShare {
 /// Spaces the starts of each rate-limited connection's claimed deliveries: `paces` holds each
 /// connection's first free start and its rate. Deliveries come in claim order (oldest due first
 /// per connection); returns each connection's next free start after them.
+/// Marks the claims of connections whose circuit was not closed as probes.
+pub(crate) fn mark_probes(claimed: &mut [Claimed], connections: &[&str]) {
+    for c in claimed.iter_mut() {
+        c.probe = connections.contains(&c.delivery.connection_id.as_str());
+    }
+}
+
 pub(crate) fn pace(claimed: &mut [Claimed], paces: &std::collections::HashMap<String, (f64, u32)>, now: Millis) -> Vec<(String, f64)> {
     let mut order: Vec<usize> = (0..claimed.len()).filter(|i| paces.contains_key(claimed[*i].delivery.connection_id.as_str())).collect();
     order.sort_by(|a, b| {
@@ -587,8 +608,12 @@ pub trait QueueStore: Send + Sync {
     /// attempts); false when not found.
     async fn pause_connection(&self, scope: &Scope, id: &ConnectionId, reason: InactiveReason, now: Millis) -> Result<bool>;
     /// Puts a paused or disabled connection back into delivery: its waiting deliveries go out in
-    /// due order at its pace, and its failing clock starts again. False when not found.
+    /// due order at its pace, and its failing clock starts again; an open circuit sends its first
+    /// probe at once instead of waiting out its cooldown. False when not found.
     async fn resume_connection(&self, scope: &Scope, id: &ConnectionId, now: Millis) -> Result<bool>;
+    /// Moves a connection's circuit on after what a node saw; the new state when it changed (a
+    /// report that no longer applies, because another node moved the circuit first, changes nothing).
+    async fn report_circuit(&self, id: &ConnectionId, report: &CircuitReport, now: Millis) -> Result<Option<CircuitState>>;
     /// Disables (`failing`) every connection in delivery whose attempts have all failed since
     /// before `before`; returns those it disabled.
     async fn disable_failing_connections(&self, before: Millis, now: Millis) -> Result<Vec<(ConnectionId, WorkspaceId)>>;

@@ -20,6 +20,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 9, name: "rates", sql: include_str!("../migrations/sqlite/0009_rates.sql") },
     Migration { version: 10, name: "cancel", sql: include_str!("../migrations/sqlite/0010_cancel.sql") },
     Migration { version: 11, name: "pause", sql: include_str!("../migrations/sqlite/0011_pause.sql") },
+    Migration { version: 12, name: "circuit", sql: include_str!("../migrations/sqlite/0012_circuit.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -37,6 +38,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 12, name: "rates", sql: include_str!("../migrations/postgres/0012_rates.sql") },
     Migration { version: 13, name: "cancel", sql: include_str!("../migrations/postgres/0013_cancel.sql") },
     Migration { version: 14, name: "pause", sql: include_str!("../migrations/postgres/0014_pause.sql") },
+    Migration { version: 15, name: "circuit", sql: include_str!("../migrations/postgres/0015_circuit.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

@@ -226,6 +226,16 @@ pub fn connection(row: &impl AnyRow) -> Result<Connection> {
             )),
         },
         failing_since: row.opt_int("failing_since")?,
+        breaker: match row.opt_text("circuit_breaker")? {
+            Some(json) => serde_json::from_str(&json).map_err(|_| corrupt("connections.circuit_breaker"))?,
+            None => Default::default(),
+        },
+        circuit: switchyard_core::circuit::Circuit {
+            state: CircuitState::parse(&row.text("circuit_state")?).ok_or_else(|| corrupt("connections.circuit_state"))?,
+            since: row.opt_int("circuit_since")?,
+            reason: row.opt_text("circuit_reason")?,
+            retry_at: Some(row.int("circuit_retry_at")?).filter(|t| *t > 0),
+        },
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
     })

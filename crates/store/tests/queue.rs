@@ -55,6 +55,8 @@ async fn paced_connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u3
         status: ConnectionStatus::Active,
         inactive: None,
         failing_since: None,
+        breaker: Default::default(),
+        circuit: Default::default(),
         created_at: 0,
         updated_at: 0,
     };
@@ -293,6 +295,69 @@ async fn a_cancel_asked_during_a_lease_ends_the_delivery_however_the_lease_ends(
     // Another workspace's scope finds nothing.
     let other = workspace(&*f.store).await;
     assert_eq!(f.store.cancel_delivery(&Scope::Workspace(other), &claimed[0].delivery.id, 10_000).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_open_circuit_claims_nothing_then_one_probe_at_a_time_until_it_closes() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 10).await;
+    enqueue(&*f.store, &ws, &conn, 6, 1_000).await;
+    let tripped = CircuitReport::Tripped { reason: "4 of the last 4 attempts in 10 s failed".into(), cooldown_ms: 1_000 };
+    assert_eq!(f.store.report_circuit(&conn, &tripped, 1_000).await.unwrap(), Some(CircuitState::Open));
+    assert_eq!(f.store.report_circuit(&conn, &tripped, 1_000).await.unwrap(), None, "already open: nothing changes");
+    let c = f.store.get_connection(&Scope::All, &conn).await.unwrap().unwrap();
+    assert_eq!(
+        (c.circuit.state, c.circuit.retry_at, c.circuit.reason.as_deref()),
+        (CircuitState::Open, Some(2_000), Some("4 of the last 4 attempts in 10 s failed"))
+    );
+    assert!(f.store.claim_due("node", 1_500, 10, 0).await.unwrap().is_empty(), "open: nothing is claimed");
+
+    let probe_at = |t: i64| {
+        let store = f.store.clone();
+        async move { store.claim_due("node", t, 10, 0).await.unwrap() }
+    };
+    let record = |c: &Claimed, t: i64| AttemptRecord {
+        attempt: Attempt {
+            delivery_id: c.delivery.id.clone(),
+            number: 1,
+            started_at: t,
+            duration_ms: 1,
+            status_code: Some(200),
+            error: None,
+            response_excerpt: None,
+            request: None,
+        },
+        next: NextStep::Succeeded,
+    };
+    let first = probe_at(2_100).await;
+    assert_eq!(first.len(), 1, "half open: one probe");
+    assert!(first[0].probe);
+    assert_eq!(f.store.get_connection(&Scope::All, &conn).await.unwrap().unwrap().circuit.state, CircuitState::HalfOpen);
+    assert!(probe_at(2_200).await.is_empty(), "one probe at a time");
+    f.store.record_attempts("node", &[record(&first[0], 2_200)], 2_200).await.unwrap();
+    let needed = CircuitReport::ProbeSucceeded { needed: 2 };
+    assert_eq!(f.store.report_circuit(&conn, &needed, 2_200).await.unwrap(), None, "one success of two");
+    let second = probe_at(2_300).await;
+    assert_eq!((second.len(), second[0].probe), (1, true));
+    f.store.record_attempts("node", &[record(&second[0], 2_400)], 2_400).await.unwrap();
+    assert_eq!(f.store.report_circuit(&conn, &needed, 2_400).await.unwrap(), Some(CircuitState::Closed));
+    let rest = probe_at(2_500).await;
+    assert_eq!(rest.len(), 4, "closed: the rest at once");
+    assert!(rest.iter().all(|c| !c.probe));
+    let records: Vec<AttemptRecord> = rest.iter().map(|c| record(c, 2_600)).collect();
+    f.store.record_attempts("node", &records, 2_600).await.unwrap();
+
+    // A failed probe opens it again for twice as long, within the bounds.
+    let retrip = CircuitReport::Tripped { reason: "again".into(), cooldown_ms: 1_000 };
+    f.store.report_circuit(&conn, &retrip, 10_000).await.unwrap();
+    let failed = CircuitReport::ProbeFailed { reason: "a probe failed".into(), base_ms: 1_000, max_ms: 1_500 };
+    assert_eq!(f.store.report_circuit(&conn, &failed, 10_500).await.unwrap(), None, "open, not half open: no probe ran");
+    enqueue(&*f.store, &ws, &conn, 1, 10_000).await;
+    assert_eq!(probe_at(11_000).await.len(), 1);
+    assert_eq!(f.store.report_circuit(&conn, &failed, 11_100).await.unwrap(), Some(CircuitState::Open));
+    let c = f.store.get_connection(&Scope::All, &conn).await.unwrap().unwrap();
+    assert_eq!(c.circuit.retry_at, Some(11_100 + 1_500), "twice 1 s, capped at 1.5 s");
 }
 
 #[tokio::test]

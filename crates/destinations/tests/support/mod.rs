@@ -148,6 +148,8 @@ pub async fn deliver(call: Call<'_>) -> (Delivered, Vec<Step>) {
         status: switchyard_core::model::ConnectionStatus::Active,
         inactive: None,
         failing_since: None,
+        breaker: Default::default(),
+        circuit: Default::default(),
         created_at: 0,
         updated_at: 0,
     };

@@ -556,7 +556,11 @@
         h("div", null, h("dt", null, "Created"), h("dd", null, when(c.created_at))),
         h("div", null, h("dt", null, "In flight at most"), h("dd", null, String(c.max_in_flight))),
         h("div", null, h("dt", null, "Rate limit"), h("dd", null, c.rate_limit_per_minute ? c.rate_limit_per_minute + " a minute" : "none")),
-        c.failing_since ? h("div", null, h("dt", null, "Failing since"), h("dd", null, when(c.failing_since))) : null));
+        c.failing_since ? h("div", null, h("dt", null, "Failing since"), h("dd", null, when(c.failing_since))) : null,
+        c.circuit && c.circuit.state !== "closed" ? h("div", null, h("dt", null, "Circuit"), h("dd", null, badge(c.circuit.state), " " + (c.circuit.reason || ""))) : null));
+      if (c.circuit && c.circuit.state === "open") {
+        main.append(h("p", { class: "notice", role: "status" }, "Too many recent attempts failed, so nothing is sent for now; the deliveries wait, spending no attempts. One is tried again ", when(c.circuit.retry_at), "."));
+      }
       if (c.status === "paused" || c.status === "disabled") {
         main.append(h("p", { class: "notice", role: "status" }, c.status === "paused"
           ? "Paused " : "Disabled: every attempt failed for too long. Disabled ", when(c.inactive_since),

@@ -14,6 +14,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use switchyard_core::circuit::{BreakerSettings, BreakerSettingsInput, CircuitState};
 use switchyard_core::crypto::generate_signing_secret;
 use switchyard_core::ids::*;
 use switchyard_core::model::{Connection, ConnectionStatus, InactiveReason};
@@ -58,10 +59,13 @@ pub struct CreateConnection {
     /// Most requests in flight to this destination at once (default: the integration's, else 16).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
-    /// Most deliveries started per minute on each node (default: the integration's, e.g. 60 for
-    /// Slack; `null` for no limit).
+    /// Most deliveries started per minute, by the whole cluster (default: the integration's, e.g.
+    /// 60 for Slack; `null` for no limit).
     #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_minute: Option<Option<u32>>,
+    /// When the circuit breaker opens and how it closes; fields left out keep their defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<BreakerSettingsInput>,
 }
 
 pub(crate) fn empty_object() -> Value {
@@ -85,6 +89,8 @@ pub struct UpdateConnection {
     /// `null` removes the limit.
     #[serde(default, with = "double_option")]
     pub rate_limit_per_minute: Option<Option<u32>>,
+    /// Fields given replace the connection's; the others stay.
+    pub circuit_breaker: Option<BreakerSettingsInput>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -127,6 +133,8 @@ pub struct ConnectionOut {
     pub inactive_since: Option<String>,
     /// Since when every attempt to it has failed; null once one succeeds.
     pub failing_since: Option<String>,
+    pub circuit_breaker: BreakerSettings,
+    pub circuit: CircuitOut,
     /// While a rotated-out signing secret is still used beside the new one.
     pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
@@ -162,12 +170,33 @@ impl ConnectionOut {
             },
             inactive_since: c.inactive.map(|(_, since)| ts(since)),
             failing_since: c.failing_since.map(ts),
+            circuit_breaker: c.breaker,
+            circuit: CircuitOut {
+                state: c.circuit.state,
+                since: c.circuit.since.map(ts),
+                reason: c.circuit.reason.clone(),
+                retry_at: c.circuit.retry_at.filter(|_| c.circuit.state == CircuitState::Open).map(ts),
+            },
             previous_secret_expires_at: c.previous_secret_expires_at.filter(|t| *t > now).map(ts),
             created_at: ts(c.created_at),
             updated_at: ts(c.updated_at),
             signing_secret,
         }
     }
+}
+
+/// A connection's circuit breaker, as the whole cluster shares it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CircuitOut {
+    /// `closed` (deliveries go out), `open` (too many recent attempts failed: deliveries wait,
+    /// spending no attempts), or `half_open` (one delivery at a time goes out as a probe).
+    pub state: CircuitState,
+    /// When it entered this state; null if it has always been closed.
+    pub since: Option<String>,
+    /// Why it opened, e.g. "12 of the last 20 attempts in 60 s failed".
+    pub reason: Option<String>,
+    /// While open: when the first probe may go.
+    pub retry_at: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -310,6 +339,8 @@ pub(crate) fn prepare_connection(
         status: ConnectionStatus::Active,
         inactive: None,
         failing_since: None,
+        breaker: body.circuit_breaker.unwrap_or_default().resolve(BreakerSettings::default()).map_err(|(f, m)| ApiError::invalid(f, m))?,
+        circuit: Default::default(),
         created_at: now,
         updated_at: now,
     };
@@ -403,6 +434,7 @@ async fn update_connection(
         ("timeout_ms", body.timeout_ms.is_some()),
         ("max_in_flight", body.max_in_flight.is_some()),
         ("rate_limit_per_minute", body.rate_limit_per_minute.is_some()),
+        ("circuit_breaker", body.circuit_breaker.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, given)| given.then_some(field))
@@ -468,6 +500,9 @@ async fn update_connection(
     }
     if let Some(policy) = body.retry_policy {
         conn.retry_policy = policy.resolve(conn.retry_policy).map_err(|(f, m)| ApiError::invalid(f, m))?;
+    }
+    if let Some(breaker) = body.circuit_breaker {
+        conn.breaker = breaker.resolve(conn.breaker).map_err(|(f, m)| ApiError::invalid(f, m))?;
     }
     conn.timeout_ms = body.timeout_ms.unwrap_or(conn.timeout_ms);
     conn.max_in_flight = body.max_in_flight.unwrap_or(conn.max_in_flight);

@@ -57,6 +57,7 @@ pub struct StartOAuth {
     pub timeout_ms: Option<u64>,
     pub max_in_flight: Option<u32>,
     pub rate_limit_per_minute: Option<u32>,
+    pub circuit_breaker: Option<switchyard_core::circuit::BreakerSettingsInput>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -207,6 +208,7 @@ async fn start_oauth(
         timeout_ms: body.timeout_ms,
         max_in_flight: body.max_in_flight,
         rate_limit_per_minute: body.rate_limit_per_minute.map(Some),
+        circuit_breaker: body.circuit_breaker,
     };
     // Check everything now that can be checked before the provider answers.
     let mut trial = CreateConnection { credentials: Some(json!({"access_token": "checked-at-start"})), ..clone_request(&request)? };

@@ -33,10 +33,12 @@ pub struct Dispatch<'a> {
     pub sender: &'a Sender,
     /// Connections a destination asked this node to leave alone for a while.
     pub holds: &'a Holds,
+    /// This node's windows of each connection's recent attempts, for the circuit breakers.
+    pub circuits: &'a super::circuit::Circuits,
 }
 
 pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed) -> Finished {
-    let Claimed { delivery, event, start_at, .. } = claimed;
+    let Claimed { delivery, event, start_at, probe, .. } = claimed;
     let number = delivery.attempt_count + 1;
     let started_at = switchyard_core::now_millis();
     let clock = Instant::now();
@@ -177,6 +179,15 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
         (Some(first), Some(second)) => Some(format!("{first}\n\n{second}")),
         (first, second) => second.or(first),
     };
+    // What the answer says of the destination's health, for its circuit: a refused payload says
+    // it is up only to a probe (the window counts what says it is down), a rate limit nothing.
+    let healthy = match classified.outcome {
+        Outcome::Success => Some(true),
+        Outcome::Retry { .. } if classified.rate_limited => None,
+        Outcome::Retry { .. } => Some(false),
+        Outcome::Permanent => probe.then_some(true),
+    };
+    dispatch.circuits.attempted(store, &connection, probe, healthy, now).await;
     let used = number.saturating_sub(delivery.replay_base);
     let next = next_step(&connection.retry_policy, used, classified.outcome, now);
     record_metrics(next, clock.elapsed());

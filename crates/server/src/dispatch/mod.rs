@@ -11,6 +11,7 @@
 //! - [`maintenance`] recovers leases of dead nodes and refreshes queue metrics.
 
 pub mod attempt;
+pub mod circuit;
 pub mod limiter;
 pub mod maintenance;
 pub mod recorder;
@@ -34,6 +35,7 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
     let config = state.config.dispatcher.clone();
     let sender = Sender::new(state.config.allow_private_destinations);
     let holds = Arc::new(limiter::Holds::default());
+    let circuits = Arc::new(circuit::Circuits::default());
     // A rate-limited delivery is claimed only when its start is near enough that it can wait for
     // it while its lease has time to spare.
     let pace_horizon_ms = (config.lease_margin.as_millis() as i64 / 2).min(2_000);
@@ -85,10 +87,10 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
                         };
                         lock(&leased).insert(c.delivery.id.clone());
                         let (state, sender, recorder, leased) = (state.clone(), sender.clone(), recorder.clone(), leased.clone());
-                        let (holds, shares) = (holds.clone(), shares.clone());
+                        let (holds, shares, circuits) = (holds.clone(), shares.clone(), circuits.clone());
                         tasks.spawn(async move {
                             let (id, workspace) = (c.delivery.id.clone(), c.delivery.workspace_id.clone());
-                            let dispatch = attempt::Dispatch { sender: &sender, holds: &holds };
+                            let dispatch = attempt::Dispatch { sender: &sender, holds: &holds, circuits: &circuits };
                             let record = attempt::perform(&state, &dispatch, c).await;
                             recorder.record(record);
                             lock(&leased).remove(&id);

@@ -581,3 +581,81 @@ async fn a_connection_failing_past_the_limit_is_disabled_and_resuming_it_deliver
     assert_eq!((c["status"].as_str(), c["failing_since"].as_str()), (Some("active"), None), "{c}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_circuit_opens_on_failures_holds_deliveries_without_spending_attempts_and_closes_after_probes() {
+    let app = TestApp::spawn().await;
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver =
+        Receiver::start(move |_, _| if flag.load(std::sync::atomic::Ordering::SeqCst) { Reply::Status(200) } else { Reply::Status(503) })
+            .await;
+    let ws = app.workspace("acme").await;
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            &format!("/workspaces/{}/connections", ws.id),
+            Some(json!({"type": "webhook", "name": "w", "config": {"url": receiver.url()}, "circuit_breaker": {"failure_ratio": 2.0}})),
+        )
+        .await;
+    assert_eq!((status.as_u16(), body["error"]["details"][0]["field"].as_str()), (422, Some("circuit_breaker.failure_ratio")), "{body}");
+    let conn = app
+        .webhook(
+            &ws,
+            &receiver.url(),
+            json!({
+                "max_in_flight": 1,
+                "retry_policy": {"max_attempts": 10, "initial_delay_ms": 300, "max_delay_ms": 300},
+                "circuit_breaker": {"min_requests": 4, "failure_ratio": 0.5, "window_seconds": 30, "cooldown_seconds": 1, "successes_to_close": 2},
+            }),
+        )
+        .await;
+    assert_eq!(conn["circuit"]["state"], "closed");
+    assert_eq!(conn["circuit_breaker"]["min_requests"], 4);
+    let id = conn["id"].as_str().unwrap().to_owned();
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let mut events = Vec::new();
+    for i in 0..8 {
+        events.push(app.emit_ok(&ws, json!({"event": "order.created", "payload": {"i": i}})).await);
+    }
+    // Four failures in a row open it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let open = loop {
+        let c = app.ok(Method::GET, &format!("/connections/{id}"), None, 200).await;
+        if c["circuit"]["state"] == "open" {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the circuit never opened: {c}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(open["circuit"]["reason"], "4 of the last 4 attempts in 30 s failed");
+    assert!(open["circuit"]["retry_at"].is_string() && open["circuit"]["since"].is_string(), "{open}");
+    // While open, nothing is sent: the failed ones wait for their retries, the rest for their first attempt.
+    let sent = receiver.count();
+    assert!((4..=5).contains(&sent), "{sent} attempts");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(receiver.count(), sent, "an open circuit sends nothing");
+    let untried = untried_deliveries(&app, &events).await;
+    assert!(untried >= 3, "deliveries wait without spending attempts ({untried} untried)");
+
+    // The destination recovers: after the cooldown, probes one at a time, then everything.
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    for e in &events {
+        app.wait_event(e, "completed").await;
+    }
+    let closed = app.ok(Method::GET, &format!("/connections/{id}"), None, 200).await;
+    assert_eq!(closed["circuit"]["state"], "closed", "{closed}");
+    assert!(closed["circuit"]["reason"].is_null() && closed["circuit"]["retry_at"].is_null(), "{closed}");
+    app.shutdown().await;
+}
+
+/// Deliveries of these events that no attempt has been made for yet.
+async fn untried_deliveries(app: &TestApp, events: &[String]) -> usize {
+    let mut n = 0;
+    for e in events {
+        if app.event(e).await["deliveries"][0]["attempt_count"] == 0 {
+            n += 1;
+        }
+    }
+    n
+}

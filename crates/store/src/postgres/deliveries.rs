@@ -16,13 +16,14 @@ use switchyard_core::Millis;
 /// nodes: each connection's `in_flight` counter and `next_start_at` are read, and moved by the
 /// claim, under its lock. The LATERAL probe is one index seek per connection, whatever its backlog.
 const LOCK_CONNECTIONS_SQL: &str = "
-SELECT c.id, c.next_start_at, c.rate_limit_per_minute FROM connections c
+SELECT c.id, c.next_start_at, c.rate_limit_per_minute, c.circuit_state FROM connections c
 CROSS JOIN LATERAL (
     SELECT 1 FROM deliveries x
     WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1
     ORDER BY x.next_attempt_at LIMIT 1) due
 WHERE c.status = 'active' AND c.inactive_reason IS NULL AND c.in_flight < c.max_in_flight AND NOT (c.workspace_id = ANY($2))
   AND c.held_until <= $1 AND c.next_start_at <= $1 + $3
+  AND (c.circuit_state = 'closed' OR (c.circuit_retry_at <= $1 AND c.in_flight = 0))
 FOR NO KEY UPDATE OF c SKIP LOCKED";
 
 /// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked
@@ -43,7 +44,7 @@ allowed AS (
            ROW_NUMBER() OVER (PARTITION BY due.workspace_id ORDER BY due.conn_rank, due.next_attempt_at) AS ws_rank
     FROM due
     JOIN connections c ON c.id = due.connection_id
-    WHERE due.conn_rank + c.in_flight <= c.max_in_flight
+    WHERE due.conn_rank + c.in_flight <= CASE WHEN c.circuit_state = 'closed' THEN c.max_in_flight ELSE 1 END
       AND (COALESCE(c.rate_limit_per_minute, 0) <= 0
            OR due.conn_rank <= FLOOR(($2 + $9 - GREATEST(c.next_start_at, $2)) * c.rate_limit_per_minute / 60000.0) + 1)
 ),
@@ -171,15 +172,15 @@ impl DeliveryStore for PostgresStore {
         let (room_ws, room): (Vec<&str>, Vec<i64>) = share.room.iter().map(|(w, r)| (w.as_str(), *r as i64)).unzip();
         let mut tx = self.pool.begin().await?;
         relaxed_commit(&mut tx).await?;
-        let locked: Vec<(String, f64, Option<i64>)> =
+        let locked: Vec<(String, f64, Option<i64>, String)> =
             sqlx::query_as(LOCK_CONNECTIONS_SQL).bind(now).bind(&full).bind(share.pace_horizon_ms).fetch_all(&mut *tx).await?;
         if locked.is_empty() {
             return Ok(Vec::new());
         }
-        let connections: Vec<&str> = locked.iter().map(|(id, _, _)| id.as_str()).collect();
+        let connections: Vec<&str> = locked.iter().map(|(id, _, _, _)| id.as_str()).collect();
         let paces: HashMap<String, (f64, u32)> = locked
             .iter()
-            .filter_map(|(id, next, rate)| rate.filter(|r| *r > 0).map(|r| (id.clone(), (*next, r.min(u32::MAX as i64) as u32))))
+            .filter_map(|(id, next, rate, _)| rate.filter(|r| *r > 0).map(|r| (id.clone(), (*next, r.min(u32::MAX as i64) as u32))))
             .collect();
         let rows = sqlx::query(CLAIM_SQL)
             .bind(owner)
@@ -207,10 +208,22 @@ impl DeliveryStore for PostgresStore {
         let mut claimed = deliveries
             .into_iter()
             .map(|delivery| match events.get(delivery.event_id.as_str()) {
-                Some(event) => Ok(Claimed { event: event.clone(), delivery, start_at: now, next_start_at: None }),
+                Some(event) => Ok(Claimed { event: event.clone(), delivery, start_at: now, next_start_at: None, probe: false }),
                 None => Err(crate::StoreError::Corrupt(format!("delivery {} has no event", delivery.id))),
             })
             .collect::<Result<Vec<_>>>()?;
+        // A connection whose circuit was not closed sent its one probe: the circuit is half open.
+        let probed: Vec<&str> = locked.iter().filter(|(_, _, _, state)| state != "closed").map(|(id, _, _, _)| id.as_str()).collect();
+        if !probed.is_empty() {
+            crate::mark_probes(&mut claimed, &probed);
+            let probed: Vec<&str> =
+                probed.into_iter().filter(|id| claimed.iter().any(|c| c.delivery.connection_id.as_str() == *id)).collect();
+            sqlx::query("UPDATE connections SET circuit_state = 'half_open', circuit_since = $1, circuit_successes = 0 WHERE id = ANY($2) AND circuit_state = 'open'")
+                .bind(now)
+                .bind(&probed)
+                .execute(&mut *tx)
+                .await?;
+        }
         let next = crate::pace(&mut claimed, &paces, now);
         if !next.is_empty() {
             let (ids, starts): (Vec<String>, Vec<f64>) = next.into_iter().unzip();

@@ -2,6 +2,12 @@
 //! stores. The SQL is the subset both databases speak (`$N` placeholders, `CAST(... AS TEXT)`, `TRUE`/`FALSE`); each store supplies
 //! `writer()`, `reader()`, `bump_config_version` and `refresh_event_status`.
 
+/// A connection's breaker settings as stored: NULL for the defaults, so a later change of the
+/// defaults reaches every connection that never set its own.
+pub(crate) fn breaker_json(b: &switchyard_core::circuit::BreakerSettings) -> Option<String> {
+    (*b != switchyard_core::circuit::BreakerSettings::default()).then(|| serde_json::to_string(b).unwrap_or_default())
+}
+
 macro_rules! impl_connection_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
@@ -16,8 +22,8 @@ macro_rules! impl_connection_store {
                 sqlx::query(
                     "INSERT INTO connections (id, workspace_id, kind, name, config, credentials_sealed, signing_secret_sealed,
                         previous_secret_sealed, previous_secret_expires_at, retry_policy, timeout_ms, max_in_flight, created_at, updated_at,
-                        rate_limit_per_minute, status)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                        rate_limit_per_minute, status, circuit_breaker)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                 )
                 .bind(c.id.as_str())
                 .bind(c.workspace_id.as_str())
@@ -35,6 +41,7 @@ macro_rules! impl_connection_store {
                 .bind(c.updated_at)
                 .bind(c.rate_limit_per_minute.map(i64::from))
                 .bind(c.status.as_str())
+                .bind(crate::shared::connections::breaker_json(&c.breaker))
                 .execute(&mut *tx)
                 .await?;
                 Self::bump_config_version(&mut tx).await?;
@@ -66,7 +73,7 @@ macro_rules! impl_connection_store {
                 sqlx::query(
                     "UPDATE connections SET name = $1, config = $2, credentials_sealed = $3, signing_secret_sealed = $4,
                         previous_secret_sealed = $5, previous_secret_expires_at = $6, retry_policy = $7, timeout_ms = $8,
-                        max_in_flight = $9, updated_at = $10, rate_limit_per_minute = $13, status = $14
+                        max_in_flight = $9, updated_at = $10, rate_limit_per_minute = $13, status = $14, circuit_breaker = $15
                      WHERE id = $11 AND workspace_id = $12",
                 )
                 .bind(&c.name)
@@ -83,6 +90,7 @@ macro_rules! impl_connection_store {
                 .bind(c.workspace_id.as_str())
                 .bind(c.rate_limit_per_minute.map(i64::from))
                 .bind(c.status.as_str())
+                .bind(crate::shared::connections::breaker_json(&c.breaker))
                 .execute(&mut *tx)
                 .await?;
                 Self::bump_config_version(&mut tx).await?;

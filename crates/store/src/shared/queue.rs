@@ -190,7 +190,9 @@ macro_rules! impl_queue_store {
             async fn resume_connection(&self, scope: &Scope, id: &ConnectionId, now: Millis) -> Result<bool> {
                 let mut tx = self.writer().begin().await?;
                 let found: Option<String> = sqlx::query_scalar(
-                    "UPDATE connections SET inactive_reason = NULL, inactive_since = NULL, failing_since = NULL, updated_at = $1
+                    // An open circuit may probe at once: resuming is someone saying "try again now".
+                    "UPDATE connections SET inactive_reason = NULL, inactive_since = NULL, failing_since = NULL, circuit_retry_at = 0,
+                         updated_at = $1
                      WHERE id = $2 AND (CAST($3 AS TEXT) IS NULL OR workspace_id = $3) RETURNING id",
                 )
                 .bind(now)
@@ -219,6 +221,62 @@ macro_rules! impl_queue_store {
                 }
                 tx.commit().await?;
                 Ok(disabled.into_iter().map(|(c, w)| (ConnectionId::from_trusted(c), WorkspaceId::from_trusted(w))).collect())
+            }
+
+            async fn report_circuit(&self, id: &ConnectionId, report: &crate::CircuitReport, now: Millis) -> Result<Option<CircuitState>> {
+                let mut tx = self.writer().begin().await?;
+                let changed: Option<String> = match report {
+                    crate::CircuitReport::Tripped { reason, cooldown_ms } => {
+                        sqlx::query_scalar(
+                            "UPDATE connections SET circuit_state = 'open', circuit_since = $1, circuit_reason = $2, circuit_retry_at = $1 + $3,
+                                 circuit_cooldown_ms = $3, circuit_successes = 0
+                             WHERE id = $4 AND circuit_state = 'closed' RETURNING circuit_state",
+                        )
+                        .bind(now)
+                        .bind(reason)
+                        .bind(*cooldown_ms)
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                    crate::CircuitReport::ProbeSucceeded { needed } => {
+                        let state: Option<String> = sqlx::query_scalar(
+                            "UPDATE connections SET circuit_successes = circuit_successes + 1,
+                                 circuit_state = CASE WHEN circuit_successes + 1 >= $1 THEN 'closed' ELSE circuit_state END,
+                                 circuit_since = CASE WHEN circuit_successes + 1 >= $1 THEN $2 ELSE circuit_since END,
+                                 circuit_reason = CASE WHEN circuit_successes + 1 >= $1 THEN NULL ELSE circuit_reason END,
+                                 circuit_cooldown_ms = CASE WHEN circuit_successes + 1 >= $1 THEN 0 ELSE circuit_cooldown_ms END
+                             WHERE id = $3 AND circuit_state = 'half_open' RETURNING circuit_state",
+                        )
+                        .bind(i64::from(*needed))
+                        .bind(now)
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        state.filter(|s| s == "closed")
+                    }
+                    crate::CircuitReport::ProbeFailed { reason, base_ms, max_ms } => {
+                        // Twice the last cooldown, within [base, max].
+                        let next = "CASE WHEN circuit_cooldown_ms * 2 > $3 THEN $3 WHEN circuit_cooldown_ms * 2 < $2 THEN $2 ELSE circuit_cooldown_ms * 2 END";
+                        sqlx::query_scalar(&format!(
+                            "UPDATE connections SET circuit_state = 'open', circuit_since = $1, circuit_reason = $4, circuit_retry_at = $1 + {next},
+                                 circuit_cooldown_ms = {next}, circuit_successes = 0
+                             WHERE id = $5 AND circuit_state = 'half_open' RETURNING circuit_state"
+                        ))
+                        .bind(now)
+                        .bind(*base_ms)
+                        .bind(*max_ms)
+                        .bind(reason)
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                };
+                if changed.as_deref() == Some("closed") {
+                    Self::queue_changed(&mut tx).await?;
+                }
+                tx.commit().await?;
+                Ok(changed.as_deref().and_then(CircuitState::parse))
             }
 
             async fn cancel_delivery(&self, scope: &Scope, id: &DeliveryId, now: Millis) -> Result<Option<crate::CancelOutcome>> {

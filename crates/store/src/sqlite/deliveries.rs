@@ -34,6 +34,8 @@ WHERE id IN (
         WHERE COALESCE(cb.n, 0) < c.max_in_flight AND c.status = 'active' AND c.inactive_reason IS NULL
           AND c.workspace_id NOT IN (SELECT value FROM json_each(?6))
           AND c.held_until <= ?2 AND c.next_start_at <= ?2 + ?8
+          -- An open circuit, until its cooldown ends; then (half open) one probe at a time.
+          AND (c.circuit_state = 'closed' OR (c.circuit_retry_at <= ?2 AND COALESCE(cb.n, 0) = 0))
     ),
     allowed AS (
         SELECT due.id, due.workspace_id, due.next_attempt_at,
@@ -41,7 +43,7 @@ WHERE id IN (
         FROM due
         JOIN connections c ON c.id = due.connection_id
         LEFT JOIN busy b ON b.connection_id = due.connection_id
-        WHERE due.conn_rank + COALESCE(b.n, 0) <= c.max_in_flight
+        WHERE due.conn_rank + COALESCE(b.n, 0) <= CASE WHEN c.circuit_state = 'closed' THEN c.max_in_flight ELSE 1 END
           AND (COALESCE(c.rate_limit_per_minute, 0) <= 0
                OR due.conn_rank <= CAST((?2 + ?8 - MAX(c.next_start_at, ?2)) * c.rate_limit_per_minute / 60000.0 AS INTEGER) + 1)
     )
@@ -91,28 +93,43 @@ impl DeliveryStore for SqliteStore {
         let mut claimed = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             match events.get(delivery.event_id.as_str()) {
-                Some(event) => claimed.push(Claimed { event: event.clone(), delivery, start_at: now, next_start_at: None }),
+                Some(event) => claimed.push(Claimed { event: event.clone(), delivery, start_at: now, next_start_at: None, probe: false }),
                 None => {
                     return Err(crate::StoreError::Corrupt(format!("delivery {} has no event", delivery.id)));
                 }
             }
         }
         // Rate-limited connections: their starts are spaced, and their next free start moved on.
+        // A connection whose circuit was not closed sent its one probe: the circuit is half open.
         let connections: BTreeSet<&str> = claimed.iter().map(|c| c.delivery.connection_id.as_str()).collect();
-        let paces: HashMap<String, (f64, u32)> = sqlx::query_as::<_, (String, f64, i64)>(
-            "SELECT id, next_start_at, rate_limit_per_minute FROM connections
-             WHERE id IN (SELECT value FROM json_each(?)) AND rate_limit_per_minute > 0",
+        let states: Vec<(String, f64, i64, String)> = sqlx::query_as(
+            "SELECT id, next_start_at, COALESCE(rate_limit_per_minute, 0), circuit_state FROM connections
+             WHERE id IN (SELECT value FROM json_each(?)) AND (rate_limit_per_minute > 0 OR circuit_state <> 'closed')",
         )
         .bind(serde_json::to_string(&connections).unwrap_or_default())
         .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(id, next, rate)| (id, (next, rate.min(u32::MAX as i64) as u32)))
-        .collect();
+        .await?;
+        let paces: HashMap<String, (f64, u32)> = states
+            .iter()
+            .filter(|(_, _, rate, _)| *rate > 0)
+            .map(|(id, next, rate, _)| (id.clone(), (*next, (*rate).min(u32::MAX as i64) as u32)))
+            .collect();
         if !paces.is_empty() {
             for (id, next) in crate::pace(&mut claimed, &paces, now) {
                 sqlx::query("UPDATE connections SET next_start_at = ? WHERE id = ?").bind(next).bind(id).execute(&mut *tx).await?;
             }
+        }
+        let probed: Vec<&str> = states.iter().filter(|(_, _, _, state)| state != "closed").map(|(id, _, _, _)| id.as_str()).collect();
+        if !probed.is_empty() {
+            crate::mark_probes(&mut claimed, &probed);
+            sqlx::query(
+                "UPDATE connections SET circuit_state = 'half_open', circuit_since = ?1, circuit_successes = 0
+                 WHERE id IN (SELECT value FROM json_each(?2)) AND circuit_state = 'open'",
+            )
+            .bind(now)
+            .bind(serde_json::to_string(&probed).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(claimed)
