@@ -95,6 +95,9 @@ pub struct Config {
     /// wait until someone resumes it): `SWITCHYARD_DISABLE_FAILING_AFTER_HOURS`, default 120 (5
     /// days); `None` never disables one.
     pub disable_failing_after: Option<Duration>,
+    /// The operator's workspace (`SWITCHYARD_NOTIFY_WORKSPACE`): every workspace's operational
+    /// notifications are also emitted there, for the operator's own rules to deliver.
+    pub notify_workspace: Option<switchyard_core::ids::WorkspaceId>,
     /// Proxies whose `X-Forwarded-For` names the client (`SWITCHYARD_TRUSTED_PROXIES`: addresses
     /// or CIDR ranges). From any other peer the header is ignored.
     pub trusted_proxies: Vec<IpNet>,
@@ -298,6 +301,7 @@ impl Config {
             branding: Default::default(),
             audit_retention: Some(Duration::from_secs(365 * 86_400)),
             disable_failing_after: Some(Duration::from_secs(120 * 3_600)),
+            notify_workspace: None,
             trusted_proxies: Vec::new(),
             oidc: None,
             plans: crate::limits::PlansConfig::default(),

@@ -29,6 +29,7 @@ pub mod learn;
 pub mod limits;
 pub mod mcp;
 mod memory;
+pub mod notify;
 pub mod oauth;
 pub mod rates;
 pub mod serve;
@@ -157,6 +158,7 @@ impl Application {
             }
             workers.push(tokio::spawn(dispatch::run(state.clone(), node_id.clone(), poll_interval, stop.clone())));
             workers.push(tokio::spawn(dispatch::maintenance::run(state.clone(), stop.clone())));
+            workers.push(tokio::spawn(notify::run(state.clone(), stop.clone())));
         }
         tracing::info!(address = %listener.local_addr()?, role = ?role, node = %node_id, "switchyard is ready");
         let app = api::router(state.clone(), role.serves_api(), stop.clone())

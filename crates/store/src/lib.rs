@@ -115,6 +115,23 @@ pub enum CancelOutcome {
     Finished(DeliveryStatus),
 }
 
+/// An operational notification waiting to become an event in its workspace (an outbox row,
+/// written in the transaction of the change it reports).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    /// Unique per change (`connection.failing:conn_...:1733131505000`): the event's idempotency key.
+    pub id: String,
+    pub workspace_id: WorkspaceId,
+    /// `connection.failing`, `connection.recovered`, `connection.disabled`,
+    /// `connection.needs_reauth` or `delivery.exhausted`.
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub created_at: Millis,
+}
+
+/// How long an emitted notification is remembered.
+pub const NOTIFICATIONS_KEPT_MS: i64 = 40 * 86_400_000;
+
 /// What a node saw of a connection's attempts, for its circuit (see `switchyard_core::circuit`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum CircuitReport {
@@ -614,6 +631,11 @@ pub trait QueueStore: Send + Sync {
     /// Moves a connection's circuit on after what a node saw; the new state when it changed (a
     /// report that no longer applies, because another node moved the circuit first, changes nothing).
     async fn report_circuit(&self, id: &ConnectionId, report: &CircuitReport, now: Millis) -> Result<Option<CircuitState>>;
+    /// The oldest notifications waiting to become events.
+    async fn take_notifications(&self, limit: u32) -> Result<Vec<Notification>>;
+    /// Marks notifications that became events (kept [`NOTIFICATIONS_KEPT_MS`], so that a monthly
+    /// one is not written again within its month).
+    async fn notifications_emitted(&self, ids: &[String], now: Millis) -> Result<()>;
     /// Disables (`failing`) every connection in delivery whose attempts have all failed since
     /// before `before`; returns those it disabled.
     async fn disable_failing_connections(&self, before: Millis, now: Millis) -> Result<Vec<(ConnectionId, WorkspaceId)>>;

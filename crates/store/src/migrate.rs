@@ -21,6 +21,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 10, name: "cancel", sql: include_str!("../migrations/sqlite/0010_cancel.sql") },
     Migration { version: 11, name: "pause", sql: include_str!("../migrations/sqlite/0011_pause.sql") },
     Migration { version: 12, name: "circuit", sql: include_str!("../migrations/sqlite/0012_circuit.sql") },
+    Migration { version: 13, name: "notifications", sql: include_str!("../migrations/sqlite/0013_notifications.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -39,6 +40,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 13, name: "cancel", sql: include_str!("../migrations/postgres/0013_cancel.sql") },
     Migration { version: 14, name: "pause", sql: include_str!("../migrations/postgres/0014_pause.sql") },
     Migration { version: 15, name: "circuit", sql: include_str!("../migrations/postgres/0015_circuit.sql") },
+    Migration { version: 16, name: "notifications", sql: include_str!("../migrations/postgres/0016_notifications.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

@@ -53,11 +53,21 @@ pub(crate) fn refuse_over_cap(batch: &[NewEvent], outcomes: &mut [IngestOutcome]
     }
 }
 
-/// Events and their deliveries stored per workspace, in id order: what usage counts.
+/// The names of Switchyard's own notification events, which usage does not count.
+pub(crate) const NOTIFICATION_PREFIX: &str = "switchyard.";
+
+/// One of Switchyard's own notifications (a rule's test event, `switchyard.test`, is the
+/// workspace's own and counts).
+fn is_notification(new: &NewEvent) -> bool {
+    !new.event.test && new.event.event.starts_with(NOTIFICATION_PREFIX)
+}
+
+/// Events and their deliveries stored per workspace, in id order: what usage counts (not
+/// Switchyard's own notifications: they are not the workspace's traffic).
 pub(crate) fn stored_per_workspace<'a>(batch: &'a [NewEvent], outcomes: &[IngestOutcome]) -> Vec<(&'a str, i64, i64)> {
     let mut counts: Vec<(&str, i64, i64)> = Vec::new();
     for (new, outcome) in batch.iter().zip(outcomes) {
-        if !matches!(outcome, IngestOutcome::Created) {
+        if !matches!(outcome, IngestOutcome::Created) || is_notification(new) {
             continue;
         }
         let ws = new.event.workspace_id.as_str();
@@ -81,6 +91,54 @@ pub(crate) fn stored_per_workspace<'a>(batch: &'a [NewEvent], outcomes: &[Ingest
         same
     });
     counts
+}
+
+/// The share of a monthly cap past which a workspace is told it is approaching it.
+const APPROACHING: f64 = 0.8;
+
+/// The notifications an ingest batch earns its capped workspaces (`used` before the batch, in the
+/// order of `caps`): `quota.approaching` when it takes one past 80 % of its cap, `quota.exceeded`
+/// when it refused one of its events. Their ids name the workspace and `month`, so each is told
+/// once a month.
+pub(crate) fn notifications(
+    batch: &[NewEvent],
+    outcomes: &[IngestOutcome],
+    caps: &[(&str, u64)],
+    used: &[u64],
+    month: &str,
+    now: switchyard_core::Millis,
+) -> Vec<crate::Notification> {
+    let mut stored = vec![0u64; caps.len()];
+    let mut refused = vec![false; caps.len()];
+    for (new, outcome) in batch.iter().zip(outcomes) {
+        let Some(i) = cap_index(caps, new.event.workspace_id.as_str()) else { continue };
+        match outcome {
+            IngestOutcome::Created if !is_notification(new) => stored[i] += 1,
+            IngestOutcome::OverQuota => refused[i] = true,
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (i, (ws, cap)) in caps.iter().enumerate() {
+        let threshold = (*cap as f64 * APPROACHING).ceil() as u64;
+        let after = used[i] + stored[i];
+        let mut tell = |kind: &str, used: u64| {
+            out.push(crate::Notification {
+                id: format!("{kind}:{ws}:{month}"),
+                workspace_id: switchyard_core::ids::WorkspaceId::from_trusted((*ws).to_owned()),
+                kind: kind.to_owned(),
+                payload: serde_json::json!({"limit": "events_per_month", "month": month, "used": used, "cap": cap}),
+                created_at: now,
+            })
+        };
+        if used[i] < threshold && after >= threshold {
+            tell("quota.approaching", after);
+        }
+        if refused[i] {
+            tell("quota.exceeded", after);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -158,6 +216,11 @@ mod tests {
         batch[4].deliveries = vec![delivery()];
         let outcomes = vec![IngestOutcome::Created; 5];
         assert_eq!(stored_per_workspace(&batch, &outcomes), vec![("ws_a", 2, 1), ("ws_b", 3, 2)]);
+        // Switchyard's own notifications are not the workspace's traffic.
+        let mut notification = event("ws_a", None);
+        notification.event.event = "switchyard.delivery.exhausted".into();
+        let with_notification = [batch.clone(), vec![notification]].concat();
+        assert_eq!(stored_per_workspace(&with_notification, &vec![IngestOutcome::Created; 6]), vec![("ws_a", 2, 1), ("ws_b", 3, 2)]);
         let none: Vec<(&str, i64, i64)> = Vec::new();
         assert_eq!(stored_per_workspace(&batch, &vec![IngestOutcome::OverQuota; 5]), none);
     }

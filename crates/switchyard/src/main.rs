@@ -181,6 +181,10 @@ struct ServeArgs {
     /// deliveries wait until it is resumed); 0 never disables one.
     #[arg(long, env = "SWITCHYARD_DISABLE_FAILING_AFTER_HOURS", default_value_t = 120)]
     disable_failing_after_hours: u64,
+    /// The operator's workspace (ws_...): every workspace's operational notifications
+    /// (switchyard.connection.failing, ...) are also emitted there, for its rules to deliver.
+    #[arg(long, env = "SWITCHYARD_NOTIFY_WORKSPACE")]
+    notify_workspace: Option<String>,
     /// Proxies trusted to name the client in X-Forwarded-For (comma-separated addresses or CIDR
     /// ranges); the audit log and address limits then see the client, not the proxy.
     #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -380,6 +384,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.templates.limits.time = std::time::Duration::from_millis(args.template_time_limit_ms);
     config.retention = (args.retention_days > 0).then(|| std::time::Duration::from_secs(args.retention_days * 86_400));
     config.audit_retention = (args.audit_retention_days > 0).then(|| std::time::Duration::from_secs(args.audit_retention_days * 86_400));
+    config.notify_workspace = match args.notify_workspace.as_deref().filter(|w| !w.is_empty()) {
+        None => None,
+        Some(w) => Some(
+            switchyard_core::ids::WorkspaceId::parse(w)
+                .ok_or_else(|| anyhow::anyhow!("SWITCHYARD_NOTIFY_WORKSPACE: {w:?} is not a workspace id (ws_...)"))?,
+        ),
+    };
     config.disable_failing_after = (args.disable_failing_after_hours > 0)
         .then(|| std::time::Duration::from_secs(args.disable_failing_after_hours.saturating_mul(3_600)));
     config.trusted_proxies = args.trusted_proxies.clone();

@@ -67,7 +67,7 @@ pub struct EventAccepted {
 
 /// Validates one event and matches it against the workspace's rules; `monthly_cap` is the
 /// workspace's (read once per request, not per event).
-async fn prepare(
+pub(crate) async fn prepare(
     state: &AppState,
     ws: &WorkspaceId,
     input: EventInput,
@@ -98,7 +98,11 @@ async fn prepare(
     let bound_here = |r: &crate::cache::CompiledRule| {
         r.rule.bound_to.as_ref().is_none_or(|b| b.covers(input.resource.as_deref(), input.resource_id.as_deref()))
     };
-    for compiled in rules.iter().filter(|r| r.pattern.matches(&input.event) && bound_here(r)) {
+    // Switchyard's own notifications go only to rules that ask for them by name (`switchyard.*`):
+    // a catch-all `*` is for the workspace's own events.
+    let notification = input.event.starts_with(crate::notify::PREFIX);
+    let asked_for = |r: &crate::cache::CompiledRule| !notification || r.rule.event.starts_with(crate::notify::PREFIX);
+    for compiled in rules.iter().filter(|r| r.pattern.matches(&input.event) && bound_here(r) && asked_for(r)) {
         if let Some(conditions) = &compiled.conditions {
             let ctx = context.get_or_insert_with(|| {
                 serde_json::json!({
@@ -157,6 +161,14 @@ pub async fn accept(state: &AppState, new: NewEvent) -> ApiResult<EventAccepted>
     })
 }
 
+/// Event names under `switchyard.` are Switchyard's own notifications: nobody else may send them.
+fn refuse_reserved(event: &str) -> ApiResult<()> {
+    if event.starts_with(crate::notify::PREFIX) {
+        return Err(ApiError::invalid("event", "names starting with \"switchyard.\" are reserved for Switchyard's own notifications"));
+    }
+    Ok(())
+}
+
 /// The 429 for an event received `at`, past its workspace's monthly cap.
 fn over_quota(cap: u64, at: switchyard_core::Millis) -> ApiError {
     let (month, _, resets_at) = switchyard_core::limits::month_of(at);
@@ -205,6 +217,7 @@ async fn ingest_one(
     body: &[u8],
 ) -> ApiResult<(StatusCode, EventAccepted)> {
     let input: EventInput = parse_json(body)?;
+    refuse_reserved(&input.event)?;
     let limits = crate::limits::of(state, ws).await?;
     crate::rates::admit_events(state, rates, ws, &limits, 1)?;
     let cap = limits.events_per_month;
@@ -292,7 +305,10 @@ async fn ingest_bulk(
             Err(ApiError::payload_too_large(format!("the event is larger than {MAX_EVENT_BYTES} bytes")))
         } else {
             match parse_json::<EventInput>(raw.get().as_bytes()) {
-                Ok(input) => prepare(&state, &ws, input, None, cap).await,
+                Ok(input) => match refuse_reserved(&input.event) {
+                    Ok(()) => prepare(&state, &ws, input, None, cap).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             }
         };

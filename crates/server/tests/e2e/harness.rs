@@ -38,10 +38,24 @@ impl TestApp {
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = switchyard_store::testing::database_url(dir.path()).await;
+        Self::start_on(dir, database_url, switchyard_core::crypto::MasterKey::generate_base64(), tweak).await
+    }
+
+    /// Stops the node and starts it again on the same data, with `tweak` applied to its settings.
+    pub async fn restart_with(mut self, tweak: impl FnOnce(&mut Config)) -> Self {
+        self.stop.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await.expect("join").expect("clean shutdown");
+        }
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
+        Self::start_on(dir, self.database_url.clone(), self.master_key.clone(), tweak).await
+    }
+
+    async fn start_on(dir: tempfile::TempDir, database_url: String, master_key: String, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::new(database_url.clone());
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.admin_key = Some(ADMIN_KEY.into());
-        config.master_key = Some(switchyard_core::crypto::MasterKey::generate_base64());
+        config.master_key = Some(master_key);
         config.allow_private_destinations = true;
         config.dispatcher.poll_interval = Duration::from_millis(100);
         config.dispatcher.lease_check_interval = Duration::from_millis(200);

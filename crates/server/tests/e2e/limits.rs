@@ -361,3 +361,35 @@ async fn usage_counts_deliveries_by_outcome_per_day() {
     assert_eq!((today["succeeded"].as_u64(), today["dead"].as_u64()), (Some(3), Some(3)));
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_workspace_is_told_once_a_month_when_it_nears_and_when_it_passes_its_monthly_cap() {
+    let app = app_with_plans().await;
+    let ws = app.workspace("capped").await;
+    let inbox = Receiver::status(200).await;
+    let conn = app.webhook(&ws, &inbox.url(), json!({})).await;
+    app.rule(&ws, &conn, "switchyard.quota.*", json!({})).await;
+    for i in 0..5 {
+        app.emit_ok(&ws, json!({"event": "user.created", "payload": {"i": i}})).await;
+    }
+    for _ in 0..3 {
+        let (status, _) = app.emit(&ws, json!({"event": "user.created"})).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let got = inbox.wait_for(2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert_eq!(inbox.count(), 2, "once each, however many were refused");
+    let bodies: Vec<Value> = got.iter().map(|r| r.json()).collect();
+    let month = switchyard_core::limits::month_of(switchyard_core::now_millis()).0;
+    let approaching = bodies.iter().find(|b| b["type"] == "switchyard.quota.approaching").expect("approaching");
+    assert_eq!(
+        approaching["data"],
+        json!({"type": "quota.approaching", "workspace_id": ws.id, "at": approaching["data"]["at"],
+        "limit": "events_per_month", "month": month, "used": 4, "cap": 5})
+    );
+    let exceeded = bodies.iter().find(|b| b["type"] == "switchyard.quota.exceeded").expect("exceeded");
+    assert_eq!((exceeded["data"]["used"].as_u64(), exceeded["data"]["cap"].as_u64()), (Some(5), Some(5)));
+    // Notifications are not the workspace's traffic: its usage is its own five events.
+    assert_eq!(app.ok(Method::GET, &format!("/workspaces/{}/usage", ws.id), None, 200).await["events"]["used"], 5);
+    app.shutdown().await;
+}

@@ -12,6 +12,7 @@ mod ingest;
 mod isolation;
 mod limits;
 mod management;
+mod notifications;
 mod oauth;
 mod operators;
 mod options;

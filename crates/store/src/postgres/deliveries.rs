@@ -99,7 +99,7 @@ finished AS (
     ON CONFLICT (workspace_id, day) DO UPDATE
     SET succeeded = usage_days.succeeded + EXCLUDED.succeeded, dead = usage_days.dead + EXCLUDED.dead
 )
-SELECT event_id, connection_id, status FROM moved";
+SELECT event_id, connection_id, status, id FROM moved";
 
 /// Claims and attempt records do not wait for their commit to reach disk. Losing one in a crash
 /// is harmless: a lost claim leaves the delivery due, a lost record leaves it leased until the
@@ -251,7 +251,7 @@ impl DeliveryStore for PostgresStore {
         relaxed_commit(&mut tx).await?;
         // One statement for the whole batch: move each delivery on (only where this node still
         // holds the lease), record its attempt, and name the events whose rollup may change.
-        let moved: Vec<(String, String, String)> = sqlx::query_as(RECORD_SQL)
+        let moved: Vec<(String, String, String, String)> = sqlx::query_as(RECORD_SQL)
             .bind(&input.ids)
             .bind(&input.numbers)
             .bind(&input.statuses)
@@ -268,9 +268,13 @@ impl DeliveryStore for PostgresStore {
             .bind(switchyard_core::limits::day_of(now))
             .fetch_all(&mut *tx)
             .await?;
-        let events: Vec<&str> = moved.iter().map(|(e, _, _)| e.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-        free_slots_and_track(&mut tx, moved.iter().map(|(_, c, status)| (c.as_str(), Some(status == "succeeded"))), now).await?;
+        let events: Vec<&str> = moved.iter().map(|(e, _, _, _)| e.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+        free_slots_and_track(&mut tx, moved.iter().map(|(_, c, status, _)| (c.as_str(), Some(status == "succeeded"))), now).await?;
         refresh_event_statuses(&mut tx, &events).await?;
+        let dead: Vec<&str> = moved.iter().filter(|(_, _, status, _)| status == "dead").map(|(_, _, _, id)| id.as_str()).collect();
+        if !dead.is_empty() {
+            Self::notify_exhausted(&mut tx, &dead, now).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -123,6 +123,9 @@ impl EventStore for PostgresStore {
         if !caps.is_empty() {
             let used: Vec<u64> = caps.iter().map(|(ws, _)| used.get(*ws).copied().unwrap_or(0)).collect();
             crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
+            for n in crate::quota::notifications(batch, &outcomes, &caps, &used, &month, now) {
+                PostgresStore::add_notification(&mut tx, &n).await?;
+            }
             // A refused event's idempotency key was claimed above: let it go, so a retry next month counts.
             let (mut ws, mut keys, mut ids) = (Vec::new(), Vec::new(), Vec::new());
             for (new, outcome) in batch.iter().zip(&outcomes) {

@@ -98,11 +98,23 @@ macro_rules! impl_credential_store {
 
             async fn set_connection_status(&self, id: &ConnectionId, status: ConnectionStatus) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
+                let was: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM connections WHERE id = $1").bind(id.as_str()).fetch_optional(&mut *tx).await?;
                 sqlx::query("UPDATE connections SET status = $1, refresh_lock_owner = NULL, refresh_lock_until = NULL WHERE id = $2")
                     .bind(status.as_str())
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
+                if status == ConnectionStatus::NeedsReauth && was.as_deref().is_some_and(|w| w != status.as_str()) {
+                    let row: (String, String, String, String) =
+                        sqlx::query_as("SELECT id, workspace_id, name, kind FROM connections WHERE id = $1")
+                            .bind(id.as_str())
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    let now = switchyard_core::now_millis();
+                    let reason = Some("the provider refused the connection's refresh token: reconnect it");
+                    Self::add_notification(&mut tx, &Self::connection_notification("connection.needs_reauth", &row, reason, now)).await?;
+                }
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())

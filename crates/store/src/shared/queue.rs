@@ -16,6 +16,70 @@ macro_rules! impl_queue_store {
              WHEN attempt_count > 0 THEN 'retrying' ELSE 'pending' END, lease_owner = NULL, lease_expires_at = NULL";
 
         impl $store {
+            /// Writes a notification in the transaction of the change it reports (once per id).
+            pub(crate) async fn add_notification(tx: &mut sqlx::Transaction<'_, $db>, n: &crate::Notification) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO notifications (id, workspace_id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&n.id)
+                .bind(n.workspace_id.as_str())
+                .bind(&n.kind)
+                .bind(n.payload.to_string())
+                .bind(n.created_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            /// A notification about a connection, from its row (`id`, `workspace_id`, `name`, `kind`).
+            fn connection_notification(kind: &str, row: &(String, String, String, String), reason: Option<&str>, now: Millis) -> crate::Notification {
+                let (id, ws, name, connection_kind) = row;
+                crate::Notification {
+                    id: format!("{kind}:{id}:{now}"),
+                    workspace_id: WorkspaceId::from_trusted(ws.clone()),
+                    kind: kind.to_owned(),
+                    payload: serde_json::json!({
+                        "connection": {"id": id, "name": name, "type": connection_kind},
+                        "reason": reason,
+                    }),
+                    created_at: now,
+                }
+            }
+
+            /// Notifies `delivery.exhausted` for each of these deliveries that is now dead, unless it
+            /// delivered a notification itself (a notification about a notification would never end).
+            pub(crate) async fn notify_exhausted(tx: &mut sqlx::Transaction<'_, $db>, ids: &[&str], now: Millis) -> Result<()> {
+                for chunk in ids.chunks(1_000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT d.id, d.workspace_id, d.event_id, e.event, d.connection_id, d.rule_id, d.attempt_count, d.last_error
+                         FROM deliveries d JOIN events e ON e.id = d.event_id
+                         WHERE d.status = 'dead' AND e.event NOT LIKE 'switchyard.%' AND d.id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    let dead: Vec<(String, String, String, String, String, String, i64, Option<String>)> =
+                        q.build_query_as().fetch_all(&mut **tx).await?;
+                    for (id, ws, event_id, event, connection_id, rule_id, attempts, last_error) in dead {
+                        let n = crate::Notification {
+                            id: format!("delivery.exhausted:{id}:{attempts}"),
+                            workspace_id: WorkspaceId::from_trusted(ws),
+                            kind: "delivery.exhausted".into(),
+                            payload: serde_json::json!({
+                                "delivery": {"id": id, "event_id": event_id, "event": event, "connection_id": connection_id,
+                                             "rule_id": rule_id, "attempts": attempts, "last_error": last_error},
+                            }),
+                            created_at: now,
+                        };
+                        Self::add_notification(tx, &n).await?;
+                    }
+                }
+                Ok(())
+            }
+
             /// Takes back the leases of stopped nodes that `condition` picks (see
             /// [`crate::recover_lease_set`]), and rolls up the events of deliveries set aside.
             async fn recover_leases(&self, condition: &str, now: Millis, owner: Option<&str>) -> Result<u64> {
@@ -208,19 +272,60 @@ macro_rules! impl_queue_store {
 
             async fn disable_failing_connections(&self, before: Millis, now: Millis) -> Result<Vec<(ConnectionId, WorkspaceId)>> {
                 let mut tx = self.writer().begin().await?;
-                let disabled: Vec<(String, String)> = sqlx::query_as(
+                let disabled: Vec<(String, String, String, String)> = sqlx::query_as(
                     "UPDATE connections SET inactive_reason = 'failing', inactive_since = $2, updated_at = $2
-                     WHERE inactive_reason IS NULL AND failing_since IS NOT NULL AND failing_since < $1 RETURNING id, workspace_id",
+                     WHERE inactive_reason IS NULL AND failing_since IS NOT NULL AND failing_since < $1
+                     RETURNING id, workspace_id, name, kind",
                 )
                 .bind(before)
                 .bind(now)
                 .fetch_all(&mut *tx)
                 .await?;
+                for row in &disabled {
+                    let n = Self::connection_notification("connection.disabled", row, Some("every attempt failed for too long"), now);
+                    Self::add_notification(&mut tx, &n).await?;
+                }
                 if !disabled.is_empty() {
                     Self::bump_config_version(&mut tx).await?;
                 }
                 tx.commit().await?;
-                Ok(disabled.into_iter().map(|(c, w)| (ConnectionId::from_trusted(c), WorkspaceId::from_trusted(w))).collect())
+                Ok(disabled.into_iter().map(|(c, w, _, _)| (ConnectionId::from_trusted(c), WorkspaceId::from_trusted(w))).collect())
+            }
+
+            async fn take_notifications(&self, limit: u32) -> Result<Vec<crate::Notification>> {
+                let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+                    "SELECT id, workspace_id, kind, payload, created_at FROM notifications WHERE emitted_at IS NULL ORDER BY created_at, id LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(self.writer())
+                .await?;
+                rows.into_iter()
+                    .map(|(id, ws, kind, payload, created_at)| {
+                        Ok(crate::Notification {
+                            id,
+                            workspace_id: WorkspaceId::from_trusted(ws),
+                            kind,
+                            payload: serde_json::from_str(&payload).map_err(|_| crate::StoreError::Corrupt("notifications.payload".into()))?,
+                            created_at,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn notifications_emitted(&self, ids: &[String], now: Millis) -> Result<()> {
+                // Kept a while (a monthly notice must not repeat within its month), then forgotten.
+                sqlx::query("DELETE FROM notifications WHERE emitted_at < $1").bind(now - crate::NOTIFICATIONS_KEPT_MS).execute(self.writer()).await?;
+                for chunk in ids.chunks(1_000) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET emitted_at = ");
+                    q.push_bind(now).push(" WHERE id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id.as_str());
+                    }
+                    q.push(")");
+                    q.build().execute(self.writer()).await?;
+                }
+                Ok(())
             }
 
             async fn report_circuit(&self, id: &ConnectionId, report: &crate::CircuitReport, now: Millis) -> Result<Option<CircuitState>> {
@@ -272,6 +377,21 @@ macro_rules! impl_queue_store {
                         .await?
                     }
                 };
+                // Tripped open (not reopened by a probe): failing; closed: recovered.
+                let kind = match (changed.as_deref(), report) {
+                    (Some("open"), crate::CircuitReport::Tripped { .. }) => Some("connection.failing"),
+                    (Some("closed"), _) => Some("connection.recovered"),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    let row: (String, String, String, String) =
+                        sqlx::query_as("SELECT id, workspace_id, name, kind FROM connections WHERE id = $1").bind(id.as_str()).fetch_one(&mut *tx).await?;
+                    let reason = match report {
+                        crate::CircuitReport::Tripped { reason, .. } => Some(reason.as_str()),
+                        _ => None,
+                    };
+                    Self::add_notification(&mut tx, &Self::connection_notification(kind, &row, reason, now)).await?;
+                }
                 if changed.as_deref() == Some("closed") {
                     Self::queue_changed(&mut tx).await?;
                 }

@@ -239,6 +239,14 @@ impl DeliveryStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            let dead: Vec<&str> = moved
+                .iter()
+                .filter(|(id, _, _, _)| outcome.get(id.as_str()) == Some(&NextStep::Dead))
+                .map(|(id, _, _, _)| id.as_str())
+                .collect();
+            if !dead.is_empty() {
+                Self::notify_exhausted(&mut tx, &dead, now).await?;
+            }
             let day = switchyard_core::limits::day_of(now);
             for (ws, (succeeded, dead)) in finished {
                 sqlx::query(

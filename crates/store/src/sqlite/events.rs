@@ -80,6 +80,9 @@ impl EventStore for SqliteStore {
                 used.push(n);
             }
             crate::quota::refuse_over_cap(batch, &mut outcomes, &caps, &used);
+            for n in crate::quota::notifications(batch, &outcomes, &caps, &used, &month, now) {
+                SqliteStore::add_notification(&mut tx, &n).await?;
+            }
         }
         let created: Vec<&NewEvent> =
             batch.iter().zip(&outcomes).filter(|(_, o)| matches!(o, IngestOutcome::Created)).map(|(n, _)| n).collect();
