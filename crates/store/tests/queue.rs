@@ -358,6 +358,13 @@ async fn an_open_circuit_claims_nothing_then_one_probe_at_a_time_until_it_closes
     assert_eq!(f.store.report_circuit(&conn, &failed, 11_100).await.unwrap(), Some(CircuitState::Open));
     let c = f.store.get_connection(&Scope::All, &conn).await.unwrap().unwrap();
     assert_eq!(c.circuit.retry_at, Some(11_100 + 1_500), "twice 1 s, capped at 1.5 s");
+
+    // Turning the breaker off closes the circuit: nothing is left waiting on it.
+    let mut off = c.clone();
+    off.breaker.enabled = false;
+    f.store.update_connection(&off).await.unwrap();
+    let c = f.store.get_connection(&Scope::All, &conn).await.unwrap().unwrap();
+    assert_eq!((c.circuit.state, c.circuit.retry_at), (CircuitState::Closed, None));
 }
 
 #[tokio::test]

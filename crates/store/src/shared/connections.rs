@@ -93,6 +93,18 @@ macro_rules! impl_connection_store {
                 .bind(crate::shared::connections::breaker_json(&c.breaker))
                 .execute(&mut *tx)
                 .await?;
+                if !c.breaker.enabled {
+                    // A breaker turned off leaves no circuit open or half open behind.
+                    sqlx::query(
+                        "UPDATE connections SET circuit_state = 'closed', circuit_reason = NULL, circuit_retry_at = 0, circuit_successes = 0,
+                             circuit_cooldown_ms = 0, circuit_since = $2
+                         WHERE id = $1 AND circuit_state <> 'closed'",
+                    )
+                    .bind(c.id.as_str())
+                    .bind(c.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())

@@ -81,7 +81,8 @@ macro_rules! impl_credential_store {
                 let mut tx = self.writer().begin().await?;
                 sqlx::query(
                     "UPDATE connections SET credentials_sealed = $1, config = COALESCE(CAST($2 AS TEXT), config), status = $3,
-                        refresh_lock_owner = NULL, refresh_lock_until = NULL, updated_at = $4
+                        refresh_lock_owner = NULL, refresh_lock_until = NULL, updated_at = $4,
+                        failing_since = CASE WHEN status = 'needs_reauth' THEN NULL ELSE failing_since END
                      WHERE id = $5",
                 )
                 .bind(sealed)

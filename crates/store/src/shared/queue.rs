@@ -54,7 +54,7 @@ macro_rules! impl_queue_store {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT d.id, d.workspace_id, d.event_id, e.event, d.connection_id, d.rule_id, d.attempt_count, d.last_error
                          FROM deliveries d JOIN events e ON e.id = d.event_id
-                         WHERE d.status = 'dead' AND e.event NOT LIKE 'switchyard.%' AND d.id IN (",
+                         WHERE d.status = 'dead' AND substr(e.event, 1, 11) <> 'switchyard.' AND d.id IN (",
                     );
                     let mut list = q.separated(", ");
                     for id in chunk {
@@ -273,9 +273,15 @@ macro_rules! impl_queue_store {
             async fn disable_failing_connections(&self, before: Millis, now: Millis) -> Result<Vec<(ConnectionId, WorkspaceId)>> {
                 let mut tx = self.writer().begin().await?;
                 let disabled: Vec<(String, String, String, String)> = sqlx::query_as(
-                    "UPDATE connections SET inactive_reason = 'failing', inactive_since = $2, updated_at = $2
-                     WHERE inactive_reason IS NULL AND failing_since IS NOT NULL AND failing_since < $1
-                     RETURNING id, workspace_id, name, kind",
+                    // Rows locked in id order, as every other writer of connections locks them.
+                    &format!(
+                        "UPDATE connections SET inactive_reason = 'failing', inactive_since = $2, updated_at = $2
+                         WHERE id IN (SELECT id FROM connections
+                                      WHERE status = 'active' AND inactive_reason IS NULL AND failing_since IS NOT NULL AND failing_since < $1
+                                      ORDER BY id{})
+                         RETURNING id, workspace_id, name, kind",
+                        Self::ROW_LOCK
+                    ),
                 )
                 .bind(before)
                 .bind(now)
