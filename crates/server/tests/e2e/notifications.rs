@@ -37,6 +37,10 @@ async fn a_failing_connection_and_an_exhausted_delivery_are_told_once_each_to_th
     let alerts = app.webhook(&ws, &inbox.url(), json!({})).await;
     let secret = alerts["signing_secret"].as_str().unwrap().to_owned();
     app.rule(&ws, &alerts, "switchyard.*", json!({})).await;
+    // And a second subscriber that is down: its copy of each notification dies at once, which
+    // must not become a notification in turn.
+    let dead_inbox = app.webhook(&ws, &closed_port_url().await, json!({"retry_policy": {"max_attempts": 1}})).await;
+    app.rule(&ws, &dead_inbox, "switchyard.delivery.*", json!({})).await;
     let operator_inbox = Receiver::status(200).await;
     let ops = app.webhook(&operator, &operator_inbox.url(), json!({})).await;
     app.rule(&operator, &ops, "switchyard.*", json!({})).await;
@@ -91,6 +95,14 @@ async fn a_failing_connection_and_an_exhausted_delivery_are_told_once_each_to_th
     let mut names: Vec<String> = notifications(&inbox).iter().map(|n| n["type"].as_str().unwrap().to_owned()).collect();
     names.sort();
     assert_eq!(names, ["switchyard.connection.failing", "switchyard.connection.recovered", "switchyard.delivery.exhausted"]);
+    let (_, dead) = app
+        .admin(
+            Method::GET,
+            &format!("/workspaces/{}/deliveries?status=dead&connection_id={}", ws.id, dead_inbox["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(dead["data"].as_array().unwrap().len(), 1, "the down subscriber's copy died: {dead}");
     assert_eq!(notifications(&operator_inbox).len(), 3);
 
     // Customers cannot send Switchyard's own events.
