@@ -6,8 +6,9 @@
 //! - [`receiver`]: destinations: one that answers 200 at once and timestamps arrivals, one that hangs.
 //! - [`load`]: closed-loop (N connections as fast as they go) and open-loop (fixed rate) senders.
 //! - [`scenarios`]: the measurements (a)–(g), and [`report`]: medians, the table and the JSON file.
-//! - [`retention`] (h) and [`plan`] (i): run alone, by their own flags.
+//! - [`retention`] (h), [`plan`] (i) and [`hostile`] (j): run alone, by their own flags.
 
+pub mod hostile;
 pub mod load;
 pub mod node;
 pub mod plan;
@@ -15,6 +16,7 @@ pub mod receiver;
 pub mod report;
 pub mod retention;
 pub mod scenarios;
+pub mod soak;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,6 +54,9 @@ pub struct Sizes {
     pub amplifier_backlog_requests: usize,
     /// (h): old events (each with a delivery and an attempt) deleted while the latency is measured.
     pub retention_events: usize,
+    /// (j): hostile destinations delivered to at once, and for how long.
+    pub hostile_destinations: usize,
+    pub hostile_duration: Duration,
 }
 
 impl Sizes {
@@ -72,6 +77,8 @@ impl Sizes {
             // 37 requests of 10 events × 1,000 rules: the 370,000-delivery replay of issue 10.
             amplifier_backlog_requests: 37,
             retention_events: 1_000_000,
+            hostile_destinations: 1_000,
+            hostile_duration: Duration::from_secs(60),
         }
     }
 
@@ -91,6 +98,8 @@ impl Sizes {
             amplifier_rules: 5,
             amplifier_backlog_requests: 2,
             retention_events: 2_000,
+            hostile_destinations: 20,
+            hostile_duration: Duration::from_secs(3),
         }
     }
 }
@@ -156,6 +165,37 @@ pub async fn run_plan(config: &BenchConfig) -> anyhow::Result<Vec<plan::PlanFigu
         single_plan / ceiling,
         single_plan / single,
         bulk_plan / bulk,
+        runs.len()
+    );
+    std::fs::write(&config.out, serde_json::to_vec_pretty(&runs)?)?;
+    eprintln!("wrote {}", config.out.display());
+    Ok(runs)
+}
+
+/// (j) alone, `runs` times: memory and API latency while delivering to hostile destinations.
+pub async fn run_hostile(config: &BenchConfig) -> anyhow::Result<Vec<hostile::HostileFigures>> {
+    let s = &config.sizes;
+    let mut runs = Vec::with_capacity(config.runs);
+    for i in 0..config.runs {
+        eprintln!("hostile destinations, run {}/{}", i + 1, config.runs);
+        runs.push(hostile::run_once(config, s.hostile_destinations, s.hostile_duration).await?);
+    }
+    let median = |f: fn(&hostile::HostileFigures) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "hostile: {} destinations at once for {:.0} s: RSS idle {:.1} MiB, peak {:.1} MiB ({:.2}× idle), at the end {:.1} MiB; at most {:.0} connections open to them; /healthz meanwhile p50 {:.2} ms, p99 {:.2} ms (medians of {} runs)",
+        s.hostile_destinations,
+        median(|r| r.seconds),
+        median(|r| r.rss_idle_mib),
+        median(|r| r.rss_peak_mib),
+        median(|r| r.rss_peak_mib / r.rss_idle_mib),
+        median(|r| r.rss_end_mib),
+        median(|r| r.most_open as f64),
+        median(|r| r.health_ms.p50),
+        median(|r| r.health_ms.p99),
         runs.len()
     );
     std::fs::write(&config.out, serde_json::to_vec_pretty(&runs)?)?;

@@ -119,20 +119,31 @@ impl Sender {
             .map_err(transport_error)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = tokio::time::timeout_at(deadline.into(), read_bounded(response, self.read_limit))
-            .await
-            .map_err(|_| TransportError { kind: TransportErrorKind::Timeout, message: "timed out reading the response".into() })??;
+        let body = read_bounded(response, self.read_limit, deadline).await?;
         Ok(ResponseSummary { status, headers, body })
     }
 }
 
-async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Bytes, TransportError> {
+/// Reads up to `limit` bytes of the body by `deadline`; the rest is dropped unread (which closes
+/// the connection rather than draining it). A body that stalls or breaks off fails the attempt,
+/// and the error says how far it got.
+async fn read_bounded(mut response: reqwest::Response, limit: usize, deadline: Instant) -> Result<Bytes, TransportError> {
+    let status = response.status().as_u16();
     let mut buf = BytesMut::new();
     while buf.len() < limit {
-        match response.chunk().await.map_err(transport_error)? {
-            Some(chunk) => buf.extend_from_slice(&chunk[..chunk.len().min(limit - buf.len())]),
-            None => break,
-        }
+        let chunk = match tokio::time::timeout_at(deadline.into(), response.chunk()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) if !e.is_timeout() => {
+                let message = format!("the response (HTTP {status}) broke off after {} bytes: {}", buf.len(), root_cause(&e));
+                return Err(TransportError { kind: TransportErrorKind::Other, message });
+            }
+            Ok(Err(_)) | Err(_) => {
+                let message = format!("timed out reading the response (HTTP {status}, {} bytes read)", buf.len());
+                return Err(TransportError { kind: TransportErrorKind::Timeout, message });
+            }
+        };
+        buf.extend_from_slice(&chunk[..chunk.len().min(limit - buf.len())]);
     }
     Ok(buf.freeze())
 }

@@ -39,6 +39,9 @@ enum Command {
     /// Benchmark this binary: starts it as the server under test beside a loopback receiver and a
     /// load generator, prints a table and writes a JSON report (see docs/benchmarks.md).
     Bench(BenchArgs),
+    /// Soak this binary: steady ingestion and delivery while nodes are killed with SIGKILL and
+    /// restarted; fails if any accepted event misses a delivery (see docs/reliability.md).
+    Soak(SoakArgs),
     /// Manage workspaces.
     #[command(alias = "workspace")]
     Workspaces(Group<cli::WorkspaceCmd>),
@@ -106,6 +109,56 @@ struct BenchArgs {
     /// against none, alternated in one sitting.
     #[arg(long, conflicts_with = "retention")]
     plan: bool,
+    /// Measure only (j): memory and API latency while delivering to hostile destinations (resets,
+    /// trickles, 10 GB answers, garbage, stalled TLS) at once.
+    #[arg(long, conflicts_with_all = ["retention", "plan"])]
+    hostile: bool,
+    /// With --hostile: how many destinations (default 1,000; 20 with --smoke).
+    #[arg(long, requires = "hostile")]
+    destinations: Option<usize>,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// How long to send and kill, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    seconds: u64,
+    /// Events per second, in all (each fans out to three webhook connections).
+    #[arg(long, default_value_t = 100)]
+    rate: u32,
+    /// Kill a node after a random pause of this many seconds, `LOW-HIGH`.
+    #[arg(long, default_value = "20-60", value_parser = parse_seconds_range)]
+    kill_every: (std::time::Duration, std::time::Duration),
+    /// Run a cluster on a fresh database of this PostgreSQL server (default: one node on SQLite).
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Nodes in the PostgreSQL cluster; they are killed in turn.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Seconds a killed cluster node stays down.
+    #[arg(long, default_value_t = 5)]
+    down_for: u64,
+    /// The share of deliveries the receiver fails with a 503, so that retries are part of the run.
+    #[arg(long, default_value_t = 0.02)]
+    fail_ratio: f64,
+    /// Seconds to wait, once sending stops, for every delivery to arrive.
+    #[arg(long, default_value_t = 300)]
+    drain: u64,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "soak-report.json")]
+    out: std::path::PathBuf,
+    /// The server binary to soak (default: this one).
+    #[arg(long)]
+    server: Option<std::path::PathBuf>,
+}
+
+fn parse_seconds_range(s: &str) -> Result<(std::time::Duration, std::time::Duration), String> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let secs = |v: &str| v.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).map(std::time::Duration::from_secs_f64);
+    match (secs(lo), secs(hi)) {
+        (Some(lo), Some(hi)) if lo <= hi => Ok((lo, hi)),
+        _ => Err("expected seconds as LOW-HIGH, e.g. 20-60".into()),
+    }
 }
 
 #[derive(Args)]
@@ -284,6 +337,10 @@ async fn run_node_command(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => {
+            let mut sizes = if args.smoke { switchyard_bench::Sizes::smoke() } else { switchyard_bench::Sizes::full() };
+            if let Some(n) = args.destinations {
+                sizes.hostile_destinations = n.max(1);
+            }
             let config = switchyard_bench::BenchConfig {
                 binary: match args.server {
                     Some(path) => path,
@@ -291,7 +348,7 @@ async fn run_node_command(command: Command) -> anyhow::Result<()> {
                 },
                 postgres: args.postgres,
                 runs: args.runs.max(1),
-                sizes: if args.smoke { switchyard_bench::Sizes::smoke() } else { switchyard_bench::Sizes::full() },
+                sizes,
                 out: args.out,
             };
             if args.retention {
@@ -300,7 +357,31 @@ async fn run_node_command(command: Command) -> anyhow::Result<()> {
             if args.plan {
                 return switchyard_bench::run_plan(&config).await.map(|_| ());
             }
+            if args.hostile {
+                return switchyard_bench::run_hostile(&config).await.map(|_| ());
+            }
             switchyard_bench::run(config).await.map(|_| ())
+        }
+        Command::Soak(args) => {
+            anyhow::ensure!((0.0..1.0).contains(&args.fail_ratio), "--fail-ratio must be at least 0 and below 1");
+            let config = switchyard_bench::soak::SoakConfig {
+                binary: match args.server {
+                    Some(path) => path,
+                    None => std::env::current_exe()?,
+                },
+                postgres: args.postgres,
+                nodes: args.nodes,
+                duration: std::time::Duration::from_secs(args.seconds),
+                rate: args.rate.max(1),
+                kill_every: args.kill_every,
+                down_for: std::time::Duration::from_secs(args.down_for),
+                fail_ratio: args.fail_ratio,
+                drain: std::time::Duration::from_secs(args.drain),
+                out: args.out,
+            };
+            let report = switchyard_bench::soak::run(&config).await?;
+            anyhow::ensure!(report.missing == 0, "{} accepted deliveries never arrived", report.missing);
+            Ok(())
         }
         Command::RotateMasterKey(args) => {
             init_logging(LogFormat::Text);

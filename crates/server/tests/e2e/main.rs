@@ -8,6 +8,7 @@ mod delivery;
 mod embed;
 mod hardening;
 mod harness;
+mod hostile;
 mod ingest;
 mod isolation;
 mod limits;
