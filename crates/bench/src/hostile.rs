@@ -208,6 +208,8 @@ pub struct HostileFigures {
     pub attempts: usize,
     /// `GET /healthz` from beside, while it lasted.
     pub health_ms: Percentiles,
+    /// (seconds since the start, RSS in MiB), every 10 s: a plateau is what bounded looks like.
+    pub rss_series_mib: Vec<(f64, f64)>,
 }
 
 /// Destinations per workspace: one connection and rule on `*` each.
@@ -232,7 +234,8 @@ pub async fn run_once(config: &BenchConfig, destinations: usize, duration: Durat
     let rss_idle = node.rss().0;
 
     let started = Instant::now();
-    let (mut events, mut peak, mut most_open, mut health) = (0u64, 0u64, 0usize, Vec::new());
+    let (mut events, mut peak, mut most_open, mut health, mut series) = (0u64, 0u64, 0usize, Vec::new(), Vec::new());
+    let mut next_sample = started;
     let url = format!("{}/api/v1/events", node.base);
     let mut next_emit = started;
     while started.elapsed() < duration {
@@ -249,7 +252,12 @@ pub async fn run_once(config: &BenchConfig, destinations: usize, duration: Durat
         let r = node.client.get(format!("{}/healthz", node.base)).send().await?;
         anyhow::ensure!(r.status().is_success(), "healthz answered {}", r.status());
         health.push(asked.elapsed().as_micros() as u64);
-        peak = peak.max(node.rss().0);
+        let rss = node.rss().0;
+        peak = peak.max(rss);
+        if Instant::now() >= next_sample {
+            series.push((started.elapsed().as_secs_f64().round(), (rss as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0));
+            next_sample += Duration::from_secs(10);
+        }
         most_open = most_open.max(servers.iter().map(|s| s.open.load(Ordering::Relaxed)).sum());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -267,6 +275,7 @@ pub async fn run_once(config: &BenchConfig, destinations: usize, duration: Durat
         reached: servers.iter().filter(|s| s.seen.load(Ordering::SeqCst) > 0).count(),
         attempts: servers.iter().map(|s| s.seen.load(Ordering::SeqCst)).sum(),
         health_ms: Percentiles::of(health)?,
+        rss_series_mib: series,
     };
     eprintln!(
         "  {} hostile destinations for {:.0} s: RSS idle {:.1} MiB, peak {:.1} MiB, at the end {:.1} MiB; at most {} connections open to them; {} reached, {} attempts; /healthz p50 {:.2} ms, p99 {:.2} ms",
@@ -281,5 +290,7 @@ pub async fn run_once(config: &BenchConfig, destinations: usize, duration: Durat
         figures.health_ms.p50,
         figures.health_ms.p99
     );
+    let series: Vec<String> = figures.rss_series_mib.iter().map(|(t, m)| format!("{t:.0} s: {m:.1}")).collect();
+    eprintln!("  RSS (MiB) over time: {}", series.join(", "));
     Ok(figures)
 }

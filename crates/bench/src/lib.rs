@@ -78,7 +78,7 @@ impl Sizes {
             amplifier_backlog_requests: 37,
             retention_events: 1_000_000,
             hostile_destinations: 1_000,
-            hostile_duration: Duration::from_secs(60),
+            hostile_duration: Duration::from_secs(120),
         }
     }
 

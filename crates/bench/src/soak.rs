@@ -161,6 +161,7 @@ pub async fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
                 let (live, accepted, resent, client, key) = (live.clone(), accepted.clone(), resent.clone(), client.clone(), key.clone());
                 tasks.spawn(send_until_accepted(client, live, key, seq, accepted, resent));
                 seq += 1;
+                while tasks.try_join_next().is_some() {}
             }
             while tasks.join_next().await.is_some() {}
             seq

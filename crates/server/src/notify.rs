@@ -41,7 +41,8 @@ async fn drain(state: &AppState) -> Result<(), crate::error::ApiError> {
             return Ok(());
         }
         let mut done = Vec::with_capacity(waiting.len());
-        for n in &waiting {
+        let mut failed = None;
+        'notifications: for n in &waiting {
             let mut targets = vec![(n.workspace_id.clone(), n.id.clone())];
             if let Some(operator) = state.config.notify_workspace.as_ref().filter(|w| **w != n.workspace_id) {
                 targets.push((operator.clone(), format!("{}:operator", n.id)));
@@ -51,13 +52,27 @@ async fn drain(state: &AppState) -> Result<(), crate::error::ApiError> {
                     Ok(()) => {}
                     // A workspace deleted meanwhile has nobody to tell.
                     Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {}
-                    Err(e) => return Err(e),
+                    // Refused for good (more matching rules than one event may have, say): told
+                    // in the log and let go, so that it cannot hold up the ones behind it.
+                    Err(e) if e.status.is_client_error() => {
+                        tracing::warn!(notification = %n.id, kind = %n.kind, workspace = %ws, error = %e.message, "a notification could not become an event");
+                    }
+                    // Likely passing (the database): this one and those after it wait for the next round.
+                    Err(e) => {
+                        failed = Some(e);
+                        break 'notifications;
+                    }
                 }
             }
             metrics::counter!("switchyard_notifications_total", "kind" => n.kind.clone()).increment(1);
             done.push(n.id.clone());
         }
-        state.store.notifications_emitted(&done, switchyard_core::now_millis()).await?;
+        if !done.is_empty() {
+            state.store.notifications_emitted(&done, switchyard_core::now_millis()).await?;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
         if waiting.len() < BATCH as usize {
             return Ok(());
         }
