@@ -64,6 +64,9 @@ pub struct SoakReport {
     pub failed_on_purpose: u64,
     /// From the end of sending until every delivery had arrived (or the drain gave up).
     pub drain_seconds: f64,
+    /// From an event's first send to its first arrival at each connection, in milliseconds: how
+    /// far behind delivery ran.
+    pub lag_ms: crate::scenarios::Percentiles,
     /// A few missing (event sequence number, connection) pairs, to start looking from.
     pub missing_sample: Vec<(u64, usize)>,
 }
@@ -74,6 +77,8 @@ const CONNECTIONS: usize = 3;
 #[derive(Default)]
 struct Tally {
     arrivals: Mutex<HashMap<(u64, usize), u32>>,
+    /// For each first arrival, microseconds since the event was first sent.
+    lags_us: Mutex<Vec<u64>>,
     failed_on_purpose: AtomicU64,
     fail_ratio: f64,
 }
@@ -85,7 +90,15 @@ async fn receive(State(tally): State<Arc<Tally>>, Path(k): Path<usize>, body: ax
     }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else { return StatusCode::BAD_REQUEST };
     let Some(seq) = v["data"]["seq"].as_u64() else { return StatusCode::BAD_REQUEST };
-    *tally.arrivals.lock().unwrap_or_else(|p| p.into_inner()).entry((seq, k)).or_default() += 1;
+    let first = {
+        let mut arrivals = tally.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        let n = arrivals.entry((seq, k)).or_default();
+        *n += 1;
+        *n == 1
+    };
+    if let (true, Some(sent)) = (first, v["data"]["sent_us"].as_u64()) {
+        tally.lags_us.lock().unwrap_or_else(|p| p.into_inner()).push(crate::receiver::now_micros().saturating_sub(sent));
+    }
     StatusCode::OK
 }
 
@@ -236,13 +249,14 @@ pub async fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         duplicates: arrivals.values().map(|n| u64::from(n - 1)).sum(),
         failed_on_purpose: tally.failed_on_purpose.load(Ordering::Relaxed),
         drain_seconds,
+        lag_ms: crate::scenarios::Percentiles::of(std::mem::take(&mut *tally.lags_us.lock().unwrap_or_else(|p| p.into_inner())))?,
         missing_sample,
     };
     for i in 0..nodes {
         cluster.kill_node(i);
     }
     println!(
-        "soak ({store}, {nodes} node(s)): {:.0} s, {} kills; {} events accepted ({} requests resent); {} of {} deliveries arrived, {} missing, {} duplicates; {} answers failed on purpose; drained in {:.1} s",
+        "soak ({store}, {nodes} node(s)): {:.0} s, {} kills; {} events accepted ({} requests resent); {} of {} deliveries arrived, {} missing, {} duplicates; {} answers failed on purpose; drained in {:.1} s; send to first arrival p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         report.seconds,
         report.kills,
         report.accepted,
@@ -252,7 +266,10 @@ pub async fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         report.missing,
         report.duplicates,
         report.failed_on_purpose,
-        report.drain_seconds
+        report.drain_seconds,
+        report.lag_ms.p50,
+        report.lag_ms.p99,
+        report.lag_ms.max
     );
     std::fs::write(&config.out, serde_json::to_vec_pretty(&report)?)?;
     eprintln!("wrote {}", config.out.display());
@@ -268,7 +285,7 @@ async fn send_until_accepted(
     accepted: Arc<AtomicU64>,
     resent: Arc<AtomicU64>,
 ) {
-    let body = json!({"event": "soak.test", "payload": {"seq": seq}});
+    let body = json!({"event": "soak.test", "payload": {"seq": seq, "sent_us": crate::receiver::now_micros()}});
     let idempotency = format!("soak-{seq}");
     for attempt in 0u64.. {
         let base = {

@@ -268,6 +268,12 @@ async fn a_delivery_whose_attempts_keep_ending_the_node_is_set_aside_not_retried
         Some(json!({"name": "all", "event": "*", "connection_id": conn["id"]})),
     )
     .await;
+    // The workspace is told of deliveries that run out of attempts.
+    let (told_url, told) = receiver(Duration::ZERO).await;
+    let alerts = json!({"type": "webhook", "name": "alerts", "config": {"url": told_url}});
+    let alerts = admin(&client, Method::POST, &format!("{base}/api/v1/workspaces/{ws_id}/connections"), Some(alerts)).await;
+    let rule = json!({"name": "exhausted", "event": "switchyard.delivery.exhausted", "connection_id": alerts["id"]});
+    admin(&client, Method::POST, &format!("{base}/api/v1/workspaces/{ws_id}/rules"), Some(rule)).await;
     let pk = ws["publishable_key"]["key"].as_str().unwrap();
     let (status, event) =
         call(&client, Method::POST, &format!("{base}/api/v1/events"), pk, Some(json!({"event": "crash.me", "payload": {}}))).await;
@@ -299,6 +305,17 @@ async fn a_delivery_whose_attempts_keep_ending_the_node_is_set_aside_not_retried
     assert!(delivery["last_error"].as_str().unwrap().contains("3 attempts in a row ended with the node making them"), "{delivery}");
     let (_, e) = call(&client, Method::GET, &format!("{base}/api/v1/events/{event_id}"), ADMIN, None).await;
     assert_eq!(e["status"], "failed", "{e}");
+    // Set aside is out of attempts: the workspace hears of it once, as of any exhausted delivery.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while told.seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no delivery.exhausted notification arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let notices: Vec<String> = told.seen.lock().unwrap().keys().cloned().collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let (_, notice) = call(&client, Method::GET, &format!("{base}/api/v1/events/{}", notices[0]), ADMIN, None).await;
+    assert_eq!(notice["event"], "switchyard.delivery.exhausted", "{notice}");
+    assert_eq!(notice["payload"]["delivery"]["id"], delivery["id"], "{notice}");
     // The node stays up and tries it no more.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(arrived.load(std::sync::atomic::Ordering::SeqCst), 3);

@@ -84,25 +84,22 @@ macro_rules! impl_queue_store {
             /// [`crate::recover_lease_set`]), and rolls up the events of deliveries set aside.
             async fn recover_leases(&self, condition: &str, now: Millis, owner: Option<&str>) -> Result<u64> {
                 let mut tx = self.writer().begin().await?;
-                let recovered: Vec<(String, String, String)> = sqlx::query_as(&format!(
-                    "UPDATE deliveries SET {} WHERE status = 'delivering' AND {condition} RETURNING connection_id, event_id, status",
+                let recovered: Vec<(String, String, String, String)> = sqlx::query_as(&format!(
+                    "UPDATE deliveries SET {} WHERE status = 'delivering' AND {condition} RETURNING id, connection_id, event_id, status",
                     crate::recover_lease_set("$1")
                 ))
                 .bind(now)
                 .bind(owner)
                 .fetch_all(&mut *tx)
                 .await?;
-                Self::free_slots(&mut tx, recovered.iter().map(|(c, _, _)| c.as_str())).await?;
-                let dead: Vec<&str> = recovered
-                    .iter()
-                    .filter(|(_, _, s)| s == "dead")
-                    .map(|(_, e, _)| e.as_str())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
+                Self::free_slots(&mut tx, recovered.iter().map(|(_, c, _, _)| c.as_str())).await?;
+                let dead: Vec<&(String, String, String, String)> = recovered.iter().filter(|(_, _, _, s)| s == "dead").collect();
                 if !dead.is_empty() {
                     tracing::warn!(deliveries = dead.len(), "deliveries set aside: their attempts kept ending with the node making them");
-                    Self::refresh_event_statuses(&mut tx, &dead).await?;
+                    let events: std::collections::BTreeSet<&str> = dead.iter().map(|(_, _, e, _)| e.as_str()).collect();
+                    Self::refresh_event_statuses(&mut tx, &events.into_iter().collect::<Vec<_>>()).await?;
+                    let ids: Vec<&str> = dead.iter().map(|(id, _, _, _)| id.as_str()).collect();
+                    Self::notify_exhausted(&mut tx, &ids, now).await?;
                 }
                 tx.commit().await?;
                 Ok(recovered.len() as u64)
