@@ -15,7 +15,7 @@
 //! permanently with the reason (`fail_action`, the default).
 
 use crate::FieldError;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -225,7 +225,12 @@ impl Transform {
             }
             Transform::ToDatetime { timezone } => {
                 let zone = parse_zone(timezone.as_deref())?;
-                Value::String(parse_instant(&value)?.with_timezone(&zone).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                let local = parse_instant(&value)?.with_timezone(&zone);
+                // chrono panics writing a local time past the last (or before the first) it holds.
+                if local.naive_utc().checked_add_offset(local.offset().fix()).is_none() {
+                    return Err(format!("{value} is out of range for a date in {}", zone.name()));
+                }
+                Value::String(local.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
             }
             Transform::Trim => map_text(value, |s| s.trim().to_owned())?,
             Transform::Lower => map_text(value, str::to_lowercase)?,

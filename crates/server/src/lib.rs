@@ -35,6 +35,9 @@ pub mod rates;
 pub mod serve;
 pub mod state;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use anyhow::Context;
 use config::Config;
 use state::{AppState, Inner};

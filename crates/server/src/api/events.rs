@@ -84,12 +84,14 @@ pub(crate) async fn prepare(
         if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > MAX_FIELD_LEN) {
             return Err(ApiError::invalid(field, format!("must be 1 to {MAX_FIELD_LEN} characters")));
         }
+        refuse_nul(field, value.as_deref())?;
     }
     let occurred_at = time_param(input.occurred_at.as_deref(), "occurred_at")?;
     let idempotency_key = header_key.map(str::to_owned).or(input.idempotency_key);
     if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_FIELD_LEN) {
         return Err(ApiError::invalid("idempotency_key", format!("must be 1 to {MAX_FIELD_LEN} characters")));
     }
+    refuse_nul("idempotency_key", idempotency_key.as_deref())?;
 
     let rules = state.cache.active_rules(&*state.store, ws).await?;
     // The condition context is built only if some candidate rule has conditions.
@@ -135,6 +137,15 @@ pub(crate) async fn prepare(
         test: false,
     };
     Ok(NewEvent { event, idempotency_key, deliveries, monthly_cap })
+}
+
+/// PostgreSQL text cannot hold NUL: such an event would fail its whole group commit (every event
+/// ingested beside it, in every workspace), so it is refused here, on every store alike.
+fn refuse_nul(field: &str, value: Option<&str>) -> ApiResult<()> {
+    if value.is_some_and(|v| v.contains('\0')) {
+        return Err(ApiError::invalid(field, "must not contain NUL (U+0000)"));
+    }
+    Ok(())
 }
 
 fn accepted_body(id: &EventId, event: &str, ws: &WorkspaceId, received_at: i64) -> EventAccepted {
