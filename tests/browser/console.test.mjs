@@ -231,7 +231,11 @@ describe("admin-key sign-in and the console's pages", () => {
       const doomed = await admin.ok("POST", "/workspaces", { name: `doomed-${scheme}` }, 201);
       await page.goto(`${keyServer.base}/console#/workspaces/${doomed.id}`);
       await page.getByRole("heading", { level: 1, name: `doomed-${scheme}` }).waitFor();
-      await page.getByRole("button", { name: "Delete workspace" }).click();
+      // The frame above the button grows as its pages load, moving the button; pressed from the
+      // keyboard, the press cannot land where the button was a moment before.
+      await frame.getByRole("heading", { level: 1, name: "Dashboard" }).waitFor({ timeout: 15000 });
+      await page.getByRole("button", { name: "Delete workspace" }).focus();
+      await page.keyboard.press("Enter");
       await page.getByRole("dialog").getByRole("button", { name: "Delete workspace" }).click();
       await page.getByRole("heading", { level: 1, name: "Workspaces" }).waitFor();
       assert.equal((await admin.call("GET", `/workspaces/${doomed.id}`)).status, 404);
