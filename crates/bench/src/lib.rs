@@ -5,11 +5,14 @@
 //! - [`node`]: the server under test, as a child process (its RSS is read from /proc).
 //! - [`receiver`]: destinations: one that answers 200 at once and timestamps arrivals, one that hangs.
 //! - [`load`]: closed-loop (N connections as fast as they go) and open-loop (fixed rate) senders.
+//! - [`mixed`]: (k) ingestion and delivery at once at default settings, the headline, and (l) one
+//!   connection at its defaults.
 //! - [`scenarios`]: the measurements (a)–(g), and [`report`]: medians, the table and the JSON file.
 //! - [`retention`] (h), [`plan`] (i) and [`hostile`] (j): run alone, by their own flags.
 
 pub mod hostile;
 pub mod load;
+pub mod mixed;
 pub mod node;
 pub mod plan;
 pub mod receiver;
@@ -42,6 +45,8 @@ pub struct Sizes {
     pub ingest_duration: Duration,
     pub bulk_size: usize,
     pub e2e_events: usize,
+    /// (k): how long the senders run.
+    pub mixed_duration: Duration,
     pub fan_out: usize,
     pub latency_rate: u32,
     pub latency_duration: Duration,
@@ -67,6 +72,7 @@ impl Sizes {
             ingest_duration: Duration::from_secs(5),
             bulk_size: 100,
             e2e_events: 20_000,
+            mixed_duration: Duration::from_secs(10),
             fan_out: 3,
             latency_rate: 1_000,
             latency_duration: Duration::from_secs(10),
@@ -89,6 +95,7 @@ impl Sizes {
             ingest_duration: Duration::from_millis(500),
             bulk_size: 10,
             e2e_events: 50,
+            mixed_duration: Duration::from_millis(500),
             fan_out: 3,
             latency_rate: 50,
             latency_duration: Duration::from_millis(500),
@@ -201,4 +208,51 @@ pub async fn run_hostile(config: &BenchConfig) -> anyhow::Result<Vec<hostile::Ho
     std::fs::write(&config.out, serde_json::to_vec_pretty(&runs)?)?;
     eprintln!("wrote {}", config.out.display());
     Ok(runs)
+}
+
+/// (k) and (l) alone, `runs` times, beside the ceiling and single-event ingest alone (a): the
+/// figures issue 16's targets are stated in, quickly.
+pub async fn run_mixed(config: &BenchConfig) -> anyhow::Result<Vec<MixedRun>> {
+    let s = &config.sizes;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
+    let mut runs = Vec::with_capacity(config.runs);
+    for i in 0..config.runs {
+        eprintln!("mixed, run {}/{}", i + 1, config.runs);
+        let trivial = receiver::trivial().await?;
+        let ceiling_rps = load::closed_loop(&client, &trivial, "x", s.concurrency, s.ingest_duration, 1, scenarios::single_body).await?;
+        eprintln!("  ceiling: {ceiling_rps:.0} requests/s");
+        let node = node::Node::start(&config.binary, config.postgres.as_deref()).await?;
+        let (key, _) = node.workspace("ingest", &[], serde_json::json!({})).await?;
+        let url = format!("{}/api/v1/events", node.base);
+        let ingest_single_eps =
+            load::closed_loop(&node.client, &url, &key, s.concurrency, s.ingest_duration, 1, scenarios::single_body).await?;
+        eprintln!("  ingest alone, single: {ingest_single_eps:.0} events/s");
+        drop(node);
+        let (mixed, one_connection_dps, stages) = scenarios::mixed_and_one(config).await?;
+        runs.push(MixedRun { ceiling_rps, ingest_single_eps, mixed, one_connection_dps, stages });
+    }
+    let m = |f: fn(&MixedRun) -> f64| report::median(runs.iter().map(f).collect());
+    let ceiling = m(|r| r.ceiling_rps);
+    let ingest = m(|r| r.ingest_single_eps);
+    let mixed: Vec<_> = runs.iter().map(|r| r.mixed).collect();
+    println!("\n(k) and (l): {} store, median of {} run(s)\n", if config.postgres.is_some() { "postgres" } else { "sqlite" }, runs.len());
+    println!("| measurement | figure | vs ceiling |");
+    println!("| --- | --- | --- |");
+    println!("| (f) ceiling | {ceiling:.0} requests/s | 1.00 |");
+    println!("| (a) ingest alone, single-event requests | {ingest:.0} events/s | {:.3} |", ingest / ceiling.max(1.0));
+    let stages: Vec<_> = runs.iter().map(|r| r.stages).collect();
+    report::print_mixed(&report::median_mixed(&mixed), m(|r| r.one_connection_dps), &report::median_stages(&stages), ceiling);
+    std::fs::write(&config.out, serde_json::to_vec_pretty(&runs)?)?;
+    eprintln!("wrote {}", config.out.display());
+    Ok(runs)
+}
+
+/// One run of [`run_mixed`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MixedRun {
+    pub ceiling_rps: f64,
+    pub ingest_single_eps: f64,
+    pub mixed: mixed::MixedFigures,
+    pub one_connection_dps: f64,
+    pub stages: mixed::Stages,
 }

@@ -59,7 +59,9 @@ impl Node {
             .env("SWITCHYARD_DATABASE_URL", &url)
             .env("SWITCHYARD_ADMIN_KEY", ADMIN_KEY)
             .env("SWITCHYARD_MASTER_KEY", MASTER_KEY)
-            .env("SWITCHYARD_LOG", "warn")
+            // SWITCHYARD_BENCH_LOG: the nodes' log filter, to look inside a measurement
+            // (`sqlx=debug` logs every statement with its time).
+            .env("SWITCHYARD_LOG", std::env::var("SWITCHYARD_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -79,6 +81,22 @@ impl Node {
         std::thread::spawn(move || for _ in lines {});
         let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
         Ok(Self { child, base, client, url, dir })
+    }
+
+    /// Each histogram's sum and count from the node's `/metrics` (histograms without labels).
+    pub async fn histograms(&self) -> anyhow::Result<std::collections::HashMap<String, (f64, f64)>> {
+        let text = self.client.get(format!("{}/metrics", self.base)).send().await?.text().await?;
+        let mut out: std::collections::HashMap<String, (f64, f64)> = std::collections::HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.split_once(' ') else { continue };
+            let Ok(value) = value.trim().parse::<f64>() else { continue };
+            if let Some(base) = name.strip_suffix("_sum") {
+                out.entry(base.to_owned()).or_default().0 = value;
+            } else if let Some(base) = name.strip_suffix("_count") {
+                out.entry(base.to_owned()).or_default().1 = value;
+            }
+        }
+        Ok(out)
     }
 
     /// (current RSS, peak RSS) in bytes, from /proc.

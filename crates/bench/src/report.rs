@@ -15,9 +15,24 @@ pub struct Report {
     /// Ratios to the ceiling (the same load generator against a trivial HTTP server).
     pub ingest_single_to_ceiling: f64,
     pub e2e_to_ceiling: f64,
+    /// (k): events delivered everywhere, and deliveries, per second, to the ceiling.
+    pub mixed_events_to_ceiling: f64,
+    pub mixed_deliveries_to_ceiling: f64,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// The median of each of (k)'s figures.
+pub fn median_mixed(runs: &[crate::mixed::MixedFigures]) -> crate::mixed::MixedFigures {
+    let m = |f: fn(&crate::mixed::MixedFigures) -> f64| median(runs.iter().map(f).collect());
+    crate::mixed::MixedFigures {
+        accepted_eps: m(|r| r.accepted_eps),
+        deliveries_per_s: m(|r| r.deliveries_per_s),
+        delivered_eps: m(|r| r.delivered_eps),
+        drain_s: m(|r| r.drain_s),
+        events: m(|r| r.events as f64) as u64,
+    }
+}
+
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     let n = values.len();
     if n == 0 {
@@ -38,8 +53,12 @@ impl Report {
             p99: median(runs.iter().map(|r| f(r).p99).collect()),
             max: median(runs.iter().map(|r| f(r).max).collect()),
         };
+        let mixed: Vec<_> = runs.iter().map(|r| r.mixed).collect();
         let median = RunFigures {
             ceiling_rps: m(|r| r.ceiling_rps),
+            mixed: median_mixed(&mixed),
+            one_connection_dps: m(|r| r.one_connection_dps),
+            stages: median_stages(&runs.iter().map(|r| r.stages).collect::<Vec<_>>()),
             ingest_single_eps: m(|r| r.ingest_single_eps),
             ingest_bulk_eps: m(|r| r.ingest_bulk_eps),
             e2e_deliveries_per_s: m(|r| r.e2e_deliveries_per_s),
@@ -57,6 +76,8 @@ impl Report {
             runs: runs.len(),
             ingest_single_to_ceiling: median.ingest_single_eps / median.ceiling_rps.max(1.0),
             e2e_to_ceiling: median.e2e_deliveries_per_s / median.ceiling_rps.max(1.0),
+            mixed_events_to_ceiling: median.mixed.delivered_eps / median.ceiling_rps.max(1.0),
+            mixed_deliveries_to_ceiling: median.mixed.deliveries_per_s / median.ceiling_rps.max(1.0),
             median,
             all_runs: runs,
         }
@@ -68,6 +89,7 @@ impl Report {
         println!("| measurement | figure | vs ceiling |");
         println!("| --- | --- | --- |");
         println!("| (f) ceiling: trivial HTTP server, same generator | {:.0} requests/s | 1.00 |", m.ceiling_rps);
+        print_mixed(&m.mixed, m.one_connection_dps, &m.stages, m.ceiling_rps);
         println!("| (a) ingest, single-event requests | {:.0} events/s | {:.2} |", m.ingest_single_eps, self.ingest_single_to_ceiling);
         println!("| (a) ingest, bulk requests | {:.0} events/s | |", m.ingest_bulk_eps);
         println!("| (b) end to end, fan-out | {:.0} deliveries/s | {:.2} |", m.e2e_deliveries_per_s, self.e2e_to_ceiling);
@@ -87,5 +109,36 @@ impl Report {
             "| (g) a neighbour's ingest beside a replay of {} deliveries | p50 {:.1} / p99 {:.1} / max {:.1} ms | |",
             m.replayed, r.p50, r.p99, r.max
         );
+    }
+}
+
+/// The rows of (k) and (l).
+pub fn print_mixed(k: &crate::mixed::MixedFigures, one_connection_dps: f64, stages: &crate::mixed::Stages, ceiling_rps: f64) {
+    let ratio = |x: f64| x / ceiling_rps.max(1.0);
+    println!(
+        "| (k) ingest and delivery at once, fan-out 3, defaults: events delivered everywhere | {:.0} events/s | {:.3} |",
+        k.delivered_eps,
+        ratio(k.delivered_eps)
+    );
+    println!("| (k) the same: deliveries | {:.0} deliveries/s | {:.3} |", k.deliveries_per_s, ratio(k.deliveries_per_s));
+    println!("| (k) the same: accepted while sending; drained after | {:.0} events/s; {:.2} s | |", k.accepted_eps, k.drain_s);
+    println!("| (l) one connection at its defaults | {one_connection_dps:.0} deliveries/s | {:.3} |", ratio(one_connection_dps));
+    let s = stages;
+    println!(
+        "| (l) by stage (means) | claim {:.2} ms for {:.1} deliveries; attempt {:.2} ms; answer to record {:.2} ms; record {:.2} ms for {:.1} attempts | |",
+        s.claim_ms, s.per_claim, s.attempt_ms, s.record_wait_ms, s.record_ms, s.per_record
+    );
+}
+
+/// The median of each stage figure.
+pub fn median_stages(runs: &[crate::mixed::Stages]) -> crate::mixed::Stages {
+    let m = |f: fn(&crate::mixed::Stages) -> f64| median(runs.iter().map(f).collect());
+    crate::mixed::Stages {
+        claim_ms: m(|s| s.claim_ms),
+        per_claim: m(|s| s.per_claim),
+        attempt_ms: m(|s| s.attempt_ms),
+        record_wait_ms: m(|s| s.record_wait_ms),
+        record_ms: m(|s| s.record_ms),
+        per_record: m(|s| s.per_record),
     }
 }

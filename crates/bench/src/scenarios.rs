@@ -18,6 +18,12 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Serialize)]
 pub struct RunFigures {
     pub ceiling_rps: f64,
+    /// (k) ingest and delivery at once, fan-out 3, connections at their defaults.
+    pub mixed: crate::mixed::MixedFigures,
+    /// (l) one connection at its defaults, a destination that answers at once.
+    pub one_connection_dps: f64,
+    /// Where (l)'s time went, by stage.
+    pub stages: crate::mixed::Stages,
     pub ingest_single_eps: f64,
     pub ingest_bulk_eps: f64,
     pub e2e_deliveries_per_s: f64,
@@ -70,7 +76,7 @@ pub(crate) fn bulk_body(i: u64, size: u64) -> Bytes {
 }
 
 /// Sends `count` events in bulk requests of `size`, `parallel` requests at a time.
-async fn send_bulk(node: &Node, key: &str, count: usize, size: usize, parallel: usize) -> anyhow::Result<()> {
+pub(crate) async fn send_bulk(node: &Node, key: &str, count: usize, size: usize, parallel: usize) -> anyhow::Result<()> {
     let url = format!("{}/api/v1/events/bulk", node.base);
     let chunks: Vec<usize> = (0..count).step_by(size).collect();
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(chunks)
@@ -91,7 +97,7 @@ async fn send_bulk(node: &Node, key: &str, count: usize, size: usize, parallel: 
     results.into_iter().collect()
 }
 
-async fn wait_for(arrivals: &Arrivals, expected: u64, limit: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_for(arrivals: &Arrivals, expected: u64, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     while arrivals.count() < expected {
         if Instant::now() > deadline {
@@ -122,6 +128,8 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
     let trivial = receiver::trivial().await?;
     let ceiling_rps = closed_loop(&client, &trivial, "x", s.concurrency, s.ingest_duration, 1, single_body).await?;
     eprintln!("  ceiling: {ceiling_rps:.0} requests/s");
+
+    let (mixed, one_connection_dps, stages) = mixed_and_one(config).await?;
 
     let node = Node::start(&config.binary, pg).await?;
     // (a) ingest into a workspace without rules, so dispatch does not compete.
@@ -202,6 +210,9 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
 
     Ok(RunFigures {
         ceiling_rps,
+        mixed,
+        one_connection_dps,
+        stages,
         ingest_single_eps,
         ingest_bulk_eps,
         e2e_deliveries_per_s,
@@ -214,6 +225,20 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
         replay_neighbour_ms,
         replayed,
     })
+}
+
+/// (k) and (l) on a fresh node.
+pub(crate) async fn mixed_and_one(config: &BenchConfig) -> anyhow::Result<(crate::mixed::MixedFigures, f64, crate::mixed::Stages)> {
+    let s = &config.sizes;
+    let node = Node::start(&config.binary, config.postgres.as_deref()).await?;
+    let mixed = crate::mixed::run(&node, s.fan_out, s.concurrency, s.mixed_duration).await?;
+    eprintln!(
+        "  ingest and delivery at once, fan-out {}, defaults: {:.0} events/s accepted, {:.0} deliveries/s ({:.0} events/s delivered everywhere; the last {:.2} s after the senders stopped)",
+        s.fan_out, mixed.accepted_eps, mixed.deliveries_per_s, mixed.delivered_eps, mixed.drain_s
+    );
+    let (one, stages) = crate::mixed::one_connection(&node, s.e2e_events).await?;
+    eprintln!("  one connection at its defaults: {one:.0} deliveries/s; {stages:?}");
+    Ok((mixed, one, stages))
 }
 
 /// Single events from another workspace, 200 a second, each timed to its `202`, while `during`

@@ -59,6 +59,15 @@ fn describe_metrics() {
     );
     describe_histogram!("switchyard_attempt_duration_seconds", Unit::Seconds, "Duration of delivery attempts, request to response.");
     describe_histogram!("switchyard_ingest_batch_events", "Events committed per ingest transaction (group commit).");
+    describe_histogram!("switchyard_claim_duration_seconds", Unit::Seconds, "Duration of one claim of due deliveries (one transaction).");
+    describe_histogram!("switchyard_claim_deliveries", "Deliveries leased per claim.");
+    describe_histogram!("switchyard_record_duration_seconds", Unit::Seconds, "Duration of one batch of attempt records (one transaction).");
+    describe_histogram!("switchyard_record_batch_attempts", "Attempts recorded per batch.");
+    describe_histogram!(
+        "switchyard_record_wait_seconds",
+        Unit::Seconds,
+        "From an attempt's answer to its record's commit: how long a delivery stays leased after it was answered."
+    );
     describe_gauge!("switchyard_deliveries_waiting", "Deliveries waiting for an attempt (pending or retrying), due or scheduled.");
     describe_counter!("switchyard_lease_recoveries_total", "Deliveries taken back from a node that died holding their lease.");
     describe_counter!("switchyard_events_pruned_total", "Events deleted with their history after the retention period.");

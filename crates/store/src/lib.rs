@@ -532,11 +532,17 @@ pub struct NodeShare {
     /// How far ahead a rate-limited connection's starts may be handed out: a connection whose next
     /// start is further away is not claimed from.
     pub pace_horizon_ms: i64,
+    /// Deliveries this node leased whose destination has answered but whose record may not have
+    /// committed yet, with their connections: while still leased, they no longer hold one of the
+    /// connection's in-flight slots (nothing is in flight to the destination for them). Ids, not
+    /// counts: the claim subtracts only those still leased, so a record committing meanwhile is
+    /// not subtracted twice.
+    pub answered: Vec<(ConnectionId, DeliveryId)>,
 }
 
 impl Default for NodeShare {
     fn default() -> Self {
-        Self { per_workspace: u32::MAX, room: Vec::new(), pace_horizon_ms: 2_000 }
+        Self { per_workspace: u32::MAX, room: Vec::new(), pace_horizon_ms: 2_000, answered: Vec::new() }
     }
 }
 

@@ -120,6 +120,63 @@ async fn claims_never_exceed_a_connections_in_flight_cap() {
 }
 
 #[tokio::test]
+async fn answered_leases_free_their_slots_for_their_own_node_only() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 3).await;
+    enqueue(&*f.store, &ws, &conn, 20, 1_000).await;
+    let claim = |owner: &'static str, answered: Vec<&Claimed>| {
+        let store = f.store.clone();
+        let answered = answered.iter().map(|c| (c.delivery.connection_id.clone(), c.delivery.id.clone())).collect();
+        async move {
+            let share = NodeShare { answered, ..NodeShare::default() };
+            store.claim_due_shared(owner, 2_000, 100, 30_000, &share).await.unwrap()
+        }
+    };
+    let first = claim("a", vec![]).await;
+    assert_eq!(first.len(), 3);
+    // Node a has answers for two of its three leases, not yet recorded: two slots are free.
+    let second = claim("a", first[..2].iter().collect()).await;
+    assert_eq!(second.len(), 2);
+    // Five leased, two answered: three in flight, the cap.
+    assert!(claim("a", first[..2].iter().collect()).await.is_empty());
+    // Another node does not know a's answers: to it the five leases hold five slots.
+    assert!(claim("b", vec![]).await.is_empty());
+    // An answer whose record committed meanwhile is not subtracted twice: four still leased, one
+    // of them answered, is three in flight (subtracting both answers would free a slot).
+    record(&*f.store, "a", &first[..1]).await;
+    assert!(claim("a", first[..2].iter().collect()).await.is_empty());
+    // Everything a leased is answered: the whole cap is free again, and no more than the cap.
+    let mut all: Vec<&Claimed> = first.iter().chain(second.iter()).collect();
+    let third = claim("a", all.clone()).await;
+    assert_eq!(third.len(), 3);
+    assert!(claim("a", all.clone()).await.is_empty(), "the three just claimed are in flight");
+    all.extend(third.iter());
+    assert_eq!(claim("a", all).await.len(), 3);
+}
+
+/// Records each claimed delivery's attempt as a success.
+async fn record(store: &dyn Store, owner: &str, claimed: &[Claimed]) {
+    let done: Vec<_> = claimed
+        .iter()
+        .map(|c| AttemptRecord {
+            attempt: Attempt {
+                delivery_id: c.delivery.id.clone(),
+                number: 1,
+                started_at: 2_000,
+                duration_ms: 1,
+                status_code: Some(200),
+                error: None,
+                response_excerpt: None,
+                request: None,
+            },
+            next: NextStep::Succeeded,
+        })
+        .collect();
+    store.record_attempts(owner, &done, 2_100).await.unwrap();
+}
+
+#[tokio::test]
 async fn claims_space_a_rate_limited_connection_s_starts_for_every_node() {
     let f = fixture().await;
     let ws = workspace(&*f.store).await;

@@ -113,6 +113,10 @@ struct BenchArgs {
     /// trickles, 10 GB answers, garbage, stalled TLS) at once.
     #[arg(long, conflicts_with_all = ["retention", "plan"])]
     hostile: bool,
+    /// Measure only (k) and (l), beside the ceiling and ingest alone: ingestion and delivery at
+    /// once at default settings (fan-out 3), and one connection at its defaults.
+    #[arg(long, conflicts_with_all = ["retention", "plan", "hostile"])]
+    mixed: bool,
     /// With --hostile: how many destinations (default 1,000; 20 with --smoke).
     #[arg(long, requires = "hostile")]
     destinations: Option<usize>,
@@ -359,6 +363,9 @@ async fn run_node_command(command: Command) -> anyhow::Result<()> {
             }
             if args.hostile {
                 return switchyard_bench::run_hostile(&config).await.map(|_| ());
+            }
+            if args.mixed {
+                return switchyard_bench::run_mixed(&config).await.map(|_| ());
             }
             switchyard_bench::run(config).await.map(|_| ())
         }

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::ids::{DeliveryId, WorkspaceId};
+use switchyard_core::ids::{ConnectionId, DeliveryId, WorkspaceId};
 use switchyard_destinations::http::Sender;
 use switchyard_store::NodeShare;
 use tokio::sync::Semaphore;
@@ -41,7 +41,9 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
     let pace_horizon_ms = (config.lease_margin.as_millis() as i64 / 2).min(2_000);
     let mut last_prune = switchyard_core::now_millis();
     let next_retry = Arc::new(AtomicI64::new(i64::MAX));
-    let (recorder, recorder_task) = Recorder::start(state.store.clone(), owner.clone(), next_retry.clone(), state.wake.clone());
+    let answered = Arc::new(Answered::default());
+    let (recorder, recorder_task) =
+        Recorder::start(state.store.clone(), owner.clone(), next_retry.clone(), state.wake.clone(), answered.clone());
     let permits = Arc::new(Semaphore::new(config.max_concurrency));
     // Deliveries this node holds a lease on and has not yet handed to the recorder.
     let leased: Arc<Mutex<HashSet<DeliveryId>>> = Arc::default();
@@ -64,9 +66,15 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         let free = permits.available_permits().min(config.claim_batch as usize) as u32;
         let mut saturated = false;
         if free > 0 {
-            let share = NodeShare { pace_horizon_ms, ..lock(&shares).node_share(config.max_concurrency) };
+            let share = NodeShare { pace_horizon_ms, answered: answered.list(), ..lock(&shares).node_share(config.max_concurrency) };
+            let began = std::time::Instant::now();
             match state.store.claim_due_shared(&owner, now, free, config.lease_margin.as_millis() as i64, &share).await {
                 Ok(claimed) => {
+                    metrics::histogram!("switchyard_claim_duration_seconds").record(began.elapsed().as_secs_f64());
+                    metrics::histogram!("switchyard_claim_deliveries").record(claimed.len() as f64);
+                    // Leased again (a deferred delivery handed back, say): whatever answer it had
+                    // is history, and this claim did not count it (it was not leased when it ran).
+                    answered.forget(claimed.iter().map(|c| &c.delivery.id));
                     saturated = claimed.len() as u32 == free;
                     let mut over_share = Vec::new();
                     // A rate-limited connection's next start: come back for it when it is near.
@@ -89,13 +97,20 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
                         let (state, sender, recorder, leased) = (state.clone(), sender.clone(), recorder.clone(), leased.clone());
                         let (holds, shares, circuits) = (holds.clone(), shares.clone(), circuits.clone());
                         tasks.spawn(async move {
-                            let (id, workspace) = (c.delivery.id.clone(), c.delivery.workspace_id.clone());
+                            let (id, workspace, connection) =
+                                (c.delivery.id.clone(), c.delivery.workspace_id.clone(), c.delivery.connection_id.clone());
                             let dispatch = attempt::Dispatch { sender: &sender, holds: &holds, circuits: &circuits };
                             let record = attempt::perform(&state, &dispatch, c).await;
-                            recorder.record(record);
+                            recorder.record(record, id.clone(), connection);
                             lock(&leased).remove(&id);
                             lock(&shares).give_back(&workspace);
                             drop(permit);
+                            // The connection's slot is free: the next claim may take it before
+                            // the record commits. If records are being written, the recorder
+                            // wakes the dispatcher when they are, with more slots free by then.
+                            if !recorder.writing() {
+                                state.wake.notify_one();
+                            }
                         });
                     }
                     if !over_share.is_empty() {
@@ -138,6 +153,37 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
     }
     drop(recorder);
     let _ = recorder_task.await;
+}
+
+/// This node's deliveries whose destination has answered and whose records have not committed
+/// yet, with their connections. They hold their leases (a crash before the commit makes them due
+/// again) but not their connection's in-flight slots: the claim counts them as free (see
+/// [`NodeShare::answered`]), so a slot is taken again as soon as an answer arrives, not a record
+/// transaction later.
+#[derive(Default)]
+pub struct Answered {
+    leases: Mutex<HashMap<DeliveryId, ConnectionId>>,
+}
+
+impl Answered {
+    fn add(&self, delivery: &DeliveryId, connection: &ConnectionId) {
+        lock(&self.leases).insert(delivery.clone(), connection.clone());
+    }
+
+    fn remove(&self, delivery: &DeliveryId) {
+        lock(&self.leases).remove(delivery);
+    }
+
+    fn forget<'a>(&self, deliveries: impl Iterator<Item = &'a DeliveryId>) {
+        let mut leases = lock(&self.leases);
+        for d in deliveries {
+            leases.remove(d);
+        }
+    }
+
+    fn list(&self) -> Vec<(ConnectionId, DeliveryId)> {
+        lock(&self.leases).iter().map(|(d, c)| (c.clone(), d.clone())).collect()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

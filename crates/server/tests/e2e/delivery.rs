@@ -659,3 +659,41 @@ async fn untried_deliveries(app: &TestApp, events: &[String]) -> usize {
     }
     n
 }
+
+/// A slot is taken again as soon as its answer arrives (before the record commits), yet a
+/// connection never has more requests open at its destination than `max_in_flight`.
+#[tokio::test]
+async fn the_in_flight_cap_holds_while_answered_slots_are_reused_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (open, most, arrived) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let app_state = (open.clone(), most.clone(), arrived.clone());
+    let destination = axum::Router::new().fallback(move || {
+        let (open, most, arrived) = app_state.clone();
+        async move {
+            let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            open.fetch_sub(1, Ordering::SeqCst);
+            arrived.fetch_add(1, Ordering::SeqCst);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, destination).await.ok() });
+
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("capped").await;
+    let conn = app.webhook(&ws, &url, json!({"max_in_flight": 3})).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let batch: Vec<_> = (0..300).map(|i| json!({"event": "tick", "payload": {"i": i}})).collect();
+    let (status, _) = app.call(Method::POST, "/api/v1/events/bulk", Some(&ws.pk), Some(json!(batch))).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrived.load(Ordering::SeqCst) < 300 {
+        assert!(Instant::now() < deadline, "only {} of 300 arrived", arrived.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 3, "three at once, never more");
+}

@@ -21,15 +21,28 @@ CROSS JOIN LATERAL (
     SELECT 1 FROM deliveries x
     WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $1
     ORDER BY x.next_attempt_at LIMIT 1) due
-WHERE c.status = 'active' AND c.inactive_reason IS NULL AND c.in_flight < c.max_in_flight AND NOT (c.workspace_id = ANY($2))
+-- In flight: leased and not yet answered. $4, $5: the claiming node's answered leases per connection,
+-- some of which may have been recorded already: this only picks the connections to look at; the
+-- claim below counts exactly.
+LEFT JOIN UNNEST($4::text[], $5::bigint[]) AS a(id, n) ON a.id = c.id
+WHERE c.status = 'active' AND c.inactive_reason IS NULL AND c.in_flight - COALESCE(a.n, 0) < c.max_in_flight
+  AND NOT (c.workspace_id = ANY($2))
   AND c.held_until <= $1 AND c.next_start_at <= $1 + $3
-  AND (c.circuit_state = 'closed' OR (c.circuit_retry_at <= $1 AND c.in_flight = 0))
+  AND (c.circuit_state = 'closed' OR (c.circuit_retry_at <= $1 AND c.in_flight - COALESCE(a.n, 0) <= 0))
 FOR NO KEY UPDATE OF c SKIP LOCKED";
 
 /// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked
 /// connections; the claimed deliveries are added to their connections' `in_flight`.
 const CLAIM_SQL: &str = "
-WITH due AS (
+-- In flight: leased and not yet answered ($10: the claiming node's answered leases, counted once per
+-- connection). Under the connections' locks no record can lower `in_flight` meanwhile, so each is
+-- subtracted once.
+WITH answered AS (
+    SELECT y.connection_id, COUNT(*) AS n FROM deliveries y
+    WHERE y.id = ANY($10) AND y.connection_id = ANY($5) AND y.status = 'delivering'
+    GROUP BY y.connection_id
+),
+due AS (
     SELECT d.id, d.workspace_id, d.connection_id, d.next_attempt_at,
            ROW_NUMBER() OVER (PARTITION BY d.connection_id ORDER BY d.next_attempt_at, d.id) AS conn_rank
     FROM connections c
@@ -44,7 +57,8 @@ allowed AS (
            ROW_NUMBER() OVER (PARTITION BY due.workspace_id ORDER BY due.conn_rank, due.next_attempt_at) AS ws_rank
     FROM due
     JOIN connections c ON c.id = due.connection_id
-    WHERE due.conn_rank + c.in_flight <= CASE WHEN c.circuit_state = 'closed' THEN c.max_in_flight ELSE 1 END
+    LEFT JOIN answered a ON a.connection_id = c.id
+    WHERE due.conn_rank + GREATEST(c.in_flight - COALESCE(a.n, 0), 0) <= CASE WHEN c.circuit_state = 'closed' THEN c.max_in_flight ELSE 1 END
       AND (COALESCE(c.rate_limit_per_minute, 0) <= 0
            OR due.conn_rank <= FLOOR(($2 + $9 - GREATEST(c.next_start_at, $2)) * c.rate_limit_per_minute / 60000.0) + 1)
 ),
@@ -170,11 +184,24 @@ impl DeliveryStore for PostgresStore {
     ) -> Result<Vec<Claimed>> {
         let full = share.full();
         let (room_ws, room): (Vec<&str>, Vec<i64>) = share.room.iter().map(|(w, r)| (w.as_str(), *r as i64)).unzip();
+        let answered_ids: Vec<&str> = share.answered.iter().map(|(_, d)| d.as_str()).collect();
+        let mut per_connection: HashMap<&str, i64> = HashMap::new();
+        for (c, _) in &share.answered {
+            *per_connection.entry(c.as_str()).or_default() += 1;
+        }
+        let (answered, answered_n): (Vec<&str>, Vec<i64>) = per_connection.into_iter().unzip();
         let mut tx = self.pool.begin().await?;
         relaxed_commit(&mut tx).await?;
-        let locked: Vec<(String, f64, Option<i64>, String)> =
-            sqlx::query_as(LOCK_CONNECTIONS_SQL).bind(now).bind(&full).bind(share.pace_horizon_ms).fetch_all(&mut *tx).await?;
+        let locked: Vec<(String, f64, Option<i64>, String)> = sqlx::query_as(LOCK_CONNECTIONS_SQL)
+            .bind(now)
+            .bind(&full)
+            .bind(share.pace_horizon_ms)
+            .bind(&answered)
+            .bind(&answered_n)
+            .fetch_all(&mut *tx)
+            .await?;
         if locked.is_empty() {
+            tx.rollback().await?;
             return Ok(Vec::new());
         }
         let connections: Vec<&str> = locked.iter().map(|(id, _, _, _)| id.as_str()).collect();
@@ -192,9 +219,13 @@ impl DeliveryStore for PostgresStore {
             .bind(&room_ws)
             .bind(&room)
             .bind(share.pace_horizon_ms)
+            .bind(&answered_ids)
             .fetch_all(&mut *tx)
             .await?;
         if rows.is_empty() {
+            // End the transaction now: dropped, it would keep the connections' row locks until
+            // its pool connection is next used, and every claim meanwhile would skip them.
+            tx.rollback().await?;
             return Ok(Vec::new());
         }
         let deliveries = rows.iter().map(rows::delivery).collect::<Result<Vec<_>>>()?;

@@ -17,8 +17,11 @@ UPDATE deliveries
 SET status = 'delivering', lease_owner = ?1, updated_at = ?2,
     lease_expires_at = ?2 + ?3 + (SELECT timeout_ms FROM connections c WHERE c.id = deliveries.connection_id)
 WHERE id IN (
+    -- In flight: leased and not yet answered (the claiming node's answered leases are in ?9).
     WITH busy AS (
-        SELECT connection_id, COUNT(*) AS n FROM deliveries WHERE status = 'delivering' GROUP BY connection_id
+        SELECT connection_id, COUNT(*) AS n FROM deliveries
+        WHERE status = 'delivering' AND id NOT IN (SELECT value FROM json_each(?9))
+        GROUP BY connection_id
     ),
     due AS (
         SELECT d.id, d.workspace_id, d.connection_id, d.next_attempt_at,
@@ -63,206 +66,234 @@ impl DeliveryStore for SqliteStore {
         lease_margin_ms: i64,
         share: &NodeShare,
     ) -> Result<Vec<Claimed>> {
-        let room: serde_json::Map<String, serde_json::Value> =
-            share.room.iter().map(|(w, r)| (w.as_str().to_owned(), serde_json::Value::from(*r))).collect();
-        let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query(CLAIM_SQL)
-            .bind(owner)
-            .bind(now)
-            .bind(lease_margin_ms)
-            .bind(limit)
-            .bind(share.per_workspace as i64)
-            .bind(serde_json::to_string(&share.full()).unwrap_or_default())
-            .bind(serde_json::Value::Object(room).to_string())
-            .bind(share.pace_horizon_ms)
-            .fetch_all(&mut *tx)
-            .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let deliveries = rows.iter().map(rows::delivery).collect::<Result<Vec<_>>>()?;
-        let event_ids: BTreeSet<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
-        let ids_json = serde_json::to_string(&event_ids).unwrap_or_default();
-        let event_rows =
-            sqlx::query("SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?))").bind(ids_json).fetch_all(&mut *tx).await?;
-        let mut events: HashMap<String, std::sync::Arc<Event>> = HashMap::with_capacity(event_rows.len());
-        for row in &event_rows {
-            let e = rows::event(row)?;
-            events.insert(e.id.as_str().to_owned(), std::sync::Arc::new(e));
-        }
-        let mut claimed = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            match events.get(delivery.event_id.as_str()) {
-                Some(event) => claimed.push(Claimed { event: event.clone(), delivery, start_at: now, next_start_at: None, probe: false }),
-                None => {
-                    return Err(crate::StoreError::Corrupt(format!("delivery {} has no event", delivery.id)));
-                }
-            }
-        }
-        // Rate-limited connections: their starts are spaced, and their next free start moved on.
-        // A connection whose circuit was not closed sent its one probe: the circuit is half open.
-        let connections: BTreeSet<&str> = claimed.iter().map(|c| c.delivery.connection_id.as_str()).collect();
-        let states: Vec<(String, f64, i64, String)> = sqlx::query_as(
-            "SELECT id, next_start_at, COALESCE(rate_limit_per_minute, 0), circuit_state FROM connections
-             WHERE id IN (SELECT value FROM json_each(?)) AND (rate_limit_per_minute > 0 OR circuit_state <> 'closed')",
-        )
-        .bind(serde_json::to_string(&connections).unwrap_or_default())
-        .fetch_all(&mut *tx)
-        .await?;
-        let paces: HashMap<String, (f64, u32)> = states
-            .iter()
-            .filter(|(_, _, rate, _)| *rate > 0)
-            .map(|(id, next, rate, _)| (id.clone(), (*next, (*rate).min(u32::MAX as i64) as u32)))
-            .collect();
-        if !paces.is_empty() {
-            for (id, next) in crate::pace(&mut claimed, &paces, now) {
-                sqlx::query("UPDATE connections SET next_start_at = ? WHERE id = ?").bind(next).bind(id).execute(&mut *tx).await?;
-            }
-        }
-        let probed: Vec<&str> = states.iter().filter(|(_, _, _, state)| state != "closed").map(|(id, _, _, _)| id.as_str()).collect();
-        if !probed.is_empty() {
-            crate::mark_probes(&mut claimed, &probed);
-            sqlx::query(
-                "UPDATE connections SET circuit_state = 'half_open', circuit_since = ?1, circuit_successes = 0
-                 WHERE id IN (SELECT value FROM json_each(?2)) AND circuit_state = 'open'",
-            )
-            .bind(now)
-            .bind(serde_json::to_string(&probed).unwrap_or_default())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(claimed)
+        let mut writer = self.relaxed_writer().await?;
+        let claimed = claim_in(&mut writer, owner, now, limit, lease_margin_ms, share).await;
+        writer.restore().await?;
+        claimed
     }
 
     async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        let input: Vec<serde_json::Value> = records
-            .iter()
-            .map(|r| {
-                let a = &r.attempt;
-                let (status, next_at) = match r.next {
-                    NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-                    NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-                    NextStep::Dead => (DeliveryStatus::Dead, None),
-                };
-                serde_json::json!({
-                    "id": a.delivery_id.as_str(),
-                    "number": a.number,
-                    "status": status.as_str(),
-                    "next_at": next_at,
-                    "last_error": if r.next == NextStep::Succeeded { None } else { a.error.as_deref() },
-                    "started_at": a.started_at,
-                    "duration_ms": a.duration_ms,
-                    "status_code": a.status_code,
-                    "error": a.error.as_deref(),
-                    "excerpt": a.response_excerpt.as_deref(),
-                    "request": a.request.as_deref(),
-                })
-            })
-            .collect();
-        let input = serde_json::Value::Array(input).to_string();
-        let mut tx = self.writer.begin().await?;
-        // Move each delivery on where this node still holds the lease; a node presumed dead
-        // records nothing. Then record the attempts of the deliveries that moved.
-        let moved: Vec<(String, String, String, String)> = sqlx::query_as(
-            "WITH input AS (
-                SELECT value ->> 'id' AS id, value ->> 'number' AS number, value ->> 'status' AS status,
-                       value ->> 'next_at' AS next_at, value ->> 'last_error' AS last_error
-                FROM json_each($1))
-             UPDATE deliveries SET
-                 -- A cancel asked for while the attempt ran: it ends the delivery instead of a retry.
-                 status = CASE WHEN deliveries.cancelled_at IS NOT NULL AND input.status = 'retrying' THEN 'cancelled' ELSE input.status END,
-                 attempt_count = MAX(deliveries.attempt_count, input.number),
-                 next_attempt_at = CASE WHEN deliveries.cancelled_at IS NOT NULL THEN NULL ELSE input.next_at END,
-                 last_error = input.last_error, lease_owner = NULL, lease_expires_at = NULL,
-                 lease_recoveries = 0, updated_at = $2
-             FROM input
-             WHERE deliveries.id = input.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = $3
-             RETURNING deliveries.id, deliveries.event_id, deliveries.workspace_id, deliveries.connection_id",
-        )
-        .bind(&input)
-        .bind(now)
+        let mut writer = self.relaxed_writer().await?;
+        let recorded = record_in(&mut writer, owner, records, now).await;
+        writer.restore().await?;
+        recorded
+    }
+}
+
+/// The claim, in a transaction on `conn` (see [`DeliveryStore::claim_due_shared`]).
+async fn claim_in(
+    conn: &mut sqlx::SqliteConnection,
+    owner: &str,
+    now: Millis,
+    limit: u32,
+    lease_margin_ms: i64,
+    share: &NodeShare,
+) -> Result<Vec<Claimed>> {
+    let room: serde_json::Map<String, serde_json::Value> =
+        share.room.iter().map(|(w, r)| (w.as_str().to_owned(), serde_json::Value::from(*r))).collect();
+    let answered: Vec<&str> = share.answered.iter().map(|(_, d)| d.as_str()).collect();
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let rows = sqlx::query(CLAIM_SQL)
         .bind(owner)
+        .bind(now)
+        .bind(lease_margin_ms)
+        .bind(limit)
+        .bind(share.per_workspace as i64)
+        .bind(serde_json::to_string(&share.full()).unwrap_or_default())
+        .bind(serde_json::Value::Object(room).to_string())
+        .bind(share.pace_horizon_ms)
+        .bind(serde_json::to_string(&answered).unwrap_or_default())
         .fetch_all(&mut *tx)
         .await?;
-        if !moved.is_empty() {
-            let ids: Vec<&str> = moved.iter().map(|(id, _, _, _)| id.as_str()).collect();
+    if rows.is_empty() {
+        tx.rollback().await?;
+        return Ok(Vec::new());
+    }
+    let deliveries = rows.iter().map(rows::delivery).collect::<Result<Vec<_>>>()?;
+    let event_ids: BTreeSet<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
+    let ids_json = serde_json::to_string(&event_ids).unwrap_or_default();
+    let event_rows =
+        sqlx::query("SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?))").bind(ids_json).fetch_all(&mut *tx).await?;
+    let mut events: HashMap<String, std::sync::Arc<Event>> = HashMap::with_capacity(event_rows.len());
+    for row in &event_rows {
+        let e = rows::event(row)?;
+        events.insert(e.id.as_str().to_owned(), std::sync::Arc::new(e));
+    }
+    let mut claimed = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        match events.get(delivery.event_id.as_str()) {
+            Some(event) => claimed.push(Claimed { event: event.clone(), delivery, start_at: now, next_start_at: None, probe: false }),
+            None => {
+                return Err(crate::StoreError::Corrupt(format!("delivery {} has no event", delivery.id)));
+            }
+        }
+    }
+    // Rate-limited connections: their starts are spaced, and their next free start moved on.
+    // A connection whose circuit was not closed sent its one probe: the circuit is half open.
+    let connections: BTreeSet<&str> = claimed.iter().map(|c| c.delivery.connection_id.as_str()).collect();
+    let states: Vec<(String, f64, i64, String)> = sqlx::query_as(
+        "SELECT id, next_start_at, COALESCE(rate_limit_per_minute, 0), circuit_state FROM connections
+         WHERE id IN (SELECT value FROM json_each(?)) AND (rate_limit_per_minute > 0 OR circuit_state <> 'closed')",
+    )
+    .bind(serde_json::to_string(&connections).unwrap_or_default())
+    .fetch_all(&mut *tx)
+    .await?;
+    let paces: HashMap<String, (f64, u32)> = states
+        .iter()
+        .filter(|(_, _, rate, _)| *rate > 0)
+        .map(|(id, next, rate, _)| (id.clone(), (*next, (*rate).min(u32::MAX as i64) as u32)))
+        .collect();
+    if !paces.is_empty() {
+        for (id, next) in crate::pace(&mut claimed, &paces, now) {
+            sqlx::query("UPDATE connections SET next_start_at = ? WHERE id = ?").bind(next).bind(id).execute(&mut *tx).await?;
+        }
+    }
+    let probed: Vec<&str> = states.iter().filter(|(_, _, _, state)| state != "closed").map(|(id, _, _, _)| id.as_str()).collect();
+    if !probed.is_empty() {
+        crate::mark_probes(&mut claimed, &probed);
+        sqlx::query(
+            "UPDATE connections SET circuit_state = 'half_open', circuit_since = ?1, circuit_successes = 0
+             WHERE id IN (SELECT value FROM json_each(?2)) AND circuit_state = 'open'",
+        )
+        .bind(now)
+        .bind(serde_json::to_string(&probed).unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Connections, each with whether one of its attempts succeeded.
+type Marked<'a> = Vec<(&'a str, bool)>;
+
+/// The records, in a transaction on `conn` (see [`DeliveryStore::record_attempts`]).
+async fn record_in(conn: &mut sqlx::SqliteConnection, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
+    let input: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let a = &r.attempt;
+            let (status, next_at) = match r.next {
+                NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+                NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+                NextStep::Dead => (DeliveryStatus::Dead, None),
+            };
+            serde_json::json!({
+                "id": a.delivery_id.as_str(),
+                "number": a.number,
+                "status": status.as_str(),
+                "next_at": next_at,
+                "last_error": if r.next == NextStep::Succeeded { None } else { a.error.as_deref() },
+                "started_at": a.started_at,
+                "duration_ms": a.duration_ms,
+                "status_code": a.status_code,
+                "error": a.error.as_deref(),
+                "excerpt": a.response_excerpt.as_deref(),
+                "request": a.request.as_deref(),
+            })
+        })
+        .collect();
+    let input = serde_json::Value::Array(input).to_string();
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    // Move each delivery on where this node still holds the lease; a node presumed dead
+    // records nothing. Then record the attempts of the deliveries that moved.
+    let moved: Vec<(String, String, String, String)> = sqlx::query_as(
+        "WITH input AS (
+            SELECT value ->> 'id' AS id, value ->> 'number' AS number, value ->> 'status' AS status,
+                   value ->> 'next_at' AS next_at, value ->> 'last_error' AS last_error
+            FROM json_each($1))
+         UPDATE deliveries SET
+             -- A cancel asked for while the attempt ran: it ends the delivery instead of a retry.
+             status = CASE WHEN deliveries.cancelled_at IS NOT NULL AND input.status = 'retrying' THEN 'cancelled' ELSE input.status END,
+             attempt_count = MAX(deliveries.attempt_count, input.number),
+             next_attempt_at = CASE WHEN deliveries.cancelled_at IS NOT NULL THEN NULL ELSE input.next_at END,
+             last_error = input.last_error, lease_owner = NULL, lease_expires_at = NULL,
+             lease_recoveries = 0, updated_at = $2
+         FROM input
+         WHERE deliveries.id = input.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = $3
+         RETURNING deliveries.id, deliveries.event_id, deliveries.workspace_id, deliveries.connection_id",
+    )
+    .bind(&input)
+    .bind(now)
+    .bind(owner)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !moved.is_empty() {
+        let ids: Vec<&str> = moved.iter().map(|(id, _, _, _)| id.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
+                                   request_excerpt)
+             SELECT a.value ->> 'id', a.value ->> 'number', d.workspace_id, a.value ->> 'started_at', a.value ->> 'duration_ms',
+                    a.value ->> 'status_code', a.value ->> 'error', a.value ->> 'excerpt', a.value ->> 'request'
+             FROM json_each($1) a JOIN deliveries d ON d.id = a.value ->> 'id'
+             WHERE a.value ->> 'id' IN (SELECT value FROM json_each($2))
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&input)
+        .bind(serde_json::to_string(&ids).unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+        let events: BTreeSet<&str> = moved.iter().map(|(_, e, _, _)| e.as_str()).collect();
+        refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
+        // Usage: the deliveries that finished, per workspace, on today's row.
+        let outcome: HashMap<&str, NextStep> = records.iter().map(|r| (r.attempt.delivery_id.as_str(), r.next)).collect();
+        let mut finished: std::collections::BTreeMap<&str, (i64, i64)> = std::collections::BTreeMap::new();
+        // Health: a connection with an attempt that succeeded is not failing; one whose attempts
+        // all failed is failing from now, unless it already was.
+        let mut succeeded_any: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+        for (id, _, ws, connection) in &moved {
+            let next = outcome.get(id.as_str());
+            *succeeded_any.entry(connection.as_str()).or_default() |= next == Some(&NextStep::Succeeded);
+            match next {
+                Some(NextStep::Succeeded) => finished.entry(ws.as_str()).or_default().0 += 1,
+                Some(NextStep::Dead) => finished.entry(ws.as_str()).or_default().1 += 1,
+                _ => {}
+            }
+        }
+        let (healthy, failing): (Marked, Marked) = succeeded_any.into_iter().partition(|(_, ok)| *ok);
+        let ids =
+            |list: Vec<(&str, bool)>| serde_json::to_string(&list.into_iter().map(|(id, _)| id).collect::<Vec<_>>()).unwrap_or_default();
+        if !healthy.is_empty() {
             sqlx::query(
-                "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
-                                       request_excerpt)
-                 SELECT a.value ->> 'id', a.value ->> 'number', d.workspace_id, a.value ->> 'started_at', a.value ->> 'duration_ms',
-                        a.value ->> 'status_code', a.value ->> 'error', a.value ->> 'excerpt', a.value ->> 'request'
-                 FROM json_each($1) a JOIN deliveries d ON d.id = a.value ->> 'id'
-                 WHERE a.value ->> 'id' IN (SELECT value FROM json_each($2))
-                 ON CONFLICT DO NOTHING",
+                "UPDATE connections SET failing_since = NULL WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NOT NULL",
             )
-            .bind(&input)
-            .bind(serde_json::to_string(&ids).unwrap_or_default())
+            .bind(ids(healthy))
             .execute(&mut *tx)
             .await?;
-            let events: BTreeSet<&str> = moved.iter().map(|(_, e, _, _)| e.as_str()).collect();
-            refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
-            // Usage: the deliveries that finished, per workspace, on today's row.
-            let outcome: HashMap<&str, NextStep> = records.iter().map(|r| (r.attempt.delivery_id.as_str(), r.next)).collect();
-            let mut finished: std::collections::BTreeMap<&str, (i64, i64)> = std::collections::BTreeMap::new();
-            // Health: a connection with an attempt that succeeded is not failing; one whose attempts
-            // all failed is failing from now, unless it already was.
-            let mut succeeded_any: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
-            for (id, _, ws, connection) in &moved {
-                let next = outcome.get(id.as_str());
-                *succeeded_any.entry(connection.as_str()).or_default() |= next == Some(&NextStep::Succeeded);
-                match next {
-                    Some(NextStep::Succeeded) => finished.entry(ws.as_str()).or_default().0 += 1,
-                    Some(NextStep::Dead) => finished.entry(ws.as_str()).or_default().1 += 1,
-                    _ => {}
-                }
-            }
-            let (healthy, failing): (Vec<(&str, bool)>, Vec<(&str, bool)>) = succeeded_any.into_iter().partition(|(_, ok)| *ok);
-            let ids = |list: Vec<(&str, bool)>| {
-                serde_json::to_string(&list.into_iter().map(|(id, _)| id).collect::<Vec<_>>()).unwrap_or_default()
-            };
-            if !healthy.is_empty() {
-                sqlx::query("UPDATE connections SET failing_since = NULL WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NOT NULL")
-                    .bind(ids(healthy))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if !failing.is_empty() {
-                sqlx::query(
-                    "UPDATE connections SET failing_since = ? WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NULL",
-                )
+        }
+        if !failing.is_empty() {
+            sqlx::query("UPDATE connections SET failing_since = ? WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NULL")
                 .bind(now)
                 .bind(ids(failing))
                 .execute(&mut *tx)
                 .await?;
-            }
-            let dead: Vec<&str> = moved
-                .iter()
-                .filter(|(id, _, _, _)| outcome.get(id.as_str()) == Some(&NextStep::Dead))
-                .map(|(id, _, _, _)| id.as_str())
-                .collect();
-            if !dead.is_empty() {
-                Self::notify_exhausted(&mut tx, &dead, now).await?;
-            }
-            let day = switchyard_core::limits::day_of(now);
-            for (ws, (succeeded, dead)) in finished {
-                sqlx::query(
-                    "INSERT INTO usage_days (workspace_id, day, succeeded, dead) VALUES (?, ?, ?, ?)
-                     ON CONFLICT (workspace_id, day) DO UPDATE SET succeeded = usage_days.succeeded + excluded.succeeded,
-                         dead = usage_days.dead + excluded.dead",
-                )
-                .bind(ws)
-                .bind(&day)
-                .bind(succeeded)
-                .bind(dead)
-                .execute(&mut *tx)
-                .await?;
-            }
         }
-        tx.commit().await?;
-        Ok(())
+        let dead: Vec<&str> = moved
+            .iter()
+            .filter(|(id, _, _, _)| outcome.get(id.as_str()) == Some(&NextStep::Dead))
+            .map(|(id, _, _, _)| id.as_str())
+            .collect();
+        if !dead.is_empty() {
+            SqliteStore::notify_exhausted(&mut tx, &dead, now).await?;
+        }
+        let day = switchyard_core::limits::day_of(now);
+        for (ws, (succeeded, dead)) in finished {
+            sqlx::query(
+                "INSERT INTO usage_days (workspace_id, day, succeeded, dead) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (workspace_id, day) DO UPDATE SET succeeded = usage_days.succeeded + excluded.succeeded,
+                     dead = usage_days.dead + excluded.dead",
+            )
+            .bind(ws)
+            .bind(&day)
+            .bind(succeeded)
+            .bind(dead)
+            .execute(&mut *tx)
+            .await?;
+        }
     }
+    tx.commit().await?;
+    Ok(())
 }

@@ -56,6 +56,45 @@ impl Drop for SqliteStore {
     }
 }
 
+/// The writer connection with `synchronous = NORMAL`, until [`RelaxedWriter::restore`] sets it
+/// back to `FULL` and returns it to the pool. Dropped any other way, the connection is closed.
+struct RelaxedWriter {
+    conn: Option<sqlx::pool::PoolConnection<Sqlite>>,
+}
+
+impl RelaxedWriter {
+    /// Sets the connection back to `FULL` and returns it to the pool.
+    async fn restore(mut self) -> Result<()> {
+        sqlx::query("PRAGMA synchronous = FULL").execute(&mut *self).await?;
+        drop(self.conn.take());
+        Ok(())
+    }
+}
+
+impl Drop for RelaxedWriter {
+    /// Not restored (the statement failed, or the future was dropped midway): the connection must
+    /// not go back to the pool with commits that do not wait for the disk. It is closed, and the
+    /// pool opens a fresh one with the durable settings.
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl std::ops::Deref for RelaxedWriter {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        self.conn.as_deref().expect("a relaxed writer holds its connection until restored")
+    }
+}
+
+impl std::ops::DerefMut for RelaxedWriter {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn.as_deref_mut().expect("a relaxed writer holds its connection until restored")
+    }
+}
+
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -110,6 +149,19 @@ impl SqliteStore {
 impl SqliteStore {
     fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// The writer, for transactions whose commit need not wait for the disk: claims and attempt
+    /// records. Losing their last commits to a power cut or an operating-system crash (a process
+    /// crash loses nothing in WAL mode) is harmless: a lost claim leaves its deliveries due, a
+    /// lost record leaves its delivery leased until recovery makes it due again, and the attempt
+    /// is made again (at least once, as ever). The next durable commit (an ingest batch, say)
+    /// makes them durable too: the WAL is synced up to its end. Ingestion never relaxes: its
+    /// commit is what a 202 promises.
+    async fn relaxed_writer(&self) -> Result<RelaxedWriter> {
+        let mut writer = RelaxedWriter { conn: Some(self.writer.acquire().await?) };
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *writer).await?;
+        Ok(writer)
     }
 
     fn reader(&self) -> &SqlitePool {
