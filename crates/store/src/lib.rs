@@ -536,7 +536,8 @@ pub struct NodeShare {
     /// committed yet, with their connections: while still leased, they no longer hold one of the
     /// connection's in-flight slots (nothing is in flight to the destination for them). Ids, not
     /// counts: the claim subtracts only those still leased, so a record committing meanwhile is
-    /// not subtracted twice.
+    /// not subtracted twice. At most `max_in_flight` of a connection's answers free slots, so it
+    /// has at most twice its cap leased: what a crash can make repeat.
     pub answered: Vec<(ConnectionId, DeliveryId)>,
 }
 

@@ -146,13 +146,15 @@ async fn answered_leases_free_their_slots_for_their_own_node_only() {
     // of them answered, is three in flight (subtracting both answers would free a slot).
     record(&*f.store, "a", &first[..1]).await;
     assert!(claim("a", first[..2].iter().collect()).await.is_empty());
-    // Everything a leased is answered: the whole cap is free again, and no more than the cap.
+    // Four still leased, all answered: answers free at most the cap (three), so two more may be
+    // claimed, for six leases, twice the cap.
     let mut all: Vec<&Claimed> = first.iter().chain(second.iter()).collect();
     let third = claim("a", all.clone()).await;
-    assert_eq!(third.len(), 3);
-    assert!(claim("a", all.clone()).await.is_empty(), "the three just claimed are in flight");
+    assert_eq!(third.len(), 2);
+    // However many are answered, no more than twice the cap is leased: that bounds what a crash
+    // of the node can make repeat.
     all.extend(third.iter());
-    assert_eq!(claim("a", all).await.len(), 3);
+    assert!(claim("a", all).await.is_empty());
 }
 
 /// Records each claimed delivery's attempt as a success.

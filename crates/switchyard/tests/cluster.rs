@@ -75,8 +75,9 @@ async fn three_nodes_deliver_every_event_when_one_is_killed_halfway() {
         "{} deliveries of {EVENTS} events over 3 nodes; one node killed after {at_kill}; every delivery arrived; {duplicates} duplicates",
         2 * EVENTS
     );
-    // Only attempts in flight on the killed node can repeat: at most both connections' caps.
-    assert!(duplicates <= 16, "{duplicates} duplicates");
+    // Only the killed node's leases can repeat: attempts in flight, and attempts answered whose
+    // records had not committed; at most twice each connection's cap (8 each here).
+    assert!(duplicates <= 32, "{duplicates} duplicates");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

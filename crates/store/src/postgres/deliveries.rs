@@ -25,18 +25,19 @@ CROSS JOIN LATERAL (
 -- some of which may have been recorded already: this only picks the connections to look at; the
 -- claim below counts exactly.
 LEFT JOIN UNNEST($4::text[], $5::bigint[]) AS a(id, n) ON a.id = c.id
-WHERE c.status = 'active' AND c.inactive_reason IS NULL AND c.in_flight - COALESCE(a.n, 0) < c.max_in_flight
+WHERE c.status = 'active' AND c.inactive_reason IS NULL AND c.in_flight - LEAST(COALESCE(a.n, 0), c.max_in_flight) < c.max_in_flight
   AND NOT (c.workspace_id = ANY($2))
   AND c.held_until <= $1 AND c.next_start_at <= $1 + $3
-  AND (c.circuit_state = 'closed' OR (c.circuit_retry_at <= $1 AND c.in_flight - COALESCE(a.n, 0) <= 0))
+  AND (c.circuit_state = 'closed' OR (c.circuit_retry_at <= $1 AND c.in_flight - LEAST(COALESCE(a.n, 0), c.max_in_flight) <= 0))
 FOR NO KEY UPDATE OF c SKIP LOCKED";
 
 /// The same fair pick as the embedded store (see `sqlite/deliveries.rs`), over the locked
 /// connections; the claimed deliveries are added to their connections' `in_flight`.
 const CLAIM_SQL: &str = "
--- In flight: leased and not yet answered ($10: the claiming node's answered leases, counted once per
--- connection). Under the connections' locks no record can lower `in_flight` meanwhile, so each is
--- subtracted once.
+-- Slots taken: leases, less those the claiming node has answered ($10, counted once per connection),
+-- of which at most max_in_flight count: a connection has at most twice its cap leased, and never
+-- more than its cap in flight. Under the connections' locks no record can lower `in_flight`
+-- meanwhile, so each answer is subtracted once.
 WITH answered AS (
     SELECT y.connection_id, COUNT(*) AS n FROM deliveries y
     WHERE y.id = ANY($10) AND y.connection_id = ANY($5) AND y.status = 'delivering'
@@ -58,7 +59,7 @@ allowed AS (
     FROM due
     JOIN connections c ON c.id = due.connection_id
     LEFT JOIN answered a ON a.connection_id = c.id
-    WHERE due.conn_rank + GREATEST(c.in_flight - COALESCE(a.n, 0), 0) <= CASE WHEN c.circuit_state = 'closed' THEN c.max_in_flight ELSE 1 END
+    WHERE due.conn_rank + GREATEST(c.in_flight - LEAST(COALESCE(a.n, 0), c.max_in_flight), 0) <= CASE WHEN c.circuit_state = 'closed' THEN c.max_in_flight ELSE 1 END
       AND (COALESCE(c.rate_limit_per_minute, 0) <= 0
            OR due.conn_rank <= FLOOR(($2 + $9 - GREATEST(c.next_start_at, $2)) * c.rate_limit_per_minute / 60000.0) + 1)
 ),

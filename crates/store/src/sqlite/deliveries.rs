@@ -17,11 +17,15 @@ UPDATE deliveries
 SET status = 'delivering', lease_owner = ?1, updated_at = ?2,
     lease_expires_at = ?2 + ?3 + (SELECT timeout_ms FROM connections c WHERE c.id = deliveries.connection_id)
 WHERE id IN (
-    -- In flight: leased and not yet answered (the claiming node's answered leases are in ?9).
+    -- Slots taken: leases, less those the claiming node has answered (?9), of which at most
+    -- max_in_flight count: a connection has at most twice its cap leased, and never more than its
+    -- cap in flight.
     WITH busy AS (
-        SELECT connection_id, COUNT(*) AS n FROM deliveries
-        WHERE status = 'delivering' AND id NOT IN (SELECT value FROM json_each(?9))
-        GROUP BY connection_id
+        SELECT l.connection_id,
+               COUNT(*) - MIN(SUM(l.id IN (SELECT value FROM json_each(?9))), MAX(lc.max_in_flight)) AS n
+        FROM deliveries l JOIN connections lc ON lc.id = l.connection_id
+        WHERE l.status = 'delivering'
+        GROUP BY l.connection_id
     ),
     due AS (
         SELECT d.id, d.workspace_id, d.connection_id, d.next_attempt_at,
