@@ -229,7 +229,9 @@ describe("the customer's journey", () => {
     await frame.getByRole("link", { name: "See the event and its attempts" }).click();
     await frame.getByRole("heading", { level: 1, name: "user.created" }).waitFor();
     await frame.getByText(/^Attempt 1/).click();
-    assert.ok(await frame.getByRole("heading", { name: "Request" }).isVisible());
+    // Waited for, not read at once: the attempt opens as the click lands, but a page still
+    // settling can take a moment to paint it.
+    await frame.getByRole("heading", { name: "Request" }).first().waitFor({ timeout: 5000 });
     const request = await frame.locator("details.attempt pre").first().textContent();
     assert.match(request, /POST http:\/\/127\.0\.0\.1/);
     assert.doesNotMatch(request, new RegExp(secret));
