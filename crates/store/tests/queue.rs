@@ -99,23 +99,7 @@ async fn claims_never_exceed_a_connections_in_flight_cap() {
     assert_eq!(first.len(), 3);
     // Another node sees the cap as used up too (it is counted in the database).
     assert!(f.store.claim_due("b", 2_000, 100, 30_000).await.unwrap().is_empty());
-    let done: Vec<_> = first[..2]
-        .iter()
-        .map(|c| AttemptRecord {
-            attempt: Attempt {
-                delivery_id: c.delivery.id.clone(),
-                number: 1,
-                started_at: 2_000,
-                duration_ms: 1,
-                status_code: Some(200),
-                error: None,
-                response_excerpt: None,
-                request: None,
-            },
-            next: NextStep::Succeeded,
-        })
-        .collect();
-    f.store.record_attempts("a", &done, 2_100).await.unwrap();
+    record(&*f.store, "a", &first[..2]).await;
     assert_eq!(f.store.claim_due("b", 2_200, 100, 30_000).await.unwrap().len(), 2);
 }
 
