@@ -176,8 +176,10 @@ async fn recorded_attempts_hide_credentials_where_placed_and_never_confirm_a_gue
         let request = attempt["request"].as_str().unwrap();
         let excerpt = attempt["response_excerpt"].as_str().unwrap();
         let error = attempt["error"].as_str().unwrap();
-        // Basic's base64 of ada:hunter2! and the short secret header are nowhere.
-        for text in [request, excerpt, error, delivery["last_error"].as_str().unwrap()] {
+        // Basic's base64 of ada:hunter2! and the short secret header are nowhere. The
+        // signature line is left out: its base64 holds "k9" by chance about once in a hundred.
+        let unsigned: String = request.lines().filter(|l| !l.starts_with("webhook-signature:")).collect::<Vec<_>>().join("\n");
+        for text in [unsigned.as_str(), excerpt, error, delivery["last_error"].as_str().unwrap()] {
             assert!(!text.contains("YWRhOmh1bnRlcjIh"), "{text}");
             assert!(!text.contains("k9"), "{text}");
         }
