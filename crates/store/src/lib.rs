@@ -539,11 +539,19 @@ pub struct NodeShare {
     /// not subtracted twice. At most `max_in_flight` of a connection's answers free slots, so it
     /// has at most twice its cap leased: what a crash can make repeat.
     pub answered: Vec<(ConnectionId, DeliveryId)>,
+    /// Connections whose work this node may lease ahead of their free slots, each with a multiple
+    /// of its cap: with `n`, up to `max_in_flight * (1 + n)` may be leased (not for a connection
+    /// whose circuit is not closed, nor a rate-limited one), and those leases last `1 + n` times
+    /// the connection's timeout plus the margin, so that the node can run them one after another
+    /// in the slots it holds without a claim in between. Honoured only by a store with one node
+    /// ([`DeliveryStore::single_node`]): on a shared queue, work leased ahead by one node would
+    /// wait there while another node could run it.
+    pub ahead: Vec<(ConnectionId, u32)>,
 }
 
 impl Default for NodeShare {
     fn default() -> Self {
-        Self { per_workspace: u32::MAX, room: Vec::new(), pace_horizon_ms: 2_000, answered: Vec::new() }
+        Self { per_workspace: u32::MAX, room: Vec::new(), pace_horizon_ms: 2_000, answered: Vec::new(), ahead: Vec::new() }
     }
 }
 
@@ -598,6 +606,11 @@ pub trait DeliveryStore: Send + Sync {
         -> Result<Vec<Claimed>>;
     /// Records finished attempts and moves each delivery on (one transaction for the batch).
     async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()>;
+    /// Whether one node alone runs this store's queue (the embedded store), so that it may lease
+    /// work ahead of its free slots ([`NodeShare::ahead`]).
+    fn single_node(&self) -> bool {
+        false
+    }
 }
 
 /// The queue's operations besides claiming and recording (`crate::shared::queue`: one

@@ -141,6 +141,33 @@ async fn answered_leases_free_their_slots_for_their_own_node_only() {
     assert!(claim("a", all).await.is_empty());
 }
 
+#[tokio::test]
+async fn a_node_alone_on_its_store_leases_ahead_as_asked_with_longer_leases() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let (ahead, plain) = (connection(&*f.store, &ws, 3).await, connection(&*f.store, &ws, 3).await);
+    let paced = paced_connection(&*f.store, &ws, 3, Some(6_000)).await;
+    for conn in [&ahead, &plain, &paced] {
+        enqueue(&*f.store, &ws, conn, 20, 1_000).await;
+    }
+    let share = NodeShare { ahead: vec![(ahead.clone(), 2), (paced.clone(), 2)], ..NodeShare::default() };
+    let claimed = f.store.claim_due_shared("a", 2_000, 100, 30_000, &share).await.unwrap();
+    let count = |c: &ConnectionId| claimed.iter().filter(|x| &x.delivery.connection_id == c).count();
+    // A rate-limited connection's starts are spaced by the claim: never leased ahead.
+    assert_eq!((count(&plain), count(&paced)), (3, 3));
+    if !f.store.single_node() {
+        // A queue shared by nodes leases no connection ahead.
+        assert_eq!(count(&ahead), 3);
+        return;
+    }
+    // Three times the cap (1 + 2), and nothing more while those are leased.
+    assert_eq!(count(&ahead), 9);
+    assert!(f.store.claim_due_shared("a", 2_000, 100, 30_000, &share).await.unwrap().is_empty());
+    // Their leases last three timeouts (1 s each) past the margin, the others' one.
+    assert_eq!(f.store.recover_expired_leases(34_000).await.unwrap(), 6);
+    assert_eq!(f.store.recover_expired_leases(35_001).await.unwrap(), 9);
+}
+
 /// Records each claimed delivery's attempt as a success.
 async fn record(store: &dyn Store, owner: &str, claimed: &[Claimed]) {
     let done: Vec<_> = claimed

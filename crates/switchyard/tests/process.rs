@@ -68,13 +68,15 @@ async fn kill_9_loses_no_accepted_event_and_restart_delivers_every_one() {
     let seen = tally.seen.lock().unwrap().clone();
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     println!(
-        "accepted {} events; {} delivered before the kill; {} duplicate deliveries (attempts in flight at the kill)",
+        "accepted {} events; {} delivered before the kill; {} duplicate deliveries (in flight, or answered and not recorded, at the kill)",
         accepted.len(),
         delivered_before,
         duplicates
     );
-    // Only attempts in flight at the kill can repeat: at most the connection's in-flight cap.
-    assert!(duplicates <= 8, "{duplicates} duplicates");
+    // Only attempts in flight at the kill, or answered and not yet recorded, can repeat: a
+    // connection starts a delivery only while it has fewer than (2 + n) times its cap (8) of
+    // those, n being how many caps it leases ahead: 25 ms of attempts, one cap at 15 ms each.
+    assert!(duplicates <= 24, "{duplicates} duplicates");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,42 +12,77 @@
 
 pub mod attempt;
 pub mod circuit;
+pub mod lanes;
 pub mod limiter;
 pub mod maintenance;
 pub mod recorder;
 
 use crate::state::AppState;
+use attempt::Finished;
+use lanes::{Ended, Lanes};
 use recorder::Recorder;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchyard_core::ids::{ConnectionId, DeliveryId, WorkspaceId};
+use switchyard_core::model::ConnectionStatus;
 use switchyard_destinations::http::Sender;
-use switchyard_store::NodeShare;
-use tokio::sync::Semaphore;
+use switchyard_store::{Claimed, NextStep, NodeShare};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// What the loop and every slot share.
+struct Node {
+    state: AppState,
+    owner: String,
+    sender: Sender,
+    holds: limiter::Holds,
+    circuits: circuit::Circuits,
+    recorder: Recorder,
+    answered: Arc<Answered>,
+    /// The node's delivery slots (`max_concurrency`).
+    permits: Arc<Semaphore>,
+    slots: usize,
+    /// Deliveries this node holds a lease on and has not yet handed to the recorder (waiting in a
+    /// lane, or running).
+    leased: Mutex<HashSet<DeliveryId>>,
+    shares: Mutex<Shares>,
+    lanes: Mutex<Lanes>,
+    /// Whether this node is alone on its store and so may lease work ahead (see [`lanes`]).
+    alone: bool,
+}
 
 /// Runs until `stop` is cancelled, then lets attempts in flight finish (up to the shutdown grace),
 /// hands back the leases of any that did not, and flushes their records.
 pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: CancellationToken) {
     let config = state.config.dispatcher.clone();
-    let sender = Sender::new(state.config.allow_private_destinations);
-    let holds = Arc::new(limiter::Holds::default());
-    let circuits = Arc::new(circuit::Circuits::default());
     // A rate-limited delivery is claimed only when its start is near enough that it can wait for
     // it while its lease has time to spare.
     let pace_horizon_ms = (config.lease_margin.as_millis() as i64 / 2).min(2_000);
+    let lease_margin_ms = config.lease_margin.as_millis() as i64;
     let mut last_prune = switchyard_core::now_millis();
     let next_retry = Arc::new(AtomicI64::new(i64::MAX));
     let answered = Arc::new(Answered::default());
     let (recorder, recorder_task) =
         Recorder::start(state.store.clone(), owner.clone(), next_retry.clone(), state.wake.clone(), answered.clone());
-    let permits = Arc::new(Semaphore::new(config.max_concurrency));
-    // Deliveries this node holds a lease on and has not yet handed to the recorder.
-    let leased: Arc<Mutex<HashSet<DeliveryId>>> = Arc::default();
-    let shares: Arc<Mutex<Shares>> = Arc::default();
+    let node = Arc::new(Node {
+        sender: Sender::new(state.config.allow_private_destinations),
+        alone: state.store.single_node(),
+        state,
+        owner,
+        holds: limiter::Holds::default(),
+        circuits: circuit::Circuits::default(),
+        recorder,
+        answered,
+        permits: Arc::new(Semaphore::new(config.max_concurrency)),
+        slots: config.max_concurrency,
+        leased: Mutex::default(),
+        shares: Mutex::default(),
+        lanes: Mutex::default(),
+    });
+    let state = node.state.clone();
     let mut tasks = JoinSet::new();
 
     loop {
@@ -57,66 +92,54 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         }
         let now = switchyard_core::now_millis();
         if now - last_prune > 60_000 {
-            holds.prune(now);
+            node.holds.prune(now);
+            lock(&node.lanes).prune(Instant::now());
             last_prune = now;
         }
         if next_retry.load(Ordering::Acquire) <= now {
             next_retry.store(i64::MAX, Ordering::Release);
         }
-        let free = permits.available_permits().min(config.claim_batch as usize) as u32;
+        // Deliveries waiting in lanes whose slots came free start first.
+        node.start_waiting(&mut tasks).await;
+        // Alone on its store, the node may hold as much again waiting in its lanes as running.
+        let free = if node.alone {
+            let (running, waiting) = lock(&node.lanes).load();
+            (2 * node.slots).saturating_sub(running + waiting)
+        } else {
+            node.permits.available_permits()
+        };
+        let free = free.min(config.claim_batch as usize) as u32;
         let mut saturated = false;
         if free > 0 {
-            let share = NodeShare { pace_horizon_ms, answered: answered.list(), ..lock(&shares).node_share(config.max_concurrency) };
-            let began = std::time::Instant::now();
-            match state.store.claim_due_shared(&owner, now, free, config.lease_margin.as_millis() as i64, &share).await {
+            let share = {
+                let lanes = lock(&node.lanes);
+                NodeShare {
+                    pace_horizon_ms,
+                    answered: node.answered.list(),
+                    ahead: if node.alone { lanes.ahead() } else { Vec::new() },
+                    ..lock(&node.shares).node_share(node.slots, &lanes.waiting_by_workspace())
+                }
+            };
+            let began = Instant::now();
+            match state.store.claim_due_shared(&node.owner, now, free, lease_margin_ms, &share).await {
                 Ok(claimed) => {
                     metrics::histogram!("switchyard_claim_duration_seconds").record(began.elapsed().as_secs_f64());
                     metrics::histogram!("switchyard_claim_deliveries").record(claimed.len() as f64);
                     // Leased again (a deferred delivery handed back, say): whatever answer it had
                     // is history, and this claim did not count it (it was not leased when it ran).
-                    answered.forget(claimed.iter().map(|c| &c.delivery.id));
+                    node.answered.forget(claimed.iter().map(|c| &c.delivery.id));
                     saturated = claimed.len() as u32 == free;
-                    let mut over_share = Vec::new();
                     // A rate-limited connection's next start: come back for it when it is near.
                     if let Some(next) = claimed.iter().filter_map(|c| c.next_start_at).min() {
                         next_retry.fetch_min(next - pace_horizon_ms + 1, Ordering::AcqRel);
                     }
-                    for c in claimed {
+                    node.queue(claimed, &share.ahead, lease_margin_ms, began).await;
+                    node.start_waiting(&mut tasks).await;
+                    if !node.alone {
                         // The claim took each workspace's room into account; this only guards
                         // against a share that shrank meanwhile (the excess goes straight back).
-                        if !lock(&shares).take(&c.delivery.workspace_id, share.per_workspace as usize) {
-                            over_share.push(c.delivery.id.clone());
-                            continue;
-                        }
-                        let Ok(permit) = permits.clone().try_acquire_owned() else {
-                            lock(&shares).give_back(&c.delivery.workspace_id);
-                            over_share.push(c.delivery.id.clone());
-                            continue;
-                        };
-                        lock(&leased).insert(c.delivery.id.clone());
-                        let (state, sender, recorder, leased) = (state.clone(), sender.clone(), recorder.clone(), leased.clone());
-                        let (holds, shares, circuits) = (holds.clone(), shares.clone(), circuits.clone());
-                        tasks.spawn(async move {
-                            let (id, workspace, connection) =
-                                (c.delivery.id.clone(), c.delivery.workspace_id.clone(), c.delivery.connection_id.clone());
-                            let dispatch = attempt::Dispatch { sender: &sender, holds: &holds, circuits: &circuits };
-                            let record = attempt::perform(&state, &dispatch, c).await;
-                            recorder.record(record, id.clone(), connection);
-                            lock(&leased).remove(&id);
-                            lock(&shares).give_back(&workspace);
-                            drop(permit);
-                            // The connection's slot is free: the next claim may take it before
-                            // the record commits. If records are being written, the recorder
-                            // wakes the dispatcher when they are, with more slots free by then.
-                            if !recorder.writing() {
-                                state.wake.notify_one();
-                            }
-                        });
-                    }
-                    if !over_share.is_empty() {
-                        if let Err(e) = state.store.release(&owner, &over_share, now).await {
-                            tracing::warn!(error = %e, "could not hand back deliveries over a workspace's share; their leases expire");
-                        }
+                        let over_share = lock(&node.lanes).clear_all();
+                        node.hand_back(over_share, now).await;
                     }
                 }
                 Err(e) => {
@@ -134,7 +157,7 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
             _ = stop.cancelled() => {}
             _ = state.wake.notified() => {}
             _ = tokio::time::sleep(nap) => {}
-            Some(_) = tasks.join_next(), if permits.available_permits() == 0 => {}
+            Some(_) = tasks.join_next(), if node.permits.available_permits() == 0 => {}
         }
     }
 
@@ -144,15 +167,155 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
-    let unfinished: Vec<DeliveryId> = lock(&leased).drain().collect();
+    let unfinished: Vec<DeliveryId> = lock(&node.leased).drain().collect();
     if !unfinished.is_empty() {
-        tracing::info!(count = unfinished.len(), "handing back leases of attempts cut off by shutdown");
-        if let Err(e) = state.store.release(&owner, &unfinished, switchyard_core::now_millis()).await {
+        tracing::info!(count = unfinished.len(), "handing back leases of deliveries not run or cut off by shutdown");
+        if let Err(e) = state.store.release(&node.owner, &unfinished, switchyard_core::now_millis()).await {
             tracing::warn!(error = %e, "could not hand back leases; they expire on their own");
         }
     }
-    drop(recorder);
+    drop(node);
     let _ = recorder_task.await;
+}
+
+impl Node {
+    /// Puts claimed deliveries in their connections' lanes, each to start while its lease leaves
+    /// an attempt's timeout and half the margin to spare.
+    async fn queue(&self, claimed: Vec<Claimed>, ahead: &[(ConnectionId, u32)], lease_margin_ms: i64, claimed_at: Instant) {
+        let mut limits: HashMap<ConnectionId, (usize, u64)> = HashMap::new();
+        for c in &claimed {
+            let id = &c.delivery.connection_id;
+            if !limits.contains_key(id) {
+                // A connection that cannot be loaded: its attempt says why, at once.
+                let limit = match self.state.cache.connection(&*self.state.store, id).await {
+                    Ok(Some(conn)) => (conn.max_in_flight as usize, conn.timeout_ms),
+                    _ => (1, 0),
+                };
+                limits.insert(id.clone(), limit);
+            }
+        }
+        lock(&self.leased).extend(claimed.iter().map(|c| c.delivery.id.clone()));
+        let mut lanes = lock(&self.lanes);
+        for c in claimed {
+            let (cap, timeout_ms) = limits[&c.delivery.connection_id];
+            // The claim leased ahead only a connection neither probed nor rate limited.
+            let multiple = if c.probe || c.next_start_at.is_some() {
+                0
+            } else {
+                ahead.iter().find(|(id, _)| *id == c.delivery.connection_id).map_or(0, |(_, n)| u64::from(*n))
+            };
+            let spare = Duration::from_millis(timeout_ms * multiple + lease_margin_ms as u64 / 2);
+            lanes.queue(c, cap, claimed_at + spare);
+        }
+    }
+
+    /// Starts the waiting deliveries that have room (alone on its store: within each lane's cap;
+    /// otherwise the claim saw to it) and a slot of the node within their workspace's share;
+    /// hands back those that can no longer start within their leases.
+    async fn start_waiting(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
+        let answered = self.answered.counts();
+        let (start, expired) = lock(&self.lanes).startable(&answered, self.alone, Instant::now(), |c| self.admit(&c.delivery.workspace_id));
+        for (claimed, permit) in start {
+            tasks.spawn(self.clone().run_slot(claimed, permit));
+        }
+        self.hand_back(expired, switchyard_core::now_millis()).await;
+    }
+
+    /// A slot of the node for `workspace`, if it is within its share.
+    fn admit(&self, workspace: &WorkspaceId) -> Option<OwnedSemaphorePermit> {
+        let mut shares = lock(&self.shares);
+        if !shares.take(workspace, self.slots) {
+            return None;
+        }
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                shares.give_back(workspace);
+                None
+            }
+        }
+    }
+
+    /// Returns leased deliveries that this node will not run to the queue, due at `at`.
+    async fn hand_back(&self, ids: Vec<DeliveryId>, at: i64) {
+        if ids.is_empty() {
+            return;
+        }
+        {
+            let mut leased = lock(&self.leased);
+            for id in &ids {
+                leased.remove(id);
+            }
+        }
+        if let Err(e) = self.state.store.release(&self.owner, &ids, at).await {
+            tracing::warn!(error = %e, count = ids.len(), "could not hand back deliveries; their leases expire");
+        }
+    }
+
+    /// One slot: runs `claimed`, then, while attempts succeed and the lane has room, the
+    /// connection's next waiting deliveries.
+    async fn run_slot(self: Arc<Self>, mut claimed: Claimed, permit: OwnedSemaphorePermit) {
+        let connection = claimed.delivery.connection_id.clone();
+        let _slot = Slot { node: &self, connection: &connection, workspace: claimed.delivery.workspace_id.clone(), _permit: permit };
+        let dispatch = attempt::Dispatch { sender: &self.sender, holds: &self.holds, circuits: &self.circuits };
+        loop {
+            if !self.active(&connection).await {
+                let mut back = vec![claimed.delivery.id];
+                back.extend(lock(&self.lanes).clear(&connection));
+                self.hand_back(back, switchyard_core::now_millis()).await;
+                return;
+            }
+            let id = claimed.delivery.id.clone();
+            let began = Instant::now();
+            let finished = attempt::perform(&self.state, &dispatch, claimed).await;
+            let succeeded = matches!(&finished, Finished::Attempted(r) if r.next == NextStep::Succeeded);
+            if matches!(finished, Finished::Attempted(_)) {
+                lock(&self.lanes).timed(&connection, began.elapsed());
+            }
+            self.recorder.record(finished, id.clone(), connection.clone());
+            lock(&self.leased).remove(&id);
+            let ended = lock(&self.lanes).ended(&connection, succeeded, self.answered.count(&connection), Instant::now());
+            match ended {
+                Ended::Next(next) => claimed = *next,
+                Ended::Free(back) => {
+                    self.hand_back(back, switchyard_core::now_millis()).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether a connection may still be attempted: it may have been paused or disabled since its
+    /// deliveries were leased (a moment ago, or ahead of its slots).
+    async fn active(&self, connection: &ConnectionId) -> bool {
+        match self.state.cache.connection(&*self.state.store, connection).await {
+            Ok(Some(c)) => c.status == ConnectionStatus::Active && c.inactive.is_none(),
+            // Gone: its delivery's attempt records why. Not loadable: it is deferred.
+            _ => true,
+        }
+    }
+}
+
+/// A slot in use: given back to the lane, the workspace's share and the node when dropped
+/// (also when its task panics or is aborted at shutdown).
+struct Slot<'a> {
+    node: &'a Node,
+    connection: &'a ConnectionId,
+    workspace: WorkspaceId,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        lock(&self.node.lanes).free(self.connection, Instant::now());
+        lock(&self.node.shares).give_back(&self.workspace);
+        // The connection's slot is free: the next claim may take it before the record commits.
+        // If records are being written, the recorder wakes the dispatcher when they are, with
+        // more slots free by then.
+        if !self.node.recorder.writing() {
+            self.node.state.wake.notify_one();
+        }
+    }
 }
 
 /// This node's deliveries whose destination has answered and whose records have not committed
@@ -162,12 +325,34 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
 /// transaction later.
 #[derive(Default)]
 pub struct Answered {
-    leases: Mutex<HashMap<DeliveryId, ConnectionId>>,
+    leases: Mutex<AnsweredLeases>,
+}
+
+#[derive(Default)]
+struct AnsweredLeases {
+    by_delivery: HashMap<DeliveryId, ConnectionId>,
+    per_connection: HashMap<ConnectionId, usize>,
+}
+
+impl AnsweredLeases {
+    fn remove(&mut self, delivery: &DeliveryId) {
+        if let Some(connection) = self.by_delivery.remove(delivery) {
+            if let Some(n) = self.per_connection.get_mut(&connection) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_connection.remove(&connection);
+                }
+            }
+        }
+    }
 }
 
 impl Answered {
     fn add(&self, delivery: &DeliveryId, connection: &ConnectionId) {
-        lock(&self.leases).insert(delivery.clone(), connection.clone());
+        let mut leases = lock(&self.leases);
+        if leases.by_delivery.insert(delivery.clone(), connection.clone()).is_none() {
+            *leases.per_connection.entry(connection.clone()).or_default() += 1;
+        }
     }
 
     fn remove(&self, delivery: &DeliveryId) {
@@ -182,7 +367,16 @@ impl Answered {
     }
 
     fn list(&self) -> Vec<(ConnectionId, DeliveryId)> {
-        lock(&self.leases).iter().map(|(d, c)| (c.clone(), d.clone())).collect()
+        lock(&self.leases).by_delivery.iter().map(|(d, c)| (c.clone(), d.clone())).collect()
+    }
+
+    /// How many of `connection`'s answers are not recorded yet.
+    fn count(&self, connection: &ConnectionId) -> usize {
+        lock(&self.leases).per_connection.get(connection).copied().unwrap_or(0)
+    }
+
+    fn counts(&self) -> HashMap<ConnectionId, usize> {
+        lock(&self.leases).per_connection.clone()
     }
 }
 
@@ -200,15 +394,26 @@ struct Shares {
 }
 
 impl Shares {
-    /// What the next claim may take: each workspace up to its share, less what it holds.
-    fn node_share(&self, slots: usize) -> NodeShare {
-        let share = (slots / (self.held.len() + 1)).max(1);
-        let room = self.held.iter().map(|(w, n)| (w.clone(), share.saturating_sub(*n) as u32)).collect();
+    /// A workspace's share of the node's `slots` now.
+    fn share(&self, slots: usize) -> usize {
+        (slots / (self.held.len() + 1)).max(1)
+    }
+
+    /// What the next claim may take: each workspace up to its share, less what it holds and what
+    /// it has `waiting` in lanes.
+    fn node_share(&self, slots: usize, waiting: &HashMap<WorkspaceId, usize>) -> NodeShare {
+        let share = self.share(slots);
+        let mut room: HashMap<WorkspaceId, usize> = self.held.iter().map(|(w, n)| (w.clone(), *n)).collect();
+        for (w, n) in waiting {
+            *room.entry(w.clone()).or_default() += n;
+        }
+        let room = room.into_iter().map(|(w, n)| (w, share.saturating_sub(n) as u32)).collect();
         NodeShare { per_workspace: share as u32, room, ..NodeShare::default() }
     }
 
-    /// Counts a slot for `workspace` if it holds fewer than `share`.
-    fn take(&mut self, workspace: &WorkspaceId, share: usize) -> bool {
+    /// Counts a slot for `workspace` if it holds fewer than its share of `slots`.
+    fn take(&mut self, workspace: &WorkspaceId, slots: usize) -> bool {
+        let share = self.share(slots);
         // `share` is at least 1, so a workspace at its share is already in the map.
         let held = self.held.entry(workspace.clone()).or_default();
         if *held >= share {
@@ -235,24 +440,26 @@ mod tests {
     #[test]
     fn a_workspace_holds_at_most_its_share_and_leaves_room_for_newcomers() {
         let mut shares = Shares::default();
+        let none = HashMap::new();
         let (a, b) = (WorkspaceId::generate(), WorkspaceId::generate());
-        let share = shares.node_share(512);
+        let share = shares.node_share(512, &none);
         assert_eq!(share.per_workspace, 512);
         // Alone, a workspace gets half the slots: the rest wait for others.
-        let share = (512 / 2) as usize;
-        let taken = (0..600).filter(|_| shares.take(&a, share)).count();
+        let taken = (0..600).filter(|_| shares.take(&a, 512)).count();
         assert_eq!(taken, 256);
-        let now = shares.node_share(512);
+        let now = shares.node_share(512, &none);
         assert_eq!(now.per_workspace, 256);
         assert_eq!(now.room, vec![(a.clone(), 0)]);
         assert_eq!(now.full(), vec![a.as_str()]);
         // A second workspace comes: shares shrink to a third; the first has no room, the second
-        // the rest of its share.
-        assert!(shares.take(&b, now.per_workspace as usize));
-        let now = shares.node_share(512);
+        // the rest of its share, less what it has waiting in lanes.
+        assert!(shares.take(&b, 512));
+        let now = shares.node_share(512, &none);
         assert_eq!(now.per_workspace, 170);
         assert_eq!(now.full(), vec![a.as_str()]);
         assert!(now.room.contains(&(b.clone(), 169)));
+        let now = shares.node_share(512, &HashMap::from([(b.clone(), 100)]));
+        assert!(now.room.contains(&(b.clone(), 69)));
         for _ in 0..256 {
             shares.give_back(&a);
         }

@@ -697,3 +697,70 @@ async fn the_in_flight_cap_holds_while_answered_slots_are_reused_at_once() {
     }
     assert_eq!(most.load(Ordering::SeqCst), 3, "three at once, never more");
 }
+
+#[tokio::test]
+async fn pausing_a_connection_stops_what_was_leased_ahead_and_resuming_delivers_each_once() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen: Arc<Mutex<HashMap<u64, usize>>> = Arc::default();
+    let app_state = (open.clone(), most.clone(), seen.clone());
+    let destination = axum::Router::new().fallback(move |body: String| {
+        let (open, most, seen) = app_state.clone();
+        async move {
+            most.fetch_max(open.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let i = serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"]["i"].as_u64().unwrap();
+            *seen.lock().unwrap().entry(i).or_default() += 1;
+            open.fetch_sub(1, Ordering::SeqCst);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, destination).await.ok() });
+    let arrived = || seen.lock().unwrap().values().sum::<usize>();
+
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("ahead").await;
+    let conn = app.webhook(&ws, &url, json!({"max_in_flight": 2})).await;
+    let id = conn["id"].as_str().unwrap().to_owned();
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let batch: Vec<_> = (0..600).map(|i| json!({"event": "tick", "payload": {"i": i}})).collect();
+    let (status, _) = app.call(Method::POST, "/api/v1/events/bulk", Some(&ws.pk), Some(json!(batch))).await;
+    assert_eq!(status, 202);
+    // Once attempts are timed (a few milliseconds each), the node leases work ahead of the two slots.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrived() < 100 {
+        assert!(Instant::now() < deadline, "only {} arrived", arrived());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.ok(Method::POST, &format!("/connections/{id}/pause"), None, 200).await;
+    let at_pause = arrived();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Only the attempts in flight when the pause was answered arrive after it.
+    assert!(arrived() - at_pause <= 2, "{} arrived after the pause", arrived() - at_pause);
+    assert!(arrived() < 600, "the pause came too late to mean anything");
+    // What waited in the node went back to the queue: nothing stays leased to a paused connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = app.admin(Method::GET, &format!("/workspaces/{}/deliveries?status=delivering&limit=1", ws.id), None).await;
+        if v["data"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "deliveries stay leased to a paused connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.ok(Method::POST, &format!("/connections/{id}/resume"), None, 200).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrived() < 600 {
+        assert!(Instant::now() < deadline, "only {} of 600 arrived", arrived());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 600);
+    assert!(seen.values().all(|n| *n == 1), "each delivered once");
+    assert_eq!(most.load(Ordering::SeqCst), 2, "two at once, never more");
+}

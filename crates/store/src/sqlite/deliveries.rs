@@ -15,7 +15,10 @@ use switchyard_core::Millis;
 const CLAIM_SQL: &str = "
 UPDATE deliveries
 SET status = 'delivering', lease_owner = ?1, updated_at = ?2,
-    lease_expires_at = ?2 + ?3 + (SELECT timeout_ms FROM connections c WHERE c.id = deliveries.connection_id)
+    lease_expires_at = ?2 + ?3 + (
+        SELECT c.timeout_ms * (1 + CASE WHEN c.circuit_state = 'closed' AND COALESCE(c.rate_limit_per_minute, 0) <= 0
+                                        THEN COALESCE(json_extract(?10, '$.' || c.id), 0) ELSE 0 END)
+        FROM connections c WHERE c.id = deliveries.connection_id)
 WHERE id IN (
     -- Slots taken: leases, less those the claiming node has answered (?9), of which at most
     -- max_in_flight count: a connection has at most twice its cap leased, and never more than its
@@ -38,7 +41,8 @@ WHERE id IN (
             ORDER BY x.next_attempt_at LIMIT ?4)
         -- A connection at its cap, waiting to be reconnected, paused or disabled, or of a workspace
         -- at its share of this node, is skipped before any of its backlog is read.
-        WHERE COALESCE(cb.n, 0) < c.max_in_flight AND c.status = 'active' AND c.inactive_reason IS NULL
+        WHERE COALESCE(cb.n, 0) < c.max_in_flight * (1 + COALESCE(json_extract(?10, '$.' || c.id), 0))
+          AND c.status = 'active' AND c.inactive_reason IS NULL
           AND c.workspace_id NOT IN (SELECT value FROM json_each(?6))
           AND c.held_until <= ?2 AND c.next_start_at <= ?2 + ?8
           -- An open circuit, until its cooldown ends; then (half open) one probe at a time.
@@ -50,7 +54,11 @@ WHERE id IN (
         FROM due
         JOIN connections c ON c.id = due.connection_id
         LEFT JOIN busy b ON b.connection_id = due.connection_id
-        WHERE due.conn_rank + COALESCE(b.n, 0) <= CASE WHEN c.circuit_state = 'closed' THEN c.max_in_flight ELSE 1 END
+        -- Up to the cap, or (?10) a multiple of it leased ahead; one probe for a circuit not closed.
+        WHERE due.conn_rank + COALESCE(b.n, 0) <= CASE
+                WHEN c.circuit_state <> 'closed' THEN 1
+                WHEN COALESCE(c.rate_limit_per_minute, 0) > 0 THEN c.max_in_flight
+                ELSE c.max_in_flight * (1 + COALESCE(json_extract(?10, '$.' || c.id), 0)) END
           AND (COALESCE(c.rate_limit_per_minute, 0) <= 0
                OR due.conn_rank <= CAST((?2 + ?8 - MAX(c.next_start_at, ?2)) * c.rate_limit_per_minute / 60000.0 AS INTEGER) + 1)
     )
@@ -85,6 +93,10 @@ impl DeliveryStore for SqliteStore {
         writer.restore().await?;
         recorded
     }
+
+    fn single_node(&self) -> bool {
+        true
+    }
 }
 
 /// The claim, in a transaction on `conn` (see [`DeliveryStore::claim_due_shared`]).
@@ -99,6 +111,8 @@ async fn claim_in(
     let room: serde_json::Map<String, serde_json::Value> =
         share.room.iter().map(|(w, r)| (w.as_str().to_owned(), serde_json::Value::from(*r))).collect();
     let answered: Vec<&str> = share.answered.iter().map(|(_, d)| d.as_str()).collect();
+    let ahead: serde_json::Map<String, serde_json::Value> =
+        share.ahead.iter().map(|(c, n)| (c.as_str().to_owned(), serde_json::Value::from(*n))).collect();
     let mut tx = sqlx::Connection::begin(conn).await?;
     let rows = sqlx::query(CLAIM_SQL)
         .bind(owner)
@@ -110,6 +124,7 @@ async fn claim_in(
         .bind(serde_json::Value::Object(room).to_string())
         .bind(share.pace_horizon_ms)
         .bind(serde_json::to_string(&answered).unwrap_or_default())
+        .bind(serde_json::Value::Object(ahead).to_string())
         .fetch_all(&mut *tx)
         .await?;
     if rows.is_empty() {
