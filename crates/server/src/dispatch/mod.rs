@@ -1,8 +1,10 @@
 //! The dispatcher: claims due deliveries and runs their attempts.
 //!
 //! - [`run`] is the loop: claim what is due (the store's claim is fair across workspaces and caps
-//!   each connection's in-flight requests), start one task per delivery, then sleep until new work
+//!   each connection's in-flight requests), start one task per slot, then sleep until new work
 //!   is signalled, a scheduled retry falls due, or the poll interval passes.
+//! - [`lanes`] holds each connection's slots in use and, on a node alone on its store, the work it
+//!   leased ahead of them: a slot whose attempt succeeded runs the connection's next delivery.
 //! - No workspace holds more than its share of the node's slots ([`Shares`]): an attempt in flight
 //!   cannot be taken back, so slots are kept free for workspaces that have none yet, whatever one
 //!   workspace's destinations do (hang until their timeout, for instance).
