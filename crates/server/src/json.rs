@@ -79,6 +79,78 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Why well-formed JSON kept as raw text (an event's payload) could not be read back as a
+/// `serde_json::Value`, which is how rules' conditions, templates and mappings read it: nesting
+/// deeper than serde_json's limit, a number beyond a 64-bit float's range, or a `\u` escape of
+/// half a UTF-16 surrogate pair. `raw` must be well-formed JSON (a `RawValue`'s text).
+pub fn unreadable(raw: &str) -> Option<&'static str> {
+    let b = raw.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some("nests deeper than 127 levels");
+                }
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'"' => match string_end(b, i + 1) {
+                Some(end) => i = end,
+                None => return Some("holds a \\u escape of half a UTF-16 surrogate pair"),
+            },
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                if !raw[start..i].parse::<f64>().is_ok_and(f64::is_finite) {
+                    return Some("holds a number beyond the range of a 64-bit float");
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// serde_json refuses a document nested deeper than this (its recursion limit, 128, counts the
+/// outermost value too).
+const MAX_DEPTH: usize = 127;
+
+/// Where the string whose text starts at `i` ends (after its closing quote); `None` if it holds
+/// a lone surrogate escape.
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let unit = |at: usize| b.get(at..at + 4).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u16::from_str_radix(h, 16).ok());
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(i + 1),
+            b'\\' if b.get(i + 1) == Some(&b'u') => {
+                let first = unit(i + 2)?;
+                i += 6;
+                match first {
+                    0xD800..=0xDBFF => {
+                        let escaped = b.get(i) == Some(&b'\\') && b.get(i + 1) == Some(&b'u');
+                        if !escaped || !matches!(unit(i + 2), Some(0xDC00..=0xDFFF)) {
+                            return None;
+                        }
+                        i += 6;
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => {}
+                }
+            }
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    Some(i)
+}
+
 fn describe(path: &str, e: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     let message = e.to_string();
@@ -107,6 +179,45 @@ fn describe(path: &str, e: &serde_json::Error) -> ApiError {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn unreadable_agrees_with_what_serde_json_values_can_read() {
+        let mut docs: Vec<String> = Vec::new();
+        for depth in 120..=135 {
+            docs.push(format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
+            docs.push(format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth)));
+        }
+        for n in [
+            "0",
+            "-1.5",
+            "1e308",
+            "1e309",
+            "-1e400",
+            "1E-400",
+            "123456789012345678901234567890",
+            &"9".repeat(400),
+            "1.7976931348623157e308",
+        ] {
+            docs.push(format!(r#"{{"n": [{n}]}}"#));
+        }
+        for text in [
+            r#"\ud800"#,
+            r#"\udc00"#,
+            r#"\ud83d\ude00"#,
+            r#"\\ud800"#,
+            r#"\ud83d x"#,
+            r#"\ud83d\u0041"#,
+            r#"a\"\ud800"#,
+            r#"\u00e9 {[ 1e999"#,
+        ] {
+            docs.push(format!(r#"{{"s": "{text}", "k{text}": 1}}"#));
+        }
+        for doc in &docs {
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(doc).is_ok(), "not well-formed: {doc:.40}");
+            let readable = serde_json::from_str::<serde_json::Value>(doc).is_ok();
+            assert_eq!(unreadable(doc).is_none(), readable, "{doc:.60}: {:?}", unreadable(doc));
+        }
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

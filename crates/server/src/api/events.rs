@@ -80,6 +80,10 @@ pub(crate) async fn prepare(
         Some(raw) if raw.get().starts_with('{') => String::from(Box::<str>::from(raw)),
         Some(_) => return Err(ApiError::invalid("payload", "must be a JSON object")),
     };
+    // Kept as sent, but it must read back as JSON wherever rules, templates and mappings read it.
+    if let Some(why) = crate::json::unreadable(&payload) {
+        return Err(ApiError::invalid("payload", why));
+    }
     for (field, value) in [("resource", &input.resource), ("resource_id", &input.resource_id)] {
         if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > MAX_FIELD_LEN) {
             return Err(ApiError::invalid(field, format!("must be 1 to {MAX_FIELD_LEN} characters")));
