@@ -91,6 +91,13 @@ impl Lanes {
             .collect()
     }
 
+    /// How many more deliveries the lanes would lease ahead: each timed connection's multiple of
+    /// its cap, less what it has waiting. A claim takes no more than this beyond the node's free
+    /// slots, so a node whose slots are all busy leases nothing it could not start soon.
+    pub fn ahead_room(&self) -> usize {
+        self.lanes.values().map(|l| (l.multiple() as usize * l.cap).saturating_sub(l.waiting.len())).sum()
+    }
+
     /// Puts a claimed delivery in its connection's lane (`cap`: its `max_in_flight`), to start
     /// by `start_by`.
     pub fn queue(&mut self, claimed: Claimed, cap: usize, start_by: Instant) {
@@ -305,6 +312,9 @@ mod tests {
         for _ in 0..30 {
             lanes.timed(&fast, Duration::from_micros(100));
         }
-        assert_eq!(lanes.ahead(), vec![(fast, MAX_AHEAD)]);
+        assert_eq!(lanes.ahead(), vec![(fast.clone(), MAX_AHEAD)]);
+        // What the lanes would lease ahead: seven caps of four for the fast one, less the one
+        // it has waiting; nothing for the others.
+        assert_eq!(lanes.ahead_room(), 7 * 4 - 1);
     }
 }

@@ -103,10 +103,12 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         }
         // Deliveries waiting in lanes whose slots came free start first.
         node.start_waiting(&mut tasks).await;
-        // Alone on its store, the node may hold as much again waiting in its lanes as running.
+        // A claim takes what free slots can start now and, alone on its store, what the lanes
+        // lease ahead; the node holds at most as many waiting as it has slots.
         let free = if node.alone {
-            let (running, waiting) = lock(&node.lanes).load();
-            (2 * node.slots).saturating_sub(running + waiting)
+            let lanes = lock(&node.lanes);
+            let (running, waiting) = lanes.load();
+            (node.permits.available_permits() + lanes.ahead_room()).min((2 * node.slots).saturating_sub(running + waiting))
         } else {
             node.permits.available_permits()
         };
