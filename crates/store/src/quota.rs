@@ -149,18 +149,7 @@ mod tests {
 
     fn event(ws: &str, cap: Option<u64>) -> NewEvent {
         NewEvent {
-            event: Event {
-                id: EventId::generate(),
-                workspace_id: WorkspaceId::from_trusted(ws.to_owned()),
-                event: "e".into(),
-                resource: None,
-                resource_id: None,
-                payload: "{}".into(),
-                occurred_at: None,
-                received_at: 0,
-                status: EventStatus::Completed,
-                test: false,
-            },
+            event: crate::testing::event(&WorkspaceId::from_trusted(ws.to_owned())),
             idempotency_key: None,
             deliveries: Vec::new(),
             monthly_cap: cap,

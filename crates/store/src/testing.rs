@@ -81,3 +81,20 @@ mod tests {
         assert_eq!(super::url_with_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }
+
+/// A pending event of type `e` with an empty payload, received at 0: the smallest event a test
+/// can queue or claim.
+pub fn event(workspace: &switchyard_core::ids::WorkspaceId) -> switchyard_core::model::Event {
+    switchyard_core::model::Event {
+        id: switchyard_core::ids::EventId::generate(),
+        workspace_id: workspace.clone(),
+        event: "e".into(),
+        resource: None,
+        resource_id: None,
+        payload: "{}".into(),
+        occurred_at: None,
+        received_at: 0,
+        status: switchyard_core::model::EventStatus::Pending,
+        test: false,
+    }
+}

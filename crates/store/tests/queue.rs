@@ -66,18 +66,7 @@ async fn paced_connection(store: &dyn Store, ws: &WorkspaceId, max_in_flight: u3
 
 fn new_event(ws: &WorkspaceId, conn: &ConnectionId, key: Option<&str>) -> NewEvent {
     NewEvent {
-        event: Event {
-            id: EventId::generate(),
-            workspace_id: ws.clone(),
-            event: "e".into(),
-            resource: None,
-            resource_id: None,
-            payload: "{}".into(),
-            occurred_at: None,
-            received_at: 0,
-            status: EventStatus::Pending,
-            test: false,
-        },
+        event: switchyard_store::testing::event(ws),
         idempotency_key: key.map(str::to_owned),
         monthly_cap: None,
         deliveries: vec![NewDelivery { id: DeliveryId::generate(), rule_id: RuleId::generate(), connection_id: conn.clone() }],

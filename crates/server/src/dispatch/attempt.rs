@@ -5,7 +5,7 @@ use super::limiter::Holds;
 use crate::oauth::tokens::{managed, Managed, TokenError};
 use crate::state::AppState;
 use std::time::{Duration, Instant};
-use switchyard_core::model::{Attempt, Connection};
+use switchyard_core::model::{Attempt, Connection, ConnectionStatus};
 use switchyard_core::retry::RetryPolicy;
 use switchyard_destinations::http::Sender;
 use switchyard_destinations::outcome::{Classified, Outcome};
@@ -76,6 +76,11 @@ pub async fn perform(state: &AppState, dispatch: &Dispatch<'_>, claimed: Claimed
             return defer();
         }
     };
+    // Paused or disabled since the delivery was leased (a moment ago, or ahead of its slot): hand
+    // it back without an attempt; claims skip the connection until it is active again.
+    if connection.status != ConnectionStatus::Active || connection.inactive.is_some() {
+        return Finished::Deferred { id: delivery.id.clone(), until: switchyard_core::now_millis() };
+    }
     let rule = match state.cache.rule(store, &delivery.rule_id).await {
         Ok(Some(r)) => r,
         Ok(None) => return dead("the rule no longer exists"),

@@ -166,11 +166,6 @@ impl Lanes {
         }
     }
 
-    /// Empties `connection`'s lane (the connection is no longer active); returns what waited.
-    pub fn clear(&mut self, connection: &ConnectionId) -> Vec<DeliveryId> {
-        self.lanes.get_mut(connection).map(|l| l.waiting.drain(..).map(|(c, _)| c.delivery.id).collect()).unwrap_or_default()
-    }
-
     /// Empties every lane; returns what waited.
     pub fn clear_all(&mut self) -> Vec<DeliveryId> {
         self.lanes.values_mut().flat_map(|l| l.waiting.drain(..).map(|(c, _)| c.delivery.id)).collect()
@@ -210,22 +205,11 @@ impl Lanes {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use switchyard_core::ids::{EventId, RuleId};
-    use switchyard_core::model::{Delivery, DeliveryStatus, Event, EventStatus};
+    use switchyard_core::ids::RuleId;
+    use switchyard_core::model::{Delivery, DeliveryStatus};
 
     fn claimed(ws: &WorkspaceId, connection: &ConnectionId) -> Claimed {
-        let event = Event {
-            id: EventId::generate(),
-            workspace_id: ws.clone(),
-            event: "e".into(),
-            resource: None,
-            resource_id: None,
-            payload: "{}".into(),
-            occurred_at: None,
-            received_at: 0,
-            status: EventStatus::Pending,
-            test: false,
-        };
+        let event = switchyard_store::testing::event(ws);
         let delivery = Delivery {
             id: DeliveryId::generate(),
             workspace_id: ws.clone(),

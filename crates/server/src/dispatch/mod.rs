@@ -28,14 +28,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard_core::ids::{ConnectionId, DeliveryId, WorkspaceId};
-use switchyard_core::model::ConnectionStatus;
 use switchyard_destinations::http::Sender;
 use switchyard_store::{Claimed, NextStep, NodeShare};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// What the loop and every slot share.
+/// What the loop and every slot share. Where more than one of its locks is held at once, they are
+/// taken in this order: `lanes`, `answered`, `shares`.
 struct Node {
     state: AppState,
     owner: String,
@@ -217,8 +217,12 @@ impl Node {
     /// otherwise the claim saw to it) and a slot of the node within their workspace's share;
     /// hands back those that can no longer start within their leases.
     async fn start_waiting(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
-        let answered = self.answered.counts();
-        let (start, expired) = lock(&self.lanes).startable(&answered, self.alone, Instant::now(), |c| self.admit(&c.delivery.workspace_id));
+        let (start, expired) = {
+            // Locks are taken in this order everywhere: lanes, answered, shares.
+            let mut lanes = lock(&self.lanes);
+            let answered = lock(&self.answered.leases);
+            lanes.startable(&answered.per_connection, self.alone, Instant::now(), |c| self.admit(&c.delivery.workspace_id))
+        };
         for (claimed, permit) in start {
             tasks.spawn(self.clone().run_slot(claimed, permit));
         }
@@ -263,12 +267,6 @@ impl Node {
         let _slot = Slot { node: &self, connection: &connection, workspace: claimed.delivery.workspace_id.clone(), _permit: permit };
         let dispatch = attempt::Dispatch { sender: &self.sender, holds: &self.holds, circuits: &self.circuits };
         loop {
-            if !self.active(&connection).await {
-                let mut back = vec![claimed.delivery.id];
-                back.extend(lock(&self.lanes).clear(&connection));
-                self.hand_back(back, switchyard_core::now_millis()).await;
-                return;
-            }
             let id = claimed.delivery.id.clone();
             let began = Instant::now();
             let finished = attempt::perform(&self.state, &dispatch, claimed).await;
@@ -278,7 +276,8 @@ impl Node {
             }
             self.recorder.record(finished, id.clone(), connection.clone());
             lock(&self.leased).remove(&id);
-            let ended = lock(&self.lanes).ended(&connection, succeeded, self.answered.count(&connection), Instant::now());
+            let answered = self.answered.count(&connection);
+            let ended = lock(&self.lanes).ended(&connection, succeeded, answered, Instant::now());
             match ended {
                 Ended::Next(next) => claimed = *next,
                 Ended::Free(back) => {
@@ -286,16 +285,6 @@ impl Node {
                     return;
                 }
             }
-        }
-    }
-
-    /// Whether a connection may still be attempted: it may have been paused or disabled since its
-    /// deliveries were leased (a moment ago, or ahead of its slots).
-    async fn active(&self, connection: &ConnectionId) -> bool {
-        match self.state.cache.connection(&*self.state.store, connection).await {
-            Ok(Some(c)) => c.status == ConnectionStatus::Active && c.inactive.is_none(),
-            // Gone: its delivery's attempt records why. Not loadable: it is deferred.
-            _ => true,
         }
     }
 }
@@ -377,10 +366,6 @@ impl Answered {
     /// How many of `connection`'s answers are not recorded yet.
     fn count(&self, connection: &ConnectionId) -> usize {
         lock(&self.leases).per_connection.get(connection).copied().unwrap_or(0)
-    }
-
-    fn counts(&self) -> HashMap<ConnectionId, usize> {
-        lock(&self.leases).per_connection.clone()
     }
 }
 
