@@ -512,3 +512,60 @@ async fn a_workspace_s_retention_prunes_that_workspace_only() {
     assert_eq!(left.len(), 2, "the other workspace keeps its history");
     assert!(f.store.list_events(&short, &Default::default(), &Page { limit: 10, before: None }).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_large_batch_of_records_moves_each_delivery_and_keeps_each_attempt_whole() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 100).await;
+    enqueue(&*f.store, &ws, &conn, 75, 1_000).await;
+    let claimed = f.store.claim_due("a", 1_000, 100, 30_000).await.unwrap();
+    assert_eq!(claimed.len(), 75);
+    // Another node's lease: a record from "a" for it must change nothing.
+    let other = connection(&*f.store, &ws, 1).await;
+    enqueue(&*f.store, &ws, &other, 1, 1_000).await;
+    let foreign = f.store.claim_due("b", 1_000, 10, 30_000).await.unwrap();
+    assert_eq!(foreign.len(), 1);
+
+    let request = format!("POST /hook HTTP/1.1\r\ncontent-type: application/json\r\n\r\n{}", "é\"x".repeat(1_000));
+    let record = |id: &DeliveryId, i: usize| AttemptRecord {
+        attempt: Attempt {
+            delivery_id: id.clone(),
+            number: 1,
+            started_at: 1_000 + i as i64,
+            duration_ms: i as u64,
+            status_code: [Some(200), Some(503), None][i % 3],
+            error: (i % 3 != 0).then(|| format!("failure {i}")),
+            response_excerpt: (i % 3 == 1).then(|| format!("busy {i}")),
+            request: Some(format!("{request}{i}")),
+        },
+        next: [NextStep::Succeeded, NextStep::RetryAt(9_000 + i as i64), NextStep::Dead][i % 3],
+    };
+    let mut records: Vec<AttemptRecord> = claimed.iter().enumerate().map(|(i, c)| record(&c.delivery.id, i)).collect();
+    records.push(record(&foreign[0].delivery.id, 0));
+    f.store.record_attempts("a", &records, 2_000).await.unwrap();
+
+    for (i, c) in claimed.iter().enumerate() {
+        let d = f.store.get_delivery(&Scope::All, &c.delivery.id).await.unwrap().unwrap();
+        let expected = match i % 3 {
+            0 => (DeliveryStatus::Succeeded, None, None),
+            1 => (DeliveryStatus::Retrying, Some(9_000 + i as i64), Some(format!("failure {i}"))),
+            _ => (DeliveryStatus::Dead, None, Some(format!("failure {i}"))),
+        };
+        assert_eq!((d.status, d.next_attempt_at, d.last_error), expected, "delivery {i}");
+        assert_eq!(d.attempt_count, 1);
+        let attempts = f.store.delivery_attempts(&c.delivery.id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "delivery {i}");
+        let (want, got) = (&records[i].attempt, &attempts[0]);
+        assert_eq!(
+            (got.number, got.started_at, got.duration_ms, got.status_code, &got.error, &got.response_excerpt, &got.request),
+            (want.number, want.started_at, want.duration_ms, want.status_code, &want.error, &want.response_excerpt, &want.request),
+            "delivery {i}"
+        );
+    }
+    let d = f.store.get_delivery(&Scope::All, &foreign[0].delivery.id).await.unwrap().unwrap();
+    assert_eq!((d.status, d.attempt_count), (DeliveryStatus::Delivering, 0));
+    assert!(f.store.delivery_attempts(&foreign[0].delivery.id).await.unwrap().is_empty());
+    let usage = f.store.daily_usage(&ws, "1970-01-01").await.unwrap();
+    assert_eq!(usage.iter().map(|u| (u.succeeded, u.dead)).collect::<Vec<_>>(), vec![(25, 25)]);
+}

@@ -189,72 +189,105 @@ async fn claim_in(
 /// Connections, each with whether one of its attempts succeeded.
 type Marked<'a> = Vec<(&'a str, bool)>;
 
-/// The records, in a transaction on `conn` (see [`DeliveryStore::record_attempts`]).
-async fn record_in(conn: &mut sqlx::SqliteConnection, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
-    let input: Vec<serde_json::Value> = records
-        .iter()
-        .map(|r| {
-            let a = &r.attempt;
-            let (status, next_at) = match r.next {
-                NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-                NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-                NextStep::Dead => (DeliveryStatus::Dead, None),
-            };
-            serde_json::json!({
-                "id": a.delivery_id.as_str(),
-                "number": a.number,
-                "status": status.as_str(),
-                "next_at": next_at,
-                "last_error": if r.next == NextStep::Succeeded { None } else { a.error.as_deref() },
-                "started_at": a.started_at,
-                "duration_ms": a.duration_ms,
-                "status_code": a.status_code,
-                "error": a.error.as_deref(),
-                "excerpt": a.response_excerpt.as_deref(),
-                "request": a.request.as_deref(),
-            })
-        })
-        .collect();
-    let input = serde_json::Value::Array(input).to_string();
-    let mut tx = sqlx::Connection::begin(conn).await?;
-    // Move each delivery on where this node still holds the lease; a node presumed dead
-    // records nothing. Then record the attempts of the deliveries that moved.
-    let moved: Vec<(String, String, String, String)> = sqlx::query_as(
-        "WITH input AS (
-            SELECT value ->> 'id' AS id, value ->> 'number' AS number, value ->> 'status' AS status,
-                   value ->> 'next_at' AS next_at, value ->> 'last_error' AS last_error
-            FROM json_each($1))
+/// Records per statement in [`record_in`]. Each statement has room for this many rows (unused
+/// rows are bound to NULL and match nothing), so the same two prepared statements serve every
+/// batch, and no record is re-parsed from JSON once per column.
+const RECORD_CHUNK: usize = 32;
+
+/// `(?, ?, …), (…), …`: `rows` rows of `columns` parameters each.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// Moves each delivery on where this node still holds the lease; a node presumed dead records
+/// nothing. A cancel asked for while the attempt ran ends the delivery instead of a retry.
+static RECORD_MOVE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH input (id, number, status, next_at, last_error) AS (VALUES {})
          UPDATE deliveries SET
-             -- A cancel asked for while the attempt ran: it ends the delivery instead of a retry.
              status = CASE WHEN deliveries.cancelled_at IS NOT NULL AND input.status = 'retrying' THEN 'cancelled' ELSE input.status END,
              attempt_count = MAX(deliveries.attempt_count, input.number),
              next_attempt_at = CASE WHEN deliveries.cancelled_at IS NOT NULL THEN NULL ELSE input.next_at END,
              last_error = input.last_error, lease_owner = NULL, lease_expires_at = NULL,
-             lease_recoveries = 0, updated_at = $2
+             lease_recoveries = 0, updated_at = ?
          FROM input
-         WHERE deliveries.id = input.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = $3
+         WHERE deliveries.id = input.id AND deliveries.status = 'delivering' AND deliveries.lease_owner = ?
          RETURNING deliveries.id, deliveries.event_id, deliveries.workspace_id, deliveries.connection_id",
+        placeholders(RECORD_CHUNK, 5)
     )
-    .bind(&input)
-    .bind(now)
-    .bind(owner)
-    .fetch_all(&mut *tx)
-    .await?;
+});
+
+/// Records the attempts of the deliveries that moved.
+static RECORD_ATTEMPTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
+                               request_excerpt)
+         SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL
+         ON CONFLICT DO NOTHING",
+        placeholders(RECORD_CHUNK, 9)
+    )
+});
+
+/// The status a record moves its delivery to, and when it is due again.
+fn moved_to(next: NextStep) -> (DeliveryStatus, Option<Millis>) {
+    match next {
+        NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+        NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+        NextStep::Dead => (DeliveryStatus::Dead, None),
+    }
+}
+
+/// The records, in a transaction on `conn` (see [`DeliveryStore::record_attempts`]).
+async fn record_in(conn: &mut sqlx::SqliteConnection, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let mut moved: Vec<(String, String, String, String)> = Vec::with_capacity(records.len());
+    for chunk in records.chunks(RECORD_CHUNK) {
+        let mut query = sqlx::query_as(&RECORD_MOVE_SQL);
+        for r in chunk {
+            let a = &r.attempt;
+            let (status, next_at) = moved_to(r.next);
+            let last_error = if r.next == NextStep::Succeeded { None } else { a.error.as_deref() };
+            query = query.bind(a.delivery_id.as_str()).bind(a.number).bind(status.as_str()).bind(next_at).bind(last_error);
+        }
+        for _ in chunk.len()..RECORD_CHUNK {
+            query = query.bind(None::<&str>).bind(None::<u32>).bind(None::<&str>).bind(None::<i64>).bind(None::<&str>);
+        }
+        moved.extend(query.bind(now).bind(owner).fetch_all(&mut *tx).await?);
+    }
     if !moved.is_empty() {
-        let ids: Vec<&str> = moved.iter().map(|(id, _, _, _)| id.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO attempts (delivery_id, number, workspace_id, started_at, duration_ms, status_code, error, response_excerpt,
-                                   request_excerpt)
-             SELECT a.value ->> 'id', a.value ->> 'number', d.workspace_id, a.value ->> 'started_at', a.value ->> 'duration_ms',
-                    a.value ->> 'status_code', a.value ->> 'error', a.value ->> 'excerpt', a.value ->> 'request'
-             FROM json_each($1) a JOIN deliveries d ON d.id = a.value ->> 'id'
-             WHERE a.value ->> 'id' IN (SELECT value FROM json_each($2))
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&input)
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .execute(&mut *tx)
-        .await?;
+        let workspaces: HashMap<&str, &str> = moved.iter().map(|(id, _, ws, _)| (id.as_str(), ws.as_str())).collect();
+        let attempts: Vec<(&AttemptRecord, &str)> =
+            records.iter().filter_map(|r| workspaces.get(r.attempt.delivery_id.as_str()).map(|ws| (r, *ws))).collect();
+        for chunk in attempts.chunks(RECORD_CHUNK) {
+            let mut query = sqlx::query(&RECORD_ATTEMPTS_SQL);
+            for (r, ws) in chunk {
+                let a = &r.attempt;
+                query = query
+                    .bind(a.delivery_id.as_str())
+                    .bind(a.number)
+                    .bind(*ws)
+                    .bind(a.started_at)
+                    .bind(a.duration_ms.min(i64::MAX as u64) as i64)
+                    .bind(a.status_code)
+                    .bind(a.error.as_deref())
+                    .bind(a.response_excerpt.as_deref())
+                    .bind(a.request.as_deref());
+            }
+            for _ in chunk.len()..RECORD_CHUNK {
+                query = query
+                    .bind(None::<&str>)
+                    .bind(None::<u32>)
+                    .bind(None::<&str>)
+                    .bind(None::<i64>)
+                    .bind(None::<i64>)
+                    .bind(None::<u16>)
+                    .bind(None::<&str>)
+                    .bind(None::<&str>)
+                    .bind(None::<&str>);
+            }
+            query.execute(&mut *tx).await?;
+        }
         let events: BTreeSet<&str> = moved.iter().map(|(_, e, _, _)| e.as_str()).collect();
         refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
         // Usage: the deliveries that finished, per workspace, on today's row.
