@@ -145,7 +145,6 @@ pub(crate) fn notifications(
 mod tests {
     use super::*;
     use switchyard_core::ids::*;
-    use switchyard_core::model::*;
 
     fn event(ws: &str, cap: Option<u64>) -> NewEvent {
         NewEvent {

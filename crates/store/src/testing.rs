@@ -72,16 +72,6 @@ fn url_with_database(base: &str, name: &str) -> String {
     url
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_database_name_is_swapped_and_options_kept() {
-        assert_eq!(super::url_with_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
-        assert_eq!(super::url_with_database("postgres://u@h/test?a=b", "x"), "postgres://u@h/x?a=b");
-        assert_eq!(super::url_with_database("postgres://u@h", "x"), "postgres://u@h/x");
-    }
-}
-
 /// A pending event of type `e` with an empty payload, received at 0: the smallest event a test
 /// can queue or claim.
 pub fn event(workspace: &switchyard_core::ids::WorkspaceId) -> switchyard_core::model::Event {
@@ -96,5 +86,15 @@ pub fn event(workspace: &switchyard_core::ids::WorkspaceId) -> switchyard_core::
         received_at: 0,
         status: switchyard_core::model::EventStatus::Pending,
         test: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_database_name_is_swapped_and_options_kept() {
+        assert_eq!(super::url_with_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
+        assert_eq!(super::url_with_database("postgres://u@h/test?a=b", "x"), "postgres://u@h/x?a=b");
+        assert_eq!(super::url_with_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }

@@ -535,7 +535,7 @@ async fn a_large_batch_of_records_moves_each_delivery_and_keeps_each_attempt_who
             started_at: 1_000 + i as i64,
             duration_ms: i as u64,
             status_code: [Some(200), Some(503), None][i % 3],
-            error: (i % 3 != 0).then(|| format!("failure {i}")),
+            error: (!i.is_multiple_of(3)).then(|| format!("failure {i}")),
             response_excerpt: (i % 3 == 1).then(|| format!("busy {i}")),
             request: Some(format!("{request}{i}")),
         },
