@@ -95,6 +95,12 @@ impl std::ops::DerefMut for RelaxedWriter {
     }
 }
 
+/// The writer's page cache, in KiB (SQLite's negative form): the queue's and the events' hot
+/// index pages stay in memory from one commit to the next.
+const WRITER_CACHE_SIZE: &str = "-32000";
+/// Each reader's page cache, in KiB: SQLite's default (see `SqliteStore::open`).
+const READER_CACHE_SIZE: &str = "-2000";
+
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -120,7 +126,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000")
+            .pragma("cache_size", WRITER_CACHE_SIZE)
             .pragma("wal_autocheckpoint", "0")
             // Deleted and replaced content (old sealed secrets among it) is zeroed on the pages
             // written anyway, at no extra I/O.
@@ -137,10 +143,14 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         let checkpoints = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        // Readers keep SQLite's default 2 MB page cache: a read transaction that follows any
+        // write drops its reader's whole cache (the WAL changed), so under load a larger one is
+        // never reused, while one scan of a big table (the queue gauge's count over a million
+        // waiting deliveries) would fill it and keep it resident until the next write.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(true))
+            .connect_with(options.read_only(true).pragma("cache_size", READER_CACHE_SIZE))
             .await?;
         Ok(Self { writer, reader, checkpointer: tokio::spawn(checkpoint_loop(checkpoints)), month_counts: Default::default() })
     }
