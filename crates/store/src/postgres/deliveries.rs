@@ -47,10 +47,11 @@ due AS (
     SELECT d.id, d.workspace_id, d.connection_id, d.next_attempt_at,
            ROW_NUMBER() OVER (PARTITION BY d.connection_id ORDER BY d.next_attempt_at, d.id) AS conn_rank
     FROM connections c
+    -- No more of a connection's backlog than it could take: its cap, or one probe.
     CROSS JOIN LATERAL (
         SELECT x.id, x.workspace_id, x.connection_id, x.next_attempt_at FROM deliveries x
         WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= $2
-        ORDER BY x.next_attempt_at LIMIT $4) d
+        ORDER BY x.next_attempt_at LIMIT LEAST($4, CASE WHEN c.circuit_state = 'closed' THEN c.max_in_flight ELSE 1 END)) d
     WHERE c.id = ANY($5)
 ),
 allowed AS (

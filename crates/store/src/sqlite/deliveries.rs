@@ -35,10 +35,15 @@ WHERE id IN (
                ROW_NUMBER() OVER (PARTITION BY d.connection_id ORDER BY d.next_attempt_at, d.id) AS conn_rank
         FROM connections c
         LEFT JOIN busy cb ON cb.connection_id = c.id
+        -- Read no more of a connection's backlog than any connection could take: SQLite's LIMIT
+        -- cannot name the connection's own cap, so the largest cap (times the lease ahead) bounds
+        -- it. Reading the whole batch from each connection cost three times as much.
         JOIN deliveries d ON d.id IN (
             SELECT x.id FROM deliveries x
             WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= ?2
-            ORDER BY x.next_attempt_at LIMIT ?4)
+            ORDER BY x.next_attempt_at
+            LIMIT MIN(?4, COALESCE((SELECT MAX(m.max_in_flight * (1 + COALESCE(json_extract(?10, '$.' || m.id), 0)))
+                                    FROM connections m WHERE m.status = 'active'), 0)))
         -- A connection at its cap, waiting to be reconnected, paused or disabled, or of a workspace
         -- at its share of this node, is skipped before any of its backlog is read.
         WHERE COALESCE(cb.n, 0) < c.max_in_flight * (1 + COALESCE(json_extract(?10, '$.' || c.id), 0))
