@@ -296,7 +296,8 @@ pub(crate) async fn refresh_event_statuses(tx: &mut Transaction<'_, Postgres>, e
                    WHEN SUM(attempt_count) > 0 OR COUNT(*) FILTER (WHERE status = 'delivering') > 0 THEN 'processing'
                    ELSE 'pending' END AS status
                FROM deliveries WHERE event_id = ANY($1) GROUP BY event_id) s
-         WHERE e.id = s.event_id AND e.status IS DISTINCT FROM s.status",
+         -- `e.id = ANY($1)` too: without it the planner may hash-join a scan of every event.
+         WHERE e.id = ANY($1) AND e.id = s.event_id AND e.status IS DISTINCT FROM s.status",
     )
     .bind(event_ids)
     .execute(&mut **tx)
