@@ -221,6 +221,17 @@ pub enum NextStep {
     Dead,
 }
 
+impl NextStep {
+    /// The status a record moves its delivery to, and when it is due again.
+    pub fn moves_to(self) -> (DeliveryStatus, Option<Millis>) {
+        match self {
+            NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
+            NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
+            NextStep::Dead => (DeliveryStatus::Dead, None),
+        }
+    }
+}
+
 /// Why a connection could not be deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteOutcome {

@@ -158,23 +158,26 @@ async fn a_node_alone_on_its_store_leases_ahead_as_asked_with_longer_leases() {
 }
 
 /// Records each claimed delivery's attempt as a success.
+/// The record of an attempt of `c` answered with `status_code`: an error names the status unless
+/// it is a success.
+fn answered(c: &Claimed, started_at: i64, status_code: u16, next: NextStep) -> AttemptRecord {
+    AttemptRecord {
+        attempt: Attempt {
+            delivery_id: c.delivery.id.clone(),
+            number: 1,
+            started_at,
+            duration_ms: 1,
+            status_code: Some(status_code),
+            error: (status_code >= 300).then(|| format!("HTTP {status_code}")),
+            response_excerpt: None,
+            request: None,
+        },
+        next,
+    }
+}
+
 async fn record(store: &dyn Store, owner: &str, claimed: &[Claimed]) {
-    let done: Vec<_> = claimed
-        .iter()
-        .map(|c| AttemptRecord {
-            attempt: Attempt {
-                delivery_id: c.delivery.id.clone(),
-                number: 1,
-                started_at: 2_000,
-                duration_ms: 1,
-                status_code: Some(200),
-                error: None,
-                response_excerpt: None,
-                request: None,
-            },
-            next: NextStep::Succeeded,
-        })
-        .collect();
+    let done: Vec<_> = claimed.iter().map(|c| answered(c, 2_000, 200, NextStep::Succeeded)).collect();
     store.record_attempts(owner, &done, 2_100).await.unwrap();
 }
 
@@ -287,19 +290,7 @@ async fn expired_and_foreign_leases_return_to_the_queue_and_late_results_are_ign
     assert_eq!(again.len(), 2);
 
     // The dead node's late result does not overwrite the new owner's lease.
-    let late = AttemptRecord {
-        attempt: Attempt {
-            delivery_id: claimed[0].delivery.id.clone(),
-            number: 1,
-            started_at: 1_000,
-            duration_ms: 1,
-            status_code: Some(200),
-            error: None,
-            response_excerpt: None,
-            request: None,
-        },
-        next: NextStep::Succeeded,
-    };
+    let late = answered(&claimed[0], 1_000, 200, NextStep::Succeeded);
     f.store.record_attempts("dead-node", &[late], 2_100).await.unwrap();
     let d = f.store.get_delivery(&Scope::All, &claimed[0].delivery.id).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Delivering);
@@ -320,19 +311,7 @@ async fn a_cancel_asked_during_a_lease_ends_the_delivery_however_the_lease_ends(
         let outcome = f.store.cancel_delivery(&Scope::All, &c.delivery.id, 1_100).await.unwrap();
         assert_eq!(outcome, Some(CancelOutcome::InFlight));
     }
-    let record = |c: &Claimed, next: NextStep| AttemptRecord {
-        attempt: Attempt {
-            delivery_id: c.delivery.id.clone(),
-            number: 1,
-            started_at: 1_000,
-            duration_ms: 1,
-            status_code: Some(500),
-            error: Some("HTTP 500".into()),
-            response_excerpt: None,
-            request: None,
-        },
-        next,
-    };
+    let record = |c: &Claimed, next: NextStep| answered(c, 1_000, 500, next);
     // An attempt that failed: cancelled, not retried. Handed back unattempted, or taken back from a
     // stopped node: cancelled too.
     f.store.record_attempts("node", &[record(&claimed[0], NextStep::RetryAt(5_000))], 1_200).await.unwrap();
@@ -376,19 +355,7 @@ async fn an_open_circuit_claims_nothing_then_one_probe_at_a_time_until_it_closes
         let store = f.store.clone();
         async move { store.claim_due("node", t, 10, 0).await.unwrap() }
     };
-    let record = |c: &Claimed, t: i64| AttemptRecord {
-        attempt: Attempt {
-            delivery_id: c.delivery.id.clone(),
-            number: 1,
-            started_at: t,
-            duration_ms: 1,
-            status_code: Some(200),
-            error: None,
-            response_excerpt: None,
-            request: None,
-        },
-        next: NextStep::Succeeded,
-    };
+    let record = |c: &Claimed, t: i64| answered(c, t, 200, NextStep::Succeeded);
     let first = probe_at(2_100).await;
     assert_eq!(first.len(), 1, "half open: one probe");
     assert!(first[0].probe);

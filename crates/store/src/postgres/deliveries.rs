@@ -332,11 +332,7 @@ struct AttemptColumns<'a> {
 impl<'a> AttemptColumns<'a> {
     fn push(&mut self, r: &'a AttemptRecord) {
         let a = &r.attempt;
-        let (status, next_at) = match r.next {
-            NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-            NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-            NextStep::Dead => (DeliveryStatus::Dead, None),
-        };
+        let (status, next_at) = r.next.moves_to();
         self.ids.push(a.delivery_id.as_str());
         self.numbers.push(a.number as i64);
         self.statuses.push(status.as_str());

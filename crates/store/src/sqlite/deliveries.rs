@@ -37,7 +37,7 @@ WHERE id IN (
         LEFT JOIN busy cb ON cb.connection_id = c.id
         -- Read no more of a connection's backlog than any connection could take: SQLite's LIMIT
         -- cannot name the connection's own cap, so the largest cap (times the lease ahead) bounds
-        -- it. Reading the whole batch from each connection cost three times as much.
+        -- it. Reading up to the whole batch (256) from each connection cost four times the instructions.
         JOIN deliveries d ON d.id IN (
             SELECT x.id FROM deliveries x
             WHERE x.connection_id = c.id AND x.status IN ('pending', 'retrying') AND x.next_attempt_at <= ?2
@@ -234,15 +234,6 @@ static RECORD_ATTEMPTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::n
     )
 });
 
-/// The status a record moves its delivery to, and when it is due again.
-fn moved_to(next: NextStep) -> (DeliveryStatus, Option<Millis>) {
-    match next {
-        NextStep::Succeeded => (DeliveryStatus::Succeeded, None),
-        NextStep::RetryAt(at) => (DeliveryStatus::Retrying, Some(at)),
-        NextStep::Dead => (DeliveryStatus::Dead, None),
-    }
-}
-
 /// The records, in a transaction on `conn` (see [`DeliveryStore::record_attempts`]).
 async fn record_in(conn: &mut sqlx::SqliteConnection, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
     let mut tx = sqlx::Connection::begin(conn).await?;
@@ -251,7 +242,7 @@ async fn record_in(conn: &mut sqlx::SqliteConnection, owner: &str, records: &[At
         let mut query = sqlx::query_as(&RECORD_MOVE_SQL);
         for r in chunk {
             let a = &r.attempt;
-            let (status, next_at) = moved_to(r.next);
+            let (status, next_at) = r.next.moves_to();
             let last_error = if r.next == NextStep::Succeeded { None } else { a.error.as_deref() };
             query = query.bind(a.delivery_id.as_str()).bind(a.number).bind(status.as_str()).bind(next_at).bind(last_error);
         }
