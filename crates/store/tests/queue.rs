@@ -157,7 +157,6 @@ async fn a_node_alone_on_its_store_leases_ahead_as_asked_with_longer_leases() {
     assert_eq!(f.store.recover_expired_leases(35_001).await.unwrap(), 9);
 }
 
-/// Records each claimed delivery's attempt as a success.
 /// The record of an attempt of `c` answered with `status_code`: an error names the status unless
 /// it is a success.
 fn answered(c: &Claimed, started_at: i64, status_code: u16, next: NextStep) -> AttemptRecord {
@@ -176,6 +175,7 @@ fn answered(c: &Claimed, started_at: i64, status_code: u16, next: NextStep) -> A
     }
 }
 
+/// Records each claimed delivery's attempt as a success.
 async fn record(store: &dyn Store, owner: &str, claimed: &[Claimed]) {
     let done: Vec<_> = claimed.iter().map(|c| answered(c, 2_000, 200, NextStep::Succeeded)).collect();
     store.record_attempts(owner, &done, 2_100).await.unwrap();
