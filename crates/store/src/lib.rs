@@ -566,34 +566,60 @@ impl Default for NodeShare {
     }
 }
 
-/// Spaces the starts of each rate-limited connection's claimed deliveries: `paces` holds each
-/// connection's first free start and its rate. Deliveries come in claim order (oldest due first
-/// per connection); returns each connection's next free start after them.
-/// Marks the claims of connections whose circuit was not closed as probes.
-pub(crate) fn mark_probes(claimed: &mut [Claimed], connections: &[&str]) {
-    for c in claimed.iter_mut() {
-        c.probe = connections.contains(&c.delivery.connection_id.as_str());
-    }
-}
+/// When a claimed delivery may start, and (paced) its connection's next free start after the claim.
+pub(crate) type Start = (Millis, Option<Millis>);
 
-pub(crate) fn pace(claimed: &mut [Claimed], paces: &std::collections::HashMap<String, (f64, u32)>, now: Millis) -> Vec<(String, f64)> {
-    let mut order: Vec<usize> = (0..claimed.len()).filter(|i| paces.contains_key(claimed[*i].delivery.connection_id.as_str())).collect();
+/// Spaces the starts of each rate-limited connection's claimed deliveries: `paces` holds each
+/// connection's first free start and its rate. Returns, for each delivery in order, when it may
+/// start (`now` unless its connection is paced) and, if paced, its connection's next free start
+/// after this claim; and each paced connection's next free start, to be stored with the claim.
+/// (The embedded store's claim uses this; PostgreSQL's computes the same in its claim statement.)
+pub(crate) fn pace(
+    deliveries: &[Delivery],
+    paces: &std::collections::HashMap<String, (f64, u32)>,
+    now: Millis,
+) -> (Vec<Start>, Vec<(String, f64)>) {
+    let mut starts = vec![(now, None); deliveries.len()];
+    let mut order: Vec<usize> = (0..deliveries.len()).filter(|i| paces.contains_key(deliveries[*i].connection_id.as_str())).collect();
+    // Oldest due first per connection.
     order.sort_by(|a, b| {
-        let (a, b) = (&claimed[*a].delivery, &claimed[*b].delivery);
+        let (a, b) = (&deliveries[*a], &deliveries[*b]);
         (a.connection_id.as_str(), a.next_attempt_at, a.id.as_str()).cmp(&(b.connection_id.as_str(), b.next_attempt_at, b.id.as_str()))
     });
     let mut next: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
     for i in &order {
-        let connection = claimed[*i].delivery.connection_id.as_str();
+        let connection = deliveries[*i].connection_id.as_str();
         let Some((base, per_minute)) = paces.get(connection) else { continue };
         let at = next.entry(connection.to_owned()).or_insert(base.max(now as f64));
-        claimed[*i].start_at = at.ceil() as Millis;
+        starts[*i].0 = at.ceil() as Millis;
         *at += 60_000.0 / f64::from((*per_minute).max(1));
     }
     for i in order {
-        claimed[i].next_start_at = next.get(claimed[i].delivery.connection_id.as_str()).map(|at| at.ceil() as Millis);
+        starts[i].1 = next.get(deliveries[i].connection_id.as_str()).map(|at| at.ceil() as Millis);
     }
-    next.into_iter().collect()
+    (starts, next.into_iter().collect())
+}
+
+/// The claims of `deliveries`, in order: each with its event (from `events`, the claim's events
+/// read by id), its start from [`pace`], and whether it is the one probe of a connection whose
+/// circuit was not closed (`probed`).
+pub(crate) fn assemble_claims(deliveries: Vec<Delivery>, events: Vec<Event>, starts: Vec<Start>, probed: &[&str]) -> Result<Vec<Claimed>> {
+    let events: std::collections::HashMap<String, std::sync::Arc<Event>> =
+        events.into_iter().map(|e| (e.id.as_str().to_owned(), std::sync::Arc::new(e))).collect();
+    deliveries
+        .into_iter()
+        .zip(starts)
+        .map(|(delivery, (start_at, next_start_at))| match events.get(delivery.event_id.as_str()) {
+            Some(event) => Ok(Claimed {
+                event: event.clone(),
+                probe: probed.contains(&delivery.connection_id.as_str()),
+                delivery,
+                start_at,
+                next_start_at,
+            }),
+            None => Err(StoreError::Corrupt(format!("delivery {} has no event", delivery.id))),
+        })
+        .collect()
 }
 
 impl NodeShare {

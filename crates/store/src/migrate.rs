@@ -41,6 +41,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 14, name: "pause", sql: include_str!("../migrations/postgres/0014_pause.sql") },
     Migration { version: 15, name: "circuit", sql: include_str!("../migrations/postgres/0015_circuit.sql") },
     Migration { version: 16, name: "notifications", sql: include_str!("../migrations/postgres/0016_notifications.sql") },
+    Migration { version: 17, name: "freed_slots", sql: include_str!("../migrations/postgres/0017_freed_slots.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

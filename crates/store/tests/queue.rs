@@ -92,6 +92,38 @@ async fn claims_never_exceed_a_connections_in_flight_cap() {
     assert_eq!(f.store.claim_due("b", 2_200, 100, 30_000).await.unwrap().len(), 2);
 }
 
+/// On PostgreSQL a claim holds its connections' rows locked until it commits (that is what makes
+/// caps hold across nodes). A record must not wait for it: records free their slots in
+/// `connection_frees`, not on the locked row, so a node's answers are recorded while another
+/// node claims from the same connection. (SQLite has one writer: a claim and a record never
+/// overlap there.)
+#[tokio::test]
+async fn a_record_does_not_wait_for_a_claim_holding_its_connection() {
+    use sqlx::Connection as _;
+    if testing::selected() != testing::TestStore::Postgres {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = testing::database_url(dir.path()).await;
+    let store = open(&url).await.unwrap();
+    let ws = workspace(&*store).await;
+    let conn = connection(&*store, &ws, 3).await;
+    enqueue(&*store, &ws, &conn, 10, 1_000).await;
+    let first = store.claim_due("a", 2_000, 100, 30_000).await.unwrap();
+    assert_eq!(first.len(), 3);
+    // Another node's claim in progress: the connection's row locked, as its claim locks it.
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut claiming = other.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM connections WHERE id = $1 FOR NO KEY UPDATE").bind(conn.as_str()).execute(&mut *claiming).await.unwrap();
+    let recorded = tokio::time::timeout(std::time::Duration::from_secs(5), record(&*store, "a", &first[..2])).await;
+    assert!(recorded.is_ok(), "the record waited for the claim's lock on its connection");
+    // Meanwhile claims skip the locked connection; once it is free, the two recorded slots are.
+    assert!(store.claim_due("a", 2_200, 100, 30_000).await.unwrap().is_empty());
+    claiming.rollback().await.unwrap();
+    assert_eq!(store.claim_due("b", 2_200, 100, 30_000).await.unwrap().len(), 2);
+    assert!(store.claim_due("b", 2_300, 100, 30_000).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn answered_leases_free_their_slots_for_their_own_node_only() {
     let f = fixture().await;

@@ -5,7 +5,6 @@ use crate::rows;
 use crate::{AttemptRecord, Claimed, DeliveryStore, NextStep, NodeShare, Result};
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};
-use switchyard_core::model::*;
 use switchyard_core::Millis;
 
 /// Picks due deliveries fairly. Per connection, only its oldest due rows are looked at (an index
@@ -141,23 +140,10 @@ async fn claim_in(
     let ids_json = serde_json::to_string(&event_ids).unwrap_or_default();
     let event_rows =
         sqlx::query("SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?))").bind(ids_json).fetch_all(&mut *tx).await?;
-    let mut events: HashMap<String, std::sync::Arc<Event>> = HashMap::with_capacity(event_rows.len());
-    for row in &event_rows {
-        let e = rows::event(row)?;
-        events.insert(e.id.as_str().to_owned(), std::sync::Arc::new(e));
-    }
-    let mut claimed = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        match events.get(delivery.event_id.as_str()) {
-            Some(event) => claimed.push(Claimed { event: event.clone(), delivery, start_at: now, next_start_at: None, probe: false }),
-            None => {
-                return Err(crate::StoreError::Corrupt(format!("delivery {} has no event", delivery.id)));
-            }
-        }
-    }
+    let events = event_rows.iter().map(rows::event).collect::<Result<Vec<_>>>()?;
     // Rate-limited connections: their starts are spaced, and their next free start moved on.
     // A connection whose circuit was not closed sent its one probe: the circuit is half open.
-    let connections: BTreeSet<&str> = claimed.iter().map(|c| c.delivery.connection_id.as_str()).collect();
+    let connections: BTreeSet<&str> = deliveries.iter().map(|d| d.connection_id.as_str()).collect();
     let states: Vec<(String, f64, i64, String)> = sqlx::query_as(
         "SELECT id, next_start_at, COALESCE(rate_limit_per_minute, 0), circuit_state FROM connections
          WHERE id IN (SELECT value FROM json_each(?)) AND (rate_limit_per_minute > 0 OR circuit_state <> 'closed')",
@@ -170,14 +156,12 @@ async fn claim_in(
         .filter(|(_, _, rate, _)| *rate > 0)
         .map(|(id, next, rate, _)| (id.clone(), (*next, (*rate).min(u32::MAX as i64) as u32)))
         .collect();
-    if !paces.is_empty() {
-        for (id, next) in crate::pace(&mut claimed, &paces, now) {
-            sqlx::query("UPDATE connections SET next_start_at = ? WHERE id = ?").bind(next).bind(id).execute(&mut *tx).await?;
-        }
+    let (starts, next) = crate::pace(&deliveries, &paces, now);
+    for (id, next) in next {
+        sqlx::query("UPDATE connections SET next_start_at = ? WHERE id = ?").bind(next).bind(id).execute(&mut *tx).await?;
     }
     let probed: Vec<&str> = states.iter().filter(|(_, _, _, state)| state != "closed").map(|(id, _, _, _)| id.as_str()).collect();
     if !probed.is_empty() {
-        crate::mark_probes(&mut claimed, &probed);
         sqlx::query(
             "UPDATE connections SET circuit_state = 'half_open', circuit_since = ?1, circuit_successes = 0
              WHERE id IN (SELECT value FROM json_each(?2)) AND circuit_state = 'open'",
@@ -187,6 +171,7 @@ async fn claim_in(
         .execute(&mut *tx)
         .await?;
     }
+    let claimed = crate::assemble_claims(deliveries, events, starts, &probed)?;
     tx.commit().await?;
     Ok(claimed)
 }
