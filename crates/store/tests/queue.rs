@@ -9,13 +9,16 @@ use switchyard_store::*;
 
 struct Fixture {
     store: Arc<dyn Store>,
+    /// The store's database, for a test that opens a connection of its own.
+    url: String,
     _dir: tempfile::TempDir,
 }
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&testing::database_url(dir.path()).await).await.unwrap();
-    Fixture { store, _dir: dir }
+    let url = testing::database_url(dir.path()).await;
+    let store = open(&url).await.unwrap();
+    Fixture { store, url, _dir: dir }
 }
 
 async fn workspace(store: &dyn Store) -> WorkspaceId {
@@ -103,19 +106,18 @@ async fn a_record_does_not_wait_for_a_claim_holding_its_connection() {
     if testing::selected() != testing::TestStore::Postgres {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let url = testing::database_url(dir.path()).await;
-    let store = open(&url).await.unwrap();
-    let ws = workspace(&*store).await;
-    let conn = connection(&*store, &ws, 3).await;
-    enqueue(&*store, &ws, &conn, 10, 1_000).await;
+    let f = fixture().await;
+    let store = &f.store;
+    let ws = workspace(&**store).await;
+    let conn = connection(&**store, &ws, 3).await;
+    enqueue(&**store, &ws, &conn, 10, 1_000).await;
     let first = store.claim_due("a", 2_000, 100, 30_000).await.unwrap();
     assert_eq!(first.len(), 3);
     // Another node's claim in progress: the connection's row locked, as its claim locks it.
-    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut other = sqlx::PgConnection::connect(&f.url).await.unwrap();
     let mut claiming = other.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM connections WHERE id = $1 FOR NO KEY UPDATE").bind(conn.as_str()).execute(&mut *claiming).await.unwrap();
-    let recorded = tokio::time::timeout(std::time::Duration::from_secs(5), record(&*store, "a", &first[..2])).await;
+    let recorded = tokio::time::timeout(std::time::Duration::from_secs(5), record(&**store, "a", &first[..2])).await;
     assert!(recorded.is_ok(), "the record waited for the claim's lock on its connection");
     // Meanwhile claims skip the locked connection; once it is free, the two recorded slots are.
     assert!(store.claim_due("a", 2_200, 100, 30_000).await.unwrap().is_empty());
