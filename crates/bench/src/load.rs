@@ -62,6 +62,18 @@ pub async fn open_loop(
     duration: Duration,
     body: impl Fn(u64) -> bytes::Bytes,
 ) -> anyhow::Result<u64> {
+    Ok(open_loop_timed(client, url, key, rate, duration, body).await?.0)
+}
+
+/// [`open_loop`], also returning each request's time to its answer, in microseconds.
+pub async fn open_loop_timed(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    rate: u32,
+    duration: Duration,
+    body: impl Fn(u64) -> bytes::Bytes,
+) -> anyhow::Result<(u64, Vec<u64>)> {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let deadline = Instant::now() + duration;
@@ -70,17 +82,23 @@ pub async fn open_loop(
     while Instant::now() < deadline {
         ticker.tick().await;
         let request = client.post(url).bearer_auth(key).header("content-type", "application/json").body(body(sent));
-        tasks.spawn(async move { request.send().await.map(|r| r.status().is_success()).unwrap_or(false) });
+        tasks.spawn(async move {
+            let began = Instant::now();
+            let ok = request.send().await.map(|r| r.status().is_success()).unwrap_or(false);
+            (ok, began.elapsed().as_micros() as u64)
+        });
         sent += 1;
     }
     let mut failed = 0;
-    while let Some(ok) = tasks.join_next().await {
-        if !ok.unwrap_or(false) {
-            failed += 1;
+    let mut answered = Vec::with_capacity(sent as usize);
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((true, micros)) => answered.push(micros),
+            _ => failed += 1,
         }
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {sent} paced requests failed");
     }
-    Ok(sent)
+    Ok((sent, answered))
 }

@@ -113,8 +113,18 @@ pub struct Stages {
     pub per_record: f64,
 }
 
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "claim {:.2} ms for {:.1} deliveries; attempt {:.2} ms; answer to record {:.2} ms; record {:.2} ms for {:.1} attempts",
+            self.claim_ms, self.per_claim, self.attempt_ms, self.record_wait_ms, self.record_ms, self.per_record
+        )
+    }
+}
+
 impl Stages {
-    fn between(before: &HashMap<String, (f64, f64)>, after: &HashMap<String, (f64, f64)>) -> Self {
+    pub(crate) fn between(before: &HashMap<String, (f64, f64)>, after: &HashMap<String, (f64, f64)>) -> Self {
         let diff = |name: &str| {
             let (s0, c0) = before.get(name).copied().unwrap_or_default();
             let (s1, c1) = after.get(name).copied().unwrap_or_default();

@@ -2,7 +2,7 @@
 //! (d) the same with a noisy neighbour, (e) memory, (f) the machine's ceiling, (g) another
 //! workspace's ingest while one workspace amplifies (a huge fan-out, a huge replay).
 
-use crate::load::{closed_loop, open_loop};
+use crate::load::{closed_loop, open_loop_timed};
 use crate::node::Node;
 use crate::receiver::{self, now_micros, Arrivals};
 use crate::BenchConfig;
@@ -28,6 +28,9 @@ pub struct RunFigures {
     pub ingest_bulk_eps: f64,
     pub e2e_deliveries_per_s: f64,
     pub latency_ms: Percentiles,
+    /// Where (c)'s time went, by stage, and its requests' time to their `202`.
+    pub latency_stages: crate::mixed::Stages,
+    pub latency_accepted_ms: Percentiles,
     pub noisy_latency_ms: Percentiles,
     pub peak_rss_mib: f64,
     pub queued_rss_mib: f64,
@@ -108,15 +111,25 @@ pub(crate) async fn wait_for(arrivals: &Arrivals, expected: u64, limit: Duration
     Ok(())
 }
 
-/// (c): paced single events to a workspace delivering to `arrivals`; emit → arrival percentiles.
-async fn latency(node: &Node, key: &str, arrivals: &Arrivals, config: &BenchConfig) -> anyhow::Result<Percentiles> {
+/// (c): paced single events to a workspace delivering to `arrivals`; emit → arrival percentiles,
+/// the node's stage timings meanwhile, and emit → `202` percentiles.
+async fn latency(
+    node: &Node,
+    key: &str,
+    arrivals: &Arrivals,
+    config: &BenchConfig,
+) -> anyhow::Result<(Percentiles, crate::mixed::Stages, Percentiles)> {
     let s = &config.sizes;
     let before = arrivals.count();
     arrivals.record(true);
     let url = format!("{}/api/v1/events", node.base);
-    let sent = open_loop(&node.client, &url, key, s.latency_rate, s.latency_duration, single_body).await?;
+    let histograms = node.histograms().await?;
+    let (sent, accepted) = open_loop_timed(&node.client, &url, key, s.latency_rate, s.latency_duration, single_body).await?;
     wait_for(arrivals, before + sent, Duration::from_secs(60)).await?;
-    Percentiles::of(arrivals.take_latencies())
+    // The last records commit just after the last arrival.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stages = crate::mixed::Stages::between(&histograms, &node.histograms().await?);
+    Ok((Percentiles::of(arrivals.take_latencies())?, stages, Percentiles::of(accepted)?))
 }
 
 pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
@@ -160,7 +173,7 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
     let timed = Arc::new(Arrivals::default());
     let timed_url = receiver::fast(timed.clone()).await?;
     let (healthy_key, _) = node.workspace("healthy", &[timed_url], json!({"max_in_flight": 64})).await?;
-    let latency_ms = latency(&node, &healthy_key, &timed, config).await?;
+    let (latency_ms, latency_stages, latency_accepted_ms) = latency(&node, &healthy_key, &timed, config).await?;
     eprintln!(
         "  latency at {}/s: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
         s.latency_rate, latency_ms.p50, latency_ms.p95, latency_ms.p99
@@ -172,7 +185,7 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
     send_bulk(&node, &noisy_key, s.noisy_backlog, 1_000, 4).await?;
     // Measure the steady state beside the backlog, not the write burst that created it.
     tokio::time::sleep(s.settle).await;
-    let noisy_latency_ms = latency(&node, &healthy_key, &timed, config).await?;
+    let (noisy_latency_ms, _, _) = latency(&node, &healthy_key, &timed, config).await?;
     eprintln!(
         "  latency beside a noisy neighbour: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
         noisy_latency_ms.p50, noisy_latency_ms.p95, noisy_latency_ms.p99
@@ -217,6 +230,8 @@ pub async fn run_once(config: &BenchConfig) -> anyhow::Result<RunFigures> {
         ingest_bulk_eps,
         e2e_deliveries_per_s,
         latency_ms,
+        latency_stages,
+        latency_accepted_ms,
         noisy_latency_ms,
         peak_rss_mib,
         queued_rss_mib,
