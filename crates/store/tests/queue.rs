@@ -95,6 +95,37 @@ async fn claims_never_exceed_a_connections_in_flight_cap() {
     assert_eq!(f.store.claim_due("b", 2_200, 100, 30_000).await.unwrap().len(), 2);
 }
 
+/// Claims made at once (on SQLite they pick on readers, side by side, and lease on the writer)
+/// still take no more together than the cap, nor any delivery twice.
+#[tokio::test]
+async fn claims_made_at_once_never_exceed_a_cap_together() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 3).await;
+    enqueue(&*f.store, &ws, &conn, 20, 1_000).await;
+    for round in 0..5 {
+        let claims = (0..8).map(|n| {
+            let store = f.store.clone();
+            let owner = format!("node-{n}");
+            tokio::spawn(async move {
+                let claimed = store.claim_due(&owner, 2_000, 100, 30_000).await.unwrap();
+                (owner, claimed)
+            })
+        });
+        let mut claimed = Vec::new();
+        for claim in claims.collect::<Vec<_>>() {
+            let (owner, taken) = claim.await.unwrap();
+            claimed.extend(taken.into_iter().map(|c| (owner.clone(), c)));
+        }
+        assert_eq!(claimed.len(), 3, "round {round}: {} leased at once against a cap of 3", claimed.len());
+        let ids: std::collections::HashSet<_> = claimed.iter().map(|(_, c)| c.delivery.id.clone()).collect();
+        assert_eq!(ids.len(), 3);
+        for (owner, c) in &claimed {
+            record(&*f.store, owner, std::slice::from_ref(c)).await;
+        }
+    }
+}
+
 /// On PostgreSQL a claim holds its connections' rows locked until it commits (that is what makes
 /// caps hold across nodes). A record must not wait for it: records free their slots in
 /// `connection_frees`, not on the locked row, so a node's answers are recorded while another
