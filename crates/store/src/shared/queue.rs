@@ -17,7 +17,7 @@ macro_rules! impl_queue_store {
 
         impl $store {
             /// Writes a notification in the transaction of the change it reports (once per id).
-            pub(crate) async fn add_notification(tx: &mut sqlx::Transaction<'_, $db>, n: &crate::Notification) -> Result<()> {
+            pub(crate) async fn add_notification(tx: &mut <$db as sqlx::Database>::Connection, n: &crate::Notification) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO notifications (id, workspace_id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (id) DO NOTHING",
@@ -27,7 +27,7 @@ macro_rules! impl_queue_store {
                 .bind(&n.kind)
                 .bind(n.payload.to_string())
                 .bind(n.created_at)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
                 Ok(())
             }
@@ -49,7 +49,7 @@ macro_rules! impl_queue_store {
 
             /// Notifies `delivery.exhausted` for each of these deliveries that is now dead, unless it
             /// delivered a notification itself (a notification about a notification would never end).
-            pub(crate) async fn notify_exhausted(tx: &mut sqlx::Transaction<'_, $db>, ids: &[&str], now: Millis) -> Result<()> {
+            pub(crate) async fn notify_exhausted(tx: &mut <$db as sqlx::Database>::Connection, ids: &[&str], now: Millis) -> Result<()> {
                 for chunk in ids.chunks(1_000) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "SELECT d.id, d.workspace_id, d.event_id, e.event, d.connection_id, d.rule_id, d.attempt_count, d.last_error
@@ -62,7 +62,7 @@ macro_rules! impl_queue_store {
                     }
                     q.push(")");
                     let dead: Vec<(String, String, String, String, String, String, i64, Option<String>)> =
-                        q.build_query_as().fetch_all(&mut **tx).await?;
+                        q.build_query_as().fetch_all(&mut *tx).await?;
                     for (id, ws, event_id, event, connection_id, rule_id, attempts, last_error) in dead {
                         let n = crate::Notification {
                             id: format!("delivery.exhausted:{id}:{attempts}"),

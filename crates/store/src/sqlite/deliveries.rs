@@ -1,6 +1,6 @@
 //! Deliveries: the due queue (claim, lease, release, recovery), attempt records and replay.
 
-use super::{events::refresh_event_statuses, SqliteStore};
+use super::SqliteStore;
 use crate::rows;
 use crate::{AttemptRecord, Claimed, DeliveryStore, NextStep, NodeShare, Result};
 use async_trait::async_trait;
@@ -82,9 +82,8 @@ impl DeliveryStore for SqliteStore {
         lease_margin_ms: i64,
         share: &NodeShare,
     ) -> Result<Vec<Claimed>> {
-        let mut writer = self.relaxed_writer().await?;
-        let claimed = claim_in(&mut writer, owner, now, limit, lease_margin_ms, share).await;
-        writer.restore().await?;
+        let writer = self.relaxed_tx().await?;
+        let claimed = claim_in(writer, owner, now, limit, lease_margin_ms, share).await;
         claimed
     }
 
@@ -92,9 +91,8 @@ impl DeliveryStore for SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
-        let mut writer = self.relaxed_writer().await?;
-        let recorded = record_in(&mut writer, owner, records, now).await;
-        writer.restore().await?;
+        let writer = self.relaxed_tx().await?;
+        let recorded = record_in(writer, owner, records, now).await;
         recorded
     }
 
@@ -103,9 +101,20 @@ impl DeliveryStore for SqliteStore {
     }
 }
 
-/// The claim, in a transaction on `conn` (see [`DeliveryStore::claim_due_shared`]).
+/// The claim's first trip: the transaction's start and the claim.
+static CLAIM_BEGIN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("{}; {CLAIM_SQL}", super::RELAXED_BEGIN));
+
+/// The claim's second trip: the claimed deliveries' events, and the pacing and circuit state of
+/// their connections that are rate-limited or whose circuit is not closed (`pace_connection`
+/// tells these rows from the events').
+const CLAIM_READS_SQL: &str = "SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?));
+    SELECT id AS pace_connection, next_start_at, COALESCE(rate_limit_per_minute, 0), circuit_state FROM connections
+    WHERE id IN (SELECT value FROM json_each(?)) AND (rate_limit_per_minute > 0 OR circuit_state <> 'closed')";
+
+/// The claim, in a transaction on `w` (see [`DeliveryStore::claim_due_shared`]): three trips to
+/// SQLite when no connection is paced or probed.
 async fn claim_in(
-    conn: &mut sqlx::SqliteConnection,
+    mut w: super::RelaxedTx,
     owner: &str,
     now: Millis,
     limit: u32,
@@ -117,8 +126,7 @@ async fn claim_in(
     let answered: Vec<&str> = share.answered.iter().map(|(_, d)| d.as_str()).collect();
     let ahead: serde_json::Map<String, serde_json::Value> =
         share.ahead.iter().map(|(c, n)| (c.as_str().to_owned(), serde_json::Value::from(*n))).collect();
-    let mut tx = sqlx::Connection::begin(conn).await?;
-    let rows = sqlx::query(CLAIM_SQL)
+    let rows = sqlx::query(&CLAIM_BEGIN_SQL)
         .bind(owner)
         .bind(now)
         .bind(lease_margin_ms)
@@ -129,28 +137,31 @@ async fn claim_in(
         .bind(share.pace_horizon_ms)
         .bind(serde_json::to_string(&answered).unwrap_or_default())
         .bind(serde_json::Value::Object(ahead).to_string())
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *w)
         .await?;
     if rows.is_empty() {
-        tx.rollback().await?;
+        w.rollback().await?;
         return Ok(Vec::new());
     }
     let deliveries = rows.iter().map(rows::delivery).collect::<Result<Vec<_>>>()?;
     let event_ids: BTreeSet<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
-    let ids_json = serde_json::to_string(&event_ids).unwrap_or_default();
-    let event_rows =
-        sqlx::query("SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?))").bind(ids_json).fetch_all(&mut *tx).await?;
-    let events = event_rows.iter().map(rows::event).collect::<Result<Vec<_>>>()?;
+    let connections: BTreeSet<&str> = deliveries.iter().map(|d| d.connection_id.as_str()).collect();
+    let rows = sqlx::query(CLAIM_READS_SQL)
+        .bind(serde_json::to_string(&event_ids).unwrap_or_default())
+        .bind(serde_json::to_string(&connections).unwrap_or_default())
+        .fetch_all(&mut *w)
+        .await?;
+    let (state_rows, event_rows): (Vec<_>, Vec<_>) = rows.iter().partition(|r| sqlx::Row::try_column(*r, "pace_connection").is_ok());
+    let events = event_rows.into_iter().map(rows::event).collect::<Result<Vec<_>>>()?;
+    let states = state_rows
+        .into_iter()
+        .map(|r| -> Result<(String, f64, i64, String)> {
+            use sqlx::Row;
+            Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     // Rate-limited connections: their starts are spaced, and their next free start moved on.
     // A connection whose circuit was not closed sent its one probe: the circuit is half open.
-    let connections: BTreeSet<&str> = deliveries.iter().map(|d| d.connection_id.as_str()).collect();
-    let states: Vec<(String, f64, i64, String)> = sqlx::query_as(
-        "SELECT id, next_start_at, COALESCE(rate_limit_per_minute, 0), circuit_state FROM connections
-         WHERE id IN (SELECT value FROM json_each(?)) AND (rate_limit_per_minute > 0 OR circuit_state <> 'closed')",
-    )
-    .bind(serde_json::to_string(&connections).unwrap_or_default())
-    .fetch_all(&mut *tx)
-    .await?;
     let paces: HashMap<String, (f64, u32)> = states
         .iter()
         .filter(|(_, _, rate, _)| *rate > 0)
@@ -158,7 +169,7 @@ async fn claim_in(
         .collect();
     let (starts, next) = crate::pace(&deliveries, &paces, now);
     for (id, next) in next {
-        sqlx::query("UPDATE connections SET next_start_at = ? WHERE id = ?").bind(next).bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE connections SET next_start_at = ? WHERE id = ?").bind(next).bind(id).execute(&mut *w).await?;
     }
     let probed: Vec<&str> = states.iter().filter(|(_, _, _, state)| state != "closed").map(|(id, _, _, _)| id.as_str()).collect();
     if !probed.is_empty() {
@@ -168,11 +179,12 @@ async fn claim_in(
         )
         .bind(now)
         .bind(serde_json::to_string(&probed).unwrap_or_default())
-        .execute(&mut *tx)
+        .execute(&mut *w)
         .await?;
     }
     let claimed = crate::assemble_claims(deliveries, events, starts, &probed)?;
-    tx.commit().await?;
+    sqlx::query(super::RELAXED_COMMIT).execute(&mut *w).await?;
+    w.ended();
     Ok(claimed)
 }
 
@@ -208,6 +220,10 @@ static RECORD_MOVE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     )
 });
 
+/// A record's first trip: the transaction's start and its first deliveries moved on.
+static RECORD_BEGIN_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{}; {}", super::RELAXED_BEGIN, *RECORD_MOVE_SQL));
+
 /// Records the attempts of the deliveries that moved.
 static RECORD_ATTEMPTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
@@ -219,12 +235,34 @@ static RECORD_ATTEMPTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::n
     )
 });
 
-/// The records, in a transaction on `conn` (see [`DeliveryStore::record_attempts`]).
-async fn record_in(conn: &mut sqlx::SqliteConnection, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
-    let mut tx = sqlx::Connection::begin(conn).await?;
+/// The end of a record's transaction, after its attempts: the moved deliveries' events rolled up
+/// (a JSON array of ids), the connections with an attempt that succeeded no longer failing (a JSON
+/// array), those whose attempts all failed failing from now (the time, a JSON array), and the
+/// finished deliveries counted on today's usage rows (the day, a JSON object of workspaces'
+/// `[succeeded, dead]`). Each statement takes its lists as JSON, so the text never changes and
+/// SQLite prepares it once.
+static RECORD_END_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{};
+         UPDATE connections SET failing_since = NULL WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NOT NULL;
+         UPDATE connections SET failing_since = ? WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NULL;
+         INSERT INTO usage_days (workspace_id, day, succeeded, dead)
+         SELECT key, ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?) WHERE true
+         ON CONFLICT (workspace_id, day) DO UPDATE SET succeeded = usage_days.succeeded + excluded.succeeded,
+             dead = usage_days.dead + excluded.dead;
+         {}",
+        *super::events::REFRESH_SQL,
+        super::RELAXED_COMMIT
+    )
+});
+
+/// The records, in a transaction on `w` (see [`DeliveryStore::record_attempts`]): two trips to
+/// SQLite for up to [`RECORD_CHUNK`] records, none of whose deliveries died.
+async fn record_in(mut w: super::RelaxedTx, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
+    let first_move = std::sync::LazyLock::force(&RECORD_BEGIN_SQL);
     let mut moved: Vec<(String, String, String, String)> = Vec::with_capacity(records.len());
-    for chunk in records.chunks(RECORD_CHUNK) {
-        let mut query = sqlx::query_as(&RECORD_MOVE_SQL);
+    for (i, chunk) in records.chunks(RECORD_CHUNK).enumerate() {
+        let mut query = sqlx::query_as(if i == 0 { first_move.as_str() } else { RECORD_MOVE_SQL.as_str() });
         for r in chunk {
             let a = &r.attempt;
             let (status, next_at) = r.next.moves_to();
@@ -234,99 +272,78 @@ async fn record_in(conn: &mut sqlx::SqliteConnection, owner: &str, records: &[At
         for _ in chunk.len()..RECORD_CHUNK {
             query = query.bind(None::<&str>).bind(None::<u32>).bind(None::<&str>).bind(None::<i64>).bind(None::<&str>);
         }
-        moved.extend(query.bind(now).bind(owner).fetch_all(&mut *tx).await?);
+        moved.extend(query.bind(now).bind(owner).fetch_all(&mut *w).await?);
     }
-    if !moved.is_empty() {
-        let workspaces: HashMap<&str, &str> = moved.iter().map(|(id, _, ws, _)| (id.as_str(), ws.as_str())).collect();
-        let attempts: Vec<(&AttemptRecord, &str)> =
-            records.iter().filter_map(|r| workspaces.get(r.attempt.delivery_id.as_str()).map(|ws| (r, *ws))).collect();
-        for chunk in attempts.chunks(RECORD_CHUNK) {
-            let mut query = sqlx::query(&RECORD_ATTEMPTS_SQL);
-            for (r, ws) in chunk {
-                let a = &r.attempt;
-                query = query
-                    .bind(a.delivery_id.as_str())
-                    .bind(a.number)
-                    .bind(*ws)
-                    .bind(a.started_at)
-                    .bind(a.duration_ms.min(i64::MAX as u64) as i64)
-                    .bind(a.status_code)
-                    .bind(a.error.as_deref())
-                    .bind(a.response_excerpt.as_deref())
-                    .bind(a.request.as_deref());
-            }
-            for _ in chunk.len()..RECORD_CHUNK {
-                query = query
-                    .bind(None::<&str>)
-                    .bind(None::<u32>)
-                    .bind(None::<&str>)
-                    .bind(None::<i64>)
-                    .bind(None::<i64>)
-                    .bind(None::<u16>)
-                    .bind(None::<&str>)
-                    .bind(None::<&str>)
-                    .bind(None::<&str>);
-            }
-            query.execute(&mut *tx).await?;
+    if moved.is_empty() {
+        return w.rollback().await;
+    }
+    let outcome: HashMap<&str, NextStep> = records.iter().map(|r| (r.attempt.delivery_id.as_str(), r.next)).collect();
+    let dead: Vec<&str> =
+        moved.iter().filter(|(id, _, _, _)| outcome.get(id.as_str()) == Some(&NextStep::Dead)).map(|(id, _, _, _)| id.as_str()).collect();
+    if !dead.is_empty() {
+        SqliteStore::notify_exhausted(&mut w, &dead, now).await?;
+    }
+    let workspaces: HashMap<&str, &str> = moved.iter().map(|(id, _, ws, _)| (id.as_str(), ws.as_str())).collect();
+    let attempts: Vec<(&AttemptRecord, &str)> =
+        records.iter().filter_map(|r| workspaces.get(r.attempt.delivery_id.as_str()).map(|ws| (r, *ws))).collect();
+    let chunks = attempts.len().div_ceil(RECORD_CHUNK);
+    let sql = format!("{}; {}", vec![RECORD_ATTEMPTS_SQL.as_str(); chunks].join("; "), *RECORD_END_SQL);
+    let mut query = sqlx::query(&sql);
+    for chunk in attempts.chunks(RECORD_CHUNK) {
+        for (r, ws) in chunk {
+            let a = &r.attempt;
+            query = query
+                .bind(a.delivery_id.as_str())
+                .bind(a.number)
+                .bind(*ws)
+                .bind(a.started_at)
+                .bind(a.duration_ms.min(i64::MAX as u64) as i64)
+                .bind(a.status_code)
+                .bind(a.error.as_deref())
+                .bind(a.response_excerpt.as_deref())
+                .bind(a.request.as_deref());
         }
-        let events: BTreeSet<&str> = moved.iter().map(|(_, e, _, _)| e.as_str()).collect();
-        refresh_event_statuses(&mut tx, &serde_json::to_string(&events).unwrap_or_default()).await?;
-        // Usage: the deliveries that finished, per workspace, on today's row.
-        let outcome: HashMap<&str, NextStep> = records.iter().map(|r| (r.attempt.delivery_id.as_str(), r.next)).collect();
-        let mut finished: std::collections::BTreeMap<&str, (i64, i64)> = std::collections::BTreeMap::new();
-        // Health: a connection with an attempt that succeeded is not failing; one whose attempts
-        // all failed is failing from now, unless it already was.
-        let mut succeeded_any: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
-        for (id, _, ws, connection) in &moved {
-            let next = outcome.get(id.as_str());
-            *succeeded_any.entry(connection.as_str()).or_default() |= next == Some(&NextStep::Succeeded);
-            match next {
-                Some(NextStep::Succeeded) => finished.entry(ws.as_str()).or_default().0 += 1,
-                Some(NextStep::Dead) => finished.entry(ws.as_str()).or_default().1 += 1,
-                _ => {}
-            }
-        }
-        let (healthy, failing): (Marked, Marked) = succeeded_any.into_iter().partition(|(_, ok)| *ok);
-        let ids =
-            |list: Vec<(&str, bool)>| serde_json::to_string(&list.into_iter().map(|(id, _)| id).collect::<Vec<_>>()).unwrap_or_default();
-        if !healthy.is_empty() {
-            sqlx::query(
-                "UPDATE connections SET failing_since = NULL WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NOT NULL",
-            )
-            .bind(ids(healthy))
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !failing.is_empty() {
-            sqlx::query("UPDATE connections SET failing_since = ? WHERE id IN (SELECT value FROM json_each(?)) AND failing_since IS NULL")
-                .bind(now)
-                .bind(ids(failing))
-                .execute(&mut *tx)
-                .await?;
-        }
-        let dead: Vec<&str> = moved
-            .iter()
-            .filter(|(id, _, _, _)| outcome.get(id.as_str()) == Some(&NextStep::Dead))
-            .map(|(id, _, _, _)| id.as_str())
-            .collect();
-        if !dead.is_empty() {
-            SqliteStore::notify_exhausted(&mut tx, &dead, now).await?;
-        }
-        let day = switchyard_core::limits::day_of(now);
-        for (ws, (succeeded, dead)) in finished {
-            sqlx::query(
-                "INSERT INTO usage_days (workspace_id, day, succeeded, dead) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (workspace_id, day) DO UPDATE SET succeeded = usage_days.succeeded + excluded.succeeded,
-                     dead = usage_days.dead + excluded.dead",
-            )
-            .bind(ws)
-            .bind(&day)
-            .bind(succeeded)
-            .bind(dead)
-            .execute(&mut *tx)
-            .await?;
+        for _ in chunk.len()..RECORD_CHUNK {
+            query = query
+                .bind(None::<&str>)
+                .bind(None::<u32>)
+                .bind(None::<&str>)
+                .bind(None::<i64>)
+                .bind(None::<i64>)
+                .bind(None::<u16>)
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .bind(None::<&str>);
         }
     }
-    tx.commit().await?;
+    let events: BTreeSet<&str> = moved.iter().map(|(_, e, _, _)| e.as_str()).collect();
+    // Usage: the deliveries that finished, per workspace, on today's row.
+    let mut finished: std::collections::BTreeMap<&str, (i64, i64)> = std::collections::BTreeMap::new();
+    // Health: a connection with an attempt that succeeded is not failing; one whose attempts
+    // all failed is failing from now, unless it already was.
+    let mut succeeded_any: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+    for (id, _, ws, connection) in &moved {
+        let next = outcome.get(id.as_str());
+        *succeeded_any.entry(connection.as_str()).or_default() |= next == Some(&NextStep::Succeeded);
+        match next {
+            Some(NextStep::Succeeded) => finished.entry(ws.as_str()).or_default().0 += 1,
+            Some(NextStep::Dead) => finished.entry(ws.as_str()).or_default().1 += 1,
+            _ => {}
+        }
+    }
+    let (healthy, failing): (Marked, Marked) = succeeded_any.into_iter().partition(|(_, ok)| *ok);
+    let ids = |list: Marked| serde_json::to_string(&list.into_iter().map(|(id, _)| id).collect::<Vec<_>>()).unwrap_or_default();
+    let usage: serde_json::Map<String, serde_json::Value> =
+        finished.into_iter().map(|(ws, (succeeded, dead))| (ws.to_owned(), serde_json::json!([succeeded, dead]))).collect();
+    query
+        .bind(serde_json::to_string(&events).unwrap_or_default())
+        .bind(ids(healthy))
+        .bind(now)
+        .bind(ids(failing))
+        .bind(switchyard_core::limits::day_of(now))
+        .bind(serde_json::Value::Object(usage).to_string())
+        .execute(&mut *w)
+        .await?;
+    w.ended();
     Ok(())
 }

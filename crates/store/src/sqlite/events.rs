@@ -239,11 +239,14 @@ pub(crate) async fn refresh_event_status(tx: &mut Transaction<'_, Sqlite>, event
     refresh_event_statuses(tx, &serde_json::to_string(&[event_id]).unwrap_or_default()).await
 }
 
+/// Recomputes the rollup of the events in a JSON array of ids (its one parameter), writing only
+/// those that changed.
+pub(crate) static REFRESH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("UPDATE events SET status = {ROLLUP} WHERE id IN (SELECT value FROM json_each(?)) AND status IS NOT {ROLLUP}")
+});
+
 /// Recomputes the rollup of the events in a JSON array of ids, writing only those that changed.
 pub(crate) async fn refresh_event_statuses(tx: &mut Transaction<'_, Sqlite>, ids_json: &str) -> Result<()> {
-    sqlx::query(&format!("UPDATE events SET status = {ROLLUP} WHERE id IN (SELECT value FROM json_each($1)) AND status IS NOT {ROLLUP}"))
-        .bind(ids_json)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(&REFRESH_SQL).bind(ids_json).execute(&mut **tx).await?;
     Ok(())
 }
