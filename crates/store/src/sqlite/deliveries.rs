@@ -82,18 +82,14 @@ impl DeliveryStore for SqliteStore {
         lease_margin_ms: i64,
         share: &NodeShare,
     ) -> Result<Vec<Claimed>> {
-        let writer = self.relaxed_tx().await?;
-        let claimed = claim_in(writer, owner, now, limit, lease_margin_ms, share).await;
-        claimed
+        claim_in(self.relaxed_tx().await?, owner, now, limit, lease_margin_ms, share).await
     }
 
     async fn record_attempts(&self, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        let writer = self.relaxed_tx().await?;
-        let recorded = record_in(writer, owner, records, now).await;
-        recorded
+        record_in(self.relaxed_tx().await?, owner, records, now).await
     }
 
     fn single_node(&self) -> bool {
@@ -239,8 +235,10 @@ static RECORD_ATTEMPTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::n
 /// (a JSON array of ids), the connections with an attempt that succeeded no longer failing (a JSON
 /// array), those whose attempts all failed failing from now (the time, a JSON array), and the
 /// finished deliveries counted on today's usage rows (the day, a JSON object of workspaces'
-/// `[succeeded, dead]`). Each statement takes its lists as JSON, so the text never changes and
-/// SQLite prepares it once.
+/// `[succeeded, dead]`). Each statement takes its lists as JSON, so the text does not change with
+/// them: a record of up to [`RECORD_CHUNK`] attempts is always the same text, prepared once.
+/// Parameters are bound in the order they appear across the statements, so none of them may be
+/// numbered (`?1`), which would take a value by its position instead.
 static RECORD_END_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "{};
@@ -288,6 +286,9 @@ async fn record_in(mut w: super::RelaxedTx, owner: &str, records: &[AttemptRecor
         records.iter().filter_map(|r| workspaces.get(r.attempt.delivery_id.as_str()).map(|ws| (r, *ws))).collect();
     let chunks = attempts.len().div_ceil(RECORD_CHUNK);
     let sql = format!("{}; {}", vec![RECORD_ATTEMPTS_SQL.as_str(); chunks].join("; "), *RECORD_END_SQL);
+    // Nine values for each attempt's row, then six for the end: a parameter added to the text and
+    // not bound below would silently take the value meant for the next one.
+    debug_assert_eq!(sql.matches('?').count(), chunks * RECORD_CHUNK * 9 + 6);
     let mut query = sqlx::query(&sql);
     for chunk in attempts.chunks(RECORD_CHUNK) {
         for (r, ws) in chunk {
