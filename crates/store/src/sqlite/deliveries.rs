@@ -254,13 +254,16 @@ static RECORD_END_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
     )
 });
 
+/// A record's second trip when it has up to [`RECORD_CHUNK`] attempts: them, then its end.
+static RECORD_ONE_CHUNK_END_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{}; {}", *RECORD_ATTEMPTS_SQL, *RECORD_END_SQL));
+
 /// The records, in a transaction on `w` (see [`DeliveryStore::record_attempts`]): two trips to
 /// SQLite for up to [`RECORD_CHUNK`] records, none of whose deliveries died.
 async fn record_in(mut w: super::RelaxedTx, owner: &str, records: &[AttemptRecord], now: Millis) -> Result<()> {
-    let first_move = std::sync::LazyLock::force(&RECORD_BEGIN_SQL);
     let mut moved: Vec<(String, String, String, String)> = Vec::with_capacity(records.len());
     for (i, chunk) in records.chunks(RECORD_CHUNK).enumerate() {
-        let mut query = sqlx::query_as(if i == 0 { first_move.as_str() } else { RECORD_MOVE_SQL.as_str() });
+        let mut query = sqlx::query_as(if i == 0 { RECORD_BEGIN_SQL.as_str() } else { RECORD_MOVE_SQL.as_str() });
         for r in chunk {
             let a = &r.attempt;
             let (status, next_at) = r.next.moves_to();
@@ -285,11 +288,18 @@ async fn record_in(mut w: super::RelaxedTx, owner: &str, records: &[AttemptRecor
     let attempts: Vec<(&AttemptRecord, &str)> =
         records.iter().filter_map(|r| workspaces.get(r.attempt.delivery_id.as_str()).map(|ws| (r, *ws))).collect();
     let chunks = attempts.len().div_ceil(RECORD_CHUNK);
-    let sql = format!("{}; {}", vec![RECORD_ATTEMPTS_SQL.as_str(); chunks].join("; "), *RECORD_END_SQL);
+    // Up to one chunk of attempts (nearly every batch), the text is built once; beyond, per batch.
+    let longer;
+    let sql = if chunks == 1 {
+        RECORD_ONE_CHUNK_END_SQL.as_str()
+    } else {
+        longer = format!("{}; {}", vec![RECORD_ATTEMPTS_SQL.as_str(); chunks].join("; "), *RECORD_END_SQL);
+        longer.as_str()
+    };
     // Nine values for each attempt's row, then six for the end: a parameter added to the text and
     // not bound below would silently take the value meant for the next one.
     debug_assert_eq!(sql.matches('?').count(), chunks * RECORD_CHUNK * 9 + 6);
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query(sql);
     for chunk in attempts.chunks(RECORD_CHUNK) {
         for (r, ws) in chunk {
             let a = &r.attempt;

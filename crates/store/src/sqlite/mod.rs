@@ -66,7 +66,7 @@ const RELAXED_COMMIT: &str = "COMMIT; PRAGMA synchronous = FULL";
 /// sent in the same trip to SQLite as the transaction's first statement ([`RELAXED_BEGIN`]), and
 /// `COMMIT` and the restoration of `synchronous` in the same trip as its last
 /// ([`RELAXED_COMMIT`]). Each statement sqlx runs is a trip to the connection's own thread and
-/// back; so a claim takes three trips and a record two, where they took seven and nine.
+/// back; so a claim takes three trips and a record two, where they took seven and up to nine.
 ///
 /// Dropped before it ended (a statement failed, or the future was dropped midway), the connection
 /// is closed: SQLite rolls its transaction back, and the pool opens a fresh connection with the
