@@ -138,6 +138,7 @@ async fn populate(url: &str, ws: &WorkspaceId, rule: &RuleId, connection: &Conne
                         id: DeliveryId::from_trusted(id("dlv_", at, n)),
                         rule_id: rule.clone(),
                         connection_id: connection.clone(),
+                        lease: None,
                     }],
                     monthly_cap: None,
                 }

@@ -246,6 +246,9 @@ pub struct DispatcherConfig {
     pub lease_margin: Duration,
     /// How often expired leases (of dead nodes) are looked for.
     pub lease_check_interval: Duration,
+    /// Alone on its store, lease fresh deliveries as they are stored and hand them to the
+    /// dispatcher, skipping the claim (see `dispatch::intake`).
+    pub hand_over_at_ingest: bool,
 }
 
 impl Default for DispatcherConfig {
@@ -256,6 +259,7 @@ impl Default for DispatcherConfig {
             poll_interval: Duration::from_millis(1000),
             lease_margin: Duration::from_secs(10),
             lease_check_interval: Duration::from_secs(2),
+            hand_over_at_ingest: true,
         }
     }
 }

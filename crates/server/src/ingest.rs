@@ -7,6 +7,7 @@
 //! commits alone (and no request may create more than `max_deliveries_per_request`, see
 //! `api::events`), so no transaction, and no other workspace's wait for it, grows without bound.
 
+use crate::dispatch::intake::Intake;
 use crate::error::ApiError;
 use crate::learn::EventTypeLearner;
 use std::collections::VecDeque;
@@ -53,10 +54,11 @@ impl IngestQueue {
         limits: BatchLimits,
         wake: Arc<Notify>,
         learner: Arc<EventTypeLearner>,
+        intake: Arc<Intake>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
         let stats = Arc::new(IngestStats::default());
-        let handle = tokio::spawn(writer(rx, store, window_ms, limits, wake, stats.clone(), learner));
+        let handle = tokio::spawn(writer(rx, store, window_ms, limits, Wakes { dispatcher: wake, intake }, stats.clone(), learner));
         (Self { tx, stats }, handle)
     }
 
@@ -98,12 +100,20 @@ fn take_batch(pending: &mut VecDeque<Job>, limits: BatchLimits) -> Vec<Job> {
     jobs
 }
 
+/// Whom the writer tells about the deliveries it stored.
+struct Wakes {
+    /// Claims pending deliveries.
+    dispatcher: Arc<Notify>,
+    /// Takes fresh deliveries leased as they are stored (see [`Intake`]).
+    intake: Arc<Intake>,
+}
+
 async fn writer(
     mut rx: mpsc::Receiver<Job>,
     store: Arc<dyn Store>,
     window_ms: i64,
     limits: BatchLimits,
-    wake: Arc<Notify>,
+    wakes: Wakes,
     stats: Arc<IngestStats>,
     learner: Arc<EventTypeLearner>,
 ) {
@@ -124,8 +134,10 @@ async fn writer(
         }
         let mut jobs = take_batch(&mut pending, limits);
         let sizes: Vec<usize> = jobs.iter().map(|j| j.events.len()).collect();
-        let batch: Vec<NewEvent> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.events)).collect();
-        let result = store.ingest(&batch, switchyard_core::now_millis(), window_ms).await;
+        let mut batch: Vec<NewEvent> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.events)).collect();
+        let now = switchyard_core::now_millis();
+        let handed = wakes.intake.lease(&mut batch, now).await;
+        let result = store.ingest(&batch, now, window_ms).await;
         match result {
             Ok(outcomes) => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -133,9 +145,12 @@ async fn writer(
                 let created = outcomes.iter().filter(|o| matches!(o, IngestOutcome::Created)).count();
                 metrics::counter!("switchyard_events_ingested_total").increment(created as u64);
                 metrics::histogram!("switchyard_ingest_batch_events").record(batch.len() as f64);
-                if batch.iter().zip(&outcomes).any(|(e, o)| matches!(o, IngestOutcome::Created) && !e.deliveries.is_empty()) {
-                    wake.notify_one();
+                // Deliveries stored pending are claimed; those leased are handed over at once.
+                let pending = |e: &NewEvent| e.deliveries.iter().any(|d| d.lease.is_none());
+                if batch.iter().zip(&outcomes).any(|(e, o)| matches!(o, IngestOutcome::Created) && pending(e)) {
+                    wakes.dispatcher.notify_one();
                 }
+                handed.deliver(&batch, &outcomes).await;
                 let created: Vec<bool> = outcomes.iter().map(|o| matches!(o, IngestOutcome::Created)).collect();
                 let mut outcomes = outcomes.into_iter();
                 for (job, size) in jobs.into_iter().zip(sizes) {
@@ -145,6 +160,7 @@ async fn writer(
                 learner.note(&batch, &created);
             }
             Err(e) => {
+                drop(handed);
                 tracing::error!(error = %e, events = batch.len(), "ingest batch failed; nothing in it was acknowledged");
                 for job in jobs {
                     let _ = job.reply.send(Err(()));
@@ -212,6 +228,7 @@ mod tests {
             60_000,
             BatchLimits { events: 5_000, deliveries: 10_000 },
             Arc::new(Notify::new()),
+            Default::default(),
             Default::default(),
         );
         let ws = WorkspaceId::generate();

@@ -80,12 +80,14 @@ impl Application {
 
         let wake = Arc::new(Notify::new());
         let learner = Arc::new(learn::EventTypeLearner::default());
+        let intake = Arc::new(dispatch::intake::Intake::default());
         let (ingest, _writer) = ingest::IngestQueue::start(
             store.clone(),
             config.idempotency_window.as_millis() as i64,
             ingest::BatchLimits { events: config.ingest_batch_max, deliveries: config.max_deliveries_per_request },
             wake.clone(),
             learner.clone(),
+            intake.clone(),
         );
         let env_admin_digest = config.admin_key.as_deref().map(switchyard_core::crypto::hash_token);
         let vault = Arc::new(vault);
@@ -104,6 +106,7 @@ impl Application {
             ingest,
             learner,
             wake,
+            intake,
             env_admin_digest,
             env_admin: Arc::new(auth::Operator::env_admin()),
             key_usage: Default::default(),

@@ -32,6 +32,8 @@ pub struct Inner {
     pub learner: Arc<crate::learn::EventTypeLearner>,
     /// Wakes this node's dispatcher when new deliveries are due now.
     pub wake: Arc<Notify>,
+    /// Hands fresh deliveries to this node's dispatcher at ingest, alone on the store.
+    pub intake: Arc<crate::dispatch::intake::Intake>,
     /// SHA-256 digest of `SWITCHYARD_ADMIN_KEY`, when set.
     pub env_admin_digest: Option<String>,
     /// Who `SWITCHYARD_ADMIN_KEY` is.

@@ -176,6 +176,17 @@ pub struct NewDelivery {
     pub id: DeliveryId,
     pub rule_id: RuleId,
     pub connection_id: ConnectionId,
+    /// Stored already leased (`delivering`) to the dispatcher that will run it, rather than
+    /// `pending` for a claim to take: a node alone on its store hands fresh work to its
+    /// dispatcher without a claim transaction. `None`: pending.
+    pub lease: Option<IngestLease>,
+}
+
+/// A delivery's lease taken at ingest (see [`NewDelivery::lease`]): as a claim would write it.
+#[derive(Debug, Clone)]
+pub struct IngestLease {
+    pub owner: std::sync::Arc<str>,
+    pub expires_at: Millis,
 }
 
 /// What happened to one event of an ingest batch.

@@ -199,6 +199,7 @@ mod tests {
             id: DeliveryId::generate(),
             rule_id: RuleId::from_trusted("rul_1".to_owned()),
             connection_id: ConnectionId::from_trusted("con_1".to_owned()),
+            lease: None,
         };
         batch[2].deliveries = vec![delivery(), delivery()];
         batch[4].deliveries = vec![delivery()];

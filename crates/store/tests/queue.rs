@@ -72,7 +72,7 @@ fn new_event(ws: &WorkspaceId, conn: &ConnectionId, key: Option<&str>) -> NewEve
         event: switchyard_store::testing::event(ws),
         idempotency_key: key.map(str::to_owned),
         monthly_cap: None,
-        deliveries: vec![NewDelivery { id: DeliveryId::generate(), rule_id: RuleId::generate(), connection_id: conn.clone() }],
+        deliveries: vec![NewDelivery { id: DeliveryId::generate(), rule_id: RuleId::generate(), connection_id: conn.clone(), lease: None }],
     }
 }
 
@@ -362,6 +362,38 @@ async fn expired_and_foreign_leases_return_to_the_queue_and_late_results_are_ign
 
     assert_eq!(f.store.recover_foreign_leases("restarted-node", 3_000).await.unwrap(), 2);
     assert_eq!(f.store.waiting_count().await.unwrap(), 2);
+}
+
+/// A delivery stored already leased (handed to its node's dispatcher at ingest) holds its
+/// connection's slot like a claimed one: no claim takes it, its owner records it, and a lease that
+/// expires (the node died before running it) returns it to the queue.
+#[tokio::test]
+async fn deliveries_leased_at_ingest_count_as_claimed() {
+    let f = fixture().await;
+    let ws = workspace(&*f.store).await;
+    let conn = connection(&*f.store, &ws, 2).await;
+    let lease = IngestLease { owner: Arc::from("a"), expires_at: 2_000 };
+    let mut batch: Vec<_> = (0..3).map(|_| new_event(&ws, &conn, None)).collect();
+    batch[0].deliveries[0].lease = Some(lease.clone());
+    batch[1].deliveries[0].lease = Some(lease);
+    f.store.ingest(&batch, 1_000, 86_400_000).await.unwrap();
+    let leased = f.store.get_delivery(&Scope::All, &batch[0].deliveries[0].id).await.unwrap().unwrap();
+    assert_eq!(leased.status, DeliveryStatus::Delivering);
+    let pending = f.store.get_delivery(&Scope::All, &batch[2].deliveries[0].id).await.unwrap().unwrap();
+    assert_eq!(pending.status, DeliveryStatus::Pending);
+    // The two leases fill the cap of two: no node claims the third.
+    assert!(f.store.claim_due("b", 1_500, 100, 30_000).await.unwrap().is_empty());
+    // The owner records the first; its slot is free, and the third is claimed.
+    let first = Claimed { delivery: leased, event: Arc::new(batch[0].event.clone()), start_at: 1_000, next_start_at: None, probe: false };
+    record(&*f.store, "a", std::slice::from_ref(&first)).await;
+    let d = f.store.get_delivery(&Scope::All, &first.delivery.id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Succeeded);
+    let third = f.store.claim_due("b", 1_500, 100, 30_000).await.unwrap();
+    assert_eq!(third.iter().map(|c| &c.delivery.id).collect::<Vec<_>>(), vec![&batch[2].deliveries[0].id]);
+    // The second's lease ends unrecorded: it is due again.
+    assert_eq!(f.store.recover_expired_leases(2_001).await.unwrap(), 1);
+    let again = f.store.get_delivery(&Scope::All, &batch[1].deliveries[0].id).await.unwrap().unwrap();
+    assert_eq!(again.status, DeliveryStatus::Pending);
 }
 
 #[tokio::test]

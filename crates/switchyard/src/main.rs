@@ -214,6 +214,10 @@ struct ServeArgs {
     /// Most delivery attempts in flight on this node.
     #[arg(long, env = "SWITCHYARD_DISPATCH_CONCURRENCY", default_value_t = 512)]
     dispatch_concurrency: usize,
+    /// Alone on the store (SQLite), hand fresh deliveries to the dispatcher as they are stored,
+    /// leased already, instead of claiming them in a transaction of their own.
+    #[arg(long, env = "SWITCHYARD_HAND_OVER_AT_INGEST", default_value_t = true, action = clap::ArgAction::Set)]
+    hand_over_at_ingest: bool,
     /// Idle poll interval of the dispatcher, in milliseconds (new events wake it at once).
     #[arg(long, env = "SWITCHYARD_POLL_INTERVAL_MS", default_value_t = 1000)]
     poll_interval_ms: u64,
@@ -453,6 +457,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         name: env("SWITCHYARD_BRAND_NAME"),
     };
     config.dispatcher.max_concurrency = args.dispatch_concurrency;
+    config.dispatcher.hand_over_at_ingest = args.hand_over_at_ingest;
     config.dispatcher.poll_interval = std::time::Duration::from_millis(args.poll_interval_ms.max(10));
     config.shutdown_grace = std::time::Duration::from_secs(args.shutdown_grace_seconds);
     config.dispatcher.lease_margin = std::time::Duration::from_millis(args.lease_margin_ms);

@@ -126,6 +126,7 @@ pub(crate) async fn prepare(
             id: DeliveryId::generate(),
             rule_id: compiled.rule.id.clone(),
             connection_id: compiled.rule.connection_id.clone(),
+            lease: None,
         });
     }
     let event = Event {

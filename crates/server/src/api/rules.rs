@@ -355,7 +355,12 @@ async fn test_rule(
         test: true,
     };
     let new = NewEvent {
-        deliveries: vec![NewDelivery { id: DeliveryId::generate(), rule_id: rule.id.clone(), connection_id: rule.connection_id.clone() }],
+        deliveries: vec![NewDelivery {
+            id: DeliveryId::generate(),
+            rule_id: rule.id.clone(),
+            connection_id: rule.connection_id.clone(),
+            lease: None,
+        }],
         event,
         idempotency_key: None,
         // A test is the operator's, not the product's traffic: counted in usage, never refused by the cap.

@@ -11,9 +11,12 @@
 //! - [`attempt`] performs one attempt and decides what comes next.
 //! - [`recorder`] writes finished attempts in batches and wakes the loop.
 //! - [`maintenance`] recovers leases of dead nodes and refreshes queue metrics.
+//! - [`intake`] hands fresh deliveries to this node's lanes as they are stored, leased already,
+//!   on a node alone on its store: the claim transaction is skipped while their lanes are open.
 
 pub mod attempt;
 pub mod circuit;
+pub mod intake;
 pub mod lanes;
 pub mod limiter;
 pub mod maintenance;
@@ -30,7 +33,7 @@ use std::time::{Duration, Instant};
 use switchyard_core::ids::{ConnectionId, DeliveryId, WorkspaceId};
 use switchyard_destinations::http::Sender;
 use switchyard_store::{Claimed, NextStep, NodeShare};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +42,13 @@ use tokio_util::sync::CancellationToken;
 struct Node {
     state: AppState,
     owner: String,
+    /// `owner`, for the leases taken at ingest.
+    owner_arc: Arc<str>,
+    lease_margin_ms: i64,
+    /// Slots or records came free, or deliveries were handed over at ingest: the loop starts
+    /// what waits, and claims only if that may find work ([`Lanes::need_claim`]). `state.wake`
+    /// always claims.
+    kick: Arc<Notify>,
     sender: Sender,
     holds: limiter::Holds,
     circuits: circuit::Circuits,
@@ -54,6 +64,8 @@ struct Node {
     lanes: Mutex<Lanes>,
     /// Whether this node is alone on its store and so may lease work ahead (see [`lanes`]).
     alone: bool,
+    /// The loop has ended: deliveries handed over at ingest from now are handed back.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 /// Runs until `stop` is cancelled, then lets attempts in flight finish (up to the shutdown grace),
@@ -67,13 +79,16 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
     let mut last_prune = switchyard_core::now_millis();
     let next_retry = Arc::new(AtomicI64::new(i64::MAX));
     let answered = Arc::new(Answered::default());
-    let (recorder, recorder_task) =
-        Recorder::start(state.store.clone(), owner.clone(), next_retry.clone(), state.wake.clone(), answered.clone());
+    let kick = Arc::new(Notify::new());
+    let (recorder, recorder_task) = Recorder::start(state.store.clone(), owner.clone(), next_retry.clone(), kick.clone(), answered.clone());
     let node = Arc::new(Node {
         sender: Sender::new(state.config.allow_private_destinations),
         alone: state.store.single_node(),
         state,
+        owner_arc: Arc::from(owner.as_str()),
         owner,
+        lease_margin_ms,
+        kick,
         holds: limiter::Holds::default(),
         circuits: circuit::Circuits::default(),
         recorder,
@@ -83,9 +98,15 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         leased: Mutex::default(),
         shares: Mutex::default(),
         lanes: Mutex::default(),
+        stopped: Default::default(),
     });
     let state = node.state.clone();
     let mut tasks = JoinSet::new();
+    if node.alone && config.hand_over_at_ingest {
+        state.intake.attach(&node);
+    }
+    // Whether this turn of the loop claims: not when only kicked and no claim could find work.
+    let mut claim = true;
 
     loop {
         while tasks.try_join_next().is_some() {}
@@ -100,9 +121,11 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         }
         if next_retry.load(Ordering::Acquire) <= now {
             next_retry.store(i64::MAX, Ordering::Release);
+            claim = true;
         }
         // Deliveries waiting in lanes whose slots came free start first.
         node.start_waiting(&mut tasks).await;
+        let claiming = claim || !node.alone || lock(&node.lanes).need_claim();
         // A claim takes what free slots can start now and, alone on its store, what the lanes
         // lease ahead; the node holds at most as many waiting as it has slots.
         let free = if node.alone {
@@ -114,15 +137,20 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         };
         let free = free.min(config.claim_batch as usize) as u32;
         let mut saturated = false;
-        if free > 0 {
-            let share = {
+        if free > 0 && claiming {
+            // A claim asked for is made once a slot is free; until then it stays asked for.
+            claim = false;
+            let (share, before) = {
                 let lanes = lock(&node.lanes);
-                NodeShare {
+                let answered = lock(&node.answered.leases);
+                let share = NodeShare {
                     pace_horizon_ms,
-                    answered: node.answered.list(),
+                    answered: answered.by_delivery.iter().map(|(d, c)| (c.clone(), d.clone())).collect(),
                     ahead: if node.alone { lanes.ahead() } else { Vec::new() },
                     ..lock(&node.shares).node_share(node.slots, &lanes.waiting_by_workspace())
-                }
+                };
+                let before = if node.alone { Some(lanes.before_claim(&answered.per_connection)) } else { None };
+                (share, before)
             };
             let began = Instant::now();
             match state.store.claim_due_shared(&node.owner, now, free, lease_margin_ms, &share).await {
@@ -137,7 +165,12 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
                     if let Some(next) = claimed.iter().filter_map(|c| c.next_start_at).min() {
                         next_retry.fetch_min(next - pace_horizon_ms + 1, Ordering::AcqRel);
                     }
+                    let opened = before.map(|before| (before, opened(&claimed, &share, saturated)));
                     node.queue(claimed, &share.ahead, lease_margin_ms, began).await;
+                    if let Some((before, Opened { connections, full, behind })) = opened {
+                        let full: Vec<&WorkspaceId> = full.iter().collect();
+                        lock(&node.lanes).claimed(before, &connections, &full, behind);
+                    }
                     node.start_waiting(&mut tasks).await;
                     if !node.alone {
                         // The claim took each workspace's room into account; this only guards
@@ -157,13 +190,16 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
         }
         let until_retry = next_retry.load(Ordering::Acquire).saturating_sub(switchyard_core::now_millis()).max(1) as u64;
         let nap = poll_interval.min(Duration::from_millis(until_retry));
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = state.wake.notified() => {}
-            _ = tokio::time::sleep(nap) => {}
-            Some(_) = tasks.join_next(), if node.permits.available_permits() == 0 => {}
-        }
+        claim |= tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = state.wake.notified() => true,
+            _ = node.kick.notified() => false,
+            _ = tokio::time::sleep(nap) => true,
+            Some(_) = tasks.join_next(), if node.permits.available_permits() == 0 => false,
+        };
     }
+    state.intake.detach();
+    node.stopped.store(true, Ordering::Release);
 
     let grace = state.config.shutdown_grace;
     let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
@@ -306,7 +342,7 @@ impl Drop for Slot<'_> {
         // If records are being written, the recorder wakes the dispatcher when they are, with
         // more slots free by then.
         if !self.node.recorder.writing() {
-            self.node.state.wake.notify_one();
+            self.node.kick.notify_one();
         }
     }
 }
@@ -359,14 +395,37 @@ impl Answered {
         }
     }
 
-    fn list(&self) -> Vec<(ConnectionId, DeliveryId)> {
-        lock(&self.leases).by_delivery.iter().map(|(d, c)| (c.clone(), d.clone())).collect()
-    }
-
     /// How many of `connection`'s answers are not recorded yet.
     fn count(&self, connection: &ConnectionId) -> usize {
         lock(&self.leases).per_connection.get(connection).copied().unwrap_or(0)
     }
+}
+
+/// What a claim tells the lanes (see [`Lanes::claimed`]).
+struct Opened {
+    /// How many ordinary deliveries (neither probes of a circuit nor paced) it took of each
+    /// connection.
+    connections: HashMap<ConnectionId, usize>,
+    /// Workspaces it gave no room, or that took all the room it gave them.
+    full: Vec<WorkspaceId>,
+    /// It may have left work due behind: it took as many as it asked for.
+    behind: bool,
+}
+
+/// After a claim of `claimed` with `share` (alone on the store), not `saturated` unless said.
+fn opened(claimed: &[Claimed], share: &NodeShare, saturated: bool) -> Opened {
+    let mut per_workspace: HashMap<&WorkspaceId, u32> = HashMap::new();
+    for c in claimed {
+        *per_workspace.entry(&c.delivery.workspace_id).or_default() += 1;
+    }
+    let room = |w: &WorkspaceId| share.room.iter().find(|(id, _)| id == w).map_or(share.per_workspace, |(_, r)| *r);
+    let mut full: Vec<WorkspaceId> = share.room.iter().filter(|(_, r)| *r == 0).map(|(w, _)| w.clone()).collect();
+    full.extend(per_workspace.iter().filter(|(w, n)| **n >= room(w)).map(|(w, _)| (*w).clone()));
+    let mut connections: HashMap<ConnectionId, usize> = HashMap::new();
+    for c in claimed.iter().filter(|c| !c.probe && c.next_start_at.is_none()) {
+        *connections.entry(c.delivery.connection_id.clone()).or_default() += 1;
+    }
+    Opened { connections, full, behind: saturated }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -764,3 +764,50 @@ async fn pausing_a_connection_stops_what_was_leased_ahead_and_resuming_delivers_
     assert!(seen.values().all(|n| *n == 1), "each delivered once");
     assert_eq!(most.load(Ordering::SeqCst), 2, "two at once, never more");
 }
+
+/// A node alone on its store (SQLite) hands fresh deliveries to its dispatcher as they are
+/// stored, with no claim, while their connection has room; when it has none they are stored pending and
+/// claimed. Either way each event arrives once, and in the order it was accepted: fresh work
+/// never overtakes work already waiting (one in flight at a time, answers taking 20 ms, while
+/// events come every few milliseconds, then every 60).
+#[tokio::test]
+async fn fresh_deliveries_are_handed_over_at_ingest_and_never_overtake_waiting_ones() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("acme").await;
+    let receiver = Receiver::start(|_, _| Reply::After(Duration::from_millis(20), 200)).await;
+    let conn = app.webhook(&ws, &receiver.url(), json!({"max_in_flight": 1})).await;
+    app.rule(&ws, &conn, "*", json!({})).await;
+    let first = app.emit_ok(&ws, json!({"event": "n", "payload": {"n": 0}})).await;
+    app.wait_event(&first, "completed").await;
+    // Forty events faster than they can be delivered; once they are, twenty slower.
+    const N: usize = 60;
+    for n in 1..N {
+        if n == 40 {
+            receiver.wait_for(40).await;
+        }
+        app.emit_ok(&ws, json!({"event": "n", "payload": {"n": n}})).await;
+        tokio::time::sleep(Duration::from_millis(if n < 40 { 2 } else { 60 })).await;
+    }
+    let got = receiver.wait_for(N).await;
+    let order: Vec<u64> = got.iter().map(|r| r.json()["data"]["n"].as_u64().unwrap()).collect();
+    assert_eq!(order, (0..N as u64).collect::<Vec<_>>(), "arrived out of order, or more than once");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), N, "a delivery was sent twice");
+    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let handed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_deliveries_handed_over_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let claimed =
+        metrics.lines().find_map(|l| l.strip_prefix("switchyard_claim_deliveries_sum ")).and_then(|v| v.trim().parse::<f64>().ok());
+    println!("handed over at ingest: {handed}; claimed: {claimed:?}");
+    if switchyard_store::testing::selected() == switchyard_store::testing::TestStore::Postgres {
+        // Nodes share a PostgreSQL queue: every delivery is claimed.
+        assert_eq!(handed, 0.0);
+    } else {
+        assert!(handed >= 10.0, "{handed} deliveries were handed over at ingest");
+        assert!(handed < N as f64, "the lane never filled: nothing was claimed after the first");
+    }
+    app.shutdown().await;
+}

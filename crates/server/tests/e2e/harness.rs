@@ -215,6 +215,8 @@ pub enum Reply {
     WithHeaders(u16, Vec<(&'static str, String)>, String),
     /// Never answers (the connection stays open).
     Hang,
+    /// Answers with this status after this long.
+    After(Duration, u16),
 }
 
 /// A real HTTP server on loopback that records every request and answers as told.
@@ -261,6 +263,10 @@ impl Receiver {
                             r.headers_mut().insert(k, v.parse().unwrap());
                         }
                         r
+                    }
+                    Reply::After(wait, s) => {
+                        tokio::time::sleep(wait).await;
+                        StatusCode::from_u16(s).unwrap().into_response()
                     }
                     Reply::Hang => {
                         std::future::pending::<()>().await;

@@ -256,6 +256,7 @@ async fn insert_events(tx: &mut Transaction<'_, Postgres>, events: &[&NewEvent])
 /// Inserts the deliveries of the created events; returns how many.
 async fn insert_deliveries(tx: &mut Transaction<'_, Postgres>, events: &[&NewEvent], now: Millis) -> Result<usize> {
     let (mut ids, mut ws, mut evs, mut rules, mut conns) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut owners, mut expiries): (Vec<Option<&str>>, Vec<Option<Millis>>) = (Vec::new(), Vec::new());
     for n in events {
         for d in &n.deliveries {
             ids.push(d.id.as_str());
@@ -263,14 +264,18 @@ async fn insert_deliveries(tx: &mut Transaction<'_, Postgres>, events: &[&NewEve
             evs.push(n.event.id.as_str());
             rules.push(d.rule_id.as_str());
             conns.push(d.connection_id.as_str());
+            owners.push(d.lease.as_ref().map(|l| &*l.owner));
+            expiries.push(d.lease.as_ref().map(|l| l.expires_at));
         }
     }
     if ids.is_empty() {
         return Ok(0);
     }
     sqlx::query(
-        "INSERT INTO deliveries (id, workspace_id, event_id, rule_id, connection_id, status, next_attempt_at, created_at, updated_at)
-         SELECT i, w, e, r, c, 'pending', $6, $6, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(i, w, e, r, c)",
+        "INSERT INTO deliveries (id, workspace_id, event_id, rule_id, connection_id, status, next_attempt_at, created_at, updated_at,
+                                 lease_owner, lease_expires_at)
+         SELECT i, w, e, r, c, CASE WHEN o IS NULL THEN 'pending' ELSE 'delivering' END, $6, $6, $6, o, x
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::bigint[]) AS t(i, w, e, r, c, o, x)",
     )
     .bind(&ids)
     .bind(&ws)
@@ -278,8 +283,21 @@ async fn insert_deliveries(tx: &mut Transaction<'_, Postgres>, events: &[&NewEve
     .bind(&rules)
     .bind(&conns)
     .bind(now)
+    .bind(&owners)
+    .bind(&expiries)
     .execute(&mut **tx)
     .await?;
+    // Leases taken here count against their connections' caps, as a claim's do.
+    let leased: Vec<&str> = conns.iter().zip(&owners).filter(|(_, o)| o.is_some()).map(|(c, _)| *c).collect();
+    if !leased.is_empty() {
+        sqlx::query(
+            "UPDATE connections c SET in_flight = c.in_flight + x.n
+             FROM (SELECT id, COUNT(*) AS n FROM UNNEST($1::text[]) AS t(id) GROUP BY id) x WHERE c.id = x.id",
+        )
+        .bind(&leased)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(ids.len())
 }
 

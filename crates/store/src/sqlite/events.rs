@@ -207,18 +207,22 @@ async fn insert_deliveries(tx: &mut Transaction<'_, Sqlite>, events: &[&NewEvent
     let rows: Vec<(&NewEvent, &crate::NewDelivery)> = events.iter().flat_map(|n| n.deliveries.iter().map(move |d| (*n, d))).collect();
     for chunk in rows.chunks(DELIVERY_ROWS_PER_INSERT) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO deliveries (id, workspace_id, event_id, rule_id, connection_id, status, next_attempt_at, created_at, updated_at) ",
+            "INSERT INTO deliveries (id, workspace_id, event_id, rule_id, connection_id, status, next_attempt_at, created_at, updated_at, \
+             lease_owner, lease_expires_at) ",
         );
         q.push_values(chunk, |mut b, (n, d)| {
+            let status = if d.lease.is_some() { DeliveryStatus::Delivering } else { DeliveryStatus::Pending };
             b.push_bind(d.id.as_str())
                 .push_bind(n.event.workspace_id.as_str())
                 .push_bind(n.event.id.as_str())
                 .push_bind(d.rule_id.as_str())
                 .push_bind(d.connection_id.as_str())
-                .push_bind(DeliveryStatus::Pending.as_str())
+                .push_bind(status.as_str())
                 .push_bind(now)
                 .push_bind(now)
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(d.lease.as_ref().map(|l| &*l.owner))
+                .push_bind(d.lease.as_ref().map(|l| l.expires_at));
         });
         q.build().execute(&mut **tx).await?;
     }
