@@ -616,9 +616,12 @@ describe("accessibility and screenshots", () => {
   test("the pages are usable from the keyboard", async () => {
     const { context, page } = await open({ role: "editor" });
     const frame = await frameWithHeading(page, "Dashboard");
+    // Once the dashboard has loaded: focus given while it renders can be lost with the node.
+    await frame.locator("[role=status]", { hasText: "Loading" }).waitFor({ state: "detached" }).catch(() => {});
     await frame.getByRole("link", { name: "Dashboard" }).focus();
     await page.keyboard.press("Tab");
     await page.keyboard.press("Tab");
+    assert.equal(await frame.evaluate(() => document.activeElement.textContent.trim()), "Rules", "two tabs from Dashboard reach Rules");
     await page.keyboard.press("Enter");
     await frame.getByRole("heading", { level: 1, name: "Rules" }).waitFor();
     await page.keyboard.press("Tab");

@@ -68,29 +68,29 @@ impl Intake {
     /// delivery of an open lane that finds no room closes the lane.
     pub async fn lease(&self, batch: &mut [NewEvent], now: Millis) -> Handed {
         let Some(node) = lock(&self.node).upgrade() else { return Handed { node: None, now, batch: 0, entries: Vec::new() } };
-        let open: Vec<ConnectionId> = {
+        // The batch's connections, found before any lock is taken: a fan-out to many rules
+        // holds the dispatcher's locks only for what may be handed over.
+        let connections: Vec<ConnectionId> = {
+            let mut all: Vec<&ConnectionId> = batch.iter().flat_map(|e| e.deliveries.iter().map(|d| &d.connection_id)).collect();
+            all.sort_unstable();
+            all.dedup();
+            all.into_iter().cloned().collect()
+        };
+        let open: Vec<&ConnectionId> = {
             let lanes = lock(&node.lanes);
-            let mut open: Vec<ConnectionId> = batch
-                .iter()
-                .flat_map(|e| &e.deliveries)
-                .filter(|d| lanes.may_hand(&d.connection_id))
-                .map(|d| d.connection_id.clone())
-                .collect();
-            open.sort_unstable();
-            open.dedup();
-            open
+            connections.iter().filter(|c| lanes.may_hand(c)).collect()
         };
         // The connections as configured now (from the cache): a paused or rate-limited one, or
         // one whose circuit is not closed, is left to claims.
         let mut settings: HashMap<ConnectionId, u64> = HashMap::new();
         for id in open {
-            if let Ok(Some(c)) = node.state.cache.connection(&*node.state.store, &id).await {
+            if let Ok(Some(c)) = node.state.cache.connection(&*node.state.store, id).await {
                 let plain = c.status == ConnectionStatus::Active
                     && c.inactive.is_none()
                     && c.rate_limit_per_minute.unwrap_or(0) == 0
                     && c.circuit.state == switchyard_core::circuit::CircuitState::Closed;
                 if plain {
-                    settings.insert(id, c.timeout_ms);
+                    settings.insert(id.clone(), c.timeout_ms);
                 }
             }
         }
@@ -101,6 +101,14 @@ impl Intake {
         let answered = lock(&node.answered.leases);
         let shares = lock(&node.shares);
         let number = lanes.begin_batch();
+        // Stored pending: claims take these connections' work from here.
+        for c in connections.iter().filter(|c| !settings.contains_key(*c)) {
+            lanes.stored_pending(c, number);
+        }
+        if settings.is_empty() {
+            drop((lanes, answered, shares));
+            return Handed { node: Some(node), now, batch: number, entries: Vec::new() };
+        }
         let (running, waiting) = lanes.load();
         let mut node_room = (2 * node.slots).saturating_sub(running + waiting);
         let share = shares.share(node.slots);
@@ -111,9 +119,12 @@ impl Intake {
         for (i, event) in batch.iter_mut().enumerate() {
             let workspace = &event.event.workspace_id;
             for (j, d) in event.deliveries.iter_mut().enumerate() {
+                if !settings.contains_key(&d.connection_id) {
+                    continue;
+                }
                 let in_share = held.get(workspace).copied().unwrap_or(0) < share;
                 let unrecorded = answered.per_connection.get(&d.connection_id).copied().unwrap_or(0);
-                let hand = settings.get(&d.connection_id).and_then(|_| lanes.hand(&d.connection_id, unrecorded));
+                let hand = lanes.hand(&d.connection_id, unrecorded);
                 let (Some(&timeout_ms), Some(hand), true, true) = (settings.get(&d.connection_id), hand, node_room > 0, in_share) else {
                     // Stored pending: claims take this connection's work from here, and the rest
                     // of the batch's deliveries of it are stored pending too.
@@ -187,6 +198,9 @@ impl Handed {
             for (c, hand, by) in claimed {
                 lanes.queue_handed(c, hand, by);
             }
+        }
+        if ids.is_empty() {
+            return;
         }
         if node.stopped.load(std::sync::atomic::Ordering::Acquire) {
             // The dispatcher stopped meanwhile: nothing will run these.
