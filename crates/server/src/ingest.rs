@@ -146,11 +146,12 @@ async fn writer(
                 metrics::counter!("switchyard_events_ingested_total").increment(created as u64);
                 metrics::histogram!("switchyard_ingest_batch_events").record(batch.len() as f64);
                 // Deliveries stored pending are claimed; those leased are handed over at once.
+                // The batch counts as committed (in the lanes) before the claim it wakes begins.
+                handed.deliver(&batch, &outcomes).await;
                 let pending = |e: &NewEvent| e.deliveries.iter().any(|d| d.lease.is_none());
                 if batch.iter().zip(&outcomes).any(|(e, o)| matches!(o, IngestOutcome::Created) && pending(e)) {
                     wakes.dispatcher.notify_one();
                 }
-                handed.deliver(&batch, &outcomes).await;
                 let created: Vec<bool> = outcomes.iter().map(|o| matches!(o, IngestOutcome::Created)).collect();
                 let mut outcomes = outcomes.into_iter();
                 for (job, size) in jobs.into_iter().zip(sizes) {

@@ -83,15 +83,23 @@ impl Intake {
         // The connections as configured now (from the cache): a paused or rate-limited one, or
         // one whose circuit is not closed, is left to claims.
         let mut settings: HashMap<ConnectionId, u64> = HashMap::new();
+        let mut caps: Vec<(&ConnectionId, Option<usize>)> = Vec::with_capacity(open.len());
         for id in open {
-            if let Ok(Some(c)) = node.state.cache.connection(&*node.state.store, id).await {
-                let plain = c.status == ConnectionStatus::Active
+            let found = node.state.cache.connection(&*node.state.store, id).await;
+            let plain = found.as_ref().ok().and_then(Option::as_ref).filter(|c| {
+                c.status == ConnectionStatus::Active
                     && c.inactive.is_none()
                     && c.rate_limit_per_minute.unwrap_or(0) == 0
-                    && c.circuit.state == switchyard_core::circuit::CircuitState::Closed;
-                if plain {
+                    && c.circuit.state == switchyard_core::circuit::CircuitState::Closed
+            });
+            match plain {
+                Some(c) => {
                     settings.insert(id.clone(), c.timeout_ms);
+                    caps.push((id, Some(c.max_in_flight as usize)));
                 }
+                // A cache that could not be read closes nothing: the batch just claims.
+                None if found.is_err() => {}
+                None => caps.push((id, None)),
             }
         }
         let mut entries = Vec::new();
@@ -101,6 +109,10 @@ impl Intake {
         let answered = lock(&node.answered.leases);
         let shares = lock(&node.shares);
         let number = lanes.begin_batch();
+        // Its cap as configured now (lowered, it holds at once), or closed for good until claimed.
+        for (id, cap) in caps {
+            lanes.settings(id, cap);
+        }
         // Stored pending: claims take these connections' work from here.
         for c in connections.iter().filter(|c| !settings.contains_key(*c)) {
             lanes.stored_pending(c, number);

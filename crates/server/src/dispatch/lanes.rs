@@ -107,6 +107,12 @@ impl Lane {
         }
     }
 
+    /// Claims take the connection's work from here (see [`Lanes::claimed`]).
+    fn close(&mut self) {
+        self.open = false;
+        self.caught_up = false;
+    }
+
     fn held(&self) -> usize {
         self.waiting.len() + self.reserved + self.parked.len()
     }
@@ -195,6 +201,7 @@ impl Lanes {
         let (mut start, mut expired) = (Vec::new(), Vec::new());
         for (id, lane) in &mut self.lanes {
             let answered = answered.get(id).copied().unwrap_or(0);
+            let before = expired.len();
             while lane.parked.front().is_some_and(|(_, by)| *by <= now) {
                 expired.push(lane.parked.pop_front().expect("front").0.delivery.id);
             }
@@ -210,6 +217,10 @@ impl Lanes {
                 start.push((lane.waiting.pop_front().expect("front").0, permit));
                 lane.running += 1;
             }
+            if expired.len() > before {
+                // Handed back to the store, due now: claims take this connection's work again.
+                lane.close();
+            }
             lane.idle_since = (lane.running == 0 && lane.held() == 0).then_some(now);
         }
         (start, expired)
@@ -224,15 +235,16 @@ impl Lanes {
         if succeeded && lane.running - 1 + answered < lane.unrecorded_bound() && lane.waiting.front().is_some_and(|(_, by)| *by > now) {
             return Ended::Next(Box::new(lane.waiting.pop_front().expect("front").0));
         }
-        let handed_back = if succeeded {
+        let handed_back: Vec<DeliveryId> = if succeeded {
             let expired = lane.waiting.iter().take_while(|(_, by)| *by <= now).count();
             lane.waiting.drain(..expired).map(|(c, _)| c.delivery.id).collect()
         } else {
-            lane.open = false;
             lane.healthy = false;
-            lane.caught_up = false;
             lane.waiting.drain(..).chain(lane.parked.drain(..)).map(|(c, _)| c.delivery.id).collect()
         };
+        if !succeeded || !handed_back.is_empty() {
+            lane.close();
+        }
         Ended::Free(handed_back)
     }
 
@@ -303,6 +315,21 @@ impl Lanes {
     /// How many times its cap `connection` leases ahead (0 without a lane).
     pub fn multiple(&self, connection: &ConnectionId) -> u32 {
         self.lanes.get(connection).map_or(0, Lane::multiple)
+    }
+
+    /// `connection`'s settings now: its cap, or `None` when it may not be handed work (paused,
+    /// waiting to be reconnected, rate limited, its circuit not closed). Such a lane closes and
+    /// stays closed until a claim takes its work as ordinary deliveries again.
+    pub fn settings(&mut self, connection: &ConnectionId, cap: Option<usize>) {
+        if let Some(lane) = self.lanes.get_mut(connection) {
+            match cap {
+                Some(cap) => lane.cap = cap.max(1),
+                None => {
+                    lane.healthy = false;
+                    lane.close();
+                }
+            }
+        }
     }
 
     /// An ingest batch begins: its number.
@@ -390,7 +417,9 @@ impl Lanes {
             let took = claimed.get(id).copied().unwrap_or(0);
             let had = rooms.get(id).copied().unwrap_or(lane.cap);
             lane.caught_up = !behind && lane.healthy && took < had && !full.contains(&&lane.workspace);
-            if lane.caught_up && lane.pending_batch <= committed {
+            let was_open = lane.open;
+            lane.open = lane.caught_up && lane.pending_batch <= committed;
+            if lane.open && !was_open {
                 lane.open = true;
                 let parked = std::mem::take(&mut lane.parked);
                 lane.waiting.extend(parked);
@@ -406,7 +435,10 @@ impl Lanes {
 
     /// Forgets lanes idle for a while.
     pub fn prune(&mut self, now: Instant) {
-        self.lanes.retain(|_, l| l.reserved > 0 || l.idle_since.is_none_or(|since| now.duration_since(since) < KEEP_IDLE));
+        let committed = self.committed;
+        self.lanes.retain(|_, l| {
+            l.reserved > 0 || l.pending_batch > committed || l.idle_since.is_none_or(|since| now.duration_since(since) < KEEP_IDLE)
+        });
     }
 }
 
@@ -614,6 +646,55 @@ mod tests {
         lanes.queue_handed(claimed(&ws, &conn), Hand::Parked, now);
         let (_, expired) = lanes.startable(&none, true, now, |_| Some(()));
         assert_eq!(expired.len(), 1);
+    }
+
+    #[test]
+    fn a_lane_closes_when_its_connection_changes_or_its_deliveries_go_back_and_takes_a_lowered_cap_at_once() {
+        let (ws, conn) = (WorkspaceId::generate(), ConnectionId::generate());
+        let mut lanes = Lanes::default();
+        let now = Instant::now();
+        let none = HashMap::new();
+        let open = |lanes: &mut Lanes| {
+            let before = lanes.before_claim(&HashMap::new());
+            lanes.claimed(before, &HashMap::from([(conn.clone(), 1)]), &[], false);
+        };
+        lanes.queue(claimed(&ws, &conn), 4, now + Duration::from_secs(5));
+        open(&mut lanes);
+        assert!(lanes.is_open(&conn));
+        // The cap lowered to 1: one is waiting, so no room is left for a hand-over.
+        lanes.settings(&conn, Some(1));
+        assert_eq!(lanes.hand(&conn, 0), None);
+        // Paused (or rate limited, or its circuit not closed): closed, and a claim that takes
+        // none of it (a paused connection's work is not claimed) does not reopen it.
+        lanes.settings(&conn, None);
+        assert!(!lanes.is_open(&conn));
+        let before = lanes.before_claim(&none);
+        lanes.claimed(before, &none, &[], false);
+        assert!(!lanes.is_open(&conn));
+        // Active again with its cap of 4, a claim takes its work again: open. A later claim that
+        // finds it full closes it.
+        lanes.settings(&conn, Some(4));
+        open(&mut lanes);
+        assert!(lanes.is_open(&conn));
+        for _ in 0..3 {
+            lanes.reserve(&conn);
+        }
+        let before = lanes.before_claim(&none);
+        lanes.claimed(before, &none, &[], false);
+        assert!(!lanes.is_open(&conn), "a claim with no room for it cannot tell that none of its work is due");
+        for _ in 0..3 {
+            lanes.unreserve(&conn);
+        }
+        // A waiting delivery whose time to start passed goes back to the store: closed.
+        assert_eq!(lanes.startable(&none, true, now, |_| Some(())).0.len(), 1);
+        assert!(matches!(lanes.ended(&conn, true, 0, now), Ended::Free(_)));
+        lanes.free(&conn, now);
+        open(&mut lanes);
+        assert!(lanes.is_open(&conn));
+        lanes.queue(claimed(&ws, &conn), 1, now);
+        let (_, expired) = lanes.startable(&none, true, now, |_| Some(()));
+        assert_eq!(expired.len(), 1);
+        assert!(!lanes.is_open(&conn));
     }
 
     #[test]

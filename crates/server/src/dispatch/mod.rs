@@ -180,6 +180,7 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
                     }
                 }
                 Err(e) => {
+                    claim = true;
                     tracing::warn!(error = %e, "claiming deliveries failed; retrying shortly");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -425,7 +426,10 @@ fn opened(claimed: &[Claimed], share: &NodeShare, saturated: bool) -> Opened {
     for c in claimed.iter().filter(|c| !c.probe && c.next_start_at.is_none()) {
         *connections.entry(c.delivery.connection_id.clone()).or_default() += 1;
     }
-    Opened { connections, full, behind: saturated }
+    // A workspace given no room, or that used all it was given, may have work left in the store
+    // that no lane accounts for.
+    let behind = saturated || !full.is_empty();
+    Opened { connections, full, behind }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
