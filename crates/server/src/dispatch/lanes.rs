@@ -393,7 +393,7 @@ impl Lanes {
 
     /// After a claim that began with `before` (from [`Self::before_claim`]) and took `claimed`
     /// ordinary deliveries (neither probes of a circuit nor paced) of each connection: those
-    /// lanes are healthy. Unless the claim may have left work behind (`behind`), every healthy
+    /// lanes are healthy. Unless the claim took all it asked for (`saturated`), every healthy
     /// lane opens, its parked deliveries behind what the claim took, that the claim took fewer of
     /// than it had room for (so it took all of its due work that the claim could see), whose
     /// pending deliveries were all committed before the claim began (so it could see them all),
@@ -404,19 +404,21 @@ impl Lanes {
         before: (HashMap<ConnectionId, usize>, u64),
         claimed: &HashMap<ConnectionId, usize>,
         full: &[&WorkspaceId],
-        behind: bool,
+        saturated: bool,
     ) {
         for id in claimed.keys() {
             if let Some(lane) = self.lanes.get_mut(id) {
                 lane.healthy = true;
             }
         }
-        self.behind = behind;
+        // A workspace given no room, or that used all it was given, may have work left in the
+        // store that no lane accounts for: its lanes close, and freed slots claim again.
+        self.behind = saturated || !full.is_empty();
         let (rooms, committed) = before;
         for (id, lane) in &mut self.lanes {
             let took = claimed.get(id).copied().unwrap_or(0);
             let had = rooms.get(id).copied().unwrap_or(lane.cap);
-            lane.caught_up = !behind && lane.healthy && took < had && !full.contains(&&lane.workspace);
+            lane.caught_up = !saturated && lane.healthy && took < had && !full.contains(&&lane.workspace);
             let was_open = lane.open;
             lane.open = lane.caught_up && lane.pending_batch <= committed;
             if lane.open && !was_open {
@@ -577,6 +579,12 @@ mod tests {
         let before = lanes.before_claim(&none);
         lanes.claimed(before, &took(0), &[], false);
         assert!(lanes.is_open(&conn));
+        // Another workspace that took all its room leaves it open, though freed slots claim again
+        // for that workspace's work.
+        let before = lanes.before_claim(&none);
+        lanes.claimed(before, &took(0), &[&WorkspaceId::generate()], false);
+        assert!(lanes.is_open(&conn));
+        assert!(lanes.need_claim());
         // A failed attempt closes it, hands back what waited, and it stays closed until a claim
         // takes its work again.
         lanes.queue(claimed(&ws, &conn), 2, later);

@@ -167,9 +167,9 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
                     }
                     let opened = before.map(|before| (before, opened(&claimed, &share, saturated)));
                     node.queue(claimed, &share.ahead, lease_margin_ms, began).await;
-                    if let Some((before, Opened { connections, full, behind })) = opened {
+                    if let Some((before, Opened { connections, full, saturated })) = opened {
                         let full: Vec<&WorkspaceId> = full.iter().collect();
-                        lock(&node.lanes).claimed(before, &connections, &full, behind);
+                        lock(&node.lanes).claimed(before, &connections, &full, saturated);
                     }
                     node.start_waiting(&mut tasks).await;
                     if !node.alone {
@@ -409,8 +409,8 @@ struct Opened {
     connections: HashMap<ConnectionId, usize>,
     /// Workspaces it gave no room, or that took all the room it gave them.
     full: Vec<WorkspaceId>,
-    /// It may have left work due behind: it took as many as it asked for.
-    behind: bool,
+    /// It took as many as it asked for, so any connection may have work due left behind.
+    saturated: bool,
 }
 
 /// After a claim of `claimed` with `share` (alone on the store), not `saturated` unless said.
@@ -426,10 +426,7 @@ fn opened(claimed: &[Claimed], share: &NodeShare, saturated: bool) -> Opened {
     for c in claimed.iter().filter(|c| !c.probe && c.next_start_at.is_none()) {
         *connections.entry(c.delivery.connection_id.clone()).or_default() += 1;
     }
-    // A workspace given no room, or that used all it was given, may have work left in the store
-    // that no lane accounts for.
-    let behind = saturated || !full.is_empty();
-    Opened { connections, full, behind }
+    Opened { connections, full, saturated }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
