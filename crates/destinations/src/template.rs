@@ -51,8 +51,39 @@ fn environment() -> &'static Environment<'static> {
         env.set_formatter(format_value);
         env.add_filter("json", json_filter);
         env.add_filter("date", date_filter);
+        // minijinja allocates what these ask for before any fuel is spent: bounded, so a template
+        // cannot ask for gigabytes and abort the process.
+        env.add_filter("slice", |state: &State, value: Value, count: usize, fill: Option<Value>| {
+            within(count, "slice")?;
+            minijinja::filters::slice(state, value, count, fill)
+        });
+        env.add_filter("batch", |state: &State, value: Value, count: usize, fill: Option<Value>| {
+            within(count, "batch")?;
+            minijinja::filters::batch(state, value, count, fill)
+        });
+        env.add_filter(
+            "indent",
+            |value: minijinja::value::StringInput<'_>,
+             width: Option<usize>,
+             first: Option<bool>,
+             blank: Option<bool>,
+             kwargs: minijinja::value::Kwargs| {
+                within(width.or(kwargs.peek::<Option<usize>>("width")?).unwrap_or(0), "indent")?;
+                minijinja::filters::indent(value, width, first, blank, kwargs)
+            },
+        );
         env
     })
+}
+
+/// The largest count `slice` and `batch` take, and the widest `indent`.
+pub const MAX_FILTER_COUNT: usize = 1_000;
+
+fn within(count: usize, filter: &str) -> Result<(), Error> {
+    if count > MAX_FILTER_COUNT {
+        return Err(Error::new(ErrorKind::InvalidOperation, format!("{filter} takes at most {MAX_FILTER_COUNT}, not {count}")));
+    }
+    Ok(())
 }
 
 /// Checks a template: its size and nesting first ([`check_bounds`]), then its syntax. The message
@@ -323,6 +354,23 @@ mod tests {
     fn runaway_templates_stop() {
         let e = render("{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}", &ctx()).unwrap_err();
         assert!(e.contains("too much work"), "{e}");
+    }
+
+    #[test]
+    fn filters_that_allocate_what_they_are_asked_for_are_bounded() {
+        // Each of these once asked minijinja for gigabytes up front and aborted the process.
+        for source in [
+            "{{ [1, 2] | slice(5100000000) }}",
+            "{{ [1] | batch(5100000000, 0) }}",
+            "{{ 'a\nb' | indent(5100000000) }}",
+            "{{ 'a\nb' | indent(width=5100000000) }}",
+        ] {
+            let e = render(source, &ctx()).unwrap_err();
+            assert!(e.contains("at most 1000"), "{source}: {e}");
+        }
+        assert_eq!(render("{{ [1, 2, 3] | slice(2) | list }}", &ctx()).unwrap(), "[[1, 2], [3]]");
+        assert_eq!(render("{{ [1, 2, 3] | batch(2) | list }}", &ctx()).unwrap(), "[[1, 2], [3]]");
+        assert_eq!(render("{{ 'a\nb' | indent(2) }}", &ctx()).unwrap(), "a\n  b");
     }
 }
 
