@@ -72,16 +72,69 @@ fn environment() -> &'static Environment<'static> {
                 minijinja::filters::indent(value, width, first, blank, kwargs)
             },
         );
+        env.add_filter("tojson", |value: &Value, indent: Option<Value>, kwargs: minijinja::value::Kwargs| {
+            let width = indent.as_ref().or(kwargs.peek::<Option<Value>>("indent")?.as_ref()).and_then(|v| v.as_usize());
+            within(width.unwrap_or(0), "tojson's indent")?;
+            minijinja::filters::tojson(value, indent, kwargs)
+        });
+        env.add_filter("format", |state: &State, format: &Value, args: minijinja::value::Rest<Value>| {
+            if let Some(format) = format.as_str() {
+                format_widths_within(format)?;
+            }
+            minijinja::filters::format(state, format, args)
+        });
         env
     })
 }
 
-/// The largest count `slice` and `batch` take, and the widest `indent`.
-pub const MAX_FILTER_COUNT: usize = 1_000;
+/// The largest count `slice` and `batch` take, and the widest `indent`, `tojson` indent and
+/// `format` width or precision.
+const MAX_FILTER_COUNT: usize = 1_000;
 
 fn within(count: usize, filter: &str) -> Result<(), Error> {
     if count > MAX_FILTER_COUNT {
         return Err(Error::new(ErrorKind::InvalidOperation, format!("{filter} takes at most {MAX_FILTER_COUNT}, not {count}")));
+    }
+    Ok(())
+}
+
+/// Checks each printf-style field of a `format` string (`%[(key)][flags][width][.precision]type`):
+/// minijinja pads to the width or precision asked for, however large.
+fn format_widths_within(format: &str) -> Result<(), Error> {
+    let bytes = format.as_bytes();
+    let number = |i: &mut usize| {
+        let start = *i;
+        while bytes.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        // Saturates: anything too long to parse is too wide.
+        format[start..*i].parse::<usize>().unwrap_or(if *i > start { usize::MAX } else { 0 })
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        if bytes.get(i) == Some(&b'%') {
+            i += 1;
+            continue;
+        }
+        if bytes.get(i) == Some(&b'(') {
+            while bytes.get(i).is_some_and(|b| *b != b')') {
+                i += 1;
+            }
+            i += 1;
+        }
+        while bytes.get(i).is_some_and(|b| b"#0- +".contains(b)) {
+            i += 1;
+        }
+        within(number(&mut i), "format's width")?;
+        if bytes.get(i) == Some(&b'.') {
+            i += 1;
+            within(number(&mut i), "format's precision")?;
+        }
     }
     Ok(())
 }
@@ -364,6 +417,14 @@ mod tests {
             "{{ [1] | batch(5100000000, 0) }}",
             "{{ 'a\nb' | indent(5100000000) }}",
             "{{ 'a\nb' | indent(width=5100000000) }}",
+            "{{ payload | tojson(5100000000) }}",
+            "{{ payload | tojson(indent=5100000000) }}",
+            "{{ '%5100000000s' | format('a') }}",
+            "{{ 'n=%-05100000000d' | format(1) }}",
+            "{{ '%(a)5100000000s' | format(a=1) }}",
+            "{{ '%.5100000000f' | format(1.5) }}",
+            "{{ '%99999999999999999999999s' | format('a') }}",
+            "{{ ('%' ~ 5100000000 ~ 's') | format('a') }}",
         ] {
             let e = render(source, &ctx()).unwrap_err();
             assert!(e.contains("at most 1000"), "{source}: {e}");
@@ -371,6 +432,9 @@ mod tests {
         assert_eq!(render("{{ [1, 2, 3] | slice(2) | list }}", &ctx()).unwrap(), "[[1, 2], [3]]");
         assert_eq!(render("{{ [1, 2, 3] | batch(2) | list }}", &ctx()).unwrap(), "[[1, 2], [3]]");
         assert_eq!(render("{{ 'a\nb' | indent(2) }}", &ctx()).unwrap(), "a\n  b");
+        assert_eq!(render("{{ [1] | tojson(indent=2) }}", &ctx()).unwrap(), "[\n  1\n]");
+        assert_eq!(render("{{ [1] | tojson(true) }}", &ctx()).unwrap(), "[\n  1\n]");
+        assert_eq!(render("{{ '100%% of %5s, %-3d|%.2f' | format('ab', 7, 1.5) }}", &ctx()).unwrap(), "100% of    ab, 7  |1.50");
     }
 }
 

@@ -361,6 +361,8 @@ fn arb_string_literal() -> impl Strategy<Value = String> {
             "'Europe/Paris'",
             "'Mars/Olympus'",
             "'%Q%'",
+            "'%5s|%-3d|%.2f|%%'",
+            "'%99999999999s'",
             "'\\n'",
             "'🦀'"
         ])
@@ -369,7 +371,7 @@ fn arb_string_literal() -> impl Strategy<Value = String> {
     ]
 }
 
-const FILTERS: [&str; 47] = [
+const FILTERS: [&str; 48] = [
     "upper",
     "lower",
     "title",
@@ -411,6 +413,7 @@ const FILTERS: [&str; 47] = [
     "batch",
     "slice",
     "indent",
+    "format",
     "select",
     "reject",
     "map",

@@ -165,9 +165,9 @@ pub async fn run(state: AppState, owner: String, poll_interval: Duration, stop: 
                     if let Some(next) = claimed.iter().filter_map(|c| c.next_start_at).min() {
                         next_retry.fetch_min(next - pace_horizon_ms + 1, Ordering::AcqRel);
                     }
-                    let opened = before.map(|before| (before, opened(&claimed, &share, saturated)));
+                    let opened = before.map(|before| (before, opened(&claimed, &share)));
                     node.queue(claimed, &share.ahead, lease_margin_ms, began).await;
-                    if let Some((before, Opened { connections, full, saturated })) = opened {
+                    if let Some((before, Opened { connections, full })) = opened {
                         let full: Vec<&WorkspaceId> = full.iter().collect();
                         lock(&node.lanes).claimed(before, &connections, &full, saturated);
                     }
@@ -409,12 +409,10 @@ struct Opened {
     connections: HashMap<ConnectionId, usize>,
     /// Workspaces it gave no room, or that took all the room it gave them.
     full: Vec<WorkspaceId>,
-    /// It took as many as it asked for, so any connection may have work due left behind.
-    saturated: bool,
 }
 
-/// After a claim of `claimed` with `share` (alone on the store), not `saturated` unless said.
-fn opened(claimed: &[Claimed], share: &NodeShare, saturated: bool) -> Opened {
+/// After a claim of `claimed` with `share` (alone on the store).
+fn opened(claimed: &[Claimed], share: &NodeShare) -> Opened {
     let mut per_workspace: HashMap<&WorkspaceId, u32> = HashMap::new();
     for c in claimed {
         *per_workspace.entry(&c.delivery.workspace_id).or_default() += 1;
@@ -426,7 +424,7 @@ fn opened(claimed: &[Claimed], share: &NodeShare, saturated: bool) -> Opened {
     for c in claimed.iter().filter(|c| !c.probe && c.next_start_at.is_none()) {
         *connections.entry(c.delivery.connection_id.clone()).or_default() += 1;
     }
-    Opened { connections, full, saturated }
+    Opened { connections, full }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
