@@ -15,6 +15,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod blueprint;
 pub mod bootstrap;
 pub mod cache;
 pub mod config;

@@ -69,6 +69,12 @@ enum Command {
     /// Manage plans: named sets of limits that workspaces are put on (installation keys).
     #[command(alias = "plan")]
     Plans(Group<cli::PlanCmd>),
+    /// Blueprints: one integration design for many workspaces (see docs/blueprints.md).
+    #[command(alias = "blueprints")]
+    Blueprint {
+        #[command(subcommand)]
+        command: cli::blueprint::BlueprintCmd,
+    },
     /// A workspace's month against its limits (or, with --installation, the installation's).
     Usage(cli::UsageArgs),
     /// Save and show the server, keys and workspace the commands above use.
@@ -307,6 +313,7 @@ fn main() -> std::process::ExitCode {
         Command::Profile(g) => cli::profiles(g),
         Command::Plans(g) => runtime.block_on(cli::plans(g)),
         Command::Usage(args) => runtime.block_on(cli::usage(args)),
+        Command::Blueprint { command } => cli::blueprint::run(command),
         Command::Mcp { target } => runtime.block_on(async {
             let profile = cli::profile::resolve(&target)?;
             let client = cli::admin_client(&profile)?;

@@ -458,3 +458,44 @@ async fn connections_are_paused_and_resumed_and_deliveries_cancelled_from_the_co
     assert_eq!(resumed["status"], "active");
     assert_eq!(cli.json(&["deliveries", "list", "--status", "cancelled"]).await["data"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn blueprints_are_validated_without_a_server() {
+    let cli = Cli::bare();
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+    let example = format!("{docs}/examples/alerts.blueprint.yaml");
+    let out = cli.run(&["blueprint", "validate", &example]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("valid: blueprint \"alerts-and-signups\": 2 connections, 2 rules, 1 template, 1 mapping"),
+        "{}",
+        out.stdout
+    );
+
+    // Two broken files and a good one: every problem of each, as file:line:column: field: message.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "version: 1\nname: demo\nconnections:\n  s: {type: slak, name: S}\nrules:\n  r: {name: R, event: a, connection: t}\n",
+    )
+    .unwrap();
+    let garbled = dir.path().join("garbled.json");
+    std::fs::write(&garbled, "{\"version\": 1,\n \"name\": [\n").unwrap();
+    let (broken, garbled) = (broken.to_str().unwrap(), garbled.to_str().unwrap());
+    let out = cli.run(&["blueprint", "validate", broken, &example, garbled]).await;
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(lines[0].starts_with(&format!("{broken}:4:7: connections.s.type: \"slak\" is not a connection type")), "{}", out.stderr);
+    assert!(lines[1].starts_with(&format!("{broken}:6:26: rules.r.connection: no connection \"t\"")), "{}", out.stderr);
+    assert!(lines[2].starts_with(&format!("{garbled}:")) && lines[2].contains("not valid YAML"), "{}", out.stderr);
+    assert_eq!(lines[3], "error: 2 files failed validation", "{}", out.stderr);
+
+    let out = cli.run(&["blueprint", "validate", "/nonexistent/blueprint.yaml"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    let out = cli.run(&["blueprint", "schema"]).await;
+    assert_eq!(out.code, 0);
+    let published: Value = serde_json::from_str(&std::fs::read_to_string(format!("{docs}/blueprint.schema.json")).unwrap()).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap(), published);
+}

@@ -2,6 +2,7 @@
 //! sessions and event types over the API, with [`switchyard_client`]. Tables for people, `--json`
 //! for scripts, and exit codes scripts can rely on (see [`Failure`] and docs/clients.md).
 
+pub mod blueprint;
 pub mod output;
 pub mod profile;
 mod tail;

@@ -1,0 +1,210 @@
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../../docs/examples/alerts.blueprint.yaml");
+
+fn registry() -> Registry {
+    Registry::default()
+}
+
+/// The problems of `text`, each as `line:column: field: message`.
+fn problems(text: &str) -> Vec<String> {
+    match parse(text, &registry()) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The one problem of `text`, which must contain each of `expected`.
+fn problem(text: &str, expected: &[&str]) -> String {
+    let p = problems(text);
+    assert_eq!(p.len(), 1, "{text}\n{p:#?}");
+    for e in expected {
+        assert!(p[0].contains(e), "{:?} lacks {e:?}", p[0]);
+    }
+    p[0].clone()
+}
+
+const HEAD: &str = "version: 1\nname: demo\n";
+
+#[test]
+fn the_documented_example_reads_in_full() {
+    let b = parse(EXAMPLE, &registry()).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(b.name, "alerts-and-signups");
+    assert_eq!(b.targets.labels["product"], "acme");
+    assert_eq!(b.variables["min_severity"].default, Some(Scalar::Number(2.into())));
+    assert_eq!(b.values.len(), 3);
+    assert_eq!(b.values[0].variables["hubspot_list"], Scalar::Text("101".into()));
+    assert_eq!(b.connections["hubspot"].max_in_flight, Some(4));
+    assert_eq!(b.rules["alerts"].connection, "slack");
+    assert!(b.templates["alert"].starts_with(":rotating_light: *{{ payload.title }}*"));
+    assert_eq!(b.mappings["signup"]["fields"][0]["transforms"], serde_json::json!(["trim", "lower"]));
+    assert_eq!(b.event_types["user.created"].json_schema.as_ref().unwrap()["required"], serde_json::json!(["email"]));
+}
+
+#[test]
+fn json_reads_as_yaml_does_with_its_lines() {
+    let yaml = parse(EXAMPLE, &registry()).unwrap();
+    let json = serde_json::to_string_pretty(&yaml).unwrap();
+    assert_eq!(parse(&json, &registry()).unwrap(), yaml);
+    let bad = "{\n  \"version\": 1,\n  \"name\": \"demo\",\n  \"rules\": {\n    \"r\": {\"name\": \"R\", \"event\": \"a\", \"connection\": \"nope\"}\n  }\n}";
+    problem(bad, &["5:", "rules.r.connection", "no connection \"nope\""]);
+}
+
+#[test]
+fn syntax_errors_name_their_line() {
+    problem("version: 1\nname: [demo\n", &["not valid YAML"]);
+    problem("version: 1\nname: demo\n  bad: indent\n", &["3:", "not valid YAML"]);
+    problem("", &["the document is empty"]);
+    problem("# only a comment\n", &["the document is empty"]);
+}
+
+#[test]
+fn the_shape_is_checked_field_by_field() {
+    problem(&format!("{HEAD}colour: blue\n"), &["3:1: colour: unknown field `colour`"]);
+    problem(&format!("{HEAD}connections:\n  s:\n    type: slack\n    nmae: S\n"), &["6:5: connections.s.nmae: unknown field `nmae`"]);
+    problem(&format!("{HEAD}connections:\n  s:\n    type: slack\n"), &["4:3: connections.s", "missing field `name`"]);
+    problem(
+        &format!("{HEAD}connections:\n  s: {{type: slack, name: S, max_in_flight: lots}}\n"),
+        &["connections.s.max_in_flight", "a whole number"],
+    );
+    problem(&format!("{HEAD}connections:\n  s: {{type: slack, name: S, max_in_flight: -1}}\n"), &["connections.s.max_in_flight"]);
+    problem("name: demo\n", &["missing field `version`"]);
+    problem("- 1\n- 2\n", &["1:1", "a blueprint is a mapping"]);
+    problem("just text\n", &["a blueprint is a mapping"]);
+    problem(&format!("{HEAD}templates:\n  t: [1]\n"), &["4:3: templates.t"]);
+}
+
+#[test]
+fn what_json_cannot_say_is_refused() {
+    problem(&format!("{HEAD}templates:\n  a: &x hi\n  b: *x\n"), &["5:6", "aliases"]);
+    problem(&format!("{HEAD}description: !!binary aGk=\n"), &["3:23", "tags (!!binary)"]);
+    problem(&format!("{HEAD}variables:\n  v: {{default: .inf}}\n"), &["4:16", ".inf has no JSON form"]);
+    problem(&format!("{HEAD}name: again\n"), &["3:1", "\"name\" appears twice"]);
+    problem(&format!("{HEAD}templates:\n  ? [a, b]\n  : x\n"), &["a key must be text"]);
+    let deep = format!("{HEAD}mappings:\n  m: {}1{}\n", "[".repeat(80), "]".repeat(80));
+    problem(&deep, &["nests deeper than 64"]);
+    let big = format!("{HEAD}description: \"{}\"\n", "x".repeat(MAX_DOCUMENT));
+    problem(&big, &["the limit is 1048576"]);
+    // Quoted, and with !!str, the same words are text.
+    let b = parse(&format!("{HEAD}description: !!str 12\nvariables:\n  v: {{default: '.inf'}}\n"), &registry()).unwrap();
+    assert_eq!(b.description.as_deref(), Some("12"));
+    assert_eq!(b.variables["v"].default, Some(Scalar::Text(".inf".into())));
+}
+
+#[test]
+fn plain_scalars_read_as_yaml_1_2_core_schema() {
+    let cases = [
+        ("~", Value::Null),
+        ("null", Value::Null),
+        ("", Value::Null),
+        ("True", Value::Bool(true)),
+        ("FALSE", Value::Bool(false)),
+        ("yes", Value::from("yes")),
+        ("42", Value::from(42)),
+        ("-7", Value::from(-7)),
+        ("+3", Value::from(3)),
+        ("0x1F", Value::from(31)),
+        ("0o17", Value::from(15)),
+        ("18446744073709551615", Value::from(u64::MAX)),
+        ("1.5", Value::from(1.5)),
+        ("-.5e2", Value::from(-50.0)),
+        ("1e3", Value::from(1000.0)),
+        ("1.2.3", Value::from("1.2.3")),
+        ("0x", Value::from("0x")),
+        ("#dev", Value::from("#dev")),
+        ("12:30", Value::from("12:30")),
+    ];
+    for (text, expected) in cases {
+        let doc = yaml::load(&format!("v: {text}\n")).unwrap_or_else(|p| panic!("{text}: {p}"));
+        // `#dev` after a space is a comment: YAML, not this reader, decides that.
+        let expected = if text == "#dev" { Value::Null } else { expected };
+        assert_eq!(doc.value["v"], expected, "{text}");
+    }
+}
+
+#[test]
+fn references_name_what_is_declared() {
+    let conn = "connections:\n  s:\n    type: slack\n    name: S\n";
+    let rule = |config: &str| {
+        format!("{HEAD}{conn}rules:\n  r:\n    name: R\n    event: a.*\n    connection: s\n    action_config:\n      {config}\n")
+    };
+    problem(&rule("channel: ${var:chanel}"), &["13:7: rules.r.action_config.channel", "no variable \"chanel\" is declared, and none are"]);
+    problem(&rule("template: ${template:missing}"), &["no template \"missing\""]);
+    problem(&rule("mapping: ${mapping:missing}"), &["no mapping \"missing\""]);
+    problem(&rule("template: 'Hi ${template:t}'"), &["only the whole value"]);
+    problem(&rule("channel: ${secret:token}"), &["goes only in a connection's credentials"]);
+    problem(&rule("channel: ${var:c"), &["not closed"]);
+    problem(&rule("channel: ${chan}"), &["is not a reference"]);
+    problem(&rule("channel: ${file:x}"), &["\"file\" is not a kind of reference"]);
+    problem(&rule("channel: ${var:a b}"), &["may hold letters"]);
+    problem(
+        &format!("{HEAD}templates:\n  t: x\nconnections:\n  s: {{type: slack, name: '${{template:t}}'}}\n"),
+        &["connections.s.name", "only the whole value"],
+    );
+    // Secrets in credentials, env for the CLI, $${ for a literal, and the declared ones pass.
+    let fine = format!(
+        "{HEAD}variables:\n  c: {{default: '#a'}}\ntemplates:\n  t: hi\nconnections:\n  s:\n    type: slack\n    name: S ${{var:c}}\n    credentials: {{access_token: '${{secret:tok}}', other: '${{env:TOK}}'}}\nrules:\n  r:\n    name: R $${{x}}\n    event: a.*\n    connection: s\n    action_config: {{channel: '${{var:c}}', template: '${{template:t}}'}}\n"
+    );
+    assert_eq!(problems(&fine), Vec::<String>::new());
+}
+
+#[test]
+fn pieces_split_text_and_references() {
+    assert_eq!(pieces("a ${var:b} c").unwrap(), vec![Ok("a ".into()), Err(Reference::Var("b".into())), Ok(" c".into())]);
+    assert_eq!(pieces("$${var:b}$5").unwrap(), vec![Ok("${var:b}$5".into())]);
+    assert_eq!(pieces("${env:X}").unwrap(), vec![Err(Reference::Env("X".into()))]);
+    assert_eq!(pieces("").unwrap(), Vec::<Result<String, Reference>>::new());
+}
+
+#[test]
+fn rules_connections_and_the_rest_are_checked_against_the_server() {
+    problem(
+        &format!("{HEAD}connections:\n  s: {{type: slak, name: S}}\n"),
+        &["connections.s.type", "\"slak\" is not a connection type", "slack"],
+    );
+    let rule = |action: &str, event: &str| {
+        format!("{HEAD}connections:\n  s: {{type: slack, name: S}}\nrules:\n  r: {{name: R, event: '{event}', connection: s, action: {action}}}\n")
+    };
+    problem(&rule("post", "a"), &["rules.r.action", "\"post\" is not a slack action", "send_message"]);
+    problem(&rule("send_message", "a.b*"), &["rules.r.event", "stand alone"]);
+    problem(&format!("{HEAD}rules:\n  r: {{name: R, event: a, connection: s}}\n"), &["4:26: rules.r.connection", "none are"]);
+    problem(&format!("{HEAD}templates:\n  t: '{{{{ x '\n"), &["templates.t", "template syntax error"]);
+    problem(&format!("{HEAD}mappings:\n  m: {{fields: []}}\n"), &["mappings.m", "not a mapping", "schema_version"]);
+    problem(&format!("{HEAD}event_types:\n  'a b': {{}}\n"), &["4:3: event_types[\"a b\"]", "not an event name"]);
+    problem(&format!("{HEAD}event_types:\n  a.b: {{example: 3}}\n"), &["event_types[\"a.b\"].example", "must be an object"]);
+    problem(&format!("{HEAD}connections:\n  'a.b': {{type: slack, name: S}}\n"), &["connections[\"a.b\"]", "may hold letters"]);
+    problem(&format!("{HEAD}connections:\n  s: {{type: slack, name: ' '}}\n"), &["connections.s.name", "1 to 200"]);
+}
+
+#[test]
+fn names_targets_and_values_are_checked() {
+    problem("version: 2\nname: demo\n", &["1:1: version", "version 2 is not known"]);
+    problem("version: 1\nname: Demo\n", &["2:1: name", "a-z"]);
+    problem(&format!("{HEAD}targets:\n  workspaces: [ws_1]\n"), &["4:16: targets.workspaces[0]", "not a workspace id"]);
+    problem(&format!("{HEAD}targets:\n  labels: {{env: 'a b'}}\n"), &["targets.labels.env", "labels and their values"]);
+    problem(&format!("{HEAD}values:\n  - variables: {{}}\n"), &["4:5: values[0]", "name the workspaces"]);
+    problem(
+        &format!("{HEAD}values:\n  - labels: {{env: dev}}\n    variables: {{nope: 1}}\n"),
+        &["5:17: values[0].variables.nope", "no variable \"nope\""],
+    );
+    // Every problem is reported, in the document's order.
+    let many = format!("{HEAD}connections:\n  s: {{type: slak, name: S}}\nrules:\n  r: {{name: R, event: a, connection: t}}\n");
+    let p = problems(&many);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(p[0].starts_with("4:") && p[1].starts_with("6:"), "{p:#?}");
+}
+
+#[test]
+fn the_published_schema_is_the_one_the_server_reads() {
+    let committed: Value = serde_json::from_str(include_str!("../../../../docs/blueprint.schema.json")).unwrap();
+    assert_eq!(
+        committed,
+        json_schema(),
+        "docs/blueprint.schema.json is out of date: regenerate it with `switchyard blueprint schema > docs/blueprint.schema.json`"
+    );
+    let properties = committed["properties"].as_object().unwrap();
+    for key in ["version", "name", "targets", "variables", "values", "event_types", "templates", "mappings", "connections", "rules"] {
+        assert!(properties.contains_key(key), "{key}");
+    }
+    assert_eq!(committed["additionalProperties"], false);
+}
