@@ -1276,6 +1276,13 @@ export interface components {
             plan?: string | null;
             /** @description Limits of its own over the plan's, e.g. `{"connections": 20}`; `null` for one lifts it. */
             limits?: Record<string, never> | null;
+            /**
+             * @description e.g. `{"env": "prod", "tier": "enterprise"}`: what blueprints and `GET /workspaces?labels=`
+             *     select workspaces by. Up to 32; keys and values are 1 to 63 of `A-Z a-z 0-9 _ . -`.
+             */
+            labels?: {
+                [key: string]: string;
+            } | null;
         };
         /** @description What a session token may do, as its own pages ask it. */
         CurrentSession: {
@@ -1735,6 +1742,9 @@ export interface components {
                 plan?: string | null;
                 /** @description Its own limits over the plan's (`null` for one lifts it). */
                 limits: Record<string, never>;
+                labels: {
+                    [key: string]: string;
+                };
                 created_at: string;
                 updated_at: string;
             }[];
@@ -2053,6 +2063,13 @@ export interface components {
             plan?: string | null;
             /** @description Replaces its own limits over the plan's (`{}` removes them all). Installation keys only. */
             limits?: Record<string, never> | null;
+            /**
+             * @description Replaces its labels (`{}` removes them all). Installation keys only: labels decide which
+             *     blueprints apply to it.
+             */
+            labels?: {
+                [key: string]: string;
+            } | null;
         };
         WindowStats: {
             /**
@@ -2097,6 +2114,9 @@ export interface components {
             plan?: string | null;
             /** @description Its own limits over the plan's (`null` for one lifts it). */
             limits: Record<string, never>;
+            labels: {
+                [key: string]: string;
+            };
             created_at: string;
             updated_at: string;
         };
@@ -5740,6 +5760,8 @@ export interface operations {
                 limit?: number;
                 /** @description The `next_cursor` of the previous page. */
                 cursor?: string;
+                /** @description `key=value` pairs separated by commas; a workspace is listed when it has all of them. */
+                labels?: string;
             };
             header?: never;
             path?: never;
@@ -5832,6 +5854,9 @@ export interface operations {
                 /**
                  * @example {
                  *       "description": "Acme, production",
+                 *       "labels": {
+                 *         "env": "prod"
+                 *       },
                  *       "name": "acme-prod"
                  *     }
                  */

@@ -224,6 +224,19 @@ impl Client {
         self.get("/workspaces", &page_query(page)).await
     }
 
+    /// The workspaces holding every label of `labels` (`env=prod`, ...).
+    pub async fn list_labelled_workspaces(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+        page: &Page,
+    ) -> Result<List<Workspace>> {
+        let mut query = page_query(page);
+        if !labels.is_empty() {
+            query.push(("labels", labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")));
+        }
+        self.get("/workspaces", &query).await
+    }
+
     pub async fn get_workspace(&self, id: &str) -> Result<Workspace> {
         self.get(&format!("/workspaces/{}", seg(id)), &[]).await
     }

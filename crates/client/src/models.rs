@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Reads a field that tells absent (`None`) from an explicit `null` (`Some(None)`): with
 /// `#[serde(default)]`, changes can clear a value as well as set it.
@@ -47,6 +48,9 @@ pub struct Workspace {
     pub plan: Option<String>,
     /// Its own limits over the plan's (`null` for one lifts it).
     pub limits: Value,
+    /// `env=prod`, `tier=enterprise`: what blueprints and lists select it by.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -60,6 +64,8 @@ pub struct WorkspaceCreated {
     pub description: Option<String>,
     pub plan: Option<String>,
     pub limits: Value,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub publishable_key: NewPublishableKey,
@@ -76,6 +82,9 @@ pub struct NewWorkspace {
     /// Limits of its own over the plan's, e.g. `{"connections": 20}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<Value>,
+    /// Its labels (installation keys only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Changes to a workspace; unset fields keep their value, `description: Some(None)` clears it.
@@ -91,6 +100,9 @@ pub struct WorkspaceChanges {
     /// Replaces its own limits (installation keys only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<Value>,
+    /// Replaces its labels; `Some({})` removes them (installation keys only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// A publishable key as listed: a hint of its value, never the value.

@@ -99,6 +99,8 @@ pub struct Workspace {
     pub plan: Option<String>,
     /// Limits of its own laid over the plan's (`null` lifts one): see [`crate::limits`].
     pub limit_overrides: serde_json::Map<String, serde_json::Value>,
+    /// `env=prod`, `tier=enterprise`: what blueprints and lists select workspaces by.
+    pub labels: std::collections::BTreeMap<String, String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

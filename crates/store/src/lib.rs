@@ -397,6 +397,8 @@ pub trait WorkspaceStore: Send + Sync {
     /// workspaces ([`StoreError::Limit`]).
     async fn create_workspace(&self, ws: &Workspace, key: &PublishableKey, key_hash: &str, max: Option<u32>) -> Result<()>;
     async fn list_workspaces(&self, scope: &Scope, page: &Page) -> Result<Vec<Workspace>>;
+    /// The workspaces holding every label of `selector` (all of them when it is empty), newest first.
+    async fn labelled_workspaces(&self, selector: &std::collections::BTreeMap<String, String>, page: &Page) -> Result<Vec<Workspace>>;
     async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Option<Workspace>>;
     async fn update_workspace(&self, ws: &Workspace) -> Result<()>;
     /// Deletes the workspace and everything in it. False when it did not exist.

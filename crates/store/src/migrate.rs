@@ -22,6 +22,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 11, name: "pause", sql: include_str!("../migrations/sqlite/0011_pause.sql") },
     Migration { version: 12, name: "circuit", sql: include_str!("../migrations/sqlite/0012_circuit.sql") },
     Migration { version: 13, name: "notifications", sql: include_str!("../migrations/sqlite/0013_notifications.sql") },
+    Migration { version: 14, name: "labels", sql: include_str!("../migrations/sqlite/0014_labels.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -42,6 +43,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 15, name: "circuit", sql: include_str!("../migrations/postgres/0015_circuit.sql") },
     Migration { version: 16, name: "notifications", sql: include_str!("../migrations/postgres/0016_notifications.sql") },
     Migration { version: 17, name: "freed_slots", sql: include_str!("../migrations/postgres/0017_freed_slots.sql") },
+    Migration { version: 18, name: "labels", sql: include_str!("../migrations/postgres/0018_labels.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

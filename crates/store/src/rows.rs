@@ -58,6 +58,8 @@ pub fn workspace(row: &impl AnyRow) -> Result<Workspace> {
             Ok(serde_json::Value::Object(map)) => map,
             _ => return Err(crate::StoreError::Corrupt("a workspace's limit overrides are not a JSON object".into())),
         },
+        labels: serde_json::from_str(&row.text("labels")?)
+            .map_err(|_| crate::StoreError::Corrupt("a workspace's labels are not a JSON object of text".into()))?,
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
     })

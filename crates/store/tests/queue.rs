@@ -28,6 +28,7 @@ async fn workspace(store: &dyn Store) -> WorkspaceId {
         description: None,
         plan: None,
         limit_overrides: Default::default(),
+        labels: Default::default(),
         created_at: 0,
         updated_at: 0,
     };

@@ -499,3 +499,35 @@ async fn blueprints_are_validated_without_a_server() {
     let published: Value = serde_json::from_str(&std::fs::read_to_string(format!("{docs}/blueprint.schema.json")).unwrap()).unwrap();
     assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap(), published);
 }
+
+#[tokio::test]
+async fn workspaces_are_labelled_and_selected_by_label_from_the_command_line() {
+    let data = data().await;
+    let node = start(&data);
+    let cli = Cli::new(&node.base, ADMIN);
+    let dev = cli.json(&["workspaces", "create", "--name", "dev", "--label", "env=dev", "--label", "product=acme"]).await;
+    assert_eq!(dev["labels"], json!({"env": "dev", "product": "acme"}));
+    cli.json(&["workspaces", "create", "--name", "prod", "--label", "env=prod", "--label", "product=acme"]).await;
+    cli.json(&["workspaces", "create", "--name", "unlabelled"]).await;
+
+    let names = |list: &Value| -> Vec<String> {
+        let mut n: Vec<String> = list["data"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap().to_owned()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&cli.json(&["workspaces", "list", "--label", "product=acme"]).await), ["dev", "prod"]);
+    assert_eq!(names(&cli.json(&["workspaces", "list", "--label", "product=acme", "--label", "env=prod"]).await), ["prod"]);
+    let table = cli.run(&["workspaces", "list", "--label", "env=dev"]).await;
+    assert!(table.stdout.contains("LABELS") && table.stdout.contains("env=dev,product=acme"), "{}", table.stdout);
+
+    let id = dev["id"].as_str().unwrap();
+    let updated = cli.json(&["workspaces", "update", id, "--label", "env=staging"]).await;
+    assert_eq!(updated["labels"], json!({"env": "staging"}));
+    let cleared = cli.json(&["workspaces", "update", id, "--no-labels"]).await;
+    assert_eq!(cleared["labels"], json!({}));
+    let bad = cli.run(&["workspaces", "create", "--name", "x", "--label", "env"]).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let refused = cli.run(&["workspaces", "create", "--name", "x", "--label", "env=a b"]).await;
+    assert_eq!(refused.code, 5, "{}", refused.stderr);
+    assert!(refused.stderr.contains("labels.env"), "{}", refused.stderr);
+}

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
 use switchyard_core::crypto::{generate_token, hash_token, token_hint};
 use switchyard_core::ids::*;
 use switchyard_core::model::{KeyScopeKind, PublishableKey, Workspace};
@@ -47,6 +48,9 @@ pub struct CreateWorkspace {
     /// Limits of its own over the plan's, e.g. `{"connections": 20}`; `null` for one lifts it.
     #[schema(value_type = Option<Object>)]
     pub limits: Option<serde_json::Value>,
+    /// e.g. `{"env": "prod", "tier": "enterprise"}`: what blueprints and `GET /workspaces?labels=`
+    /// select workspaces by. Up to 32; keys and values are 1 to 63 of `A-Z a-z 0-9 _ . -`.
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -62,6 +66,47 @@ pub struct UpdateWorkspace {
     /// Replaces its own limits over the plan's (`{}` removes them all). Installation keys only.
     #[schema(value_type = Option<Object>)]
     pub limits: Option<serde_json::Value>,
+    /// Replaces its labels (`{}` removes them all). Installation keys only: labels decide which
+    /// blueprints apply to it.
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// The most labels one workspace holds.
+pub const MAX_LABELS: usize = 32;
+
+fn check_labels(labels: &BTreeMap<String, String>) -> ApiResult<()> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::invalid("labels", format!("holds {} labels; the limit is {MAX_LABELS}", labels.len())));
+    }
+    for (k, v) in labels {
+        crate::blueprint::valid_label(k)
+            .and_then(|_| crate::blueprint::valid_label(v))
+            .map_err(|m| ApiError::invalid(format!("labels.{k}"), m))?;
+    }
+    Ok(())
+}
+
+/// `?labels=env=prod,tier=enterprise`: workspaces holding every label given.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LabelParams {
+    /// `key=value` pairs separated by commas; a workspace is listed when it has all of them.
+    pub labels: Option<String>,
+}
+
+impl LabelParams {
+    pub fn selector(&self) -> ApiResult<BTreeMap<String, String>> {
+        let mut selector = BTreeMap::new();
+        for pair in self.labels.iter().flat_map(|l| l.split(',')).filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| ApiError::invalid("labels", format!("{pair:?} is not key=value")))?;
+            crate::blueprint::valid_label(k).and_then(|_| crate::blueprint::valid_label(v)).map_err(|m| ApiError::invalid("labels", m))?;
+            selector.insert(k.to_owned(), v.to_owned());
+        }
+        if selector.len() > MAX_LABELS {
+            return Err(ApiError::invalid("labels", format!("at most {MAX_LABELS} labels")));
+        }
+        Ok(selector)
+    }
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -79,6 +124,7 @@ pub struct WorkspaceOut {
     /// Its own limits over the plan's (`null` for one lifts it).
     #[schema(value_type = Object)]
     pub limits: serde_json::Value,
+    pub labels: BTreeMap<String, String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -91,6 +137,7 @@ impl From<Workspace> for WorkspaceOut {
             description: w.description,
             plan: w.plan,
             limits: serde_json::Value::Object(w.limit_overrides),
+            labels: w.labels,
             created_at: ts(w.created_at),
             updated_at: ts(w.updated_at),
         }
@@ -145,7 +192,7 @@ fn new_publishable_key(ws: &WorkspaceId) -> (PublishableKey, String) {
     (key, secret)
 }
 
-#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body(content = CreateWorkspace, example = json!({"name": "acme-prod", "description": "Acme, production"})),
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body(content = CreateWorkspace, example = json!({"name": "acme-prod", "description": "Acme, production", "labels": {"env": "prod"}})),
     responses((status = 201, body = WorkspaceCreated), (status = 422, body = ErrorBody)), security(("api_key" = ["installation"])))]
 async fn create_workspace(
     State(state): State<AppState>,
@@ -159,6 +206,8 @@ async fn create_workspace(
         None => None,
     };
     let limit_overrides = body.limits.as_ref().map(overrides).transpose()?.unwrap_or_default();
+    let labels = body.labels.unwrap_or_default();
+    check_labels(&labels)?;
     let now = switchyard_core::now_millis();
     let ws = Workspace {
         id: WorkspaceId::generate(),
@@ -166,6 +215,7 @@ async fn create_workspace(
         description: body.description,
         plan,
         limit_overrides,
+        labels,
         created_at: now,
         updated_at: now,
     };
@@ -179,14 +229,17 @@ async fn create_workspace(
     Ok((StatusCode::CREATED, change, Json(WorkspaceCreated { workspace: ws.into(), publishable_key })))
 }
 
-#[utoipa::path(get, path = "/workspaces", tag = "workspaces", params(ListParams),
+#[utoipa::path(get, path = "/workspaces", tag = "workspaces", params(ListParams, LabelParams),
     responses((status = 200, body = ListOf<WorkspaceOut>)), security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
 async fn list_workspaces(
     State(state): State<AppState>,
     principal: Principal,
     Q(params): Q<ListParams>,
+    Q(labels): Q<LabelParams>,
 ) -> ApiResult<Json<ListOf<WorkspaceOut>>> {
     let page = params.page()?;
+    let selector = labels.selector()?;
+    let selected = |ws: &Workspace| selector.iter().all(|(k, v)| ws.labels.get(k) == Some(v));
     let items = match &principal {
         Principal::Operator(o) if o.scope == KeyScopeKind::Workspaces => {
             // The key's own workspaces, newest first, a page at a time.
@@ -198,14 +251,18 @@ async fn list_workspaces(
                 if items.len() >= page.limit as usize {
                     break;
                 }
-                if let Some(ws) = state.store.get_workspace(&Scope::All, id).await? {
+                if let Some(ws) = state.store.get_workspace(&Scope::All, id).await?.filter(selected) {
                     items.push(ws);
                 }
             }
             items
         }
-        Principal::Session(s) => state.store.list_workspaces(&Scope::Workspace(s.workspace_id.clone()), &page).await?,
-        _ => state.store.list_workspaces(&Scope::All, &page).await?,
+        Principal::Session(s) => {
+            let mut own = state.store.list_workspaces(&Scope::Workspace(s.workspace_id.clone()), &page).await?;
+            own.retain(selected);
+            own
+        }
+        _ => state.store.labelled_workspaces(&selector, &page).await?,
     };
     Ok(Json(ListOf::from_fetched(items, &page, |w| w.id.to_string(), WorkspaceOut::from)))
 }
@@ -233,15 +290,16 @@ async fn update_workspace(
         ("description", body.description.is_some()),
         ("plan", body.plan.is_some()),
         ("limits", body.limits.is_some()),
+        ("labels", body.labels.is_some()),
     ]
     .into_iter()
     .filter_map(|(f, g)| g.then_some(f))
     .collect();
     // A workspace's own admins may rename it, never raise its limits.
-    if body.plan.is_some() || body.limits.is_some() {
+    if body.plan.is_some() || body.limits.is_some() || body.labels.is_some() {
         principal
             .installation(Access::Write)
-            .map_err(|_| ApiError::forbidden("only an installation-wide key may change a workspace's plan or limits"))?;
+            .map_err(|_| ApiError::forbidden("only an installation-wide key may change a workspace's plan, limits or labels"))?;
     }
     if let Some(name) = body.name {
         check_name(&name, "name")?;
@@ -258,6 +316,10 @@ async fn update_workspace(
     }
     if let Some(limits) = &body.limits {
         ws.limit_overrides = overrides(limits)?;
+    }
+    if let Some(labels) = body.labels {
+        check_labels(&labels)?;
+        ws.labels = labels;
     }
     ws.updated_at = switchyard_core::now_millis();
     state.store.update_workspace(&ws).await?;

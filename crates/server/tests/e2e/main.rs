@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod ingest;
 mod isolation;
+mod labels;
 mod limits;
 mod management;
 mod notifications;

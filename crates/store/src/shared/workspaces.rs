@@ -13,17 +13,19 @@ macro_rules! impl_workspace_store {
                     Self::check_limit(&mut tx, "workspaces", max, "SELECT COUNT(*) FROM workspaces", &[]).await?;
                 }
                 sqlx::query(
-                    "INSERT INTO workspaces (id, name, description, plan, limit_overrides, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO workspaces (id, name, description, plan, limit_overrides, labels, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(ws.id.as_str())
                 .bind(&ws.name)
                 .bind(&ws.description)
                 .bind(&ws.plan)
                 .bind(serde_json::Value::Object(ws.limit_overrides.clone()).to_string())
+                .bind(serde_json::to_string(&ws.labels).expect("labels are JSON"))
                 .bind(ws.created_at)
                 .bind(ws.updated_at)
                 .execute(&mut *tx)
                 .await?;
+                Self::write_labels(&mut tx, ws).await?;
                 Self::insert_publishable_key(&mut tx, key, key_hash).await?;
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
@@ -41,6 +43,35 @@ macro_rules! impl_workspace_store {
                 rows.iter().map(rows::workspace).collect()
             }
 
+            async fn labelled_workspaces(&self, selector: &std::collections::BTreeMap<String, String>, page: &Page) -> Result<Vec<Workspace>> {
+                if selector.is_empty() {
+                    return self.list_workspaces(&Scope::All, page).await;
+                }
+                // A workspace matches when it has every label of the selector: one row per label.
+                let pairs: Vec<String> = (0..selector.len()).map(|i| format!("(key = ${} AND value = ${})", 2 * i + 1, 2 * i + 2)).collect();
+                let n = 2 * selector.len();
+                let sql = format!(
+                    "SELECT * FROM workspaces WHERE id IN (SELECT workspace_id FROM workspace_labels WHERE {} GROUP BY workspace_id HAVING COUNT(*) = ${}) \
+                     AND (CAST(${} AS TEXT) IS NULL OR id < ${}) ORDER BY id DESC LIMIT ${}",
+                    pairs.join(" OR "),
+                    n + 1,
+                    n + 2,
+                    n + 2,
+                    n + 3
+                );
+                let mut query = sqlx::query(&sql);
+                for (k, v) in selector {
+                    query = query.bind(k).bind(v);
+                }
+                let rows = query
+                    .bind(selector.len() as i64)
+                    .bind(page.before.as_deref())
+                    .bind(i64::from(page.limit))
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(rows::workspace).collect()
+            }
+
             async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Option<Workspace>> {
                 if !scope.allows(id) {
                     return Ok(None);
@@ -51,15 +82,18 @@ macro_rules! impl_workspace_store {
 
             async fn update_workspace(&self, ws: &Workspace) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
-                sqlx::query("UPDATE workspaces SET name = $1, description = $2, plan = $3, limit_overrides = $4, updated_at = $5 WHERE id = $6")
+                sqlx::query("UPDATE workspaces SET name = $1, description = $2, plan = $3, limit_overrides = $4, labels = $5, updated_at = $6 WHERE id = $7")
                     .bind(&ws.name)
                     .bind(&ws.description)
                     .bind(&ws.plan)
                     .bind(serde_json::Value::Object(ws.limit_overrides.clone()).to_string())
+                    .bind(serde_json::to_string(&ws.labels).expect("labels are JSON"))
                     .bind(ws.updated_at)
                     .bind(ws.id.as_str())
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("DELETE FROM workspace_labels WHERE workspace_id = $1").bind(ws.id.as_str()).execute(&mut *tx).await?;
+                Self::write_labels(&mut tx, ws).await?;
                 // Limits are cached beside keys and rules: the plan may have changed.
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
@@ -235,6 +269,18 @@ macro_rules! impl_workspace_store {
         }
 
         impl $store {
+            async fn write_labels(tx: &mut sqlx::Transaction<'_, $db>, ws: &Workspace) -> Result<()> {
+                for (key, value) in &ws.labels {
+                    sqlx::query("INSERT INTO workspace_labels (workspace_id, key, value) VALUES ($1, $2, $3)")
+                        .bind(ws.id.as_str())
+                        .bind(key)
+                        .bind(value)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
+            }
+
             async fn insert_publishable_key(tx: &mut sqlx::Transaction<'_, $db>, key: &PublishableKey, key_hash: &str) -> Result<()> {
                 sqlx::query("INSERT INTO publishable_keys (id, workspace_id, key_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(key.id.as_str())

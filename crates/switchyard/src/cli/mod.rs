@@ -114,8 +114,14 @@ pub struct Paging {
 
 #[derive(Subcommand, Debug)]
 pub enum WorkspaceCmd {
-    /// List workspaces.
-    List(Paging),
+    /// List workspaces (with --label, those holding every label given).
+    List {
+        #[command(flatten)]
+        paging: Paging,
+        /// A label the workspaces must hold, as key=value; repeat for more.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
     /// Show a workspace.
     Show { id: String },
     /// Create a workspace (with its first publishable key, shown once).
@@ -130,6 +136,9 @@ pub enum WorkspaceCmd {
         /// Its own limits over the plan's, as JSON, e.g. '{"connections": 20}'.
         #[arg(long)]
         limits: Option<String>,
+        /// A label, as key=value (env=prod); repeat for more (installation keys).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
     },
     /// Rename a workspace, change its description, or (installation keys) its plan and limits.
     Update {
@@ -145,6 +154,12 @@ pub enum WorkspaceCmd {
         /// Replaces its own limits, as JSON ('{}' removes them; null for one lifts it).
         #[arg(long)]
         limits: Option<String>,
+        /// Replaces its labels with these, as key=value; repeat for more (installation keys).
+        #[arg(long = "label", value_name = "KEY=VALUE", conflicts_with = "no_labels")]
+        labels: Vec<String>,
+        /// Removes all its labels.
+        #[arg(long)]
+        no_labels: bool,
     },
     /// Delete a workspace and everything in it.
     Delete {
@@ -604,23 +619,39 @@ where
     Ok(list)
 }
 
+/// `--label key=value` arguments.
+fn label_args(args: &[String]) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    args.iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| Failure::usage(format!("--label {a}: write key=value")))
+        })
+        .collect()
+}
+
+fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
 pub async fn workspaces(group: Group<WorkspaceCmd>) -> Outcome {
     let p = profile::resolve(&group.target)?;
     let json = group.target.json;
     let client = admin_client(&p)?;
     match group.command {
-        WorkspaceCmd::List(paging) => {
+        WorkspaceCmd::List { paging, labels } => {
+            let labels = label_args(&labels)?;
             let list = pages(&paging, |page| {
-                let client = client.clone();
-                async move { client.list_workspaces(&page).await }
+                let (client, labels) = (client.clone(), labels.clone());
+                async move { client.list_labelled_workspaces(&labels, &page).await }
             })
             .await?;
             if json {
                 return show(&list);
             }
-            let mut t = Table::new(&["ID", "NAME", "DESCRIPTION", "CREATED"]);
+            let mut t = Table::new(&["ID", "NAME", "LABELS", "DESCRIPTION", "CREATED"]);
             for w in &list.data {
-                t.row(vec![w.id.clone(), w.name.clone(), opt(&w.description), time(&w.created_at)]);
+                t.row(vec![w.id.clone(), w.name.clone(), labels_text(&w.labels), opt(&w.description), time(&w.created_at)]);
             }
             t.print("no workspaces", list.next_cursor.as_deref());
         }
@@ -633,12 +664,13 @@ pub async fn workspaces(group: Group<WorkspaceCmd>) -> Outcome {
                 ("id", w.id),
                 ("name", w.name),
                 ("description", opt(&w.description)),
+                ("labels", labels_text(&w.labels)),
                 ("created", time(&w.created_at)),
                 ("updated", time(&w.updated_at)),
             ]);
         }
-        WorkspaceCmd::Create { name, description, plan, limits } => {
-            let new = NewWorkspace { name, description, plan, limits: opt_json("limits", &limits)? };
+        WorkspaceCmd::Create { name, description, plan, limits, labels } => {
+            let new = NewWorkspace { name, description, plan, limits: opt_json("limits", &limits)?, labels: label_args(&labels)? };
             let w = client.create_workspace(&new).await?;
             if json {
                 return show(&w);
@@ -651,10 +683,11 @@ pub async fn workspaces(group: Group<WorkspaceCmd>) -> Outcome {
             ]);
             eprintln!("\nThe publishable key is shown only now: store it where your product can read it.");
         }
-        WorkspaceCmd::Update { id, name, description, plan, limits } => {
+        WorkspaceCmd::Update { id, name, description, plan, limits, labels, no_labels } => {
             let description = description.map(|d| Some(d).filter(|d| !d.is_empty()));
             let plan = plan.map(|p| Some(p).filter(|p| !p.is_empty()));
-            let changes = WorkspaceChanges { name, description, plan, limits: opt_json("limits", &limits)? };
+            let labels = if no_labels { Some(Default::default()) } else { Some(label_args(&labels)?).filter(|l| !l.is_empty()) };
+            let changes = WorkspaceChanges { name, description, plan, limits: opt_json("limits", &limits)?, labels };
             let w = client.update_workspace(&id, &changes).await?;
             done(json, format!("updated {}", w.id), serde_json::to_value(&w).unwrap_or_default());
         }
