@@ -436,6 +436,21 @@ impl Client {
 
     // --- event types -------------------------------------------------------------------------
 
+    /// Sets a workspace secret (what `${secret:NAME}` stands for in a blueprint).
+    pub async fn put_secret(&self, workspace: &str, name: &str, value: &str) -> Result<Secret> {
+        let body = serde_json::json!({"value": value});
+        self.send(Method::PUT, &format!("/workspaces/{}/secrets/{}", seg(workspace), seg(name)), Some(&body), None).await
+    }
+
+    /// A workspace's secrets by name (never their values).
+    pub async fn list_secrets(&self, workspace: &str) -> Result<List<Secret>> {
+        self.get(&format!("/workspaces/{}/secrets", seg(workspace)), &[]).await
+    }
+
+    pub async fn delete_secret(&self, workspace: &str, name: &str) -> Result<()> {
+        self.delete(&format!("/workspaces/{}/secrets/{}", seg(workspace), seg(name))).await
+    }
+
     pub async fn list_event_types(&self, workspace: &str) -> Result<List<EventType>> {
         self.get(&format!("/workspaces/{}/event-types", seg(workspace)), &[]).await
     }

@@ -105,6 +105,15 @@ pub struct WorkspaceChanges {
     pub labels: Option<BTreeMap<String, String>>,
 }
 
+/// A workspace secret as listed: its name, never its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct Secret {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A publishable key as listed: a hint of its value, never the value.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "strict", serde(deny_unknown_fields))]

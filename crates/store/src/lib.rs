@@ -791,11 +791,32 @@ pub const SEALED_COLUMNS: &[(&str, &str, &str, &str)] = &[
     ("connections", "id", "previous_secret_sealed", "TRUE"),
     ("oauth_states", "id", "code_verifier_sealed", "TRUE"),
     ("meta", "key", "value", "key = 'master_key_check'"),
+    ("workspace_secrets", "id", "value_sealed", "TRUE"),
 ];
+
+/// A workspace secret as listed: its name, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretInfo {
+    pub name: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// The id a workspace's secret is stored and sealed under.
+pub fn secret_id(ws: &WorkspaceId, name: &str) -> String {
+    format!("{ws}/{name}")
+}
 
 /// Credentials: sealed values (master-key rotation), token refresh, OAuth flows in progress.
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
+    /// Sets a workspace's secret (sealed under [`secret_id`]); true when it is new. A new one
+    /// past `max` secrets in the workspace is refused with [`StoreError::Limit`].
+    async fn put_secret(&self, ws: &WorkspaceId, name: &str, sealed: &str, now: Millis, max: Option<u32>) -> Result<bool>;
+    async fn list_secrets(&self, ws: &WorkspaceId) -> Result<Vec<SecretInfo>>;
+    /// The sealed value of a workspace's secret.
+    async fn get_secret(&self, ws: &WorkspaceId, name: &str) -> Result<Option<String>>;
+    async fn delete_secret(&self, ws: &WorkspaceId, name: &str) -> Result<bool>;
     /// Up to `limit` sealed values not sealed under the key `key_id`.
     async fn sealed_values(&self, key_id: &str, limit: u32) -> Result<Vec<SealedValue>>;
     /// Replaces a sealed value if it still holds what was read (compare and swap): false when it

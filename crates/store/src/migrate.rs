@@ -23,6 +23,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 12, name: "circuit", sql: include_str!("../migrations/sqlite/0012_circuit.sql") },
     Migration { version: 13, name: "notifications", sql: include_str!("../migrations/sqlite/0013_notifications.sql") },
     Migration { version: 14, name: "labels", sql: include_str!("../migrations/sqlite/0014_labels.sql") },
+    Migration { version: 15, name: "secrets", sql: include_str!("../migrations/sqlite/0015_secrets.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -44,6 +45,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 16, name: "notifications", sql: include_str!("../migrations/postgres/0016_notifications.sql") },
     Migration { version: 17, name: "freed_slots", sql: include_str!("../migrations/postgres/0017_freed_slots.sql") },
     Migration { version: 18, name: "labels", sql: include_str!("../migrations/postgres/0018_labels.sql") },
+    Migration { version: 19, name: "secrets", sql: include_str!("../migrations/postgres/0019_secrets.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

@@ -66,6 +66,9 @@ enum Command {
     /// List and declare a workspace's event types.
     #[command(name = "event-types")]
     EventTypes(Group<cli::EventTypeCmd>),
+    /// Set, list and delete a workspace's secrets (the values blueprints' ${secret:NAME} stand for).
+    #[command(alias = "secret")]
+    Secrets(Group<cli::SecretCmd>),
     /// Manage plans: named sets of limits that workspaces are put on (installation keys).
     #[command(alias = "plan")]
     Plans(Group<cli::PlanCmd>),
@@ -310,6 +313,7 @@ fn main() -> std::process::ExitCode {
         Command::Deliveries(g) => runtime.block_on(cli::deliveries(g)),
         Command::Sessions(g) => runtime.block_on(cli::sessions(g)),
         Command::EventTypes(g) => runtime.block_on(cli::event_types(g)),
+        Command::Secrets(g) => runtime.block_on(cli::secrets(g)),
         Command::Profile(g) => cli::profiles(g),
         Command::Plans(g) => runtime.block_on(cli::plans(g)),
         Command::Usage(args) => runtime.block_on(cli::usage(args)),

@@ -531,3 +531,39 @@ async fn workspaces_are_labelled_and_selected_by_label_from_the_command_line() {
     assert_eq!(refused.code, 5, "{}", refused.stderr);
     assert!(refused.stderr.contains("labels.env"), "{}", refused.stderr);
 }
+
+#[tokio::test]
+async fn secrets_are_set_from_standard_input_listed_and_deleted_from_the_command_line() {
+    let data = data().await;
+    let node = start(&data);
+    let cli = Cli::new(&node.base, ADMIN);
+    let ws = cli.json(&["workspaces", "create", "--name", "acme"]).await;
+    let cli = cli.with("SWITCHYARD_WORKSPACE", ws["id"].as_str().unwrap());
+
+    // From standard input, so the value stays out of shell history and `ps`.
+    let mut child = cli.command(&["secrets", "set", "slack_token", "--json"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"xoxb-from-stdin\n").await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    let set: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(set["name"], "slack_token");
+    cli.json(&["secrets", "set", "hubspot_token", "--value", "pat-1"]).await;
+
+    let list = cli.json(&["secrets", "list"]).await;
+    let names: Vec<&str> = list["data"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["hubspot_token", "slack_token"]);
+    let table = cli.run(&["secrets", "list"]).await;
+    assert!(table.stdout.contains("slack_token") && !table.stdout.contains("xoxb"), "{}", table.stdout);
+
+    cli.json(&["secrets", "delete", "slack_token"]).await;
+    let gone = cli.run(&["secrets", "delete", "slack_token"]).await;
+    assert_eq!(gone.code, 4, "{}", gone.stderr);
+    let bad = cli.run(&["secrets", "set", "a.b", "--value", "v"]).await;
+    assert_eq!(bad.code, 5, "{}", bad.stderr);
+    // No value on standard input (here, /dev/null) is refused by the server, not stored empty.
+    let empty = cli.run(&["secrets", "set", "empty"]).await;
+    assert_eq!(empty.code, 5, "{}", empty.stderr);
+}

@@ -81,6 +81,9 @@ async fn rotating_the_master_key_under_a_running_server_loses_no_delivery() {
         json!({"event": "*"}),
     )
     .await;
+    // A workspace secret is sealed too, and must be re-sealed with the rest.
+    admin(&client, reqwest::Method::PUT, &format!("{}/api/v1/workspaces/{ws_id}/secrets/token", node.base), Some(json!({"value": BEARER})))
+        .await;
     let old_keys = key_file(&data);
     assert_eq!(old_keys.len(), 1);
     let old_ids = key_ids_in(&database_text(&data));

@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod options;
 pub mod plans;
 pub mod rules;
+pub mod secrets;
 pub mod sessions;
 pub mod stats;
 pub mod team;
@@ -82,6 +83,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(rules::router())
         .merge(events::router())
         .merge(event_types::router())
+        .merge(secrets::router())
         .merge(deliveries::router())
         .merge(sessions::router())
         .merge(stats::router())

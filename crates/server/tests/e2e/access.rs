@@ -191,6 +191,7 @@ async fn fixture(app: &TestApp, elsewhere: &Workspace, elsewhere_key: &str, else
         .await;
     let rule = app.rule(&ws, &conn, "order.*", json!({})).await;
     app.ok(Method::PUT, &format!("/workspaces/{}/event-types/order.created", ws.id), Some(json!({"description": "An order"})), 200).await;
+    app.ok(Method::PUT, &format!("/workspaces/{}/secrets/fixture_secret", ws.id), Some(json!({"value": CREDENTIAL})), 201).await;
     // A plan made through the API (each fixture its own, so deleting it in one run leaves the next one's).
     app.ok(
         Method::PUT,
@@ -301,7 +302,8 @@ impl Fixture {
             .replace("{id}", &id)
             .replace("{key_id}", &self.publishable_key_id)
             .replace("{name}", if rest.starts_with("/plans/") { "fixture-plan" } else { "order.created" })
-            .replace("{set}", "lists");
+            .replace("{set}", "lists")
+            .replace("{secret}", "fixture_secret");
         assert!(!url.contains('{'), "the matrix does not know how to fill {}", op.path);
         if op.path == "/api/v1/audit-log" {
             url.push_str(&format!("?workspace_id={}", self.ws.id));
@@ -334,6 +336,7 @@ impl Fixture {
             ("PATCH", "/rules/{id}") => json!({"name": "renamed", "active": false}),
             ("POST", "/rules/{id}/test") => json!({}),
             ("PUT", "/workspaces/{ws}/event-types/{name}") => json!({"description": "An order, again"}),
+            ("PUT", "/workspaces/{ws}/secrets/{secret}") => json!({"value": CREDENTIAL}),
             ("PUT", "/plans/{name}") => json!({"description": "Again", "limits": {"connections": 50}}),
             ("POST", "/deliveries/{id}/replay") => json!({}),
             ("POST", "/workspaces/{ws}/replay") => json!({"status": "succeeded"}),

@@ -19,3 +19,4 @@ mod oauth;
 mod operators;
 mod options;
 mod rates;
+mod secrets;

@@ -5,6 +5,55 @@ macro_rules! impl_credential_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl crate::CredentialStore for $store {
+            async fn put_secret(&self, ws: &WorkspaceId, name: &str, sealed: &str, now: Millis, max: Option<u32>) -> Result<bool> {
+                let id = crate::secret_id(ws, name);
+                let mut tx = self.writer().begin().await?;
+                // One writer of a workspace's secrets at a time: two first writes of a name
+                // cannot both insert, nor two new names both pass the limit.
+                Self::lock_for_limits(&mut tx, &format!("secrets/{ws}")).await?;
+                let updated = sqlx::query("UPDATE workspace_secrets SET value_sealed = $1, updated_at = $2 WHERE id = $3")
+                    .bind(sealed)
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    Self::check_limit(&mut tx, "secrets", max, "SELECT COUNT(*) FROM workspace_secrets WHERE workspace_id = $1", &[ws.as_str()]).await?;
+                    sqlx::query("INSERT INTO workspace_secrets (id, workspace_id, name, value_sealed, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+                        .bind(&id)
+                        .bind(ws.as_str())
+                        .bind(name)
+                        .bind(sealed)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(updated == 0)
+            }
+
+            async fn list_secrets(&self, ws: &WorkspaceId) -> Result<Vec<crate::SecretInfo>> {
+                let rows: Vec<(String, i64, i64)> =
+                    sqlx::query_as("SELECT name, created_at, updated_at FROM workspace_secrets WHERE workspace_id = $1 ORDER BY name")
+                        .bind(ws.as_str())
+                        .fetch_all(self.reader())
+                        .await?;
+                Ok(rows.into_iter().map(|(name, created_at, updated_at)| crate::SecretInfo { name, created_at, updated_at }).collect())
+            }
+
+            async fn get_secret(&self, ws: &WorkspaceId, name: &str) -> Result<Option<String>> {
+                Ok(sqlx::query_scalar("SELECT value_sealed FROM workspace_secrets WHERE id = $1")
+                    .bind(crate::secret_id(ws, name))
+                    .fetch_optional(self.reader())
+                    .await?)
+            }
+
+            async fn delete_secret(&self, ws: &WorkspaceId, name: &str) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM workspace_secrets WHERE id = $1").bind(crate::secret_id(ws, name)).execute(self.writer()).await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn sealed_values(&self, key_id: &str, limit: u32) -> Result<Vec<crate::SealedValue>> {
                 let prefix = format!("v1:{key_id}:%");
                 let mut out = Vec::new();

@@ -472,6 +472,21 @@ pub enum EventTypeCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum SecretCmd {
+    /// List the workspace's secrets by name (values are never shown).
+    List,
+    /// Set a secret (what ${secret:NAME} stands for in a blueprint's credentials). The value is
+    /// read from standard input unless --value is given, so it stays out of shell history.
+    Set {
+        name: String,
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// Delete a secret.
+    Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum PlanCmd {
     /// List the plans, and the default one.
     List,
@@ -1201,6 +1216,45 @@ pub async fn sessions(group: Group<SessionCmd>) -> Outcome {
         SessionCmd::Revoke { id } => {
             client.delete_session(&id).await?;
             done(json, format!("ended {id}"), serde_json::json!({"ended": id}));
+        }
+    }
+    Ok(())
+}
+
+pub async fn secrets(group: Group<SecretCmd>) -> Outcome {
+    let p = profile::resolve(&group.target)?;
+    let json = group.target.json;
+    let client = admin_client(&p)?;
+    let ws = workspace(&p)?;
+    match group.command {
+        SecretCmd::List => {
+            let list = client.list_secrets(ws).await?;
+            if json {
+                return show(&list);
+            }
+            let mut t = Table::new(&["NAME", "CREATED", "UPDATED"]);
+            for s in &list.data {
+                t.row(vec![s.name.clone(), time(&s.created_at), time(&s.updated_at)]);
+            }
+            t.print("no secrets", None);
+        }
+        SecretCmd::Set { name, value } => {
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    let mut v = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut v)
+                        .map_err(|e| Failure::usage(format!("cannot read the value from standard input: {e}")))?;
+                    v.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            let s = client.put_secret(ws, &name, &value).await?;
+            done(json, format!("set {} in {ws}", s.name), serde_json::to_value(&s).unwrap_or_default());
+        }
+        SecretCmd::Delete { name } => {
+            client.delete_secret(ws, &name).await?;
+            done(json, format!("deleted {name} from {ws}"), serde_json::json!({"deleted": name}));
         }
     }
     Ok(())
