@@ -7,6 +7,7 @@
 //! something, that templates compile and mappings parse. Every problem names its line, column and
 //! field.
 
+pub mod resolve;
 mod yaml;
 
 use std::collections::BTreeMap;

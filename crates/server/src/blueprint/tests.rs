@@ -208,3 +208,84 @@ fn the_published_schema_is_the_one_the_server_reads() {
     }
     assert_eq!(committed["additionalProperties"], false);
 }
+
+mod resolving {
+    use super::super::resolve::{fill_secrets, resolve, selects, Workspace};
+    use super::*;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn each_environment_gets_its_own_values_and_secrets_stay_references() {
+        let b = parse(EXAMPLE, &registry()).unwrap();
+        let dev_labels = labels(&[("product", "acme"), ("env", "dev")]);
+        let prod_labels = labels(&[("product", "acme"), ("env", "prod")]);
+        let dev = Workspace { id: "ws_dev", labels: &dev_labels };
+        let prod = Workspace { id: "ws_prod", labels: &prod_labels };
+        assert!(selects(&b.targets, dev) && selects(&b.targets, prod));
+        let other = labels(&[("product", "globex"), ("env", "prod")]);
+        assert!(!selects(&b.targets, Workspace { id: "ws_x", labels: &other }));
+
+        let d = resolve(&b, dev).unwrap();
+        let p = resolve(&b, prod).unwrap();
+        assert_eq!(d.rules["alerts"].1["action_config"]["channel"], "#dev-alerts");
+        assert_eq!(p.rules["alerts"].1["action_config"]["channel"], "#alerts", "the default where no entry gives one");
+        assert_eq!(d.rules["alerts"].1["name"], "Alerts to #dev-alerts");
+        // A whole-string reference keeps the variable's type.
+        assert_eq!(d.rules["alerts"].1["conditions"]["all"][0]["value"], json!(1));
+        assert_eq!(p.rules["alerts"].1["conditions"]["all"][0]["value"], json!(2));
+        assert_eq!(p.rules["signups"].1["action_config"]["id"], "103");
+        assert_eq!(d.rules["signups"].0, "hubspot");
+        assert_eq!(d.rules["signups"].1["action_config"]["mapping"], b.mappings["signup"]);
+        assert_eq!(d.rules["alerts"].1["action_config"]["template"], json!(b.templates["alert"]));
+        assert!(d.rules["alerts"].1.get("connection").is_none());
+        // Secrets are named, never filled in by a plan.
+        assert_eq!(d.connections["slack"]["credentials"], json!({"access_token": "${secret:slack_token}"}));
+        assert_eq!(d.secrets["hubspot"], ["hubspot_token"]);
+        assert_eq!(d.connections["hubspot"]["max_in_flight"], json!(4));
+        assert_eq!(d.event_types.len(), 2);
+    }
+
+    #[test]
+    fn a_variable_without_a_value_is_a_problem_where_it_is_used() {
+        let b = parse(EXAMPLE, &registry()).unwrap();
+        // Labelled for the blueprint, but no entry of `values` gives hubspot_list.
+        let none = labels(&[("product", "acme")]);
+        let problems = resolve(&b, Workspace { id: "ws_1", labels: &none }).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].field, "rules.signups.action_config.id");
+        assert!(problems[0].message.contains("\"hubspot_list\" has no value"), "{}", problems[0].message);
+        // Values can name the workspace by id as well.
+        let mut b = b;
+        b.values.push(Values {
+            workspaces: vec!["ws_1".into()],
+            variables: [("hubspot_list".to_owned(), Scalar::Text("9".into()))].into(),
+            ..Values::default()
+        });
+        let r = resolve(&b, Workspace { id: "ws_1", labels: &none }).unwrap();
+        assert_eq!(r.rules["signups"].1["action_config"]["id"], "9");
+    }
+
+    #[test]
+    fn literal_dollar_braces_survive_and_env_references_are_the_cli_s() {
+        let text = format!(
+            "{HEAD}variables:\n  v: {{default: 'x${{y'}}\nconnections:\n  s:\n    type: webhook\n    name: 'N $${{a}} ${{var:v}}'\n    credentials: {{t: 'pre-${{secret:tok}}-$${{lit}}'}}\nrules:\n  r: {{name: 'R $${{b}}', event: a, connection: s}}\n"
+        );
+        let b = parse(&text, &registry()).unwrap();
+        let none = BTreeMap::new();
+        let r = resolve(&b, Workspace { id: "ws_1", labels: &none }).unwrap();
+        assert_eq!(r.connections["s"]["name"], "N ${a} x${y");
+        assert_eq!(r.rules["r"].1["name"], "R ${b}");
+        let filled = fill_secrets(&r.connections["s"]["credentials"], &|n| (n == "tok").then(|| "S3".to_owned())).unwrap();
+        assert_eq!(filled, json!({"t": "pre-S3-${lit}"}));
+        assert_eq!(fill_secrets(&r.connections["s"]["credentials"], &|_| None).unwrap_err(), ["tok"]);
+
+        let env = format!("{HEAD}connections:\n  s: {{type: webhook, name: '${{env:NAME}}'}}\n");
+        let b = parse(&env, &registry()).unwrap();
+        let problems = resolve(&b, Workspace { id: "ws_1", labels: &none }).unwrap_err();
+        assert!(problems[0].message.contains("is for the CLI"), "{problems:#?}");
+    }
+}
