@@ -58,6 +58,45 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/blueprints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_blueprints"];
+        put?: never;
+        /**
+         * Stores a blueprint (YAML or JSON, as the body) as the next version of the one with its `name`,
+         *     or as a new blueprint. `201` when stored, `200` with `changed: false` when the document equals
+         *     the current version. Every problem is a `422` detail with its `line` and `column`.
+         */
+        post: operations["put_blueprint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/blueprints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A blueprint by id or name, with its current document (or `?version=`'s). */
+        get: operations["get_blueprint"];
+        put?: never;
+        post?: never;
+        /** Deletes a blueprint and its versions. */
+        delete: operations["delete_blueprint"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/connections/{id}": {
         parameters: {
             query?: never;
@@ -1007,6 +1046,41 @@ export interface components {
             type: string;
             fields: components["schemas"]["FieldSpec"][];
         };
+        BlueprintList: {
+            data: components["schemas"]["BlueprintOut"][];
+            /** @description Always `null`: the list is whole. */
+            next_cursor?: string | null;
+        };
+        /** @description A blueprint: its name and current version. */
+        BlueprintOut: {
+            id: string;
+            name: string;
+            /**
+             * Format: int64
+             * @description The current version (1 for the first).
+             */
+            version: number;
+            created_at: string;
+            updated_at: string;
+        };
+        /** @description What `POST /blueprints` did. */
+        BlueprintStored: components["schemas"]["BlueprintOut"] & {
+            /** @description False when the document was the current version's: nothing was stored. */
+            changed: boolean;
+        };
+        /** @description One version of a blueprint. */
+        BlueprintVersionOut: components["schemas"]["BlueprintOut"] & {
+            /**
+             * Format: int64
+             * @description The version shown (the current one unless `?version=` asked for another).
+             */
+            shown_version: number;
+            /** @description The document as read (see docs/blueprint.schema.json). */
+            document: Record<string, never>;
+            /** @description The document as submitted, comments and all. */
+            source: string;
+            version_created_at: string;
+        };
         /** @description The breaker's settings, per connection. */
         BreakerSettings: {
             /** @description False: the connection never stops for failures (retries still apply). */
@@ -1484,6 +1558,9 @@ export interface components {
         FieldDetail: {
             field: string;
             message: string;
+            /** @description Where in a submitted document (a blueprint) the problem is, 1-based. */
+            line?: number | null;
+            column?: number | null;
         };
         FieldSpec: {
             key: string;
@@ -2618,6 +2695,387 @@ export interface operations {
                 };
             };
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_blueprints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlueprintList"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_blueprint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connections": {
+                 *         "hook": {
+                 *           "config": {
+                 *             "url": "https://hooks.example.com/alerts"
+                 *           },
+                 *           "name": "Alerts",
+                 *           "type": "webhook"
+                 *         }
+                 *       },
+                 *       "name": "alerts",
+                 *       "rules": {
+                 *         "all": {
+                 *           "connection": "hook",
+                 *           "event": "alert.*",
+                 *           "name": "Every alert"
+                 *         }
+                 *       },
+                 *       "version": 1
+                 *     }
+                 */
+                "application/json": Record<string, never>;
+                /**
+                 * @example version: 1
+                 *     name: alerts
+                 *     connections:
+                 *       hook:
+                 *         type: webhook
+                 *         name: Alerts
+                 *         config: {url: "https://hooks.example.com/alerts"}
+                 *     rules:
+                 *       all:
+                 *         name: Every alert
+                 *         event: alert.*
+                 *         connection: hook
+                 */
+                "application/yaml": string;
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlueprintStored"];
+                };
+            };
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlueprintStored"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body did not arrive in time. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than this endpoint accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_blueprint: {
+        parameters: {
+            query?: {
+                /** @description A version other than the current one. */
+                version?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The blueprint's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlueprintVersionOut"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A value is missing or not valid; `details` names each field. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_blueprint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The blueprint's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -723,6 +723,11 @@ pub struct InstallationUsage {
 pub struct ErrorDetail {
     pub field: String,
     pub message: String,
+    /// Where in a submitted document (a blueprint) the problem is, 1-based.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 #[cfg(test)]

@@ -28,6 +28,11 @@ pub struct ErrorDetail {
 pub struct FieldDetail {
     pub field: String,
     pub message: String,
+    /// Where in a submitted document (a blueprint) the problem is, 1-based.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -88,7 +93,7 @@ impl ApiError {
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::validation(vec![FieldDetail { field: field.into(), message: message.into() }])
+        Self::validation(vec![FieldDetail { field: field.into(), message: message.into(), line: None, column: None }])
     }
 
     /// A failure the client cannot act on. The cause is logged here; the client sees only `internal`.
@@ -104,7 +109,7 @@ impl ApiError {
 
 impl From<Vec<FieldError>> for ApiError {
     fn from(errors: Vec<FieldError>) -> Self {
-        Self::validation(errors.into_iter().map(|e| FieldDetail { field: e.field, message: e.message }).collect())
+        Self::validation(errors.into_iter().map(|e| FieldDetail { field: e.field, message: e.message, line: None, column: None }).collect())
     }
 }
 

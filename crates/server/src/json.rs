@@ -161,14 +161,19 @@ fn describe(path: &str, e: &serde_json::Error) -> ApiError {
             let quoted = message.split('`').nth(1).unwrap_or_default();
             let join = |name: &str| if path == "." || path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
             if message.starts_with("missing field") {
-                ApiError::validation(vec![FieldDetail { field: join(quoted), message: "is required".into() }])
+                ApiError::validation(vec![FieldDetail { field: join(quoted), message: "is required".into(), line: None, column: None }])
             } else if message.starts_with("unknown field") {
                 // The path already ends at the unknown field.
-                ApiError::validation(vec![FieldDetail { field: path.to_owned(), message: "is not a known field".into() }])
+                ApiError::validation(vec![FieldDetail {
+                    field: path.to_owned(),
+                    message: "is not a known field".into(),
+                    line: None,
+                    column: None,
+                }])
             } else {
                 let field = if path == "." { "body".to_owned() } else { path.to_owned() };
                 let mut err = ApiError::bad_request(format!("{field}: {message}"));
-                err.details.push(FieldDetail { field, message });
+                err.details.push(FieldDetail { field, message, line: None, column: None });
                 err
             }
         }

@@ -133,7 +133,12 @@ pub fn month_used_up(cap: u64, month: &str, resets_at: switchyard_core::Millis, 
     e.status = StatusCode::TOO_MANY_REQUESTS;
     e.code = "quota_exceeded";
     e.message = message;
-    e.details = vec![FieldDetail { field: "limits.events_per_month".into(), message: format!("{cap} per calendar month (UTC)") }];
+    e.details = vec![FieldDetail {
+        field: "limits.events_per_month".into(),
+        message: format!("{cap} per calendar month (UTC)"),
+        line: None,
+        column: None,
+    }];
     e.retry_after = Some(((resets_at - now).max(1000) as u64).div_ceil(1000));
     e
 }

@@ -901,6 +901,37 @@ pub trait RateStore: Send + Sync {
     }
 }
 
+/// A blueprint: its name and current version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlueprintRecord {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// One version of a blueprint: the document as read (JSON) and as submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlueprintVersion {
+    pub version: i64,
+    pub document: String,
+    pub source: String,
+    pub created_at: Millis,
+}
+
+/// Blueprints (docs/blueprints.md).
+#[async_trait]
+pub trait BlueprintStore: Send + Sync {
+    /// Stores `document` as the next version of the blueprint named `name` (created with `new_id`
+    /// if there is none); nothing when it equals the current version. True when stored.
+    async fn put_blueprint(&self, new_id: &str, name: &str, document: &str, source: &str, now: Millis) -> Result<(BlueprintRecord, bool)>;
+    async fn list_blueprints(&self) -> Result<Vec<BlueprintRecord>>;
+    /// By id or name; the current version unless `version` is given.
+    async fn get_blueprint(&self, id_or_name: &str, version: Option<i64>) -> Result<Option<(BlueprintRecord, BlueprintVersion)>>;
+    async fn delete_blueprint(&self, id: &str) -> Result<bool>;
+}
+
 pub trait Store:
     AdminStore
     + RateStore
@@ -916,6 +947,7 @@ pub trait Store:
     + EventTypeStore
     + OperatorStore
     + ConsoleStore
+    + BlueprintStore
 {
 }
 
@@ -933,7 +965,8 @@ impl<
             + CredentialStore
             + EventTypeStore
             + OperatorStore
-            + ConsoleStore,
+            + ConsoleStore
+            + BlueprintStore,
     > Store for T
 {
 }

@@ -24,6 +24,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 13, name: "notifications", sql: include_str!("../migrations/sqlite/0013_notifications.sql") },
     Migration { version: 14, name: "labels", sql: include_str!("../migrations/sqlite/0014_labels.sql") },
     Migration { version: 15, name: "secrets", sql: include_str!("../migrations/sqlite/0015_secrets.sql") },
+    Migration { version: 16, name: "blueprints", sql: include_str!("../migrations/sqlite/0016_blueprints.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -46,6 +47,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 17, name: "freed_slots", sql: include_str!("../migrations/postgres/0017_freed_slots.sql") },
     Migration { version: 18, name: "labels", sql: include_str!("../migrations/postgres/0018_labels.sql") },
     Migration { version: 19, name: "secrets", sql: include_str!("../migrations/postgres/0019_secrets.sql") },
+    Migration { version: 20, name: "blueprints", sql: include_str!("../migrations/postgres/0020_blueprints.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod blueprints;
 pub mod common;
 pub mod connections;
 pub mod deliveries;
@@ -50,6 +51,7 @@ use utoipa_axum::routes;
         (name = "api-keys", description = "Management credentials: admin, read-only, or scoped to workspaces."),
         (name = "audit", description = "Who changed what, when, and from where."),
         (name = "team", description = "The people who run the installation, their console sign-ins, and the installation's state."),
+        (name = "blueprints", description = "One integration design (connections, rules, templates, mappings, event types) for many workspaces (see docs/blueprints.md)."),
         (name = "plans", description = "Plans and their limits, and what each workspace has used of them (see docs/limits.md)."),
     )
 )]
@@ -84,6 +86,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(event_types::router())
         .merge(secrets::router())
+        .merge(blueprints::router())
         .merge(deliveries::router())
         .merge(sessions::router())
         .merge(stats::router())

@@ -233,8 +233,17 @@ impl fmt::Display for Problem {
 }
 
 /// Reads a blueprint from YAML or JSON text and checks it (see the module's documentation). The
-/// problems come in the document's order.
+/// problems come in the document's order. `${env:NAME}` is allowed: the CLI fills it in.
 pub fn parse(text: &str, registry: &Registry) -> Result<Blueprint, Vec<Problem>> {
+    parse_as(text, registry, true)
+}
+
+/// [`parse`] for a document sent to the server, where `${env:NAME}` has nothing to stand for.
+pub fn parse_submitted(text: &str, registry: &Registry) -> Result<Blueprint, Vec<Problem>> {
+    parse_as(text, registry, false)
+}
+
+fn parse_as(text: &str, registry: &Registry, env: bool) -> Result<Blueprint, Vec<Problem>> {
     if text.len() > MAX_DOCUMENT {
         return Err(vec![Problem {
             line: 0,
@@ -258,7 +267,7 @@ pub fn parse(text: &str, registry: &Registry) -> Result<Blueprint, Vec<Problem>>
         }
     };
     let mut problems = Vec::new();
-    check(&blueprint, registry, &mut |path: String, message: String| problems.push(doc.problem(&path, message)));
+    check(&blueprint, registry, env, &mut |path: String, message: String| problems.push(doc.problem(&path, message)));
     if problems.is_empty() {
         Ok(blueprint)
     } else {
@@ -298,7 +307,7 @@ fn key_path(map: &str, key: &str) -> String {
     format!("{map}{}", yaml::segment(key))
 }
 
-fn check(b: &Blueprint, registry: &Registry, report: &mut dyn FnMut(String, String)) {
+fn check(b: &Blueprint, registry: &Registry, env: bool, report: &mut dyn FnMut(String, String)) {
     if b.version != 1 {
         report("version".into(), format!("version {} is not known; this server reads version 1", b.version));
     }
@@ -398,12 +407,12 @@ fn check(b: &Blueprint, registry: &Registry, report: &mut dyn FnMut(String, Stri
             report(format!("{at}.name"), "must be 1 to 200 characters".into());
         }
         if let Some(config) = &c.config {
-            references(config, &format!("{at}.config"), b, Place::Plain, report);
+            references(config, &format!("{at}.config"), b, Place::Plain, env, report);
         }
         if let Some(credentials) = &c.credentials {
-            references(credentials, &format!("{at}.credentials"), b, Place::Credentials, report);
+            references(credentials, &format!("{at}.credentials"), b, Place::Credentials, env, report);
         }
-        references(&Value::String(c.name.clone()), &format!("{at}.name"), b, Place::Plain, report);
+        references(&Value::String(c.name.clone()), &format!("{at}.name"), b, Place::Plain, env, report);
     }
 
     for (key, r) in &b.rules {
@@ -411,13 +420,13 @@ fn check(b: &Blueprint, registry: &Registry, report: &mut dyn FnMut(String, Stri
         if r.name.trim().is_empty() || r.name.chars().count() > 200 {
             report(format!("{at}.name"), "must be 1 to 200 characters".into());
         }
-        references(&Value::String(r.name.clone()), &format!("{at}.name"), b, Place::Plain, report);
+        references(&Value::String(r.name.clone()), &format!("{at}.name"), b, Place::Plain, env, report);
         if !r.event.contains("${") {
             if let Err(m) = EventPattern::parse(&r.event) {
                 report(format!("{at}.event"), m);
             }
         }
-        references(&Value::String(r.event.clone()), &format!("{at}.event"), b, Place::Plain, report);
+        references(&Value::String(r.event.clone()), &format!("{at}.event"), b, Place::Plain, env, report);
         match b.connections.get(&r.connection) {
             None => report(format!("{at}.connection"), unknown("connection", &r.connection, b.connections.keys())),
             Some(c) => {
@@ -430,10 +439,10 @@ fn check(b: &Blueprint, registry: &Registry, report: &mut dyn FnMut(String, Stri
             }
         }
         if let Some(config) = &r.action_config {
-            references(config, &format!("{at}.action_config"), b, Place::ActionConfig, report);
+            references(config, &format!("{at}.action_config"), b, Place::ActionConfig, env, report);
         }
         if let Some(conditions) = &r.conditions {
-            references(conditions, &format!("{at}.conditions"), b, Place::Plain, report);
+            references(conditions, &format!("{at}.conditions"), b, Place::Plain, env, report);
         }
     }
 }
@@ -522,7 +531,7 @@ pub fn pieces(s: &str) -> Result<Vec<Result<String, Reference>>, String> {
     Ok(out)
 }
 
-fn references(value: &Value, at: &str, b: &Blueprint, place: Place, report: &mut dyn FnMut(String, String)) {
+fn references(value: &Value, at: &str, b: &Blueprint, place: Place, env: bool, report: &mut dyn FnMut(String, String)) {
     match value {
         Value::String(s) => {
             let pieces = match pieces(s) {
@@ -535,6 +544,9 @@ fn references(value: &Value, at: &str, b: &Blueprint, place: Place, report: &mut
                 match reference {
                     Reference::Var(name) if !b.variables.contains_key(&name) => {
                         report(at.to_owned(), unknown("variable", &name, b.variables.keys()));
+                    }
+                    Reference::Env(name) if !env => {
+                        report(at.to_owned(), format!("${{env:{name}}} is filled in by the CLI (switchyard blueprint ...) before a blueprint is sent; the server has no environment to take it from"));
                     }
                     Reference::Secret(_) if place != Place::Credentials => {
                         report(at.to_owned(), "${secret:...} goes only in a connection's credentials, which are sealed".into());
@@ -554,12 +566,12 @@ fn references(value: &Value, at: &str, b: &Blueprint, place: Place, report: &mut
         }
         Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                references(v, &format!("{at}[{i}]"), b, place, report);
+                references(v, &format!("{at}[{i}]"), b, place, env, report);
             }
         }
         Value::Object(map) => {
             for (k, v) in map {
-                references(v, &format!("{at}{}", yaml::segment(k)), b, place, report);
+                references(v, &format!("{at}{}", yaml::segment(k)), b, place, env, report);
             }
         }
         _ => {}

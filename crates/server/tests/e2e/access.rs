@@ -192,6 +192,9 @@ async fn fixture(app: &TestApp, elsewhere: &Workspace, elsewhere_key: &str, else
     let rule = app.rule(&ws, &conn, "order.*", json!({})).await;
     app.ok(Method::PUT, &format!("/workspaces/{}/event-types/order.created", ws.id), Some(json!({"description": "An order"})), 200).await;
     app.ok(Method::PUT, &format!("/workspaces/{}/secrets/fixture_secret", ws.id), Some(json!({"value": CREDENTIAL})), 201).await;
+    // A blueprint (stored again unchanged when the fixture is made again).
+    let (status, body) = app.admin(Method::POST, "/blueprints", Some(json!({"version": 1, "name": "fixture-blueprint"}))).await;
+    assert!(status.is_success(), "{body}");
     // A plan made through the API (each fixture its own, so deleting it in one run leaves the next one's).
     app.ok(
         Method::PUT,
@@ -293,6 +296,8 @@ impl Fixture {
             self.member.clone()
         } else if rest.starts_with("/console-sessions/{id}") {
             self.console_session.clone()
+        } else if rest.starts_with("/blueprints/{id}") {
+            "fixture-blueprint".to_owned()
         } else {
             String::new()
         };
@@ -319,6 +324,7 @@ impl Fixture {
         let ws = &self.ws.id;
         let body = match (op.method.as_str(), op.path.strip_prefix("/api/v1").unwrap()) {
             ("POST", "/workspaces") => json!({"name": "another"}),
+            ("POST", "/blueprints") => json!({"version": 1, "name": "made-by-the-matrix"}),
             ("PATCH", "/workspaces/{id}") => json!({"name": "renamed", "description": "d"}),
             ("POST", "/workspaces/{id}/publishable-keys") => json!({}),
             ("POST", "/workspaces/{ws}/connections") => {

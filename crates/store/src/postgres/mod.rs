@@ -31,6 +31,7 @@ mod config_tables {
     crate::shared::console::impl_console_store!(PostgresStore, sqlx::Postgres);
     crate::shared::limits::impl_limit_store!(PostgresStore, sqlx::Postgres);
     crate::shared::queue::impl_queue_store!(PostgresStore, sqlx::Postgres);
+    crate::shared::blueprints::impl_blueprint_store!(PostgresStore, sqlx::Postgres);
 }
 
 use crate::migrate::{statements, POSTGRES};

@@ -1,6 +1,7 @@
 //! Trait implementations whose SQL is the same on SQLite and PostgreSQL, written once as macros
 //! and instantiated by each store.
 
+pub(crate) mod blueprints;
 pub(crate) mod connections;
 pub(crate) mod console;
 pub(crate) mod credentials;

@@ -28,6 +28,7 @@ mod config_tables {
     crate::shared::console::impl_console_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::limits::impl_limit_store!(SqliteStore, sqlx::Sqlite);
     crate::shared::queue::impl_queue_store!(SqliteStore, sqlx::Sqlite);
+    crate::shared::blueprints::impl_blueprint_store!(SqliteStore, sqlx::Sqlite);
 }
 
 use crate::migrate::SQLITE;
