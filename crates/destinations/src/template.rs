@@ -122,10 +122,11 @@ fn format_widths_within(format: &str) -> Result<(), Error> {
             continue;
         }
         if bytes.get(i) == Some(&b'(') {
-            while bytes.get(i).is_some_and(|b| *b != b')') {
-                i += 1;
+            match format[i..].find(')') {
+                Some(close) => i += close + 1,
+                // Unclosed: minijinja refuses the format string itself.
+                None => return Ok(()),
             }
-            i += 1;
         }
         while bytes.get(i).is_some_and(|b| b"#0- +".contains(b)) {
             i += 1;
@@ -432,6 +433,9 @@ mod tests {
         assert_eq!(render("{{ [1, 2, 3] | slice(2) | list }}", &ctx()).unwrap(), "[[1, 2], [3]]");
         assert_eq!(render("{{ [1, 2, 3] | batch(2) | list }}", &ctx()).unwrap(), "[[1, 2], [3]]");
         assert_eq!(render("{{ 'a\nb' | indent(2) }}", &ctx()).unwrap(), "a\n  b");
+        // An unclosed key is minijinja's to refuse, not a panic in the check.
+        assert!(render("{{ '%(a' | format(a=1) }}", &ctx()).is_err());
+        assert!(render("{{ '%(' | format() }}", &ctx()).is_err());
         assert_eq!(render("{{ [1] | tojson(indent=2) }}", &ctx()).unwrap(), "[\n  1\n]");
         assert_eq!(render("{{ [1] | tojson(true) }}", &ctx()).unwrap(), "[\n  1\n]");
         assert_eq!(render("{{ '100%% of %5s, %-3d|%.2f' | format('ab', 7, 1.5) }}", &ctx()).unwrap(), "100% of    ab, 7  |1.50");

@@ -100,7 +100,9 @@ impl LabelParams {
         for pair in self.labels.iter().flat_map(|l| l.split(',')).filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').ok_or_else(|| ApiError::invalid("labels", format!("{pair:?} is not key=value")))?;
             crate::blueprint::valid_label(k).and_then(|_| crate::blueprint::valid_label(v)).map_err(|m| ApiError::invalid("labels", m))?;
-            selector.insert(k.to_owned(), v.to_owned());
+            if selector.insert(k.to_owned(), v.to_owned()).is_some() {
+                return Err(ApiError::invalid("labels", format!("{k} is given twice; a workspace has one value per label")));
+            }
         }
         if selector.len() > MAX_LABELS {
             return Err(ApiError::invalid("labels", format!("at most {MAX_LABELS} labels")));

@@ -21,6 +21,8 @@ use switchyard_destinations::Registry;
 
 /// The largest blueprint accepted, in bytes.
 pub const MAX_DOCUMENT: usize = 1 << 20;
+/// The most problems one answer lists (the rest are counted).
+pub const MAX_PROBLEMS: usize = 100;
 /// The most connections, rules, templates, mappings, event types or variables one blueprint holds.
 pub const MAX_ENTRIES: usize = 500;
 
@@ -267,17 +269,30 @@ fn parse_as(text: &str, registry: &Registry, env: bool) -> Result<Blueprint, Vec
         }
     };
     let mut problems = Vec::new();
-    check(&blueprint, registry, env, &mut |path: String, message: String| problems.push(doc.problem(&path, message)));
+    let mut more = 0usize;
+    check(&blueprint, registry, env, &mut |path: String, message: String| {
+        if problems.len() < MAX_PROBLEMS {
+            problems.push(doc.problem(&path, message));
+        } else {
+            more += 1;
+        }
+    });
     if problems.is_empty() {
         Ok(blueprint)
     } else {
         problems.sort_by_key(|p| (p.line, p.column));
+        if more > 0 {
+            problems.push(Problem { line: 0, column: 0, field: String::new(), message: format!("and {more} more problems, not listed") });
+        }
         Err(problems)
     }
 }
 
 /// serde's messages name Rust types in places; these are the ones a document's author sees.
 fn describe_serde(message: &str) -> String {
+    // It may quote the value it refused, which can be long.
+    let message: String =
+        if message.len() > 500 { format!("{}…", message.chars().take(500).collect::<String>()) } else { message.to_owned() };
     message.replace("u32", "a whole number").replace("u64", "a whole number").replace("f64", "a number").replace("invalid type: ", "")
 }
 
@@ -320,7 +335,7 @@ fn check(b: &Blueprint, registry: &Registry, env: bool, report: &mut dyn FnMut(S
     }
     for (i, w) in b.targets.workspaces.iter().enumerate() {
         if switchyard_core::ids::WorkspaceId::parse(w).is_none() {
-            report(format!("targets.workspaces[{i}]"), format!("{w:?} is not a workspace id"));
+            report(format!("targets.workspaces[{i}]"), format!("{} is not a workspace id", short(w)));
         }
     }
     check_labels(&b.targets.labels, "targets.labels", report);
@@ -359,7 +374,7 @@ fn check(b: &Blueprint, registry: &Registry, env: bool, report: &mut dyn FnMut(S
         }
         for (j, w) in v.workspaces.iter().enumerate() {
             if switchyard_core::ids::WorkspaceId::parse(w).is_none() {
-                report(format!("{at}.workspaces[{j}]"), format!("{w:?} is not a workspace id"));
+                report(format!("{at}.workspaces[{j}]"), format!("{} is not a workspace id", short(w)));
             }
         }
         check_labels(&v.labels, &format!("{at}.labels"), report);
@@ -455,18 +470,37 @@ fn check_labels(labels: &BTreeMap<String, String>, at: &str, report: &mut dyn Fn
     }
 }
 
-fn unknown<'a, T: fmt::Display + 'a>(what: &str, name: &str, known: impl Iterator<Item = T>) -> String {
+/// Text from the document as a message quotes it: at most 64 characters.
+fn short(text: &str) -> String {
+    let mut out: String = text.chars().take(64).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
+/// The names a message offers instead: at most 20, each cut short.
+fn offered<T: fmt::Display>(known: impl Iterator<Item = T>) -> String {
     let known: Vec<String> = known.map(|k| k.to_string()).collect();
-    if known.is_empty() {
-        format!("no {what} {name:?} is declared, and none are")
+    let mut list: Vec<String> = known.iter().take(20).map(|k| k.chars().take(64).collect()).collect();
+    if known.len() > 20 {
+        list.push(format!("and {} more", known.len() - 20));
+    }
+    list.join(", ")
+}
+
+fn unknown<'a, T: fmt::Display + 'a>(what: &str, name: &str, known: impl Iterator<Item = T>) -> String {
+    let offered = offered(known);
+    let name = short(name);
+    if offered.is_empty() {
+        format!("no {what} {name} is declared, and none are")
     } else {
-        format!("no {what} {name:?} is declared (there are: {})", known.join(", "))
+        format!("no {what} {name} is declared (there are: {offered})")
     }
 }
 
 fn not_one_of<T: fmt::Display>(what: &str, name: &str, known: impl Iterator<Item = T>) -> String {
-    let known: Vec<String> = known.map(|k| k.to_string()).collect();
-    format!("{name:?} is not {what} (there are: {})", known.join(", "))
+    format!("{} is not {what} (there are: {})", short(name), offered(known))
 }
 
 /// Where a string sits, which decides the references it may hold.
@@ -503,8 +537,10 @@ pub fn pieces(s: &str) -> Result<Vec<Result<String, Reference>>, String> {
         } else if let Some(tail) = after.strip_prefix("${") {
             let end = tail.find('}').ok_or_else(|| "a ${ is not closed by }; write $${ for a literal ${".to_owned())?;
             let inner = &tail[..end];
-            let (kind, name) = inner.split_once(':').ok_or_else(|| format!("${{{inner}}} is not a reference: write ${{var:NAME}}, ${{secret:NAME}}, ${{env:NAME}}, ${{template:NAME}} or ${{mapping:NAME}}"))?;
-            valid_key(name).map_err(|m| format!("${{{inner}}}: {m}"))?;
+            let (kind, name) = inner.split_once(':').ok_or_else(|| {
+                format!("${{{}}} is not a reference: write ${{var:NAME}}, ${{secret:NAME}}, ${{env:NAME}}, ${{template:NAME}} or ${{mapping:NAME}}", short(inner))
+            })?;
+            valid_key(name).map_err(|m| format!("${{{}}}: {m}", short(inner)))?;
             let name = name.to_owned();
             let reference = match kind {
                 "var" => Reference::Var(name),
@@ -512,7 +548,7 @@ pub fn pieces(s: &str) -> Result<Vec<Result<String, Reference>>, String> {
                 "env" => Reference::Env(name),
                 "template" => Reference::Template(name),
                 "mapping" => Reference::Mapping(name),
-                other => return Err(format!("{other:?} is not a kind of reference: use var, secret, env, template or mapping")),
+                other => return Err(format!("{} is not a kind of reference: use var, secret, env, template or mapping", short(other))),
             };
             if !text.is_empty() {
                 out.push(Ok(std::mem::take(&mut text)));
@@ -532,47 +568,79 @@ pub fn pieces(s: &str) -> Result<Vec<Result<String, Reference>>, String> {
 }
 
 fn references(value: &Value, at: &str, b: &Blueprint, place: Place, env: bool, report: &mut dyn FnMut(String, String)) {
+    let mut path = at.to_owned();
+    references_in(value, &mut path, b, place, env, report);
+}
+
+/// Walks `value` with its path in one buffer (a segment pushed going down, cut going up), so a
+/// wide, deep value costs its size, not its size times its depth.
+fn references_in(value: &Value, at: &mut String, b: &Blueprint, place: Place, env: bool, report: &mut dyn FnMut(String, String)) {
     match value {
         Value::String(s) => {
             let pieces = match pieces(s) {
                 Ok(p) => p,
-                Err(m) => return report(at.to_owned(), m),
+                Err(m) => return report(at.clone(), m),
             };
             let whole = pieces.len() == 1;
+            let (mut secrets, mut others) = (0, 0);
             for piece in pieces {
                 let Err(reference) = piece else { continue };
+                // An env reference is reported as such; a variable's value is in the document.
+                others += usize::from(matches!(reference, Reference::Env(_)));
                 match reference {
                     Reference::Var(name) if !b.variables.contains_key(&name) => {
-                        report(at.to_owned(), unknown("variable", &name, b.variables.keys()));
+                        report(at.clone(), unknown("variable", &name, b.variables.keys()));
+                    }
+                    Reference::Env(_) if place == Place::Credentials => {
+                        report(at.clone(), "credentials take ${secret:NAME}, not ${env:NAME}: a value put in the document would be stored with it, unsealed".into());
                     }
                     Reference::Env(name) if !env => {
-                        report(at.to_owned(), format!("${{env:{name}}} is filled in by the CLI (switchyard blueprint ...) before a blueprint is sent; the server has no environment to take it from"));
+                        report(at.clone(), format!("${{env:{name}}} is filled in by the CLI (switchyard blueprint ...) before a blueprint is sent; the server has no environment to take it from"));
                     }
                     Reference::Secret(_) if place != Place::Credentials => {
-                        report(at.to_owned(), "${secret:...} goes only in a connection's credentials, which are sealed".into());
+                        report(at.clone(), "${secret:...} goes only in a connection's credentials, which are sealed".into());
                     }
+                    Reference::Secret(_) => secrets += 1,
                     Reference::Template(name) | Reference::Mapping(name) if place != Place::ActionConfig || !whole => {
-                        report(at.to_owned(), format!("${{template:{name}}} and ${{mapping:{name}}} are only the whole value of a field of a rule's action_config"));
+                        report(at.clone(), format!("${{template:{name}}} and ${{mapping:{name}}} are only the whole value of a field of a rule's action_config"));
                     }
                     Reference::Template(name) if !b.templates.contains_key(&name) => {
-                        report(at.to_owned(), unknown("template", &name, b.templates.keys()));
+                        report(at.clone(), unknown("template", &name, b.templates.keys()));
                     }
                     Reference::Mapping(name) if !b.mappings.contains_key(&name) => {
-                        report(at.to_owned(), unknown("mapping", &name, b.mappings.keys()));
+                        report(at.clone(), unknown("mapping", &name, b.mappings.keys()));
                     }
                     _ => {}
                 }
             }
+            if place == Place::Credentials && secrets == 0 && others == 0 && !s.is_empty() {
+                report(
+                    at.clone(),
+                    "credentials hold ${secret:NAME} references, never values: the document is stored as written, unsealed; \
+                     set the value with PUT /workspaces/{ws}/secrets/NAME (or `switchyard secrets set NAME`)"
+                        .into(),
+                );
+            }
         }
         Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                references(v, &format!("{at}[{i}]"), b, place, env, report);
+                let len = at.len();
+                at.push_str(&format!("[{i}]"));
+                references_in(v, at, b, place, env, report);
+                at.truncate(len);
             }
         }
         Value::Object(map) => {
             for (k, v) in map {
-                references(v, &format!("{at}{}", yaml::segment(k)), b, place, env, report);
+                let len = at.len();
+                at.push_str(&yaml::segment(k));
+                references_in(v, at, b, place, env, report);
+                at.truncate(len);
             }
+        }
+        // Numbers and booleans in credentials are values too.
+        Value::Number(_) | Value::Bool(_) if place == Place::Credentials => {
+            report(at.clone(), "credentials hold ${secret:NAME} references, never values".into());
         }
         _ => {}
     }

@@ -1,6 +1,8 @@
 //! A blueprint for one workspace: which workspaces it selects, the variables' values there, and
-//! every reference filled in except secrets, which stay references until apply opens them (a
-//! plan never holds a secret).
+//! every reference filled in. Secrets come from a function the caller gives: a plan gives one
+//! that writes the reference back (`${secret:NAME}`), so a plan never holds a secret; apply gives
+//! one that opens the workspace's secret. Each string is read once, so a value put in (a
+//! variable's, a secret's) is never read again for references.
 
 use std::collections::BTreeMap;
 
@@ -29,24 +31,27 @@ pub fn selects(targets: &Targets, ws: Workspace<'_>) -> bool {
 pub struct Resolved {
     pub variables: BTreeMap<String, Scalar>,
     pub event_types: BTreeMap<String, EventTypeSpec>,
-    /// By key: the body `POST /workspaces/{ws}/connections` takes, credentials still holding
-    /// `${secret:NAME}`.
+    /// By key: the body `POST /workspaces/{ws}/connections` takes.
     pub connections: BTreeMap<String, Value>,
-    /// By key: the secrets each connection's credentials need.
+    /// By key: the secrets each connection's credentials use.
     pub secrets: BTreeMap<String, Vec<String>>,
     /// By key: the connection's key, and the body `POST /workspaces/{ws}/rules` takes without
     /// `connection_id`.
     pub rules: BTreeMap<String, (String, Value)>,
 }
 
+/// A plan's secrets: the reference itself, never the value.
+pub fn referenced(name: &str) -> Option<String> {
+    Some(format!("${{secret:{name}}}"))
+}
+
 /// The variables' values for `ws`: defaults, then each matching entry of `values` in order.
-fn variables(b: &Blueprint, ws: Workspace<'_>) -> (BTreeMap<String, Scalar>, Vec<String>) {
+fn variables(b: &Blueprint, ws: Workspace<'_>) -> BTreeMap<String, Scalar> {
     let mut values: BTreeMap<String, Scalar> = b.variables.iter().filter_map(|(k, v)| v.default.clone().map(|d| (k.clone(), d))).collect();
     for entry in b.values.iter().filter(|e| matches(&e.workspaces, &e.labels, ws)) {
         values.extend(entry.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    let missing = b.variables.keys().filter(|k| !values.contains_key(*k)).cloned().collect();
-    (values, missing)
+    values
 }
 
 fn scalar_value(s: &Scalar) -> Value {
@@ -60,12 +65,16 @@ fn scalar_value(s: &Scalar) -> Value {
 struct Filler<'a> {
     b: &'a Blueprint,
     variables: &'a BTreeMap<String, Scalar>,
-    secrets: Vec<String>,
+    secret: &'a dyn Fn(&str) -> Option<String>,
+    /// The secrets used since last taken.
+    used: Vec<String>,
 }
 
+type Failed = (String, String);
+
 impl Filler<'_> {
-    /// `value` with its references filled in; `${secret:...}` is kept as written.
-    fn fill(&mut self, value: &Value, at: &str) -> Result<Value, (String, String)> {
+    /// `value` with its references filled in (see the module's documentation).
+    fn fill(&mut self, value: &Value, at: &str) -> Result<Value, Failed> {
         Ok(match value {
             Value::String(s) => {
                 let parts = pieces(s).map_err(|m| (at.to_owned(), m))?;
@@ -81,12 +90,15 @@ impl Filler<'_> {
                 let mut out = String::new();
                 for part in parts {
                     match part {
-                        Ok(text) => out.push_str(&text.replace("${", "$${")),
-                        Err(Reference::Var(name)) => out.push_str(&self.var(&name, at)?.to_string().replace("${", "$${")),
+                        Ok(text) => out.push_str(&text),
+                        Err(Reference::Var(name)) => out.push_str(&self.var(&name, at)?.to_string()),
                         Err(Reference::Secret(name)) => {
-                            out.push_str(&format!("${{secret:{name}}}"));
-                            if !self.secrets.contains(&name) {
-                                self.secrets.push(name);
+                            let value = (self.secret)(&name).ok_or_else(|| {
+                                (at.to_owned(), format!("the workspace has no secret {name:?} (PUT /workspaces/{{ws}}/secrets/{name})"))
+                            })?;
+                            out.push_str(&value);
+                            if !self.used.contains(&name) {
+                                self.used.push(name);
                             }
                         }
                         Err(Reference::Env(name)) => {
@@ -116,105 +128,43 @@ impl Filler<'_> {
         })
     }
 
-    fn var(&self, name: &str, at: &str) -> Result<&Scalar, (String, String)> {
+    fn var(&self, name: &str, at: &str) -> Result<&Scalar, Failed> {
         self.variables.get(name).ok_or_else(|| (at.to_owned(), format!("the variable {name:?} has no value for this workspace")))
     }
 }
 
-/// Credentials as [`resolve`] left them, with each `${secret:NAME}` replaced by `open(NAME)`'s
-/// value; the names of the secrets `open` does not have are the error.
-pub fn fill_secrets(credentials: &Value, open: &dyn Fn(&str) -> Option<String>) -> Result<Value, Vec<String>> {
-    let mut missing = Vec::new();
-    let filled = fill_secrets_in(credentials, open, &mut missing);
-    if missing.is_empty() {
-        Ok(filled)
-    } else {
-        Err(missing)
-    }
-}
-
-fn fill_secrets_in(value: &Value, open: &dyn Fn(&str) -> Option<String>, missing: &mut Vec<String>) -> Value {
-    match value {
-        Value::String(s) => {
-            let mut out = String::new();
-            // Only text and secrets are left; anything else was filled in by `resolve`.
-            for part in pieces(s).unwrap_or_default() {
-                match part {
-                    Ok(text) => out.push_str(&text),
-                    Err(Reference::Secret(name)) => match open(&name) {
-                        Some(v) => out.push_str(&v),
-                        None if !missing.contains(&name) => missing.push(name),
-                        None => {}
-                    },
-                    Err(_) => {}
-                }
-            }
-            Value::String(out)
-        }
-        Value::Array(items) => Value::Array(items.iter().map(|v| fill_secrets_in(v, open, missing)).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), fill_secrets_in(v, open, missing))).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Puts `$${` back to `${` in text that went through [`Filler::fill`], once secrets are in.
-pub fn unescape(value: &mut Value) {
-    match value {
-        Value::String(s) => *s = s.replace("$${", "${"),
-        Value::Array(items) => items.iter_mut().for_each(unescape),
-        Value::Object(map) => map.values_mut().for_each(unescape),
-        _ => {}
-    }
-}
-
-/// The blueprint as `ws` should have it (see the module's documentation).
-pub fn resolve(b: &Blueprint, ws: Workspace<'_>) -> Result<Resolved, Vec<Problem>> {
-    // A variable without a value is a problem only where it is used (reported there).
-    let (variables, _) = variables(b, ws);
+/// The blueprint as `ws` should have it, with `secret` giving each `${secret:NAME}` (see the
+/// module's documentation). Every problem is reported, without lines (the stored document has
+/// none); a variable without a value is a problem only where it is used.
+pub fn resolve(b: &Blueprint, ws: Workspace<'_>, secret: &dyn Fn(&str) -> Option<String>) -> Result<Resolved, Vec<Problem>> {
+    let variables = variables(b, ws);
     let mut problems: Vec<Problem> = Vec::new();
-    let mut report = |field: String, message: String| problems.push(Problem { line: 0, column: 0, field, message });
-    let mut filler = Filler { b, variables: &variables, secrets: Vec::new() };
+    let mut report = |(field, message): Failed| problems.push(Problem { line: 0, column: 0, field, message });
+    let mut filler = Filler { b, variables: &variables, secret, used: Vec::new() };
     let mut connections = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     for (key, c) in &b.connections {
         let at = format!("connections{}", yaml::segment(key));
-        let mut body = serde_json::to_value(c).expect("a connection is JSON");
-        let Value::Object(map) = &mut body else { unreachable!("a connection is an object") };
-        map.remove("credentials");
-        let mut filled = match filler.fill(&body, &at) {
-            Ok(mut v) => {
-                unescape(&mut v);
-                v
+        match filler.fill(&serde_json::to_value(c).expect("a connection is JSON"), &at) {
+            Ok(filled) => {
+                connections.insert(key.clone(), filled);
             }
-            Err((field, message)) => {
-                report(field, message);
-                continue;
-            }
-        };
-        filler.secrets.clear();
-        if let Some(credentials) = &c.credentials {
-            match filler.fill(credentials, &format!("{at}.credentials")) {
-                Ok(v) => {
-                    filled["credentials"] = v;
-                }
-                Err((field, message)) => report(field, message),
-            }
+            Err(failed) => report(failed),
         }
-        secrets.insert(key.clone(), std::mem::take(&mut filler.secrets));
-        connections.insert(key.clone(), filled);
+        secrets.insert(key.clone(), std::mem::take(&mut filler.used));
     }
     let mut rules = BTreeMap::new();
     for (key, r) in &b.rules {
         let at = format!("rules{}", yaml::segment(key));
         let mut body = serde_json::to_value(r).expect("a rule is JSON");
-        let Value::Object(map) = &mut body else { unreachable!("a rule is an object") };
-        map.remove("connection");
+        if let Value::Object(map) = &mut body {
+            map.remove("connection");
+        }
         match filler.fill(&body, &at) {
-            Ok(mut filled) => {
-                unescape(&mut filled);
+            Ok(filled) => {
                 rules.insert(key.clone(), (r.connection.clone(), filled));
             }
-            Err((field, message)) => report(field, message),
+            Err(failed) => report(failed),
         }
     }
     if problems.is_empty() {

@@ -83,6 +83,24 @@ fn what_json_cannot_say_is_refused() {
     problem(&format!("{HEAD}templates:\n  ? [a, b]\n  : x\n"), &["a key must be text"]);
     let deep = format!("{HEAD}mappings:\n  m: {}1{}\n", "[".repeat(80), "]".repeat(80));
     problem(&deep, &["nests deeper than 64"]);
+    // Block nesting is not capped by the scanner: the reader must stop it, not the stack.
+    let block = format!("{HEAD}description:\n{}x\n", "- ".repeat(200_000));
+    problem(&block, &["nests deeper than 64"]);
+    let block_maps: String = (0..100_000).map(|i| format!("{}k:\n", " ".repeat(i % 2000))).collect();
+    assert!(!problems(&block_maps).is_empty());
+    // Long keys are refused before their paths are kept.
+    problem(&format!("{HEAD}templates: {{\"{}\": [1, 2, 3]}}\n", "k".repeat(300)), &["a key is at most 256 bytes"]);
+    // A second document is not silently ignored.
+    problem(&format!("{HEAD}---\nversion: 1\nname: other\n"), &["3:1", "a second document"]);
+    // However many problems, the answer lists 100 and counts the rest.
+    let many =
+        format!("{HEAD}rules:\n  r: {{name: R, event: a, connection: s, action_config: {{x: '{}'}}}}\n", "${var:nope}".repeat(5_000));
+    let p = problems(&many);
+    assert_eq!(p.len(), 101, "{}", p.len());
+    assert!(p[100].contains("and 4901 more problems"), "{}", p[100]);
+    // Text quoted back is cut short.
+    let p = problem(&format!("{HEAD}connections:\n  s: {{type: '{}', name: S}}\n", "t".repeat(100_000)), &["is not a connection type"]);
+    assert!(p.len() < 1_000, "{}", p.len());
     let big = format!("{HEAD}description: \"{}\"\n", "x".repeat(MAX_DOCUMENT));
     problem(&big, &["the limit is 1048576"]);
     // Quoted, and with !!str, the same words are text.
@@ -137,13 +155,20 @@ fn references_name_what_is_declared() {
     problem(&rule("channel: ${chan}"), &["is not a reference"]);
     problem(&rule("channel: ${file:x}"), &["\"file\" is not a kind of reference"]);
     problem(&rule("channel: ${var:a b}"), &["may hold letters"]);
+    // Credentials hold references to sealed secrets, never values (the document is stored as written).
+    let creds = |c: &str| format!("{HEAD}connections:\n  s:\n    type: slack\n    name: S\n    credentials: {c}\n");
+    problem(&creds("{access_token: xoxb-real-token}"), &["connections.s.credentials.access_token", "never values"]);
+    problem(&creds("{access_token: '${env:TOKEN}'}"), &["not ${env:NAME}"]);
+    problem(&creds("{port: 25}"), &["never values"]);
+    problem(&format!("{HEAD}variables:\n  v: {{default: tok}}\nconnections:\n  s:\n    type: slack\n    name: S\n    credentials: {{t: '${{var:v}}'}}\n"), &["never values"]);
+    assert_eq!(problems(&creds("{access_token: 'Bearer ${secret:t}', empty: ''}")), Vec::<String>::new());
     problem(
         &format!("{HEAD}templates:\n  t: x\nconnections:\n  s: {{type: slack, name: '${{template:t}}'}}\n"),
         &["connections.s.name", "only the whole value"],
     );
     // Secrets in credentials, env for the CLI, $${ for a literal, and the declared ones pass.
     let fine = format!(
-        "{HEAD}variables:\n  c: {{default: '#a'}}\ntemplates:\n  t: hi\nconnections:\n  s:\n    type: slack\n    name: S ${{var:c}}\n    credentials: {{access_token: '${{secret:tok}}', other: '${{env:TOK}}'}}\nrules:\n  r:\n    name: R $${{x}}\n    event: a.*\n    connection: s\n    action_config: {{channel: '${{var:c}}', template: '${{template:t}}'}}\n"
+        "{HEAD}variables:\n  c: {{default: '#a'}}\ntemplates:\n  t: hi\nconnections:\n  s:\n    type: slack\n    name: S ${{var:c}}\n    config: {{base_url: '${{env:SLACK_URL}}'}}\n    credentials: {{access_token: '${{secret:tok}}'}}\nrules:\n  r:\n    name: R $${{x}}\n    event: a.*\n    connection: s\n    action_config: {{channel: '${{var:c}}', template: '${{template:t}}'}}\n"
     );
     assert_eq!(problems(&fine), Vec::<String>::new());
 }
@@ -210,7 +235,7 @@ fn the_published_schema_is_the_one_the_server_reads() {
 }
 
 mod resolving {
-    use super::super::resolve::{fill_secrets, resolve, selects, Workspace};
+    use super::super::resolve::{referenced, resolve, selects, Workspace};
     use super::*;
     use serde_json::json;
 
@@ -229,8 +254,8 @@ mod resolving {
         let other = labels(&[("product", "globex"), ("env", "prod")]);
         assert!(!selects(&b.targets, Workspace { id: "ws_x", labels: &other }));
 
-        let d = resolve(&b, dev).unwrap();
-        let p = resolve(&b, prod).unwrap();
+        let d = resolve(&b, dev, &referenced).unwrap();
+        let p = resolve(&b, prod, &referenced).unwrap();
         assert_eq!(d.rules["alerts"].1["action_config"]["channel"], "#dev-alerts");
         assert_eq!(p.rules["alerts"].1["action_config"]["channel"], "#alerts", "the default where no entry gives one");
         assert_eq!(d.rules["alerts"].1["name"], "Alerts to #dev-alerts");
@@ -254,7 +279,7 @@ mod resolving {
         let b = parse(EXAMPLE, &registry()).unwrap();
         // Labelled for the blueprint, but no entry of `values` gives hubspot_list.
         let none = labels(&[("product", "acme")]);
-        let problems = resolve(&b, Workspace { id: "ws_1", labels: &none }).unwrap_err();
+        let problems = resolve(&b, Workspace { id: "ws_1", labels: &none }, &referenced).unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert_eq!(problems[0].field, "rules.signups.action_config.id");
         assert!(problems[0].message.contains("\"hubspot_list\" has no value"), "{}", problems[0].message);
@@ -265,7 +290,7 @@ mod resolving {
             variables: [("hubspot_list".to_owned(), Scalar::Text("9".into()))].into(),
             ..Values::default()
         });
-        let r = resolve(&b, Workspace { id: "ws_1", labels: &none }).unwrap();
+        let r = resolve(&b, Workspace { id: "ws_1", labels: &none }, &referenced).unwrap();
         assert_eq!(r.rules["signups"].1["action_config"]["id"], "9");
     }
 
@@ -276,16 +301,31 @@ mod resolving {
         );
         let b = parse(&text, &registry()).unwrap();
         let none = BTreeMap::new();
-        let r = resolve(&b, Workspace { id: "ws_1", labels: &none }).unwrap();
+        let ws = Workspace { id: "ws_1", labels: &none };
+        let r = resolve(&b, ws, &referenced).unwrap();
         assert_eq!(r.connections["s"]["name"], "N ${a} x${y");
         assert_eq!(r.rules["r"].1["name"], "R ${b}");
-        let filled = fill_secrets(&r.connections["s"]["credentials"], &|n| (n == "tok").then(|| "S3".to_owned())).unwrap();
-        assert_eq!(filled, json!({"t": "pre-S3-${lit}"}));
-        assert_eq!(fill_secrets(&r.connections["s"]["credentials"], &|_| None).unwrap_err(), ["tok"]);
+        assert_eq!(r.connections["s"]["credentials"], json!({"t": "pre-${secret:tok}-${lit}"}));
+        assert_eq!(r.secrets["s"], ["tok"]);
+        // At apply, the secret's value goes in as it is: never read again for references.
+        let opened = resolve(&b, ws, &|n| (n == "tok").then(|| "S3${secret:other}$".to_owned())).unwrap();
+        assert_eq!(opened.connections["s"]["credentials"], json!({"t": "pre-S3${secret:other}$-${lit}"}));
+        assert_eq!(opened.secrets["s"], ["tok"]);
+        let problems = resolve(&b, ws, &|_| None).unwrap_err();
+        assert!(problems[0].message.contains("no secret \"tok\""), "{problems:#?}");
+
+        let tricky = format!(
+            "{HEAD}variables:\n  v: {{default: 'a$${{b$'}}\nconnections:\n  s:\n    type: webhook\n    name: '${{var:v}}'\n    config: {{url: 'x ${{var:v}}{{secret:k}}'}}\n"
+        );
+        let b = parse(&tricky, &registry()).unwrap();
+        let r = resolve(&b, ws, &referenced).unwrap();
+        assert_eq!(r.connections["s"]["name"], "a$${b$", "a variable's value is not read for references");
+        assert_eq!(r.connections["s"]["config"]["url"], "x a$${b${secret:k}");
+        assert!(r.secrets["s"].is_empty());
 
         let env = format!("{HEAD}connections:\n  s: {{type: webhook, name: '${{env:NAME}}'}}\n");
         let b = parse(&env, &registry()).unwrap();
-        let problems = resolve(&b, Workspace { id: "ws_1", labels: &none }).unwrap_err();
+        let problems = resolve(&b, Workspace { id: "ws_1", labels: &none }, &referenced).unwrap_err();
         assert!(problems[0].message.contains("is for the CLI"), "{problems:#?}");
     }
 }

@@ -16,11 +16,64 @@ use super::Problem;
 
 /// The deepest nesting of mappings and sequences accepted.
 pub const MAX_DEPTH: usize = 64;
+/// The longest key accepted, in bytes.
+pub const MAX_KEY: usize = 256;
+
+/// Where each key and list item was written, as a tree: each node holds its own segment of the
+/// path (`.key`, `["a.b"]`, `[3]`) and its parent, so memory grows with the document, not with
+/// its depth times its size.
+#[derive(Default)]
+struct Positions {
+    /// (parent, segment, line and column); node 0 is the root.
+    nodes: Vec<(usize, String, (usize, usize))>,
+    children: HashMap<(usize, String), usize>,
+}
+
+impl Positions {
+    fn root(&mut self, at: (usize, usize)) -> usize {
+        if self.nodes.is_empty() {
+            self.nodes.push((0, String::new(), at));
+        }
+        0
+    }
+
+    fn add(&mut self, parent: usize, segment: String, at: (usize, usize)) -> usize {
+        let id = self.nodes.len();
+        self.children.insert((parent, segment.clone()), id);
+        self.nodes.push((parent, segment, at));
+        id
+    }
+
+    /// The path of `node`, as [`join`] writes paths.
+    fn path(&self, mut node: usize) -> String {
+        let mut segments = Vec::new();
+        while node != 0 {
+            segments.push(self.nodes[node].1.as_str());
+            node = self.nodes[node].0;
+        }
+        segments.iter().rev().fold(String::new(), |path, s| join(&path, s))
+    }
+
+    /// The node of `path`, or of its nearest ancestor written down (then `false`).
+    fn find(&self, path: &str) -> Option<(usize, bool)> {
+        if self.nodes.is_empty() {
+            return None;
+        }
+        let mut node = 0;
+        for segment in segments(path) {
+            match self.children.get(&(node, segment)) {
+                Some(child) => node = *child,
+                None => return Some((node, false)),
+            }
+        }
+        Some((node, true))
+    }
+}
 
 /// A document read: its value and where each path's key or item was written.
 pub struct Document {
     pub value: Value,
-    positions: HashMap<String, (usize, usize)>,
+    positions: Positions,
 }
 
 impl Document {
@@ -30,19 +83,16 @@ impl Document {
         let mut path = path.to_owned();
         if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
             let inner = join(&path, &segment(field));
-            if self.positions.contains_key(&inner) {
+            if self.positions.find(&inner).is_some_and(|(_, exact)| exact) {
                 path = inner;
             }
         }
-        let mut at = path.as_str();
-        loop {
-            if let Some((line, column)) = self.positions.get(at) {
-                return Problem { line: *line, column: *column, field: path.clone(), message };
+        match self.positions.find(&path) {
+            Some((node, _)) => {
+                let (line, column) = self.positions.nodes[node].2;
+                Problem { line, column, field: path, message }
             }
-            match parent(at) {
-                Some(p) => at = p,
-                None => return Problem { line: 0, column: 0, field: path.clone(), message },
-            }
+            None => Problem { line: 0, column: 0, field: path, message },
         }
     }
 }
@@ -65,23 +115,30 @@ fn join(path: &str, segment: &str) -> String {
     }
 }
 
-/// The path one level up, or `None` at the root.
-fn parent(path: &str) -> Option<&str> {
-    if path.is_empty() {
-        return None;
-    }
-    // The last segment starts at the last `.` or `[` outside a quoted key.
-    let (mut cut, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in path.char_indices() {
+/// The segments of a path written by [`join`]: `.key`, `["a.b"]`, `[3]`.
+fn segments(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut current, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in path.chars() {
         match c {
             _ if escaped => escaped = false,
             '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
-            '.' | '[' if !quoted => cut = i,
+            '.' | '[' if !quoted && !current.is_empty() => out.push(std::mem::take(&mut current)),
             _ => {}
         }
+        current.push(c);
     }
-    Some(&path[..cut])
+    if !current.is_empty() {
+        out.push(current);
+    }
+    // The first segment of a path has no leading dot.
+    if let Some(first) = out.first_mut() {
+        if !first.starts_with(['.', '[']) {
+            first.insert(0, '.');
+        }
+    }
+    out
 }
 
 /// The path serde_path_to_error reports, written as [`segment`] writes it.
@@ -99,15 +156,15 @@ pub fn path_of(path: &serde_path_to_error::Path) -> String {
 
 enum Frame {
     Seq {
-        path: String,
+        node: usize,
         items: Vec<Value>,
     },
     /// `item`: an item of a list, which is placed where its first key is (a block mapping's
-    /// start is reported after its first key's colon).
+    /// start is reported after its first key's colon). `key_node`: the current key's position.
     Map {
-        path: String,
+        node: usize,
         map: Map<String, Value>,
-        key: Option<String>,
+        key: Option<(String, usize)>,
         item: bool,
     },
 }
@@ -116,7 +173,7 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Value>,
-    positions: HashMap<String, (usize, usize)>,
+    positions: Positions,
     error: Option<Problem>,
 }
 
@@ -134,33 +191,30 @@ impl Builder {
     fn fail(&mut self, mark: &Marker, message: impl Into<String>) {
         if self.error.is_none() {
             let (line, column) = at(mark);
-            let field = self.stack.last().map(|f| match f {
-                Frame::Seq { path, .. } | Frame::Map { path, .. } => path.clone(),
+            let node = self.stack.last().map(|f| match f {
+                Frame::Seq { node, .. } | Frame::Map { node, .. } => *node,
             });
-            self.error = Some(Problem { line, column, field: field.unwrap_or_default(), message: message.into() });
+            let field = node.map(|n| self.positions.path(n)).unwrap_or_default();
+            self.error = Some(Problem { line, column, field, message: message.into() });
         }
     }
 
-    /// The path of the value that starts now, recording where it starts; `None` (having failed)
-    /// where a key is expected.
-    fn next_path(&mut self, mark: &Marker) -> Option<String> {
-        let path = match self.stack.last() {
-            None => {
-                self.positions.insert(String::new(), at(mark));
-                String::new()
+    /// The position node of the value that starts now, recording where it starts; `None` (having
+    /// failed) where a key is expected.
+    fn next_node(&mut self, mark: &Marker) -> Option<usize> {
+        let node = match self.stack.last() {
+            None => self.positions.root(at(mark)),
+            Some(Frame::Seq { node, items }) => {
+                let (parent, segment) = (*node, format!("[{}]", items.len()));
+                self.positions.add(parent, segment, at(mark))
             }
-            Some(Frame::Seq { path, items }) => {
-                let p = format!("{path}[{}]", items.len());
-                self.positions.insert(p.clone(), at(mark));
-                p
-            }
-            Some(Frame::Map { path, key: Some(k), .. }) => join(path, &segment(k)),
+            Some(Frame::Map { key: Some((_, node)), .. }) => *node,
             Some(Frame::Map { key: None, .. }) => {
                 self.fail(mark, "a key must be text, not a mapping or a list");
                 return None;
             }
         };
-        Some(path)
+        Some(node)
     }
 
     fn place(&mut self, value: Value) {
@@ -168,7 +222,7 @@ impl Builder {
             None => self.root = Some(value),
             Some(Frame::Seq { items, .. }) => items.push(value),
             Some(Frame::Map { map, key, .. }) => {
-                if let Some(k) = key.take() {
+                if let Some((k, _)) = key.take() {
                     map.insert(k, value);
                 }
             }
@@ -179,12 +233,12 @@ impl Builder {
         if let Some(tag) = tag {
             return self.fail(mark, format!("tags ({}) are not supported", written(&tag)));
         }
-        let Some(path) = self.next_path(mark) else { return };
         if self.stack.len() >= MAX_DEPTH {
             return self.fail(mark, format!("the document nests deeper than {MAX_DEPTH} levels"));
         }
+        let Some(node) = self.next_node(mark) else { return };
         let item = matches!(self.stack.last(), Some(Frame::Seq { .. }));
-        self.stack.push(if seq { Frame::Seq { path, items: Vec::new() } } else { Frame::Map { path, map: Map::new(), key: None, item } });
+        self.stack.push(if seq { Frame::Seq { node, items: Vec::new() } } else { Frame::Map { node, map: Map::new(), key: None, item } });
     }
 
     fn close(&mut self) {
@@ -204,21 +258,27 @@ impl Builder {
             Some(t) => return self.fail(mark, format!("tags ({}) are not supported", written(t))),
         };
         // A key.
-        if let Some(Frame::Map { path, map, key, item }) = self.stack.last_mut() {
+        if let Some(Frame::Map { node, map, key, item }) = self.stack.last_mut() {
             if key.is_none() {
-                if *item && map.is_empty() {
-                    self.positions.insert(path.clone(), at(mark));
+                let (node, first_of_item) = (*node, *item && map.is_empty());
+                if text.len() > MAX_KEY {
+                    return self.fail(mark, format!("a key is at most {MAX_KEY} bytes; this one is {}", text.len()));
                 }
                 if map.contains_key(&text) {
-                    let message = format!("{text:?} appears twice in this mapping");
-                    return self.fail(mark, message);
+                    let shown: String = text.chars().take(64).collect();
+                    return self.fail(mark, format!("{shown:?} appears twice in this mapping"));
                 }
-                self.positions.insert(join(path, &segment(&text)), at(mark));
-                *key = Some(text);
+                if first_of_item {
+                    self.positions.nodes[node].2 = at(mark);
+                }
+                let key_node = self.positions.add(node, segment(&text), at(mark));
+                if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                    *key = Some((text, key_node));
+                }
                 return;
             }
         }
-        if self.next_path(mark).is_none() {
+        if self.next_node(mark).is_none() {
             return;
         }
         let value = if plain {
@@ -299,13 +359,30 @@ fn resolve(text: &str) -> Result<Value, String> {
     Ok(Value::String(text.to_owned()))
 }
 
-/// Reads one document.
+/// Reads one document. The parser is driven event by event (its own loader recurses once per
+/// level of nesting, so a deep document could exhaust the stack), and stops at the first problem.
 pub fn load(text: &str) -> Result<Document, Problem> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, false) {
-        let (line, column) = at(e.marker());
-        return Err(Problem { line, column, field: String::new(), message: format!("not valid YAML: {}", e.info()) });
+    let mut documents = 0;
+    while builder.error.is_none() {
+        let (event, mark) = match parser.next_token() {
+            Ok(e) => e,
+            Err(e) => {
+                let (line, column) = at(e.marker());
+                return Err(Problem { line, column, field: String::new(), message: format!("not valid YAML: {}", e.info()) });
+            }
+        };
+        match event {
+            Event::StreamEnd => break,
+            Event::DocumentStart => {
+                documents += 1;
+                if documents > 1 {
+                    builder.fail(&mark, "a file holds one blueprint: this is a second document (after ---)");
+                }
+            }
+            event => builder.on_event(event, mark),
+        }
     }
     if let Some(e) = builder.error {
         return Err(e);

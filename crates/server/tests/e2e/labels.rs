@@ -80,7 +80,7 @@ async fn bad_labels_are_refused_with_the_field_named() {
     }
     let (status, err) = app.admin(Method::POST, "/workspaces", Some(json!({"name": "x", "labels": {"env": 1}}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    for query in ["?labels=env", "?labels=env=a%20b", "?labels==prod"] {
+    for query in ["?labels=env", "?labels=env=a%20b", "?labels==prod", "?labels=env=prod,env=dev"] {
         let (status, err) = app.admin(Method::GET, &format!("/workspaces{query}"), None).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {err}");
         assert_eq!(err["error"]["details"][0]["field"], "labels", "{err}");

@@ -39,12 +39,8 @@ macro_rules! impl_blueprint_store {
                                 .fetch_optional(&mut *tx)
                                 .await?;
                         if same.as_deref() == Some(document) {
+                            let record = Self::blueprint_record(&mut tx, &id).await?;
                             tx.commit().await?;
-                            let record = self
-                                .get_blueprint(&id, None)
-                                .await?
-                                .map(|b| b.0)
-                                .ok_or_else(|| crate::StoreError::Corrupt("a blueprint vanished".into()))?;
                             return Ok((record, false));
                         }
                         sqlx::query("UPDATE blueprints SET current_version = $1, updated_at = $2 WHERE id = $3")
@@ -66,12 +62,9 @@ macro_rules! impl_blueprint_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                // Read in the transaction: what this request stored, whatever follows it.
+                let record = Self::blueprint_record(&mut tx, &id).await?;
                 tx.commit().await?;
-                let record = self
-                    .get_blueprint(&id, None)
-                    .await?
-                    .map(|b| b.0)
-                    .ok_or_else(|| crate::StoreError::Corrupt("a blueprint vanished".into()))?;
                 Ok((record, true))
             }
 
@@ -117,6 +110,17 @@ macro_rules! impl_blueprint_store {
                 let done = sqlx::query("DELETE FROM blueprints WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(done.rows_affected() > 0)
+            }
+        }
+
+        impl $store {
+            async fn blueprint_record(tx: &mut sqlx::Transaction<'_, $db>, id: &str) -> Result<crate::BlueprintRecord> {
+                let (id, name, version, created_at, updated_at): (String, String, i64, i64, i64) =
+                    sqlx::query_as("SELECT id, name, current_version, created_at, updated_at FROM blueprints WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                Ok(crate::BlueprintRecord { id, name, version, created_at, updated_at })
             }
         }
     };
