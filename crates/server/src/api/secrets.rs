@@ -49,13 +49,6 @@ pub struct SecretList {
     pub next_cursor: Option<String>,
 }
 
-fn check_secret_name(name: &str) -> ApiResult<()> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
-        return Err(ApiError::invalid("name", "must be 1 to 64 of A-Z, a-z, 0-9, _ and -"));
-    }
-    Ok(())
-}
-
 /// Sets a secret (or replaces its value): `201` when it is new, `200` when replaced.
 #[utoipa::path(put, path = "/workspaces/{ws}/secrets/{secret}", tag = "workspaces", params(("ws" = String, Path), ("secret" = String, Path)),
     request_body(content = PutSecret, example = json!({"value": "xoxb-..."})),
@@ -69,7 +62,8 @@ async fn put_secret(
 ) -> ApiResult<(StatusCode, Change, Json<SecretOut>)> {
     principal.forbid_narrowed("set secrets")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
-    check_secret_name(&name)?;
+    // The same rule as the `${secret:NAME}` that refers to it.
+    crate::blueprint::valid_key(&name).map_err(|m| ApiError::invalid("name", m))?;
     if body.value.is_empty() || body.value.len() > MAX_SECRET_BYTES {
         return Err(ApiError::invalid("value", format!("must be 1 to {MAX_SECRET_BYTES} bytes")));
     }

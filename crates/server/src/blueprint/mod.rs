@@ -296,8 +296,8 @@ fn describe_serde(message: &str) -> String {
     message.replace("u32", "a whole number").replace("u64", "a whole number").replace("f64", "a number").replace("invalid type: ", "")
 }
 
-/// A key in one of the blueprint's maps: 1 to 64 of `A-Z a-z 0-9 _ -`.
-fn valid_key(key: &str) -> Result<(), String> {
+/// A key in one of the blueprint's maps, and a secret's name: 1 to 64 of `A-Z a-z 0-9 _ -`.
+pub fn valid_key(key: &str) -> Result<(), String> {
     if key.is_empty() || key.len() > 64 {
         return Err("a key must be 1 to 64 characters".into());
     }
