@@ -415,8 +415,9 @@ async fn cancelled_deliveries_are_never_attempted_again_by_id_by_event_or_by_fil
         Receiver::start(move |_, _| if flag.load(std::sync::atomic::Ordering::SeqCst) { Reply::Status(200) } else { Reply::Status(503) })
             .await;
     let ws = app.workspace("acme").await;
-    // Each delivery fails once, then waits 1.5 s for its next attempt: long enough to cancel it.
-    let policy = json!({"retry_policy": {"max_attempts": 10, "initial_delay_ms": 1_500, "max_delay_ms": 1_500}});
+    // Each delivery fails once, then waits 4 s for its next attempt: long enough to see all four
+    // fail and cancel three, even on a loaded CI machine (1.5 s once let retries in first).
+    let policy = json!({"retry_policy": {"max_attempts": 10, "initial_delay_ms": 4_000, "max_delay_ms": 4_000}});
     let conn = app.webhook(&ws, &receiver.url(), policy).await;
     app.rule(&ws, &conn, "*", json!({})).await;
     let mut events = Vec::new();
@@ -429,7 +430,7 @@ async fn cancelled_deliveries_are_never_attempted_again_by_id_by_event_or_by_fil
         app.wait_delivery(&id, "retrying").await;
         deliveries.push(id);
     }
-    assert_eq!(receiver.count(), 4);
+    assert_eq!(receiver.count(), 4, "each delivery failed once, and none is due again yet");
 
     // One by id: cancelled at once, again harmlessly, and its event has nothing left to do.
     let cancelled = app.ok(Method::POST, &format!("/deliveries/{}/cancel", deliveries[0]), None, 200).await;
