@@ -79,6 +79,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/blueprints/plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Plans a document sent as the body (YAML or JSON) without storing it: what a pipeline checks
+         *     before it stores and applies. Compared with what the blueprint of the same name (if stored)
+         *     manages in each workspace.
+         */
+        post: operations["plan_document"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/blueprints/{id}": {
         parameters: {
             query?: never;
@@ -92,6 +113,91 @@ export interface paths {
         post?: never;
         /** Deletes a blueprint and its versions. */
         delete: operations["delete_blueprint"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/blueprints/{id}/apply": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Applies a stored version of a blueprint (the current one, or `?version=`) to each workspace:
+         *     all of a workspace's changes or none, and nothing where nothing differs (applying twice
+         *     changes nothing). A workspace with problems is left as it was and reported `failed`; the
+         *     others are applied.
+         */
+        post: operations["apply_blueprint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/blueprints/{id}/drift": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Drift: how each workspace the blueprint was applied to differs from the version applied
+         *     there, resource by resource and field by field (changes made by hand in the API or the
+         *     embedded pages, resources deleted by hand). Overridden fields are the workspace's and never
+         *     drift. Apply again to revert, or accept a change with `PUT .../overrides/{ws}`.
+         */
+        get: operations["blueprint_drift"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/blueprints/{id}/overrides/{ws}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The fields a workspace owns instead of the blueprint. */
+        get: operations["get_overrides"];
+        /**
+         * Replaces the fields a workspace owns instead of the blueprint: a change made by hand to one
+         *     of them is no longer drift, and applying keeps it. Resources not named own none.
+         */
+        put: operations["put_overrides"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/blueprints/{id}/plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Plans a stored blueprint (the current version, or `?version=`): for each workspace, what would
+         *     be created, changed (field by field) and deleted. Nothing is written.
+         */
+        post: operations["plan_blueprint"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -993,6 +1099,20 @@ export interface components {
             created_by?: string | null;
             created_at: string;
         };
+        /** @description What an apply did in one workspace. */
+        AppliedWorkspace: components["schemas"]["WorkspacePlan"] & {
+            /** @description `applied`, `unchanged`, or `failed` (nothing was written: see `problems`). */
+            status: string;
+        };
+        ApplyOut: {
+            blueprint: components["schemas"]["BlueprintOut"];
+            /** Format: int64 */
+            version: number;
+            workspaces: components["schemas"]["AppliedWorkspace"][];
+            applied: number;
+            unchanged: number;
+            failed: number;
+        };
         AttemptOut: {
             /** Format: int32 */
             number: number;
@@ -1478,6 +1598,12 @@ export interface components {
             created_at: string;
             updated_at: string;
         };
+        DriftOut: {
+            blueprint: components["schemas"]["BlueprintOut"];
+            workspaces: components["schemas"]["WorkspaceDrift"][];
+            /** @description Workspaces with drift. */
+            drifted: number;
+        };
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
         };
@@ -1554,6 +1680,17 @@ export interface components {
              */
             sample?: Record<string, never> | null;
             sample_truncated: boolean;
+        };
+        /**
+         * @description One field that changes: its path in the resource's view, and the values before and after
+         *     (left out for credentials, which are never shown).
+         */
+        FieldChange: {
+            field: string;
+            from?: Record<string, never> | null;
+            to?: Record<string, never> | null;
+            /** @description True for credentials: that they change is shown, never what they hold. */
+            sensitive?: boolean;
         };
         FieldDetail: {
             field: string;
@@ -1922,6 +2059,13 @@ export interface components {
             /** @description The flow must be finished before this time. */
             expires_at: string;
         };
+        /** @description The fields each managed resource of a workspace owns instead of the blueprint. */
+        Overrides: {
+            /** @description By resource (`rules.alerts`): paths such as `action_config.channel`, or a whole field (`name`). */
+            overrides: {
+                [key: string]: string[];
+            };
+        };
         Period: {
             /** @description `2026-12`: usage counts per calendar month, UTC. */
             month: string;
@@ -1933,15 +2077,24 @@ export interface components {
             /** @description The plan of workspaces without one of their own, if the plans file names one. */
             default_plan?: string | null;
         };
+        /** @description A blueprint's plan. */
         PlanOut: {
-            name: string;
-            description?: string | null;
-            /** @description A limit left out is no limit. */
-            limits: components["schemas"]["Limits"];
-            /** @description `config`: defined in the plans file, read-only here; `api`: made through the API. */
-            source: string;
-            created_at: string;
-            updated_at: string;
+            blueprint?: null | components["schemas"]["BlueprintOut"];
+            /**
+             * Format: int64
+             * @description The version planned (0 for a document sent with `POST /blueprints/plan`).
+             */
+            version: number;
+            workspaces: components["schemas"]["WorkspacePlan"][];
+            /** @description Changes in all, over every workspace. */
+            changes: number;
+            /** @description Workspaces that cannot be applied as they are. */
+            failed: number;
+        };
+        /** @description A problem that keeps a workspace from being applied. */
+        PlanProblem: {
+            field: string;
+            message: string;
         };
         PreviewField: {
             key: string;
@@ -2022,6 +2175,22 @@ export interface components {
             event?: string | null;
             since?: string | null;
             until?: string | null;
+        };
+        /** @description What happens to one resource. */
+        ResourceChange: {
+            /**
+             * @description Where the blueprint declares it: `connections.slack`, `rules.alerts`, `event_types["user.created"]`;
+             *     `unmanaged.<kind>.<id>` for what a prune removes.
+             */
+            resource: string;
+            /** @description `create`, `update` or `delete`. */
+            action: string;
+            /** @description The resource's id in the workspace (the name, for an event type); null for one not made yet. */
+            id?: string | null;
+            /** @description For `update`, what changes; for `create`, every field the blueprint sets. */
+            fields: components["schemas"]["FieldChange"][];
+            /** @description Why, when it is not plain: `deleted by hand: made again`, `not managed: removed by prune`. */
+            note?: string | null;
         };
         /** @description One record of the product's own (`resource` and `resource_id`, as events carry them). */
         ResourceRef: {
@@ -2227,6 +2396,22 @@ export interface components {
         WorkspaceCreated: components["schemas"]["WorkspaceOut"] & {
             publishable_key: components["schemas"]["NewKeyOut"];
         };
+        /** @description How one workspace differs from the version applied to it. */
+        WorkspaceDrift: {
+            workspace_id: string;
+            workspace_name: string;
+            /** Format: int64 */
+            applied_version: number;
+            applied_at: string;
+            /** @description Managed resources changed (field by field) or deleted by hand since. */
+            drift: components["schemas"]["ResourceChange"][];
+            /** @description Fields the workspace owns instead of the blueprint (never drift). */
+            overrides: {
+                [key: string]: string[];
+            };
+            /** @description What keeps the applied version from being compared (a secret deleted since, say). */
+            problems: components["schemas"]["PlanProblem"][];
+        };
         /** @description A role in one workspace, held by a workspace-scoped API key. */
         WorkspaceGrant: {
             workspace_id: string;
@@ -2245,6 +2430,23 @@ export interface components {
             };
             created_at: string;
             updated_at: string;
+        };
+        /** @description A blueprint's plan for one workspace. */
+        WorkspacePlan: {
+            workspace_id: string;
+            workspace_name: string;
+            /**
+             * Format: int64
+             * @description The version applied there before, if any.
+             */
+            applied_version?: number | null;
+            changes: components["schemas"]["ResourceChange"][];
+            /** @description Fields the workspace owns instead of the blueprint, by resource. */
+            overrides?: {
+                [key: string]: string[];
+            };
+            /** @description When not empty, nothing can be applied to this workspace. */
+            problems: components["schemas"]["PlanProblem"][];
         };
         WorkspaceStats: {
             last_24h: components["schemas"]["WindowStats"];
@@ -2943,6 +3145,164 @@ export interface operations {
             };
         };
     };
+    plan_document: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Comma-separated workspace ids: only these (each must be one of the blueprint's targets,
+                 *     when it has targets). Default: every workspace the targets select.
+                 */
+                workspaces?: string;
+                /** @description A version other than the current one. */
+                version?: number;
+                /**
+                 * @description Also remove the connections, rules and event type declarations no blueprint manages
+                 *     (those people made by hand). Default false.
+                 */
+                prune?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connections": {
+                 *         "hook": {
+                 *           "config": {
+                 *             "url": "https://hooks.example.com/alerts"
+                 *           },
+                 *           "name": "Alerts",
+                 *           "type": "webhook"
+                 *         }
+                 *       },
+                 *       "name": "alerts",
+                 *       "rules": {
+                 *         "all": {
+                 *           "connection": "hook",
+                 *           "event": "alert.*",
+                 *           "name": "Every alert"
+                 *         }
+                 *       },
+                 *       "targets": {
+                 *         "labels": {
+                 *           "env": "prod"
+                 *         }
+                 *       },
+                 *       "version": 1
+                 *     }
+                 */
+                "application/json": Record<string, never>;
+                /**
+                 * @example version: 1
+                 *     name: alerts
+                 *     connections:
+                 *       hook:
+                 *         type: webhook
+                 *         name: Alerts
+                 *         config: {url: "https://hooks.example.com/alerts"}
+                 *     rules:
+                 *       all:
+                 *         name: Every alert
+                 *         event: alert.*
+                 *         connection: hook
+                 */
+                "application/yaml": string;
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanOut"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body did not arrive in time. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than this endpoint accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_blueprint: {
         parameters: {
             query?: {
@@ -3076,6 +3436,512 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    apply_blueprint: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Comma-separated workspace ids: only these (each must be one of the blueprint's targets,
+                 *     when it has targets). Default: every workspace the targets select.
+                 */
+                workspaces?: string;
+                /** @description A version other than the current one. */
+                version?: number;
+                /**
+                 * @description Also remove the connections, rules and event type declarations no blueprint manages
+                 *     (those people made by hand). Default false.
+                 */
+                prune?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The blueprint's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApplyOut"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    blueprint_drift: {
+        parameters: {
+            query?: {
+                /** @description Comma-separated workspace ids: only these. */
+                workspaces?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The blueprint's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DriftOut"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A value is missing or not valid; `details` names each field. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_overrides: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The blueprint's id or name */
+                id: string;
+                ws: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Overrides"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_overrides: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The blueprint's id or name */
+                id: string;
+                ws: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "overrides": {
+                 *         "rules.alerts": [
+                 *           "action_config.channel"
+                 *         ]
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Overrides"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Overrides"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body did not arrive in time. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than this endpoint accepts. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    plan_blueprint: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Comma-separated workspace ids: only these (each must be one of the blueprint's targets,
+                 *     when it has targets). Default: every workspace the targets select.
+                 */
+                workspaces?: string;
+                /** @description A version other than the current one. */
+                version?: number;
+                /**
+                 * @description Also remove the connections, rules and event type declarations no blueprint manages
+                 *     (those people made by hand). Default false.
+                 */
+                prune?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The blueprint's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanOut"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

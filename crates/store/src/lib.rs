@@ -930,6 +930,91 @@ pub trait BlueprintStore: Send + Sync {
     /// By id or name; the current version unless `version` is given.
     async fn get_blueprint(&self, id_or_name: &str, version: Option<i64>) -> Result<Option<(BlueprintRecord, BlueprintVersion)>>;
     async fn delete_blueprint(&self, id: &str) -> Result<bool>;
+    /// Every resource any blueprint manages in a workspace.
+    async fn managed_resources(&self, ws: &WorkspaceId) -> Result<Vec<ManagedResource>>;
+    /// Where a blueprint has been applied, and which version.
+    async fn blueprint_applications(&self, blueprint_id: &str) -> Result<Vec<BlueprintApplication>>;
+    /// Makes a workspace what a plan says, in one transaction: every change or none. `Conflict`
+    /// when the blueprint's resources in the workspace are no longer `apply.expected` (another
+    /// apply came first: plan again); `Limit` past the workspace's caps.
+    async fn apply_blueprint(&self, apply: &BlueprintApply, now: Millis) -> Result<()>;
+    /// Replaces the overrides of the blueprint's resources in a workspace (resources not named get
+    /// none). False when the blueprint was never applied there.
+    async fn set_overrides(&self, ws: &WorkspaceId, blueprint_id: &str, overrides: &[(ManagedKind, String, Vec<String>)]) -> Result<bool>;
+    /// Notes that a resource was changed by hand: a `blueprint.drift` notification when a
+    /// blueprint manages it.
+    async fn note_hand_change(&self, ws: &WorkspaceId, kind: ManagedKind, resource_id: &str, fields: &[&str], now: Millis) -> Result<()>;
+}
+
+/// What a blueprint manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ManagedKind {
+    Connection,
+    Rule,
+    EventType,
+}
+
+impl ManagedKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connection => "connection",
+            Self::Rule => "rule",
+            Self::EventType => "event_type",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "connection" => Self::Connection,
+            "rule" => Self::Rule,
+            "event_type" => Self::EventType,
+            _ => return None,
+        })
+    }
+}
+
+/// A resource a blueprint manages in a workspace: found by the blueprint's key, whatever its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedResource {
+    pub blueprint_id: String,
+    pub kind: ManagedKind,
+    pub key: String,
+    /// The connection's or rule's id; an event type's name.
+    pub resource_id: String,
+    /// Fields (paths such as `action_config.channel`) the workspace owns instead of the blueprint.
+    pub overrides: Vec<String>,
+}
+
+/// A blueprint's version applied to a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlueprintApplication {
+    pub workspace_id: WorkspaceId,
+    pub blueprint_id: String,
+    pub version: i64,
+    pub applied_at: Millis,
+}
+
+/// One workspace's changes from one blueprint, applied together.
+#[derive(Debug, Clone)]
+pub struct BlueprintApply {
+    pub workspace_id: WorkspaceId,
+    pub blueprint_id: String,
+    pub version: i64,
+    /// The blueprint's resources in the workspace when the plan was made.
+    pub expected: Vec<ManagedResource>,
+    /// The blueprint's resources once applied (overrides included).
+    pub resources: Vec<ManagedResource>,
+    pub create_connections: Vec<Connection>,
+    pub update_connections: Vec<Connection>,
+    pub delete_connections: Vec<ConnectionId>,
+    pub create_rules: Vec<Rule>,
+    pub update_rules: Vec<Rule>,
+    pub delete_rules: Vec<RuleId>,
+    pub declare_event_types: Vec<EventTypeDeclaration>,
+    pub undeclare_event_types: Vec<String>,
+    /// The workspace's caps (checked once everything is in).
+    pub max_connections: Option<u32>,
+    pub rule_caps: RuleCaps,
 }
 
 pub trait Store:

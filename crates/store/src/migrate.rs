@@ -25,6 +25,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 14, name: "labels", sql: include_str!("../migrations/sqlite/0014_labels.sql") },
     Migration { version: 15, name: "secrets", sql: include_str!("../migrations/sqlite/0015_secrets.sql") },
     Migration { version: 16, name: "blueprints", sql: include_str!("../migrations/sqlite/0016_blueprints.sql") },
+    Migration { version: 17, name: "blueprint_resources", sql: include_str!("../migrations/sqlite/0017_blueprint_resources.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -48,6 +49,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 18, name: "labels", sql: include_str!("../migrations/postgres/0018_labels.sql") },
     Migration { version: 19, name: "secrets", sql: include_str!("../migrations/postgres/0019_secrets.sql") },
     Migration { version: 20, name: "blueprints", sql: include_str!("../migrations/postgres/0020_blueprints.sql") },
+    Migration { version: 21, name: "blueprint_resources", sql: include_str!("../migrations/postgres/0021_blueprint_resources.sql") },
 ];
 
 /// The statements of a migration script: whole-line `--` comments dropped, split on `;`

@@ -20,7 +20,7 @@ use switchyard_core::ids::*;
 use switchyard_core::model::{Connection, ConnectionStatus, InactiveReason};
 use switchyard_core::retry::{RetryPolicy, RetryPolicyInput};
 use switchyard_destinations::{Connector, ValidationContext};
-use switchyard_store::{DeleteOutcome, Owned, Scope};
+use switchyard_store::{DeleteOutcome, ManagedKind, Owned, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -219,7 +219,7 @@ pub(crate) fn connector(state: &AppState, kind: &str) -> ApiResult<Arc<dyn Conne
     })
 }
 
-fn check_limits(timeout_ms: u64, max_in_flight: u32, rate_limit_per_minute: Option<u32>) -> ApiResult<()> {
+pub(crate) fn check_limits(timeout_ms: u64, max_in_flight: u32, rate_limit_per_minute: Option<u32>) -> ApiResult<()> {
     if rate_limit_per_minute.is_some_and(|r| !RATE_LIMIT_RANGE.contains(&r)) {
         return Err(ApiError::invalid(
             "rate_limit_per_minute",
@@ -242,14 +242,14 @@ fn check_limits(timeout_ms: u64, max_in_flight: u32, rate_limit_per_minute: Opti
 }
 
 /// Config keys that decide where a connection's requests (and credentials) go.
-const DESTINATION_KEYS: &[&str] = &["url", "base_url", "instance_url", "account", "region"];
+pub(crate) const DESTINATION_KEYS: &[&str] = &["url", "base_url", "instance_url", "account", "region"];
 
 /// Keys the OAuth flow keeps beside an access token; never accepted from a caller.
 const TOKEN_KEYS: &[&str] = &["oauth_provider", "refresh_token", "expires_at", "obtained_at", "scope"];
 
 /// Checks and seals credentials. Those from an OAuth flow (`from_flow`) carry token bookkeeping
 /// the integration's fields do not name; callers may not send it.
-fn seal_credentials(
+pub(crate) fn seal_credentials(
     state: &AppState,
     connector: &dyn Connector,
     credentials: &Value,
@@ -274,7 +274,7 @@ fn seal_credentials(
 
 /// Moves secrets a connector keeps in `config` (a Discord webhook URL) into the credentials, so
 /// they are encrypted and never shown again.
-fn split_secrets(connector: &dyn Connector, config: &mut Value, credentials: &mut Option<Value>) {
+pub(crate) fn split_secrets(connector: &dyn Connector, config: &mut Value, credentials: &mut Option<Value>) {
     for key in connector.secret_config_keys() {
         if let Some(secret) = config.as_object_mut().and_then(|c| c.remove(*key)) {
             let creds = credentials.get_or_insert_with(empty_object);
@@ -511,6 +511,7 @@ async fn update_connection(
     conn.updated_at = switchyard_core::now_millis();
     state.store.update_connection(&conn).await?;
     state.config_changed();
+    crate::blueprint::plan::note_hand_change(&state, &conn.workspace_id, ManagedKind::Connection, conn.id.as_str(), &changed).await;
     let change = connection_change("connection.update", &conn, json!({"fields": changed}));
     Ok((change, Json(ConnectionOut::new(&conn, new_secret))))
 }
@@ -545,6 +546,8 @@ async fn delete_connection(
     match state.store.delete_connection(&scope, &id, force).await? {
         DeleteOutcome::Deleted => {
             state.config_changed();
+            crate::blueprint::plan::note_hand_change(&state, &existing.workspace_id, ManagedKind::Connection, id.as_str(), &["deleted"])
+                .await;
             let provider = credentials
                 .as_ref()
                 .and_then(|c| c.get("oauth_provider"))

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use switchyard_core::events::validate_event_name;
+use switchyard_core::ids::WorkspaceId;
 use switchyard_core::model::EventType;
-use switchyard_store::{EventTypeDeclaration, Page};
+use switchyard_store::{EventTypeDeclaration, ManagedKind, Page};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -142,6 +143,28 @@ async fn declare_event_type(
 ) -> ApiResult<(Change, Json<EventTypeOut>)> {
     principal.forbid_narrowed("declare event types")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
+    let change = Change::new("event_type.declare", "event_type", &name).in_workspace(&ws.id).summary(json!({
+        "description": body.description.is_some(), "json_schema": body.json_schema.is_some(), "example": body.example.is_some(),
+    }));
+    let declared_in = ws.id.clone();
+    let declaration = declaration(ws.id, name, body)?;
+    let declared = state.store.declare_event_type(&declaration, switchyard_core::now_millis()).await.map_err(|e| match e {
+        switchyard_store::StoreError::Conflict(m) => ApiError::invalid("name", m),
+        other => other.into(),
+    })?;
+    crate::blueprint::plan::note_hand_change(
+        &state,
+        &declared_in,
+        ManagedKind::EventType,
+        &declared.name,
+        &["description", "json_schema", "example"],
+    )
+    .await;
+    Ok((change, Json(EventTypeOut::new(declared, samples_for(&principal), usize::MAX))))
+}
+
+/// Checks a declaration as `PUT /workspaces/{ws}/event-types/{name}` takes it.
+pub(crate) fn declaration(ws: WorkspaceId, name: String, body: DeclareEventType) -> ApiResult<EventTypeDeclaration> {
     check_name(&name)?;
     if body.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
         return Err(ApiError::invalid("description", format!("must be at most {MAX_DESCRIPTION} characters")));
@@ -164,21 +187,13 @@ async fn declare_event_type(
             return Err(ApiError::invalid("json_schema.type", "must be a type name or a list of them"));
         }
     }
-    let change = Change::new("event_type.declare", "event_type", &name).in_workspace(&ws.id).summary(json!({
-        "description": body.description.is_some(), "json_schema": body.json_schema.is_some(), "example": body.example.is_some(),
-    }));
-    let declaration = EventTypeDeclaration {
-        workspace_id: ws.id,
+    Ok(EventTypeDeclaration {
+        workspace_id: ws,
         name,
         description: body.description.filter(|d| !d.trim().is_empty()),
         json_schema: as_text(body.json_schema, "json_schema")?,
         example: as_text(body.example, "example")?,
-    };
-    let declared = state.store.declare_event_type(&declaration, switchyard_core::now_millis()).await.map_err(|e| match e {
-        switchyard_store::StoreError::Conflict(m) => ApiError::invalid("name", m),
-        other => other.into(),
-    })?;
-    Ok((change, Json(EventTypeOut::new(declared, samples_for(&principal), usize::MAX))))
+    })
 }
 
 /// Removes a declaration. What ingestion learned stays; a type never received disappears.
@@ -195,5 +210,6 @@ async fn undeclare_event_type(
     if !state.store.undeclare_event_type(&ws.id, &name, switchyard_core::now_millis()).await? {
         return Err(ApiError::not_found("event type declaration"));
     }
+    crate::blueprint::plan::note_hand_change(&state, &ws.id, ManagedKind::EventType, &name, &["deleted"]).await;
     Ok((StatusCode::NO_CONTENT, Change::new("event_type.undeclare", "event_type", &name).in_workspace(&ws.id), ()))
 }

@@ -18,7 +18,7 @@ use switchyard_core::conditions::Condition;
 use switchyard_core::events::EventPattern;
 use switchyard_core::ids::*;
 use switchyard_core::model::{Event, EventStatus, Rule};
-use switchyard_store::{NewDelivery, NewEvent, Owned, Scope};
+use switchyard_store::{ManagedKind, NewDelivery, NewEvent, Owned, Scope};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -288,6 +288,7 @@ async fn update_rule(
     rule.updated_at = switchyard_core::now_millis();
     state.store.update_rule(&rule).await?;
     state.config_changed();
+    crate::blueprint::plan::note_hand_change(&state, &rule.workspace_id, ManagedKind::Rule, rule.id.as_str(), &changed).await;
     let change = rule_change("rule.update", &rule, json!({"fields": changed}));
     Ok((change, Json(rule.into())))
 }
@@ -301,6 +302,7 @@ async fn delete_rule(State(state): State<AppState>, principal: Principal, Path(i
         return Err(ApiError::not_found("rule"));
     }
     state.config_changed();
+    crate::blueprint::plan::note_hand_change(&state, &rule.workspace_id, ManagedKind::Rule, rule.id.as_str(), &["deleted"]).await;
     Ok((StatusCode::NO_CONTENT, rule_change("rule.delete", &rule, json!({})), ()))
 }
 

@@ -7,8 +7,11 @@
 //! something, that templates compile and mappings parse. Every problem names its line, column and
 //! field.
 
+pub mod plan;
 pub mod resolve;
 mod yaml;
+
+pub use yaml::segment as yaml_segment;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -2,6 +2,7 @@
 //! loopback receivers, and speaks to both over HTTP only.
 
 mod access;
+mod blueprint_apply;
 mod blueprints;
 mod connectors;
 mod console;

@@ -19,31 +19,7 @@ macro_rules! impl_connection_store {
                     Self::check_limit(&mut tx, "connections", max, "SELECT COUNT(*) FROM connections WHERE workspace_id = $1", &[c.workspace_id.as_str()])
                         .await?;
                 }
-                sqlx::query(
-                    "INSERT INTO connections (id, workspace_id, kind, name, config, credentials_sealed, signing_secret_sealed,
-                        previous_secret_sealed, previous_secret_expires_at, retry_policy, timeout_ms, max_in_flight, created_at, updated_at,
-                        rate_limit_per_minute, status, circuit_breaker)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-                )
-                .bind(c.id.as_str())
-                .bind(c.workspace_id.as_str())
-                .bind(&c.kind)
-                .bind(&c.name)
-                .bind(c.config.to_string())
-                .bind(&c.credentials_sealed)
-                .bind(&c.signing_secret_sealed)
-                .bind(&c.previous_secret_sealed)
-                .bind(c.previous_secret_expires_at)
-                .bind(serde_json::to_string(&c.retry_policy).unwrap_or_default())
-                .bind(c.timeout_ms as i64)
-                .bind(c.max_in_flight as i64)
-                .bind(c.created_at)
-                .bind(c.updated_at)
-                .bind(c.rate_limit_per_minute.map(i64::from))
-                .bind(c.status.as_str())
-                .bind(crate::shared::connections::breaker_json(&c.breaker))
-                .execute(&mut *tx)
-                .await?;
+                Self::insert_connection(&mut tx, c).await?;
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())
@@ -70,41 +46,7 @@ macro_rules! impl_connection_store {
 
             async fn update_connection(&self, c: &Connection) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
-                sqlx::query(
-                    "UPDATE connections SET name = $1, config = $2, credentials_sealed = $3, signing_secret_sealed = $4,
-                        previous_secret_sealed = $5, previous_secret_expires_at = $6, retry_policy = $7, timeout_ms = $8,
-                        max_in_flight = $9, updated_at = $10, rate_limit_per_minute = $13, status = $14, circuit_breaker = $15
-                     WHERE id = $11 AND workspace_id = $12",
-                )
-                .bind(&c.name)
-                .bind(c.config.to_string())
-                .bind(&c.credentials_sealed)
-                .bind(&c.signing_secret_sealed)
-                .bind(&c.previous_secret_sealed)
-                .bind(c.previous_secret_expires_at)
-                .bind(serde_json::to_string(&c.retry_policy).unwrap_or_default())
-                .bind(c.timeout_ms as i64)
-                .bind(c.max_in_flight as i64)
-                .bind(c.updated_at)
-                .bind(c.id.as_str())
-                .bind(c.workspace_id.as_str())
-                .bind(c.rate_limit_per_minute.map(i64::from))
-                .bind(c.status.as_str())
-                .bind(crate::shared::connections::breaker_json(&c.breaker))
-                .execute(&mut *tx)
-                .await?;
-                if !c.breaker.enabled {
-                    // A breaker turned off leaves no circuit open or half open behind.
-                    sqlx::query(
-                        "UPDATE connections SET circuit_state = 'closed', circuit_reason = NULL, circuit_retry_at = 0, circuit_successes = 0,
-                             circuit_cooldown_ms = 0, circuit_since = $2
-                         WHERE id = $1 AND circuit_state <> 'closed'",
-                    )
-                    .bind(c.id.as_str())
-                    .bind(c.updated_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                Self::update_connection_row(&mut tx, c).await?;
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())
@@ -130,23 +72,102 @@ macro_rules! impl_connection_store {
                         return Ok(DeleteOutcome::InUse(active.into_iter().map(RuleId::from_trusted).collect()));
                     }
                 }
+                Self::delete_connection_row(&mut tx, id.as_str()).await?;
+                Self::bump_config_version(&mut tx).await?;
+                tx.commit().await?;
+                Ok(DeleteOutcome::Deleted)
+            }
+        }
+
+        impl $store {
+            /// Inserts a connection, in the caller's transaction.
+            pub(crate) async fn insert_connection(tx: &mut sqlx::Transaction<'_, $db>, c: &Connection) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO connections (id, workspace_id, kind, name, config, credentials_sealed, signing_secret_sealed,
+                        previous_secret_sealed, previous_secret_expires_at, retry_policy, timeout_ms, max_in_flight, created_at, updated_at,
+                        rate_limit_per_minute, status, circuit_breaker)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                )
+                .bind(c.id.as_str())
+                .bind(c.workspace_id.as_str())
+                .bind(&c.kind)
+                .bind(&c.name)
+                .bind(c.config.to_string())
+                .bind(&c.credentials_sealed)
+                .bind(&c.signing_secret_sealed)
+                .bind(&c.previous_secret_sealed)
+                .bind(c.previous_secret_expires_at)
+                .bind(serde_json::to_string(&c.retry_policy).unwrap_or_default())
+                .bind(c.timeout_ms as i64)
+                .bind(c.max_in_flight as i64)
+                .bind(c.created_at)
+                .bind(c.updated_at)
+                .bind(c.rate_limit_per_minute.map(i64::from))
+                .bind(c.status.as_str())
+                .bind(crate::shared::connections::breaker_json(&c.breaker))
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            /// Writes a connection's settings, in the caller's transaction.
+            pub(crate) async fn update_connection_row(tx: &mut sqlx::Transaction<'_, $db>, c: &Connection) -> Result<()> {
+                sqlx::query(
+                    "UPDATE connections SET name = $1, config = $2, credentials_sealed = $3, signing_secret_sealed = $4,
+                        previous_secret_sealed = $5, previous_secret_expires_at = $6, retry_policy = $7, timeout_ms = $8,
+                        max_in_flight = $9, updated_at = $10, rate_limit_per_minute = $13, status = $14, circuit_breaker = $15
+                     WHERE id = $11 AND workspace_id = $12",
+                )
+                .bind(&c.name)
+                .bind(c.config.to_string())
+                .bind(&c.credentials_sealed)
+                .bind(&c.signing_secret_sealed)
+                .bind(&c.previous_secret_sealed)
+                .bind(c.previous_secret_expires_at)
+                .bind(serde_json::to_string(&c.retry_policy).unwrap_or_default())
+                .bind(c.timeout_ms as i64)
+                .bind(c.max_in_flight as i64)
+                .bind(c.updated_at)
+                .bind(c.id.as_str())
+                .bind(c.workspace_id.as_str())
+                .bind(c.rate_limit_per_minute.map(i64::from))
+                .bind(c.status.as_str())
+                .bind(crate::shared::connections::breaker_json(&c.breaker))
+                .execute(&mut **tx)
+                .await?;
+                if !c.breaker.enabled {
+                    // A breaker turned off leaves no circuit open or half open behind.
+                    sqlx::query(
+                        "UPDATE connections SET circuit_state = 'closed', circuit_reason = NULL, circuit_retry_at = 0, circuit_successes = 0,
+                             circuit_cooldown_ms = 0, circuit_since = $2
+                         WHERE id = $1 AND circuit_state <> 'closed'",
+                    )
+                    .bind(c.id.as_str())
+                    .bind(c.updated_at)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Deletes a connection (its rules cascade) and ends its waiting deliveries as dead, in
+            /// the caller's transaction.
+            pub(crate) async fn delete_connection_row(tx: &mut sqlx::Transaction<'_, $db>, id: &str) -> Result<()> {
                 let now = switchyard_core::now_millis();
                 let events: Vec<String> = sqlx::query_scalar(
                     "UPDATE deliveries SET status = 'dead', next_attempt_at = NULL, last_error = 'connection deleted', updated_at = $1
                      WHERE connection_id = $2 AND status IN ('pending', 'retrying') RETURNING event_id",
                 )
                 .bind(now)
-                .bind(id.as_str())
-                .fetch_all(&mut *tx)
+                .bind(id)
+                .fetch_all(&mut **tx)
                 .await?;
                 for event in events {
-                    Self::refresh_event_status(&mut tx, &event).await?;
+                    Self::refresh_event_status(tx, &event).await?;
                 }
                 // Rules cascade with the connection (foreign key).
-                sqlx::query("DELETE FROM connections WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
-                Self::bump_config_version(&mut tx).await?;
-                tx.commit().await?;
-                Ok(DeleteOutcome::Deleted)
+                sqlx::query("DELETE FROM connections WHERE id = $1").bind(id).execute(&mut **tx).await?;
+                Ok(())
             }
         }
     };

@@ -85,6 +85,31 @@ macro_rules! impl_event_type_store {
             }
 
             async fn declare_event_type(&self, d: &crate::EventTypeDeclaration, now: Millis) -> Result<EventType> {
+                let mut tx = self.writer().begin().await?;
+                let declared = Self::declare_event_type_in(&mut tx, d, now).await?;
+                tx.commit().await?;
+                if !declared {
+                    return Err(crate::StoreError::Conflict(format!(
+                        "the workspace has {} event types, the most it may have",
+                        crate::MAX_EVENT_TYPES
+                    )));
+                }
+                self.get_event_type(&d.workspace_id, &d.name)
+                    .await?
+                    .ok_or_else(|| crate::StoreError::Corrupt("event_types: a declared type is missing".into()))
+            }
+
+            async fn undeclare_event_type(&self, ws: &WorkspaceId, name: &str, now: Millis) -> Result<bool> {
+                let mut tx = self.writer().begin().await?;
+                let done = Self::undeclare_event_type_in(&mut tx, ws.as_str(), name, now).await?;
+                tx.commit().await?;
+                Ok(done)
+            }
+        }
+
+        impl $store {
+            /// Declares an event type in the caller's transaction; false past [`crate::MAX_EVENT_TYPES`].
+            pub(crate) async fn declare_event_type_in(tx: &mut sqlx::Transaction<'_, $db>, d: &crate::EventTypeDeclaration, now: Millis) -> Result<bool> {
                 let done = sqlx::query(
                     "INSERT INTO event_types (workspace_id, name, description, json_schema, example, declared_at, updated_at)
                      SELECT $1, $2, $3, $4, $5, $6, $6
@@ -101,36 +126,27 @@ macro_rules! impl_event_type_store {
                 .bind(&d.example)
                 .bind(now)
                 .bind(crate::MAX_EVENT_TYPES)
-                .execute(self.writer())
+                .execute(&mut **tx)
                 .await?;
-                if done.rows_affected() == 0 {
-                    return Err(crate::StoreError::Conflict(format!(
-                        "the workspace has {} event types, the most it may have",
-                        crate::MAX_EVENT_TYPES
-                    )));
-                }
-                self.get_event_type(&d.workspace_id, &d.name)
-                    .await?
-                    .ok_or_else(|| crate::StoreError::Corrupt("event_types: a declared type is missing".into()))
+                Ok(done.rows_affected() > 0)
             }
 
-            async fn undeclare_event_type(&self, ws: &WorkspaceId, name: &str, now: Millis) -> Result<bool> {
-                let mut tx = self.writer().begin().await?;
+            /// Removes a declaration in the caller's transaction; false when there was none.
+            pub(crate) async fn undeclare_event_type_in(tx: &mut sqlx::Transaction<'_, $db>, ws: &str, name: &str, now: Millis) -> Result<bool> {
                 let done = sqlx::query(
                     "UPDATE event_types SET description = NULL, json_schema = NULL, example = NULL, declared_at = NULL, updated_at = $3
                      WHERE workspace_id = $1 AND name = $2 AND declared_at IS NOT NULL",
                 )
-                .bind(ws.as_str())
+                .bind(ws)
                 .bind(name)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 sqlx::query("DELETE FROM event_types WHERE workspace_id = $1 AND name = $2 AND declared_at IS NULL AND received_count = 0")
-                    .bind(ws.as_str())
+                    .bind(ws)
                     .bind(name)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
-                tx.commit().await?;
                 Ok(done.rows_affected() > 0)
             }
         }

@@ -15,26 +15,7 @@ macro_rules! impl_rule_store {
                     let same = "SELECT COUNT(*) FROM rules WHERE workspace_id = $1 AND deleted_at IS NULL AND event = $2";
                     Self::check_limit(&mut tx, "rules_per_event_type", caps.per_event_type, same, &[r.workspace_id.as_str(), &r.event]).await?;
                 }
-                sqlx::query(
-                    "INSERT INTO rules (id, workspace_id, name, event, connection_id, action, action_config, conditions, active, created_at, updated_at,
-                        resource, resource_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                )
-                .bind(r.id.as_str())
-                .bind(r.workspace_id.as_str())
-                .bind(&r.name)
-                .bind(&r.event)
-                .bind(r.connection_id.as_str())
-                .bind(&r.action)
-                .bind(r.action_config.to_string())
-                .bind(r.conditions.as_ref().map(|c| c.to_string()))
-                .bind(r.active)
-                .bind(r.created_at)
-                .bind(r.updated_at)
-                .bind(r.bound_to.as_ref().map(|b| b.resource.clone()))
-                .bind(r.bound_to.as_ref().map(|b| b.resource_id.clone()))
-                .execute(&mut *tx)
-                .await?;
+                Self::insert_rule(&mut tx, r).await?;
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())
@@ -79,22 +60,7 @@ macro_rules! impl_rule_store {
 
             async fn update_rule(&self, r: &Rule) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
-                sqlx::query(
-                    "UPDATE rules SET name = $1, event = $2, connection_id = $3, action = $4, action_config = $5, conditions = $6, active = $7, updated_at = $8
-                     WHERE id = $9 AND workspace_id = $10 AND deleted_at IS NULL",
-                )
-                .bind(&r.name)
-                .bind(&r.event)
-                .bind(r.connection_id.as_str())
-                .bind(&r.action)
-                .bind(r.action_config.to_string())
-                .bind(r.conditions.as_ref().map(|c| c.to_string()))
-                .bind(r.active)
-                .bind(r.updated_at)
-                .bind(r.id.as_str())
-                .bind(r.workspace_id.as_str())
-                .execute(&mut *tx)
-                .await?;
+                Self::update_rule_row(&mut tx, r).await?;
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
                 Ok(())
@@ -113,6 +79,54 @@ macro_rules! impl_rule_store {
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
                 Ok(done.rows_affected() > 0)
+            }
+        }
+
+        impl $store {
+            /// Inserts a rule, in the caller's transaction.
+            pub(crate) async fn insert_rule(tx: &mut sqlx::Transaction<'_, $db>, r: &Rule) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO rules (id, workspace_id, name, event, connection_id, action, action_config, conditions, active, created_at, updated_at,
+                        resource, resource_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(r.id.as_str())
+                .bind(r.workspace_id.as_str())
+                .bind(&r.name)
+                .bind(&r.event)
+                .bind(r.connection_id.as_str())
+                .bind(&r.action)
+                .bind(r.action_config.to_string())
+                .bind(r.conditions.as_ref().map(|c| c.to_string()))
+                .bind(r.active)
+                .bind(r.created_at)
+                .bind(r.updated_at)
+                .bind(r.bound_to.as_ref().map(|b| b.resource.clone()))
+                .bind(r.bound_to.as_ref().map(|b| b.resource_id.clone()))
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            /// Writes a rule's settings, in the caller's transaction.
+            pub(crate) async fn update_rule_row(tx: &mut sqlx::Transaction<'_, $db>, r: &Rule) -> Result<()> {
+                sqlx::query(
+                    "UPDATE rules SET name = $1, event = $2, connection_id = $3, action = $4, action_config = $5, conditions = $6, active = $7, updated_at = $8
+                     WHERE id = $9 AND workspace_id = $10 AND deleted_at IS NULL",
+                )
+                .bind(&r.name)
+                .bind(&r.event)
+                .bind(r.connection_id.as_str())
+                .bind(&r.action)
+                .bind(r.action_config.to_string())
+                .bind(r.conditions.as_ref().map(|c| c.to_string()))
+                .bind(r.active)
+                .bind(r.updated_at)
+                .bind(r.id.as_str())
+                .bind(r.workspace_id.as_str())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
             }
         }
     };

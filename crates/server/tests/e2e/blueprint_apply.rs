@@ -1,0 +1,323 @@
+//! Blueprints planned and applied: three workspaces with their own variables, idempotency,
+//! resources made by hand left alone, concurrent applies, drift reverted or accepted.
+
+use crate::harness::*;
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const EXAMPLE: &str = include_str!("../../../../docs/examples/alerts.blueprint.yaml");
+
+async fn submit(app: &TestApp, text: &str) -> Value {
+    let res = app
+        .client
+        .post(format!("{}/api/v1/blueprints", app.base))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/yaml")
+        .body(text.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    res.json().await.unwrap()
+}
+
+/// A workspace labelled `product=acme, env=<env>`, with the example's two secrets.
+async fn environment(app: &TestApp, env: &str) -> String {
+    let ws = app.ok(Method::POST, "/workspaces", Some(json!({"name": env, "labels": {"product": "acme", "env": env}})), 201).await;
+    let id = ws["id"].as_str().unwrap().to_owned();
+    for (name, value) in [("slack_token", format!("xoxb-{env}-token")), ("hubspot_token", format!("pat-{env}-token"))] {
+        app.ok(Method::PUT, &format!("/workspaces/{id}/secrets/{name}"), Some(json!({"value": value})), 201).await;
+    }
+    id
+}
+
+/// The workspace's rules (or connections) by name.
+async fn by_name(app: &TestApp, ws: &str, what: &str) -> std::collections::BTreeMap<String, Value> {
+    let list = app.ok(Method::GET, &format!("/workspaces/{ws}/{what}?limit=100"), None, 200).await;
+    list["data"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().to_owned(), r.clone())).collect()
+}
+
+fn plan_of<'a>(out: &'a Value, ws: &str) -> &'a Value {
+    out["workspaces"].as_array().unwrap().iter().find(|w| w["workspace_id"] == ws).unwrap_or_else(|| panic!("{ws} in {out}"))
+}
+
+fn actions(changes: &Value) -> Vec<String> {
+    changes.as_array().unwrap().iter().map(|c| format!("{} {}", c["action"].as_str().unwrap(), c["resource"].as_str().unwrap())).collect()
+}
+
+#[tokio::test]
+async fn a_blueprint_is_planned_and_applied_to_three_workspaces_each_with_its_values_and_applying_again_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (dev, staging, prod) = (environment(&app, "dev").await, environment(&app, "staging").await, environment(&app, "prod").await);
+    // Labelled like the others, but its secrets were never set: it cannot be applied.
+    let bare = app.ok(Method::POST, "/workspaces", Some(json!({"name": "bare", "labels": {"product": "acme", "env": "prod"}})), 201).await;
+    let bare = bare["id"].as_str().unwrap().to_owned();
+    // Not selected by the targets.
+    let other = app.workspace("other").await;
+    let stored = submit(&app, EXAMPLE).await;
+    assert_eq!(stored["version"], 1);
+
+    let plan = app.ok(Method::POST, "/blueprints/alerts-and-signups/plan", None, 200).await;
+    assert_eq!(plan["workspaces"].as_array().unwrap().len(), 4, "{plan}");
+    assert!(!plan.to_string().contains(&other.id));
+    let expected = [
+        "create connections.hubspot",
+        "create connections.slack",
+        "create rules.alerts",
+        "create rules.signups",
+        "create event_types[\"alert.triggered\"]",
+        "create event_types[\"user.created\"]",
+    ];
+    for ws in [&dev, &staging, &prod] {
+        assert_eq!(actions(&plan_of(&plan, ws)["changes"]), expected, "{plan}");
+        assert_eq!(plan_of(&plan, ws)["problems"], json!([]));
+    }
+    let bare_plan = plan_of(&plan, &bare);
+    assert_eq!(bare_plan["problems"][0]["field"], "secrets.hubspot_token", "{bare_plan}");
+    assert_eq!(plan["failed"], 1);
+    // A plan never holds a secret.
+    assert!(!plan.to_string().contains("-token"), "{plan}");
+    // Planning wrote nothing.
+    assert!(by_name(&app, &dev, "connections").await.is_empty());
+
+    let applied = app.ok(Method::POST, "/blueprints/alerts-and-signups/apply", None, 200).await;
+    assert_eq!((applied["applied"].as_u64(), applied["failed"].as_u64()), (Some(3), Some(1)), "{applied}");
+    assert_eq!(plan_of(&applied, &bare)["status"], "failed");
+    assert!(by_name(&app, &bare, "connections").await.is_empty(), "a workspace with problems is left as it was");
+
+    // Each workspace has its own channel, list and threshold.
+    for (ws, channel, list, severity) in
+        [(&dev, "#dev-alerts", "101", 1), (&staging, "#staging-alerts", "102", 2), (&prod, "#alerts", "103", 2)]
+    {
+        let rules = by_name(&app, ws, "rules").await;
+        let alerts = &rules[&format!("Alerts to {channel}")];
+        assert_eq!(alerts["action_config"]["channel"], channel);
+        assert_eq!(alerts["conditions"]["all"][0]["value"], severity);
+        assert!(alerts["action_config"]["template"].as_str().unwrap().contains("payload.title"));
+        assert_eq!(rules["New users to HubSpot"]["action_config"]["id"], list);
+        let connections = by_name(&app, ws, "connections").await;
+        assert_eq!(connections["Team Slack"]["has_credentials"], true);
+        assert_eq!(connections["HubSpot"]["max_in_flight"], 4);
+        assert_eq!(alerts["connection_id"], connections["Team Slack"]["id"]);
+        let declared = app.ok(Method::GET, &format!("/workspaces/{ws}/event-types/user.created"), None, 200).await;
+        assert_eq!(declared["declared"], true);
+    }
+    // The secrets were sealed into the credentials, never written out.
+    assert!(!database_contents(&app).await.contains("xoxb-dev-token"));
+
+    // Applying again changes nothing; nor does planning show anything.
+    let again = app.ok(Method::POST, "/blueprints/alerts-and-signups/apply?workspaces=", None, 200).await;
+    assert_eq!((again["applied"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(3)), "{again}");
+    let before = by_name(&app, &prod, "rules").await;
+    let plan = app.ok(Method::POST, &format!("/blueprints/alerts-and-signups/plan?workspaces={dev},{staging},{prod}"), None, 200).await;
+    assert_eq!(plan["changes"], 0, "{plan}");
+    assert_eq!(by_name(&app, &prod, "rules").await, before, "not even updated_at moves");
+
+    // A connection made by hand is never the blueprint's to delete.
+    let hand =
+        app.webhook(&Workspace { id: dev.clone(), pk: String::new() }, "https://hooks.example.com/x", json!({"name": "By hand"})).await;
+
+    // Version 2: the default channel changes (only prod uses it) and the HubSpot part goes.
+    let mut v2 = EXAMPLE.replace("default: \"#alerts\"", "default: \"#ops\"");
+    let cut = v2.find("  signups:").unwrap();
+    v2.truncate(cut);
+    let start = v2.find("  hubspot:\n").unwrap();
+    let end = v2[start..].find("rules:").unwrap() + start;
+    v2.replace_range(start..end, "\n");
+    assert_eq!(submit(&app, &v2).await["version"], 2);
+    let plan = app.ok(Method::POST, &format!("/blueprints/alerts-and-signups/plan?workspaces={dev},{prod}"), None, 200).await;
+    assert_eq!(actions(&plan_of(&plan, &dev)["changes"]), ["delete connections.hubspot", "delete rules.signups"], "{plan}");
+    let prod_plan = plan_of(&plan, &prod);
+    assert_eq!(actions(&prod_plan["changes"]), ["delete connections.hubspot", "update rules.alerts", "delete rules.signups"], "{plan}");
+    let fields = &prod_plan["changes"][1]["fields"];
+    assert_eq!(
+        fields,
+        &json!([{"field": "action_config.channel", "from": "#alerts", "to": "#ops"}, {"field": "name", "from": "Alerts to #alerts", "to": "Alerts to #ops"}])
+    );
+    // Asked for, a prune also removes what was made by hand.
+    let pruned = app.ok(Method::POST, &format!("/blueprints/alerts-and-signups/plan?workspaces={dev}&prune=true"), None, 200).await;
+    assert!(
+        actions(&plan_of(&pruned, &dev)["changes"]).contains(&format!("delete unmanaged.connections.{}", hand["id"].as_str().unwrap())),
+        "{pruned}"
+    );
+
+    app.ok(Method::POST, &format!("/blueprints/alerts-and-signups/apply?workspaces={dev},{prod}"), None, 200).await;
+    let dev_connections = by_name(&app, &dev, "connections").await;
+    assert_eq!(dev_connections.keys().collect::<Vec<_>>(), ["By hand", "Team Slack"]);
+    assert_eq!(by_name(&app, &prod, "rules").await.keys().collect::<Vec<_>>(), ["Alerts to #ops"]);
+    // Staging was not asked: it keeps version 1 until applied.
+    assert_eq!(by_name(&app, &staging, "rules").await.len(), 2);
+
+    // Only installation keys plan and apply.
+    let key = app
+        .ok(
+            Method::POST,
+            "/api-keys",
+            Some(json!({"name": "dev only", "scope": "workspaces", "workspaces": [{"workspace_id": dev, "role": "admin"}]})),
+            201,
+        )
+        .await;
+    let key = key["key"].as_str().unwrap();
+    for path in ["/api/v1/blueprints/alerts-and-signups/plan", "/api/v1/blueprints/alerts-and-signups/apply"] {
+        let (status, _) = app.call(Method::POST, path, Some(key), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let audit = app.ok(Method::GET, "/audit-log", None, 200).await.to_string();
+    assert!(audit.contains("blueprint.apply"), "{audit}");
+}
+
+#[tokio::test]
+async fn a_document_can_be_planned_before_it_is_stored_and_problems_of_a_workspace_are_named() {
+    let app = TestApp::spawn().await;
+    let dev = environment(&app, "dev").await;
+    let res = app
+        .client
+        .post(format!("{}/api/v1/blueprints/plan", app.base))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/yaml")
+        .body(EXAMPLE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let plan: Value = res.json().await.unwrap();
+    assert_eq!((plan["blueprint"].clone(), plan["version"].as_i64()), (Value::Null, Some(0)));
+    assert_eq!(plan_of(&plan, &dev)["changes"].as_array().unwrap().len(), 6);
+    let (status, _) = app.admin(Method::POST, "/blueprints/alerts-and-signups/apply", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored, nothing to apply");
+
+    // A variable without a value for this workspace, and a config the connection refuses.
+    let broken = "version: 1\nname: broken\nvariables:\n  url: {}\nconnections:\n  hook:\n    type: webhook\n    name: Hook\n    config: {url: \"${var:url}\"}\n  bad:\n    type: webhook\n    name: Bad\n    config: {url: \"not a url\"}\n";
+    submit(&app, broken).await;
+    let plan = app.ok(Method::POST, &format!("/blueprints/broken/plan?workspaces={dev}"), None, 200).await;
+    let problems = &plan_of(&plan, &dev)["problems"];
+    assert_eq!(problems[0]["field"], "connections.hook.config.url", "{plan}");
+    assert!(problems[0]["message"].as_str().unwrap().contains("no value"), "{plan}");
+    // No targets: the workspaces must be named.
+    let (status, body) = app.admin(Method::POST, "/blueprints/broken/plan", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let fixed = broken.replace("  url: {}", "  url: {default: \"https://hooks.example.com/a\"}");
+    submit(&app, &fixed).await;
+    let plan = app.ok(Method::POST, &format!("/blueprints/broken/plan?workspaces={dev}"), None, 200).await;
+    let problems = &plan_of(&plan, &dev)["problems"];
+    assert_eq!(problems.as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(problems[0]["field"], "connections.bad.config.url", "{plan}");
+}
+
+#[tokio::test]
+async fn concurrent_applies_to_one_workspace_make_each_resource_once() {
+    let app = TestApp::spawn().await;
+    let dev = environment(&app, "dev").await;
+    submit(&app, EXAMPLE).await;
+    let path = format!("/api/v1/blueprints/alerts-and-signups/apply?workspaces={dev}");
+    let calls = (0..6).map(|_| app.call(Method::POST, &path, Some(ADMIN_KEY), None));
+    let results = futures::future::join_all(calls).await;
+    let mut applied = 0;
+    for (status, body) in &results {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["failed"], 0, "{body}");
+        applied += body["applied"].as_u64().unwrap();
+    }
+    assert_eq!(applied, 1, "one apply made the resources; the others found nothing to do");
+    assert_eq!(by_name(&app, &dev, "connections").await.len(), 2);
+    assert_eq!(by_name(&app, &dev, "rules").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_change_by_hand_is_drift_until_applied_over_or_accepted_as_the_workspaces_own() {
+    let app = TestApp::spawn().await;
+    let prod = environment(&app, "prod").await;
+    let ws = Workspace { id: prod.clone(), pk: String::new() };
+    // The workspace listens for drift notifications.
+    let inbox = Receiver::status(200).await;
+    let hook = app.webhook(&ws, &inbox.url(), json!({"name": "ops inbox"})).await;
+    app.rule(&ws, &hook, "switchyard.blueprint.*", json!({"name": "drift to ops"})).await;
+    submit(&app, EXAMPLE).await;
+    app.ok(Method::POST, "/blueprints/alerts-and-signups/apply", None, 200).await;
+    let drift = app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await;
+    assert_eq!((drift["drifted"].as_u64(), drift["workspaces"][0]["drift"].clone()), (Some(0), json!([])), "{drift}");
+
+    // Someone moves the alerts to another channel, and renames the Slack connection.
+    let rules = by_name(&app, &prod, "rules").await;
+    let rule_id = rules["Alerts to #alerts"]["id"].as_str().unwrap().to_owned();
+    app.ok(
+        Method::PATCH,
+        &format!("/rules/{rule_id}"),
+        Some(json!({"action_config": {"channel": "#mine", "template": "{{ payload.title }}"}})),
+        200,
+    )
+    .await;
+    let slack = by_name(&app, &prod, "connections").await["Team Slack"]["id"].as_str().unwrap().to_owned();
+    app.ok(Method::PATCH, &format!("/connections/{slack}"), Some(json!({"name": "Our Slack"})), 200).await;
+
+    let drift = app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await;
+    assert_eq!(drift["drifted"], 1, "{drift}");
+    let changes = &drift["workspaces"][0]["drift"];
+    assert_eq!(actions(changes), ["update connections.slack", "update rules.alerts"]);
+    assert_eq!(changes[0]["fields"], json!([{"field": "name", "from": "Our Slack", "to": "Team Slack"}]));
+    let rule_fields: Vec<&str> = changes[1]["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(rule_fields, ["action_config.channel", "action_config.template"], "{drift}");
+    assert_eq!(changes[1]["fields"][0], json!({"field": "action_config.channel", "from": "#mine", "to": "#alerts"}));
+
+    // Each hand change was told as a notification.
+    let told = inbox.wait_for(2).await;
+    let bodies: Vec<Value> = told.iter().map(|r| r.json()).collect();
+    let resources: Vec<&str> = bodies.iter().filter_map(|b| b["data"]["resource"].as_str()).collect();
+    assert!(resources.contains(&"rules.alerts") && resources.contains(&"connections.slack"), "{bodies:?}");
+    assert!(
+        bodies.iter().all(|b| b["type"] == "switchyard.blueprint.drift" && b["data"]["blueprint"] == "alerts-and-signups"),
+        "{bodies:?}"
+    );
+
+    // Applying reverts it.
+    let applied = app.ok(Method::POST, "/blueprints/alerts-and-signups/apply", None, 200).await;
+    assert_eq!(applied["applied"], 1, "{applied}");
+    let rules = by_name(&app, &prod, "rules").await;
+    assert_eq!(rules["Alerts to #alerts"]["action_config"]["channel"], "#alerts");
+    assert!(by_name(&app, &prod, "connections").await.contains_key("Team Slack"));
+    assert_eq!(app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await["drifted"], 0);
+
+    // The customer owns their channel: an override, then their change is not drift and stays.
+    let overrides = json!({"overrides": {"rules.alerts": ["action_config.channel"]}});
+    app.ok(Method::PUT, &format!("/blueprints/alerts-and-signups/overrides/{prod}"), Some(overrides.clone()), 200).await;
+    assert_eq!(app.ok(Method::GET, &format!("/blueprints/alerts-and-signups/overrides/{prod}"), None, 200).await, overrides);
+    let template = rules["Alerts to #alerts"]["action_config"]["template"].clone();
+    app.ok(Method::PATCH, &format!("/rules/{rule_id}"), Some(json!({"action_config": {"channel": "#mine", "template": template}})), 200)
+        .await;
+    let drift = app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await;
+    assert_eq!(drift["drifted"], 0, "{drift}");
+    assert_eq!(drift["workspaces"][0]["overrides"], overrides["overrides"]);
+    let again = app.ok(Method::POST, "/blueprints/alerts-and-signups/apply", None, 200).await;
+    assert_eq!(again["unchanged"], 1, "{again}");
+    assert_eq!(by_name(&app, &prod, "rules").await["Alerts to #alerts"]["action_config"]["channel"], "#mine");
+    // The rest of the rule is still the blueprint's.
+    app.ok(Method::PATCH, &format!("/rules/{rule_id}"), Some(json!({"event": "alert.critical"})), 200).await;
+    let drift = app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await;
+    assert_eq!(
+        drift["workspaces"][0]["drift"][0]["fields"],
+        json!([{"field": "event", "from": "alert.critical", "to": "alert.*"}]),
+        "{drift}"
+    );
+
+    // Deleted by hand, a connection (and the rule with it) is drift, and made again by apply.
+    app.ok(Method::DELETE, &format!("/connections/{slack}?force=true"), None, 204).await;
+    let drift = app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await;
+    let notes: Vec<&str> = drift["workspaces"][0]["drift"].as_array().unwrap().iter().filter_map(|c| c["note"].as_str()).collect();
+    assert_eq!(notes, ["deleted by hand: made again", "deleted by hand: made again"], "{drift}");
+    app.ok(Method::POST, "/blueprints/alerts-and-signups/apply", None, 200).await;
+    let rules = by_name(&app, &prod, "rules").await;
+    // Made again, it has the blueprint's values; the override stays for the next hand change.
+    assert_eq!(rules["Alerts to #alerts"]["action_config"]["channel"], "#alerts");
+    assert_eq!(rules["Alerts to #alerts"]["event"], "alert.*");
+    assert_eq!(app.ok(Method::GET, &format!("/blueprints/alerts-and-signups/overrides/{prod}"), None, 200).await, overrides);
+
+    // Overrides name managed resources and their fields.
+    for bad in [
+        json!({"overrides": {"rules.nope": ["name"]}}),
+        json!({"overrides": {"rules.alerts": ["colour"]}}),
+        json!({"overrides": {"webhooks.x": ["name"]}}),
+    ] {
+        let (status, body) = app.admin(Method::PUT, &format!("/blueprints/alerts-and-signups/overrides/{prod}"), Some(bad)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+}
