@@ -803,6 +803,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workspaces/{ws}/blueprint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The workspace as a blueprint: its connections (credentials as `${secret:...}` references,
+         *     never values), rules and declared event types, so that a setup built by hand becomes the
+         *     design other workspaces start from. `secrets` names what each workspace must set before it is
+         *     applied there.
+         */
+        get: operations["export_workspace"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workspaces/{ws}/cancel": {
         parameters: {
             query?: never;
@@ -1098,6 +1120,21 @@ export interface components {
             /** @description Who created it (an actor id of the audit log), when known. */
             created_by?: string | null;
             created_at: string;
+        };
+        /** @description A blueprint applied to a workspace as it was created. */
+        AppliedAtCreation: {
+            id: string;
+            name: string;
+            /** Format: int64 */
+            version: number;
+            /**
+             * @description `applied`, `unchanged` (nothing to make) or `failed` (nothing was made: see `problems`,
+             *     then set what is missing and apply the blueprint).
+             */
+            status: string;
+            /** @description What was made. */
+            changes: components["schemas"]["ResourceChange"][];
+            problems: components["schemas"]["PlanProblem"][];
         };
         /** @description What an apply did in one workspace. */
         AppliedWorkspace: components["schemas"]["WorkspacePlan"] & {
@@ -1511,6 +1548,11 @@ export interface components {
             labels?: {
                 [key: string]: string;
             } | null;
+            /**
+             * @description Write-only: secrets to set before blueprints are applied (what their `${secret:NAME}`
+             *     stand for), e.g. `{"slack_token": "xoxb-..."}`. Never shown again.
+             */
+            secrets?: Record<string, never> | null;
         };
         /** @description What a session token may do, as its own pages ask it. */
         CurrentSession: {
@@ -1680,6 +1722,17 @@ export interface components {
              */
             sample?: Record<string, never> | null;
             sample_truncated: boolean;
+        };
+        /** @description A workspace, exported. */
+        Exported: {
+            /** @description The blueprint (see docs/blueprint.schema.json). */
+            document: Record<string, never>;
+            /** @description The same, as YAML: what `switchyard blueprint export` writes. */
+            yaml: string;
+            /** @description The secrets each workspace needs before the blueprint is applied to it. */
+            secrets: string[];
+            /** @description What could not be written as it is, and why. */
+            notes: string[];
         };
         /**
          * @description One field that changes: its path in the resource's view, and the values before and after
@@ -2395,6 +2448,8 @@ export interface components {
         /** @description A new workspace with its first publishable key; the key's secret is shown only here. */
         WorkspaceCreated: components["schemas"]["WorkspaceOut"] & {
             publishable_key: components["schemas"]["NewKeyOut"];
+            /** @description The blueprints whose targets select the new workspace (by its labels), applied to it. */
+            blueprints: components["schemas"]["AppliedAtCreation"][];
         };
         /** @description How one workspace differs from the version applied to it. */
         WorkspaceDrift: {
@@ -7230,7 +7285,10 @@ export interface operations {
                  *       "labels": {
                  *         "env": "prod"
                  *       },
-                 *       "name": "acme-prod"
+                 *       "name": "acme-prod",
+                 *       "secrets": {
+                 *         "slack_token": "xoxb-1234"
+                 *       }
                  *     }
                  */
                 "application/json": components["schemas"]["CreateWorkspace"];
@@ -7874,6 +7932,100 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests: `rate_limited` past the credential's rate limit (or, without a valid credential, the client address's), or `quota_exceeded` past a limit of the workspace's plan; retry after `Retry-After` seconds. Every limited response carries `RateLimit-Policy` and `RateLimit` (docs/limits.md). */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An internal error; it is logged, and the answer says no more. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unavailable for now (the database cannot be reached, or the server has too many connections); retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    export_workspace: {
+        parameters: {
+            query?: {
+                /** @description The blueprint's name (default: from the workspace's name). */
+                name?: string;
+            };
+            header?: never;
+            path: {
+                ws: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Exported"];
+                };
+            };
+            /** @description Malformed JSON or query string, or a value of the wrong type. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential is missing, unknown or expired. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This credential may not do this: its kind, scope or role does not allow it. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

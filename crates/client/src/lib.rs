@@ -502,6 +502,12 @@ impl Client {
         self.send(method, path, body, None).await
     }
 
+    /// Any API call with a body that is not JSON (a blueprint's YAML, say), answering JSON.
+    pub async fn request_text(&self, method: Method, path: &str, content_type: &'static str, body: String) -> Result<serde_json::Value> {
+        let url = self.url(path)?;
+        self.exchange_as(method, url, Some((Bytes::from(body), content_type)), None).await
+    }
+
     // --- the exchange ------------------------------------------------------------------------
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
@@ -541,6 +547,20 @@ impl Client {
 
     /// One call with its retries: reads, deletes, PUTs and keyed emits are repeatable.
     async fn exchange<T: DeserializeOwned>(&self, method: Method, url: url::Url, body: Option<Bytes>, key: Option<&str>) -> Result<T> {
+        self.exchange_as(method, url, body.map(|b| (b, "application/json")), key).await
+    }
+
+    async fn exchange_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<(Bytes, &'static str)>,
+        key: Option<&str>,
+    ) -> Result<T> {
+        let (body, content_type) = match body {
+            Some((b, t)) => (Some(b), t),
+            None => (None, "application/json"),
+        };
         let repeatable = matches!(method, Method::GET | Method::PUT | Method::DELETE) || key.is_some();
         let mut attempt = 0u32;
         loop {
@@ -552,7 +572,7 @@ impl Client {
                 headers.insert(header::AUTHORIZATION, auth.clone());
             }
             if body.is_some() {
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             }
             if let Some(key) = key {
                 headers.insert(

@@ -69,6 +69,33 @@ pub struct WorkspaceCreated {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub publishable_key: NewPublishableKey,
+    /// The blueprints whose targets select the new workspace, applied to it as it was created.
+    #[serde(default)]
+    pub blueprints: Vec<AppliedBlueprint>,
+}
+
+/// A blueprint applied to a workspace as it was created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct AppliedBlueprint {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    /// `applied`, `unchanged`, or `failed` (nothing was made: see `problems`).
+    pub status: String,
+    /// What was made, as `POST /blueprints/{id}/plan` lists changes.
+    #[serde(default)]
+    pub changes: Vec<Value>,
+    #[serde(default)]
+    pub problems: Vec<BlueprintProblem>,
+}
+
+/// Why a blueprint cannot be applied to a workspace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "strict", serde(deny_unknown_fields))]
+pub struct BlueprintProblem {
+    pub field: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -85,6 +112,9 @@ pub struct NewWorkspace {
     /// Its labels (installation keys only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Secrets to set before the blueprints its labels select are applied (write-only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Changes to a workspace; unset fields keep their value, `description: Some(None)` clears it.

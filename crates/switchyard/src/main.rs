@@ -317,7 +317,7 @@ fn main() -> std::process::ExitCode {
         Command::Profile(g) => cli::profiles(g),
         Command::Plans(g) => runtime.block_on(cli::plans(g)),
         Command::Usage(args) => runtime.block_on(cli::usage(args)),
-        Command::Blueprint { command } => cli::blueprint::run(command),
+        Command::Blueprint { command } => cli::blueprint::run(command, &runtime),
         Command::Mcp { target } => runtime.block_on(async {
             let profile = cli::profile::resolve(&target)?;
             let client = cli::admin_client(&profile)?;
@@ -341,7 +341,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn fail(code: u8, message: &str) -> std::process::ExitCode {
-    eprintln!("error: {message}");
+    // An outcome told already (a plan with changes) ends with its code alone.
+    if !message.is_empty() {
+        eprintln!("error: {message}");
+    }
     std::process::ExitCode::from(code)
 }
 

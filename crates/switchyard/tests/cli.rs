@@ -71,6 +71,15 @@ impl Cli {
         }
     }
 
+    /// `--json` output of a command that exits with `code`.
+    async fn json_exit(&self, args: &[&str], code: i32) -> Value {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        let run = self.run(&with_json).await;
+        assert_eq!(run.code, code, "stdout: {}; stderr: {}", run.stdout, run.stderr);
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
+    }
+
     async fn json(&self, args: &[&str]) -> Value {
         let mut with_json = args.to_vec();
         with_json.push("--json");
@@ -566,4 +575,87 @@ async fn secrets_are_set_from_standard_input_listed_and_deleted_from_the_command
     // No value on standard input (here, /dev/null) is refused by the server, not stored empty.
     let empty = cli.run(&["secrets", "set", "empty"]).await;
     assert_eq!(empty.code, 5, "{}", empty.stderr);
+}
+
+#[tokio::test]
+async fn blueprints_are_planned_applied_watched_for_drift_and_exported_from_the_command_line() {
+    let data = data().await;
+    let node = start(&data);
+    let cli = Cli::new(&node.base, ADMIN);
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/examples/alerts.blueprint.yaml");
+    let ws = cli.json(&["workspaces", "create", "--name", "prod", "--label", "product=acme", "--label", "env=prod"]).await;
+    let id = ws["id"].as_str().unwrap().to_owned();
+    let inws = cli.with("SWITCHYARD_WORKSPACE", &id);
+    inws.json(&["secrets", "set", "slack_token", "--value", "xoxb-1"]).await;
+
+    // A workspace with problems: exit 5, the problem named.
+    let plan = cli.run(&["blueprint", "plan", example]).await;
+    assert_eq!(plan.code, 5, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("! secrets.hubspot_token: the workspace has no secret"), "{}", plan.stdout);
+    inws.json(&["secrets", "set", "hubspot_token", "--value", "pat-1"]).await;
+
+    // Changes: exit 2 (as terraform plan -detailed-exitcode), a readable diff, nothing on stderr.
+    let plan = cli.run(&["blueprint", "plan", example]).await;
+    assert_eq!((plan.code, plan.stderr.as_str()), (2, ""), "{}", plan.stdout);
+    assert!(plan.stdout.contains(&format!("{id} (prod), never applied")), "{}", plan.stdout);
+    assert!(plan.stdout.contains("  + rules.alerts create\n      action: \"send_message\""), "{}", plan.stdout);
+    assert!(plan.stdout.contains("      credentials: (set from secrets; not shown)"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("Plan: 6 to create, 0 to change, 0 to delete, in 1 workspace."), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("xoxb-1"));
+    let listed = cli.json_exit(&["blueprint", "plan", example], 2).await;
+    assert_eq!(listed["changes"], 6);
+
+    let applied = cli.run(&["blueprint", "apply", example]).await;
+    assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
+    assert!(applied.stdout.contains("blueprint \"alerts-and-signups\" stored as version 1"), "{}", applied.stdout);
+    assert!(applied.stdout.contains("Applied to 1 workspace, 0 unchanged, 0 failed."), "{}", applied.stdout);
+    let plan = cli.run(&["blueprint", "plan", example]).await;
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+    assert!(plan.stdout.contains("no changes"), "{}", plan.stdout);
+    let again = cli.run(&["blueprint", "apply", example]).await;
+    assert!(again.stdout.contains("unchanged at version 1") && again.stdout.contains("0 failed"), "{}", again.stdout);
+
+    // A change by hand is drift (exit 2) until accepted as the workspace's own.
+    let drift = cli.run(&["blueprint", "drift", "alerts-and-signups"]).await;
+    assert_eq!(drift.code, 0, "{}", drift.stdout);
+    let rules = inws.json(&["rules", "list"]).await;
+    let rule =
+        rules["data"].as_array().unwrap().iter().find(|r| r["name"] == "Alerts to #alerts").unwrap()["id"].as_str().unwrap().to_owned();
+    inws.json(&["rules", "update", &rule, "--name", "Our alerts"]).await;
+    let drift = cli.run(&["blueprint", "drift", "alerts-and-signups"]).await;
+    assert_eq!(drift.code, 2, "{}{}", drift.stdout, drift.stderr);
+    assert!(
+        drift.stdout.contains("  ~ rules.alerts update") && drift.stdout.contains("name: \"Our alerts\" -> \"Alerts to #alerts\""),
+        "{}",
+        drift.stdout
+    );
+    let accepted = inws.run(&["blueprint", "accept", "alerts-and-signups", "rules.alerts", "name"]).await;
+    assert_eq!(accepted.code, 0, "{}", accepted.stderr);
+    let drift = cli.run(&["blueprint", "drift", "alerts-and-signups"]).await;
+    assert_eq!(drift.code, 0, "{}", drift.stdout);
+    assert!(drift.stdout.contains("= rules.alerts: the workspace's own [\"name\"]"), "{}", drift.stdout);
+
+    // ${env:NAME} is filled in from the CLI's environment; one not set is named.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hook.yaml");
+    std::fs::write(
+        &file,
+        format!("version: 1\nname: hook\ntargets: {{workspaces: [{id}]}}\nconnections:\n  hook:\n    type: webhook\n    name: Hook\n    config: {{url: \"${{env:HOOK_URL}}\"}}\n"),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let unset = cli.run(&["blueprint", "plan", file]).await;
+    assert_eq!(unset.code, 2, "{}", unset.stderr);
+    assert!(unset.stderr.contains("HOOK_URL"), "{}", unset.stderr);
+    let set = cli.with("HOOK_URL", "https://hooks.example.com/ci").json_exit(&["blueprint", "plan", file], 2).await;
+    assert_eq!(set["workspaces"][0]["changes"][0]["fields"][1]["to"]["url"], "https://hooks.example.com/ci", "{set}");
+
+    // The workspace exported is a valid blueprint naming its secrets.
+    let out = dir.path().join("prod.yaml");
+    let exported = inws.run(&["blueprint", "export", "--name", "prod-copy", "-o", out.to_str().unwrap()]).await;
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    assert!(exported.stderr.contains("needs these secrets: hubspot_access_token, slack_access_token"), "{}", exported.stderr);
+    let valid = cli.run(&["blueprint", "validate", out.to_str().unwrap()]).await;
+    assert_eq!(valid.code, 0, "{}{}", valid.stdout, valid.stderr);
+    assert!(valid.stdout.contains("blueprint \"prod-copy\": 2 connections, 2 rules"), "{}", valid.stdout);
 }

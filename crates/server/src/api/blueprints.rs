@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(apply_blueprint))
         .routes(routes!(blueprint_drift))
         .routes(routes!(get_overrides, put_overrides))
+        .routes(routes!(export_workspace))
 }
 
 /// A blueprint: its name and current version.
@@ -600,4 +601,92 @@ async fn put_overrides(
         .in_workspace(&ws)
         .summary(json!({"name": record.name, "overrides": body.overrides}));
     Ok((change, Json(body)))
+}
+
+/// A blueprint applied to a workspace as it was created.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AppliedAtCreation {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    /// `applied`, `unchanged` (nothing to make) or `failed` (nothing was made: see `problems`,
+    /// then set what is missing and apply the blueprint).
+    pub status: &'static str,
+    /// What was made.
+    pub changes: Vec<ResourceChange>,
+    pub problems: Vec<plan::PlanProblem>,
+}
+
+/// Applies to a new workspace every blueprint whose targets select it by its labels.
+pub(crate) async fn apply_at_creation(state: &AppState, ws: &Workspace) -> ApiResult<Vec<AppliedAtCreation>> {
+    let mut out = Vec::new();
+    if ws.labels.is_empty() {
+        return Ok(out);
+    }
+    for record in state.store.list_blueprints().await? {
+        let (record, version, b) = stored(state, &record.id, None).await?;
+        if b.targets.labels.is_empty()
+            || !crate::blueprint::resolve::selects(
+                &b.targets,
+                crate::blueprint::resolve::Workspace { id: ws.id.as_str(), labels: &ws.labels },
+            )
+        {
+            continue;
+        }
+        let target = plan::Target { blueprint_id: &record.id, version, blueprint: &b, prune: false };
+        let done = apply_to(state, ws, &target).await?;
+        out.push(AppliedAtCreation {
+            id: record.id,
+            name: record.name,
+            version,
+            status: done.status,
+            changes: done.plan.changes,
+            problems: done.plan.problems,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// The blueprint's name (default: from the workspace's name).
+    pub name: Option<String>,
+}
+
+/// The workspace as a blueprint: its connections (credentials as `${secret:...}` references,
+/// never values), rules and declared event types, so that a setup built by hand becomes the
+/// design other workspaces start from. `secrets` names what each workspace must set before it is
+/// applied there.
+#[utoipa::path(get, path = "/workspaces/{ws}/blueprint", tag = "blueprints", params(("ws" = String, Path), ExportParams),
+    responses((status = 200, body = crate::blueprint::export::Exported), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = ["viewer"]), ("session_token" = ["viewer"])))]
+async fn export_workspace(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(ws): Path<String>,
+    Q(params): Q<ExportParams>,
+) -> ApiResult<Json<crate::blueprint::export::Exported>> {
+    principal.forbid_narrowed("export a workspace")?;
+    let (_, ws) = super::workspaces::visible_workspace(&state, &principal, &ws, Access::Read).await?;
+    let name = params.name.unwrap_or_else(|| crate::blueprint::export::name_for(&ws.name));
+    crate::blueprint::valid_name(&name).map_err(|m| ApiError::invalid("name", m))?;
+    let connections = plan::all_connections(&state, &ws.id).await?;
+    let rules = plan::all_rules(&state, &ws.id).await?;
+    let mut event_types = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let batch = state.store.list_event_types(&ws.id, after.as_deref(), 200).await?;
+        let done = batch.len() < 200;
+        after = batch.last().map(|t| t.name.clone());
+        event_types.extend(batch);
+        if done {
+            break;
+        }
+    }
+    let managed = state.store.managed_resources(&ws.id).await?;
+    let (blueprint, secrets, notes) = crate::blueprint::export::export(&state, &ws, &name, &connections, &rules, &event_types, &managed);
+    let document = serde_json::to_value(&blueprint).map_err(|_| ApiError::internal("the blueprint could not be written"))?;
+    let yaml = crate::blueprint::to_yaml(&document);
+    Ok(Json(crate::blueprint::export::Exported { document, yaml, secrets, notes }))
 }

@@ -62,11 +62,7 @@ async fn put_secret(
 ) -> ApiResult<(StatusCode, Change, Json<SecretOut>)> {
     principal.forbid_narrowed("set secrets")?;
     let (_, ws) = visible_workspace(&state, &principal, &ws, Access::Write).await?;
-    // The same rule as the `${secret:NAME}` that refers to it.
-    crate::blueprint::valid_key(&name).map_err(|m| ApiError::invalid("name", m))?;
-    if body.value.is_empty() || body.value.len() > MAX_SECRET_BYTES {
-        return Err(ApiError::invalid("value", format!("must be 1 to {MAX_SECRET_BYTES} bytes")));
-    }
+    check_secret(&name, &body.value, "name", "value")?;
     let sealed = state.vault.seal(body.value.as_bytes(), &secret_id(&ws.id, &name));
     let now = switchyard_core::now_millis();
     let created = state.store.put_secret(&ws.id, &name, &sealed, now, Some(MAX_SECRETS)).await.map_err(|e| match e {
@@ -82,6 +78,27 @@ async fn put_secret(
         .in_workspace(&ws.id)
         .summary(json!({"name": name}));
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, change, Json(out)))
+}
+
+/// Checks a secret's name (the rule of the `${secret:NAME}` that refers to it) and value.
+fn check_secret(name: &str, value: &str, name_field: &str, value_field: &str) -> ApiResult<()> {
+    crate::blueprint::valid_key(name).map_err(|m| ApiError::invalid(name_field, m))?;
+    if value.is_empty() || value.len() > MAX_SECRET_BYTES {
+        return Err(ApiError::invalid(value_field, format!("must be 1 to {MAX_SECRET_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+/// Checks the secrets a new workspace is created with.
+pub(crate) fn check_secrets(secrets: &std::collections::BTreeMap<String, String>) -> ApiResult<()> {
+    if secrets.len() > MAX_SECRETS as usize {
+        return Err(ApiError::invalid("secrets", format!("a workspace holds at most {MAX_SECRETS} secrets")));
+    }
+    for (name, value) in secrets {
+        let field = format!("secrets{}", crate::blueprint::yaml_segment(name));
+        check_secret(name, value, &field, &field)?;
+    }
+    Ok(())
 }
 
 /// The workspace's secrets by name (never their values).

@@ -51,6 +51,10 @@ pub struct CreateWorkspace {
     /// e.g. `{"env": "prod", "tier": "enterprise"}`: what blueprints and `GET /workspaces?labels=`
     /// select workspaces by. Up to 32; keys and values are 1 to 63 of `A-Z a-z 0-9 _ . -`.
     pub labels: Option<BTreeMap<String, String>>,
+    /// Write-only: secrets to set before blueprints are applied (what their `${secret:NAME}`
+    /// stand for), e.g. `{"slack_token": "xoxb-..."}`. Never shown again.
+    #[schema(value_type = Option<Object>)]
+    pub secrets: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -164,6 +168,8 @@ pub struct WorkspaceCreated {
     #[serde(flatten)]
     pub workspace: WorkspaceOut,
     pub publishable_key: NewKeyOut,
+    /// The blueprints whose targets select the new workspace (by its labels), applied to it.
+    pub blueprints: Vec<super::blueprints::AppliedAtCreation>,
 }
 
 /// A new publishable key; `key` is shown only in this response.
@@ -194,7 +200,7 @@ fn new_publishable_key(ws: &WorkspaceId) -> (PublishableKey, String) {
     (key, secret)
 }
 
-#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body(content = CreateWorkspace, example = json!({"name": "acme-prod", "description": "Acme, production", "labels": {"env": "prod"}})),
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body(content = CreateWorkspace, example = json!({"name": "acme-prod", "description": "Acme, production", "labels": {"env": "prod"}, "secrets": {"slack_token": "xoxb-1234"}})),
     responses((status = 201, body = WorkspaceCreated), (status = 422, body = ErrorBody)), security(("api_key" = ["installation"])))]
 async fn create_workspace(
     State(state): State<AppState>,
@@ -210,6 +216,8 @@ async fn create_workspace(
     let limit_overrides = body.limits.as_ref().map(overrides).transpose()?.unwrap_or_default();
     let labels = body.labels.unwrap_or_default();
     check_labels(&labels)?;
+    let secrets = body.secrets.unwrap_or_default();
+    super::secrets::check_secrets(&secrets)?;
     let now = switchyard_core::now_millis();
     let ws = Workspace {
         id: WorkspaceId::generate(),
@@ -224,11 +232,18 @@ async fn create_workspace(
     let (key, secret) = new_publishable_key(&ws.id);
     state.store.create_workspace(&ws, &key, &hash_token(&secret), state.config.plans.max_workspaces).await?;
     state.config_changed();
-    let change = Change::new("workspace.create", "workspace", &ws.id)
-        .in_workspace(&ws.id)
-        .summary(json!({"name": ws.name, "publishable_key_id": key.id}));
+    for (name, value) in &secrets {
+        let sealed = state.vault.seal(value.as_bytes(), &switchyard_store::secret_id(&ws.id, name));
+        state.store.put_secret(&ws.id, name, &sealed, now, Some(super::secrets::MAX_SECRETS)).await?;
+    }
+    // Every new customer starts from a working baseline: the blueprints that select it.
+    let blueprints = super::blueprints::apply_at_creation(&state, &ws).await?;
+    let change = Change::new("workspace.create", "workspace", &ws.id).in_workspace(&ws.id).summary(json!({
+        "name": ws.name, "publishable_key_id": key.id, "labels": ws.labels, "secrets": secrets.keys().collect::<Vec<_>>(),
+        "blueprints": blueprints.iter().map(|b| json!({"name": b.name, "version": b.version, "status": b.status})).collect::<Vec<_>>(),
+    }));
     let publishable_key = NewKeyOut { id: key.id.into_string(), key: secret, created_at: ts(key.created_at) };
-    Ok((StatusCode::CREATED, change, Json(WorkspaceCreated { workspace: ws.into(), publishable_key })))
+    Ok((StatusCode::CREATED, change, Json(WorkspaceCreated { workspace: ws.into(), publishable_key, blueprints })))
 }
 
 #[utoipa::path(get, path = "/workspaces", tag = "workspaces", params(ListParams, LabelParams),

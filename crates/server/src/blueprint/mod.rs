@@ -7,11 +7,12 @@
 //! something, that templates compile and mappings parse. Every problem names its line, column and
 //! field.
 
+pub mod export;
 pub mod plan;
 pub mod resolve;
 mod yaml;
 
-pub use yaml::segment as yaml_segment;
+pub use yaml::{segment as yaml_segment, to_yaml};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -321,6 +322,18 @@ pub fn valid_label(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `name` can name a blueprint.
+pub fn valid_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+        || name.starts_with(['_', '-'])
+    {
+        return Err("must be 1 to 64 of a-z, 0-9, _ and -, starting with a letter or digit".into());
+    }
+    Ok(())
+}
+
 fn key_path(map: &str, key: &str) -> String {
     format!("{map}{}", yaml::segment(key))
 }
@@ -329,12 +342,8 @@ fn check(b: &Blueprint, registry: &Registry, env: bool, report: &mut dyn FnMut(S
     if b.version != 1 {
         report("version".into(), format!("version {} is not known; this server reads version 1", b.version));
     }
-    if b.name.is_empty()
-        || b.name.len() > 64
-        || !b.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
-        || b.name.starts_with(['_', '-'])
-    {
-        report("name".into(), "must be 1 to 64 of a-z, 0-9, _ and -, starting with a letter or digit".into());
+    if let Err(m) = valid_name(&b.name) {
+        report("name".into(), m);
     }
     for (i, w) in b.targets.workspaces.iter().enumerate() {
         if switchyard_core::ids::WorkspaceId::parse(w).is_none() {
@@ -568,6 +577,53 @@ pub fn pieces(s: &str) -> Result<Vec<Result<String, Reference>>, String> {
         out.push(Ok(text));
     }
     Ok(out)
+}
+
+/// Fills in every `${env:NAME}` from `env`, as the CLI does before it sends a blueprint (the
+/// server has no environment to take them from). The value is put in as text (a `${` in it stays
+/// text); the other references are left as they are. Each variable that is not set is a problem.
+pub fn fill_env(b: &Blueprint, env: &dyn Fn(&str) -> Option<String>) -> Result<(Blueprint, bool), Vec<String>> {
+    fn walk(v: &mut Value, env: &dyn Fn(&str) -> Option<String>, used: &mut bool, missing: &mut Vec<String>) {
+        match v {
+            Value::String(s) => {
+                let Ok(parts) = pieces(s) else { return };
+                if !parts.iter().any(|p| matches!(p, Err(Reference::Env(_)))) {
+                    return;
+                }
+                *used = true;
+                let mut out = String::new();
+                for part in parts {
+                    match part {
+                        Ok(text) => out.push_str(&text.replace("${", "$${")),
+                        Err(Reference::Env(name)) => match env(&name) {
+                            Some(value) => out.push_str(&value.replace("${", "$${")),
+                            None => {
+                                if !missing.contains(&name) {
+                                    missing.push(name);
+                                }
+                            }
+                        },
+                        Err(Reference::Var(n)) => out.push_str(&format!("${{var:{n}}}")),
+                        Err(Reference::Secret(n)) => out.push_str(&format!("${{secret:{n}}}")),
+                        Err(Reference::Template(n)) => out.push_str(&format!("${{template:{n}}}")),
+                        Err(Reference::Mapping(n)) => out.push_str(&format!("${{mapping:{n}}}")),
+                    }
+                }
+                *s = out;
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, env, used, missing)),
+            Value::Object(map) => map.values_mut().for_each(|i| walk(i, env, used, missing)),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(b).expect("a blueprint is JSON");
+    let (mut used, mut missing) = (false, Vec::new());
+    walk(&mut value, env, &mut used, &mut missing);
+    if !missing.is_empty() {
+        return Err(missing.into_iter().map(|n| format!("the environment variable {n} (for ${{env:{n}}}) is not set")).collect());
+    }
+    let filled = serde_json::from_value(value).map_err(|e| vec![e.to_string()])?;
+    Ok((filled, used))
 }
 
 fn references(value: &Value, at: &str, b: &Blueprint, place: Place, env: bool, report: &mut dyn FnMut(String, String)) {

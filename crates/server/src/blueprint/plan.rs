@@ -278,7 +278,7 @@ impl Problems {
 }
 
 /// Every connection (or rule) of a workspace, page by page.
-async fn all_connections(state: &AppState, ws: &WorkspaceId) -> ApiResult<Vec<Connection>> {
+pub async fn all_connections(state: &AppState, ws: &WorkspaceId) -> ApiResult<Vec<Connection>> {
     let mut out = Vec::new();
     let mut page = Page { limit: 200, before: None };
     loop {
@@ -292,7 +292,7 @@ async fn all_connections(state: &AppState, ws: &WorkspaceId) -> ApiResult<Vec<Co
     }
 }
 
-async fn all_rules(state: &AppState, ws: &WorkspaceId) -> ApiResult<Vec<Rule>> {
+pub async fn all_rules(state: &AppState, ws: &WorkspaceId) -> ApiResult<Vec<Rule>> {
     let mut out = Vec::new();
     let mut page = Page { limit: 200, before: None };
     loop {

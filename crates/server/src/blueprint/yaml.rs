@@ -392,3 +392,59 @@ pub fn load(text: &str) -> Result<Document, Problem> {
         None => Err(Problem { line: 0, column: 0, field: String::new(), message: "the document is empty".into() }),
     }
 }
+
+/// A JSON value as YAML (multi-line strings as blocks), read back to check that it means the
+/// same; JSON (which YAML reads too) when it would not.
+pub fn to_yaml(value: &Value) -> String {
+    const FIRST: &[&str] = &[
+        "version",
+        "name",
+        "type",
+        "description",
+        "targets",
+        "variables",
+        "values",
+        "event_types",
+        "templates",
+        "mappings",
+        "connections",
+        "rules",
+        "event",
+        "connection",
+        "action",
+        "action_config",
+        "conditions",
+        "active",
+        "config",
+        "credentials",
+    ];
+    fn node(v: &Value) -> yaml_rust2::Yaml {
+        use yaml_rust2::Yaml;
+        match v {
+            Value::Null => Yaml::Null,
+            Value::Bool(b) => Yaml::Boolean(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Yaml::Integer(i),
+                None => Yaml::Real(n.to_string()),
+            },
+            Value::String(s) => Yaml::String(s.clone()),
+            Value::Array(items) => Yaml::Array(items.iter().map(node).collect()),
+            Value::Object(map) => {
+                // A blueprint's own fields in the order people read them; the rest by name.
+                let rank = |k: &str| FIRST.iter().position(|f| *f == k).unwrap_or(FIRST.len());
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_by(|a, b| (rank(a), *a).cmp(&(rank(b), *b)));
+                Yaml::Hash(keys.into_iter().map(|k| (Yaml::String(k.clone()), node(&map[k]))).collect())
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut emitter = yaml_rust2::YamlEmitter::new(&mut out);
+    emitter.multiline_strings(true);
+    let emitted = emitter.dump(&node(value)).is_ok();
+    let text = out.strip_prefix("---\n").unwrap_or(&out).to_owned() + "\n";
+    match load(&text) {
+        Ok(back) if emitted && back.value == *value => text,
+        _ => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
+    }
+}

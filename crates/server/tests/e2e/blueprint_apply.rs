@@ -321,3 +321,164 @@ async fn a_change_by_hand_is_drift_until_applied_over_or_accepted_as_the_workspa
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_workspace_created_with_labels_a_blueprint_selects_starts_with_the_blueprint_applied() {
+    let app = TestApp::spawn().await;
+    submit(&app, EXAMPLE).await;
+    // Created with its labels and the secrets the blueprint refers to: ready at once.
+    let created = app
+        .ok(
+            Method::POST,
+            "/workspaces",
+            Some(json!({"name": "new customer", "labels": {"product": "acme", "env": "staging"},
+                        "secrets": {"slack_token": "xoxb-new-customer", "hubspot_token": "pat-new-customer"}})),
+            201,
+        )
+        .await;
+    assert!(!created.to_string().contains("new-customer"), "secrets are never shown: {created}");
+    let ws = created["id"].as_str().unwrap().to_owned();
+    let applied = &created["blueprints"];
+    assert_eq!(applied.as_array().unwrap().len(), 1, "{created}");
+    assert_eq!(
+        (applied[0]["name"].as_str(), applied[0]["version"].as_i64(), applied[0]["status"].as_str()),
+        (Some("alerts-and-signups"), Some(1), Some("applied"))
+    );
+    assert_eq!(applied[0]["changes"].as_array().unwrap().len(), 6);
+    let rules = by_name(&app, &ws, "rules").await;
+    assert_eq!(rules["Alerts to #staging-alerts"]["action_config"]["channel"], "#staging-alerts");
+    assert_eq!(by_name(&app, &ws, "connections").await["Team Slack"]["has_credentials"], true);
+    let secrets = app.ok(Method::GET, &format!("/workspaces/{ws}/secrets"), None, 200).await;
+    assert_eq!(secrets["data"].as_array().unwrap().len(), 2);
+    let drift = app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await;
+    assert_eq!(drift["workspaces"][0]["workspace_id"], ws.as_str());
+    let audit = app.ok(Method::GET, "/audit-log", None, 200).await.to_string();
+    assert!(!audit.contains("new-customer") && audit.contains("slack_token"), "secrets are named in the log, never shown");
+
+    // Without its secrets the workspace is made all the same; the blueprint waits for them.
+    let bare = app.ok(Method::POST, "/workspaces", Some(json!({"name": "bare", "labels": {"product": "acme", "env": "dev"}})), 201).await;
+    let bare_id = bare["id"].as_str().unwrap().to_owned();
+    assert_eq!(bare["blueprints"][0]["status"], "failed", "{bare}");
+    assert_eq!(bare["blueprints"][0]["problems"][0]["field"], "secrets.hubspot_token");
+    assert!(by_name(&app, &bare_id, "connections").await.is_empty());
+    for name in ["slack_token", "hubspot_token"] {
+        app.ok(Method::PUT, &format!("/workspaces/{bare_id}/secrets/{name}"), Some(json!({"value": "v"})), 201).await;
+    }
+    let applied = app.ok(Method::POST, &format!("/blueprints/alerts-and-signups/apply?workspaces={bare_id}"), None, 200).await;
+    assert_eq!(applied["applied"], 1, "{applied}");
+    assert!(by_name(&app, &bare_id, "rules").await.contains_key("Alerts to #dev-alerts"));
+
+    // Not selected: nothing applied.
+    let other = app.ok(Method::POST, "/workspaces", Some(json!({"name": "other", "labels": {"product": "other"}})), 201).await;
+    assert_eq!(other["blueprints"], json!([]));
+    // Bad secrets refuse the workspace before anything is made.
+    let (status, body) = app.admin(Method::POST, "/workspaces", Some(json!({"name": "x", "secrets": {"bad name": "v"}}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "secrets[\"bad name\"]");
+    let (status, _) = app.admin(Method::POST, "/workspaces", Some(json!({"name": "x", "secrets": {"empty": ""}}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let list = app.ok(Method::GET, "/workspaces?limit=100", None, 200).await;
+    assert!(list["data"].as_array().unwrap().iter().all(|w| w["name"] != "x"));
+}
+
+/// A connection's or rule's view without what is the workspace's own (ids, times).
+fn portable(mut v: Value, connection_names: &std::collections::BTreeMap<String, String>) -> Value {
+    let map = v.as_object_mut().unwrap();
+    for field in ["id", "workspace_id", "created_at", "updated_at", "signing_secret", "previous_secret_expires_at"] {
+        map.remove(field);
+    }
+    if let Some(Value::String(id)) = map.remove("connection_id") {
+        map.insert("connection".into(), Value::String(connection_names[&id].clone()));
+    }
+    v
+}
+
+async fn portable_views(app: &TestApp, ws: &str) -> (Value, Value, Value) {
+    let connections = by_name(app, ws, "connections").await;
+    let names: std::collections::BTreeMap<String, String> =
+        connections.values().map(|c| (c["id"].as_str().unwrap().to_owned(), c["name"].as_str().unwrap().to_owned())).collect();
+    let connections: Vec<Value> = connections.into_values().map(|c| portable(c, &names)).collect();
+    let rules: Vec<Value> = by_name(app, ws, "rules").await.into_values().map(|r| portable(r, &names)).collect();
+    let declared = app.ok(Method::GET, &format!("/workspaces/{ws}/event-types/order.created"), None, 200).await;
+    let declared = json!([declared["description"], declared["json_schema"], declared["example"], declared["declared"]]);
+    (json!(connections), json!(rules), declared)
+}
+
+#[tokio::test]
+async fn a_workspace_exported_and_applied_to_an_empty_one_is_reproduced_exactly() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::status(200).await;
+    let a = app.workspace("Hand built").await;
+    let hook = app
+        .webhook(
+            &a,
+            &receiver.url(),
+            json!({"name": "Orders hook", "credentials": {"bearer_token": "tok-a"}, "retry_policy": {"max_attempts": 3, "initial_delay_ms": 100, "max_delay_ms": 1000},
+                   "timeout_ms": 3000, "max_in_flight": 2, "circuit_breaker": {"min_requests": 7}}),
+        )
+        .await;
+    let slack = app
+        .ok(
+            Method::POST,
+            &format!("/workspaces/{}/connections", a.id),
+            Some(json!({"type": "slack", "name": "Team Slack", "credentials": {"access_token": "xoxb-a"}})),
+            201,
+        )
+        .await;
+    app.rule(
+        &a,
+        &hook,
+        "order.created",
+        json!({"name": "Big orders", "active": false, "conditions": {"all": [{"path": "payload.total", "op": "gte", "value": 100}]}}),
+    )
+    .await;
+    app.rule(
+        &a,
+        &slack,
+        "order.*",
+        json!({"name": "Orders to ${not a reference}", "action": "send_message",
+               "action_config": {"channel": "#orders", "template": "Order of {{ payload.total }} (costs $${price})"}}),
+    )
+    .await;
+    app.ok(
+        Method::PUT,
+        &format!("/workspaces/{}/event-types/order.created", a.id),
+        Some(json!({"description": "An order", "json_schema": {"type": "object"}, "example": {"total": 120}})),
+        200,
+    )
+    .await;
+
+    let exported = app.ok(Method::GET, &format!("/workspaces/{}/blueprint?name=orders", a.id), None, 200).await;
+    assert_eq!(exported["secrets"], json!(["orders_hook_bearer_token", "team_slack_access_token"]), "{exported}");
+    let yaml = exported["yaml"].as_str().unwrap();
+    assert!(!yaml.contains("tok-a") && !yaml.contains("xoxb-a"), "credentials are references: {yaml}");
+    assert!(yaml.contains("${secret:orders_hook_bearer_token}") && yaml.starts_with("version: 1"), "{yaml}");
+    assert_eq!(submit(&app, yaml).await["name"], "orders");
+
+    // An empty workspace, given the same secrets, becomes the same.
+    let b = app
+        .ok(
+            Method::POST,
+            "/workspaces",
+            Some(json!({"name": "Copy", "secrets": {"orders_hook_bearer_token": "tok-a", "team_slack_access_token": "xoxb-a"}})),
+            201,
+        )
+        .await;
+    let b = b["id"].as_str().unwrap().to_owned();
+    let applied = app.ok(Method::POST, &format!("/blueprints/orders/apply?workspaces={b}"), None, 200).await;
+    assert_eq!(applied["applied"], 1, "{applied}");
+    let (from, to) = (portable_views(&app, &a.id).await, portable_views(&app, &b).await);
+    assert_eq!(from.0, to.0, "connections");
+    assert_eq!(from.1, to.1, "rules");
+    assert_eq!(from.2, to.2, "event types");
+    assert_eq!(to.1[1]["name"], "Orders to ${not a reference}");
+    // The credentials are the same too: planning again finds nothing to change.
+    let plan = app.ok(Method::POST, &format!("/blueprints/orders/plan?workspaces={b}"), None, 200).await;
+    assert_eq!(plan["changes"], 0, "{plan}");
+    // And the copy delivers with them.
+    let rules = by_name(&app, &b, "rules").await;
+    app.ok(Method::PATCH, &format!("/rules/{}", rules["Big orders"]["id"].as_str().unwrap()), Some(json!({"active": true})), 200).await;
+    app.ok(Method::POST, &format!("/workspaces/{b}/events"), Some(json!({"event": "order.created", "payload": {"total": 500}})), 202).await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].headers.get("authorization").and_then(|h| h.to_str().ok()), Some("Bearer tok-a"));
+}

@@ -27,6 +27,9 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Bad flags or arguments, or no server, credential or workspace to use.
     pub const USAGE: u8 = 2;
+    /// `blueprint plan`: the plan has changes; `blueprint drift`: a workspace drifted (as
+    /// `terraform plan -detailed-exitcode`). Nothing is printed on standard error then.
+    pub const CHANGES: u8 = 2;
     /// The credential was refused (401) or may not do this (403).
     pub const REFUSED: u8 = 3;
     /// What was named does not exist, or is not visible to the credential (404).
@@ -685,7 +688,14 @@ pub async fn workspaces(group: Group<WorkspaceCmd>) -> Outcome {
             ]);
         }
         WorkspaceCmd::Create { name, description, plan, limits, labels } => {
-            let new = NewWorkspace { name, description, plan, limits: opt_json("limits", &limits)?, labels: label_args(&labels)? };
+            let new = NewWorkspace {
+                name,
+                description,
+                plan,
+                limits: opt_json("limits", &limits)?,
+                labels: label_args(&labels)?,
+                ..Default::default()
+            };
             let w = client.create_workspace(&new).await?;
             if json {
                 return show(&w);
