@@ -237,16 +237,27 @@ async fn a_change_by_hand_is_drift_until_applied_over_or_accepted_as_the_workspa
     let drift = app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await;
     assert_eq!((drift["drifted"].as_u64(), drift["workspaces"][0]["drift"].clone()), (Some(0), json!([])), "{drift}");
 
-    // Someone moves the alerts to another channel, and renames the Slack connection.
+    // The customer, in the embedded pages (an editor session), moves the alerts to another
+    // channel; an operator renames the Slack connection.
     let rules = by_name(&app, &prod, "rules").await;
     let rule_id = rules["Alerts to #alerts"]["id"].as_str().unwrap().to_owned();
-    app.ok(
-        Method::PATCH,
-        &format!("/rules/{rule_id}"),
-        Some(json!({"action_config": {"channel": "#mine", "template": "{{ payload.title }}"}})),
-        200,
-    )
-    .await;
+    let session = app.ok(Method::POST, "/sessions", Some(json!({"workspace_id": prod, "role": "editor"})), 201).await;
+    let token = session["access_token"].as_str().unwrap();
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/rules/{rule_id}"),
+            Some(token),
+            Some(json!({"action_config": {"channel": "#mine", "template": "{{ payload.title }}"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The session can neither see the blueprint's drift nor accept its own change.
+    let (status, _) = app.call(Method::GET, "/api/v1/blueprints/alerts-and-signups/drift", Some(token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let overrides_path = format!("/api/v1/blueprints/alerts-and-signups/overrides/{prod}");
+    let (status, _) = app.call(Method::PUT, &overrides_path, Some(token), Some(json!({"overrides": {}}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let slack = by_name(&app, &prod, "connections").await["Team Slack"]["id"].as_str().unwrap().to_owned();
     app.ok(Method::PATCH, &format!("/connections/{slack}"), Some(json!({"name": "Our Slack"})), 200).await;
 
@@ -481,4 +492,25 @@ async fn a_workspace_exported_and_applied_to_an_empty_one_is_reproduced_exactly(
     app.ok(Method::POST, &format!("/workspaces/{b}/events"), Some(json!({"event": "order.created", "payload": {"total": 500}})), 202).await;
     let got = receiver.wait_for(1).await;
     assert_eq!(got[0].headers.get("authorization").and_then(|h| h.to_str().ok()), Some("Bearer tok-a"));
+}
+
+#[tokio::test]
+async fn a_workspace_past_its_limits_is_left_as_it_was_and_the_others_are_applied() {
+    let app = TestApp::spawn().await;
+    let (dev, prod) = (environment(&app, "dev").await, environment(&app, "prod").await);
+    // Room for one connection: the blueprint makes two.
+    app.ok(Method::PATCH, &format!("/workspaces/{dev}"), Some(json!({"limits": {"connections": 1}})), 200).await;
+    submit(&app, EXAMPLE).await;
+    let applied = app.ok(Method::POST, "/blueprints/alerts-and-signups/apply", None, 200).await;
+    assert_eq!((applied["applied"].as_u64(), applied["failed"].as_u64()), (Some(1), Some(1)), "{applied}");
+    let failed = plan_of(&applied, &dev);
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["problems"][0]["field"], "connections", "{failed}");
+    assert!(by_name(&app, &dev, "connections").await.is_empty(), "all of a workspace's changes or none");
+    assert!(by_name(&app, &dev, "rules").await.is_empty());
+    let declared = app.ok(Method::GET, &format!("/workspaces/{dev}/event-types?limit=100"), None, 200).await;
+    assert_eq!(declared["data"], json!([]), "not even the event types");
+    assert_eq!(by_name(&app, &prod, "connections").await.len(), 2);
+    let drift = app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await;
+    assert_eq!(drift["workspaces"].as_array().unwrap().len(), 1, "applied to prod only: {drift}");
 }
