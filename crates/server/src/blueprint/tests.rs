@@ -329,3 +329,77 @@ mod resolving {
         assert!(problems[0].message.contains("is for the CLI"), "{problems:#?}");
     }
 }
+
+mod writing {
+    use super::*;
+
+    #[test]
+    fn yaml_written_for_an_export_reads_back_as_the_same_value() {
+        let tricky = serde_json::json!({
+            "version": 1,
+            "name": "x",
+            "texts": ["true", "null", "~", "0x1F", "1e3", "2014-12-31", "#channel", "- item", "a: b", "", " padded ", "yes", "on",
+                      ".inf", "$${literal}", "line one\nline two\n", "trailing  \nspaces", "tab\there", "quote \" and '", "ünïcødé"],
+            "numbers": [0, -5, 1.5, 123456789012_i64],
+            "flags": [true, false, null],
+            "empty": {"map": {}, "list": []},
+            "keys": {"user.created": 1, "with space": 2, "123": 3, "true": 4},
+        });
+        let text = yaml::to_yaml(&tricky);
+        let back = yaml::load(&text).unwrap_or_else(|e| panic!("{e}\n{text}")).value;
+        assert_eq!(back, tricky, "{text}");
+        // A blueprint's own fields come in reading order.
+        assert!(text.starts_with("version: 1\nname: x\n"), "{text}");
+        // Text the YAML emitter would leave unquoted yet YAML 1.2 reads as a number (an octal
+        // `0o17`): the whole document is written as JSON instead, which reads back the same.
+        let octal = serde_json::json!({"version": 1, "name": "x", "text": "0o17"});
+        let text = yaml::to_yaml(&octal);
+        assert!(text.starts_with('{'), "{text}");
+        assert_eq!(yaml::load(&text).unwrap().value, octal);
+    }
+
+    #[test]
+    fn env_references_are_filled_in_as_text_and_the_others_kept() {
+        let text = format!(
+            "{HEAD}variables:\n  v: {{default: a}}\nconnections:\n  hook:\n    type: webhook\n    name: \"${{env:NAME}} and ${{var:v}}\"\n    config: {{url: \"${{env:URL}}\"}}\n    credentials: {{bearer_token: \"${{secret:token}}\"}}\n"
+        );
+        let b = parse(&text, &registry()).unwrap();
+        let env = |name: &str| match name {
+            "NAME" => Some("has ${var:v} inside".to_owned()),
+            "URL" => Some("https://hooks.example.com/a".to_owned()),
+            _ => None,
+        };
+        let (filled, used) = fill_env(&b, &env).unwrap();
+        assert!(used);
+        let c = &filled.connections["hook"];
+        assert_eq!(c.name, "has $${var:v} inside and ${var:v}", "a value put in is text, never read again");
+        assert_eq!(c.config.as_ref().unwrap()["url"], "https://hooks.example.com/a");
+        assert_eq!(c.credentials.as_ref().unwrap()["bearer_token"], "${secret:token}");
+        // What the server then reads has no env reference left.
+        let sent = serde_json::to_string(&filled).unwrap();
+        assert!(parse_submitted(&sent, &registry()).is_ok());
+        let missing = fill_env(&b, &|_| None).unwrap_err();
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert!(missing[0].contains("NAME") || missing[1].contains("NAME"));
+        let (same, used) = fill_env(&parse(EXAMPLE, &registry()).unwrap(), &env).unwrap();
+        assert!(!used);
+        assert_eq!(same, parse(EXAMPLE, &registry()).unwrap());
+    }
+
+    #[test]
+    fn resources_and_override_paths_are_named_as_plans_name_them() {
+        use switchyard_store::ManagedKind;
+        assert_eq!(plan::parse_resource("rules.alerts"), Some((ManagedKind::Rule, "alerts".into())));
+        assert_eq!(plan::parse_resource("event_types[\"user.created\"]"), Some((ManagedKind::EventType, "user.created".into())));
+        assert_eq!(plan::resource_name(ManagedKind::EventType, "user.created"), "event_types[\"user.created\"]");
+        for bad in ["rules", "rules.", "webhooks.x", "rules.a.b", "rules[\"a\"", "rules[1]", ""] {
+            assert_eq!(plan::parse_resource(bad), None, "{bad}");
+        }
+        assert!(plan::valid_override(ManagedKind::Rule, "action_config.channel"));
+        assert!(plan::valid_override(ManagedKind::Rule, "action_config[\"a.b\"]"));
+        assert!(plan::valid_override(ManagedKind::Connection, "credentials"));
+        for bad in ["colour", "", ".", "action_config..x", "[\"unclosed", "event_types"] {
+            assert!(!plan::valid_override(ManagedKind::Rule, bad), "{bad}");
+        }
+    }
+}
