@@ -932,8 +932,8 @@ pub trait BlueprintStore: Send + Sync {
     async fn delete_blueprint(&self, id: &str) -> Result<bool>;
     /// Every resource any blueprint manages in a workspace.
     async fn managed_resources(&self, ws: &WorkspaceId) -> Result<Vec<ManagedResource>>;
-    /// Where a blueprint has been applied, and which version.
-    async fn blueprint_applications(&self, blueprint_id: &str) -> Result<Vec<BlueprintApplication>>;
+    /// Where a blueprint has been applied (in `ws` only, when given), and which version.
+    async fn blueprint_applications(&self, blueprint_id: &str, ws: Option<&WorkspaceId>) -> Result<Vec<BlueprintApplication>>;
     /// Makes a workspace what a plan says, in one transaction: every change or none. `Conflict`
     /// when the blueprint's resources in the workspace are no longer `apply.expected` (another
     /// apply came first: plan again); `Limit` past the workspace's caps.
@@ -1002,6 +1002,9 @@ pub struct BlueprintApply {
     pub version: i64,
     /// The blueprint's resources in the workspace when the plan was made.
     pub expected: Vec<ManagedResource>,
+    /// The `updated_at` of each connection and rule to update, as the plan read them: a change
+    /// made since (by hand, a token refresh) is not overwritten: `Conflict`, plan again.
+    pub read_at: Vec<(String, Millis)>,
     /// The blueprint's resources once applied (overrides included).
     pub resources: Vec<ManagedResource>,
     pub create_connections: Vec<Connection>,

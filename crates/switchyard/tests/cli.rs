@@ -645,7 +645,7 @@ async fn blueprints_are_planned_applied_watched_for_drift_and_exported_from_the_
     .unwrap();
     let file = file.to_str().unwrap();
     let unset = cli.run(&["blueprint", "plan", file]).await;
-    assert_eq!(unset.code, 2, "{}", unset.stderr);
+    assert_eq!(unset.code, 5, "not 2, which a pipeline takes for changes: {}", unset.stderr);
     assert!(unset.stderr.contains("HOOK_URL"), "{}", unset.stderr);
     let set = cli.with("HOOK_URL", "https://hooks.example.com/ci").json_exit(&["blueprint", "plan", file], 2).await;
     assert_eq!(set["workspaces"][0]["changes"][0]["fields"][1]["to"]["url"], "https://hooks.example.com/ci", "{set}");

@@ -455,6 +455,22 @@ pub(crate) async fn apply_to(state: &AppState, ws: &Workspace, target: &plan::Ta
     }
 }
 
+/// A workspace that could not be applied for a reason of the server's.
+fn failed_with(ws: &Workspace, e: ApiError) -> AppliedWorkspace {
+    tracing::warn!(workspace = %ws.id, error = %e.message, "a blueprint could not be applied to a workspace");
+    AppliedWorkspace {
+        status: "failed",
+        plan: WorkspacePlan {
+            workspace_id: ws.id.to_string(),
+            workspace_name: ws.name.clone(),
+            applied_version: None,
+            changes: Vec::new(),
+            overrides: BTreeMap::new(),
+            problems: vec![plan::PlanProblem { field: String::new(), message: format!("not applied: {}", e.message) }],
+        },
+    }
+}
+
 /// Applies a stored version of a blueprint (the current one, or `?version=`) to each workspace:
 /// all of a workspace's changes or none, and nothing where nothing differs (applying twice
 /// changes nothing). A workspace with problems is left as it was and reported `failed`; the
@@ -475,7 +491,9 @@ async fn apply_blueprint(
     let target = plan::Target { blueprint_id: &record.id, version, blueprint: &b, prune: params.prune };
     let mut results = Vec::new();
     for ws in &workspaces {
-        results.push(apply_to(&state, ws, &target).await?);
+        // One workspace's failure (the database, say) is its own: the others are still applied,
+        // and the answer (and the audit log) says which were.
+        results.push(apply_to(&state, ws, &target).await.unwrap_or_else(|e| failed_with(ws, e)));
     }
     let count = |status: &str| results.iter().filter(|r| r.status == status).count();
     let (applied, unchanged, failed) = (count("applied"), count("unchanged"), count("failed"));
@@ -503,7 +521,7 @@ async fn blueprint_drift(
     let (record, _) = state.store.get_blueprint(&id, None).await?.ok_or_else(|| ApiError::not_found("blueprint"))?;
     let mut versions: BTreeMap<i64, Blueprint> = BTreeMap::new();
     let mut out = Vec::new();
-    for application in state.store.blueprint_applications(&record.id).await? {
+    for application in state.store.blueprint_applications(&record.id, None).await? {
         if asked.as_ref().is_some_and(|a| !a.contains(&application.workspace_id)) {
             continue;
         }
@@ -617,14 +635,27 @@ pub struct AppliedAtCreation {
     pub problems: Vec<plan::PlanProblem>,
 }
 
-/// Applies to a new workspace every blueprint whose targets select it by its labels.
-pub(crate) async fn apply_at_creation(state: &AppState, ws: &Workspace) -> ApiResult<Vec<AppliedAtCreation>> {
+/// Applies to a new workspace every blueprint whose targets select it by its labels. Never fails:
+/// the workspace exists already (and its publishable key is shown once, in the same answer), so
+/// what could not be applied is reported, to be applied later.
+pub(crate) async fn apply_at_creation(state: &AppState, ws: &Workspace) -> Vec<AppliedAtCreation> {
     let mut out = Vec::new();
     if ws.labels.is_empty() {
-        return Ok(out);
+        return out;
     }
-    for record in state.store.list_blueprints().await? {
-        let (record, version, b) = stored(state, &record.id, None).await?;
+    let records = match state.store.list_blueprints().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(workspace = %ws.id, error = %e, "could not list the blueprints to apply to a new workspace");
+            return out;
+        }
+    };
+    for record in records {
+        let (record, version, b) = match stored(state, &record.id, None).await {
+            Ok(found) => found,
+            // Deleted meanwhile, or unreadable: nothing to apply.
+            Err(_) => continue,
+        };
         if b.targets.labels.is_empty()
             || !crate::blueprint::resolve::selects(
                 &b.targets,
@@ -634,7 +665,7 @@ pub(crate) async fn apply_at_creation(state: &AppState, ws: &Workspace) -> ApiRe
             continue;
         }
         let target = plan::Target { blueprint_id: &record.id, version, blueprint: &b, prune: false };
-        let done = apply_to(state, ws, &target).await?;
+        let done = apply_to(state, ws, &target).await.unwrap_or_else(|e| failed_with(ws, e));
         out.push(AppliedAtCreation {
             id: record.id,
             name: record.name,
@@ -644,7 +675,7 @@ pub(crate) async fn apply_at_creation(state: &AppState, ws: &Workspace) -> ApiRe
             problems: done.plan.problems,
         });
     }
-    Ok(out)
+    out
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -232,14 +232,20 @@ async fn create_workspace(
     let (key, secret) = new_publishable_key(&ws.id);
     state.store.create_workspace(&ws, &key, &hash_token(&secret), state.config.plans.max_workspaces).await?;
     state.config_changed();
+    // The workspace exists now, and its publishable key is shown only in this answer: what fails
+    // from here is reported in it (a secret not set shows as a blueprint's problem), never a 5xx.
+    let mut unset = Vec::new();
     for (name, value) in &secrets {
         let sealed = state.vault.seal(value.as_bytes(), &switchyard_store::secret_id(&ws.id, name));
-        state.store.put_secret(&ws.id, name, &sealed, now, Some(super::secrets::MAX_SECRETS)).await?;
+        if let Err(e) = state.store.put_secret(&ws.id, name, &sealed, now, Some(super::secrets::MAX_SECRETS)).await {
+            tracing::warn!(workspace = %ws.id, secret = %name, error = %e, "a new workspace's secret could not be set");
+            unset.push(name.clone());
+        }
     }
     // Every new customer starts from a working baseline: the blueprints that select it.
-    let blueprints = super::blueprints::apply_at_creation(&state, &ws).await?;
+    let blueprints = super::blueprints::apply_at_creation(&state, &ws).await;
     let change = Change::new("workspace.create", "workspace", &ws.id).in_workspace(&ws.id).summary(json!({
-        "name": ws.name, "publishable_key_id": key.id, "labels": ws.labels, "secrets": secrets.keys().collect::<Vec<_>>(),
+        "name": ws.name, "publishable_key_id": key.id, "labels": ws.labels, "secrets": secrets.keys().filter(|n| !unset.contains(n)).collect::<Vec<_>>(),
         "blueprints": blueprints.iter().map(|b| json!({"name": b.name, "version": b.version, "status": b.status})).collect::<Vec<_>>(),
     }));
     let publishable_key = NewKeyOut { id: key.id.into_string(), key: secret, created_at: ts(key.created_at) };

@@ -78,7 +78,7 @@ pub fn name_for(workspace: &str) -> String {
 }
 
 fn parse_json(text: &Option<String>) -> Option<Value> {
-    text.as_deref().and_then(|t| serde_json::from_str(t).ok()).map(|v| literals(&v))
+    text.as_deref().and_then(|t| serde_json::from_str(t).ok())
 }
 
 /// The blueprint of a workspace's connections, rules and declared event types.
@@ -91,18 +91,33 @@ pub fn export(
     event_types: &[EventType],
     managed: &[ManagedResource],
 ) -> (Blueprint, Vec<String>, Vec<String>) {
-    // A resource a blueprint made keeps that blueprint's key.
-    let managed_key = |kind: ManagedKind, id: &str| managed.iter().find(|m| m.kind == kind && m.resource_id == id).map(|m| m.key.clone());
     let mut notes = Vec::new();
     let mut secrets = Vec::new();
-    let mut keys: HashSet<String> = managed.iter().filter(|m| m.kind == ManagedKind::Connection).map(|m| m.key.clone()).collect();
-    let mut connection_keys: BTreeMap<String, String> = BTreeMap::new();
-    let mut out_connections = BTreeMap::new();
+    // Keys: those of the resources a blueprint made first (kept, made unique if two blueprints
+    // used one key), then keys from names for the rest.
+    let keys_for = |kind: ManagedKind, ids: &[(String, String)]| -> BTreeMap<String, String> {
+        let mut taken = HashSet::new();
+        let mut out = BTreeMap::new();
+        for (id, _) in ids {
+            if let Some(m) = managed.iter().find(|m| m.kind == kind && m.resource_id == *id) {
+                let key = if taken.insert(m.key.clone()) { m.key.clone() } else { key_for(&m.key, &mut taken) };
+                out.insert(id.clone(), key);
+            }
+        }
+        for (id, name) in ids {
+            if !out.contains_key(id) {
+                out.insert(id.clone(), key_for(name, &mut taken));
+            }
+        }
+        out
+    };
     let mut sorted: Vec<&Connection> = connections.iter().collect();
     sorted.sort_by_key(|c| c.created_at);
+    let connection_keys = keys_for(ManagedKind::Connection, &sorted.iter().map(|c| (c.id.to_string(), c.name.clone())).collect::<Vec<_>>());
+    let mut secret_names = HashSet::new();
+    let mut out_connections = BTreeMap::new();
     for c in sorted {
-        let key = managed_key(ManagedKind::Connection, c.id.as_str()).unwrap_or_else(|| key_for(&c.name, &mut keys));
-        connection_keys.insert(c.id.to_string(), key.clone());
+        let key = connection_keys[c.id.as_str()].clone();
         let opened: Option<Map<String, Value>> = c
             .credentials_sealed
             .as_ref()
@@ -115,10 +130,27 @@ pub fn export(
                 ));
             }
             let mut refs = Map::new();
-            for field in creds.keys().filter(|k| !TOKEN_KEYS.contains(&k.as_str())) {
-                let secret = key_for(&format!("{key}_{field}"), &mut HashSet::new());
-                refs.insert(field.clone(), Value::String(format!("${{secret:{secret}}}")));
-                secrets.push(secret);
+            for (field, value) in creds.iter().filter(|(k, _)| !TOKEN_KEYS.contains(&k.as_str())) {
+                let mut reference = |name: String| {
+                    let secret = key_for(&name, &mut secret_names);
+                    secrets.push(secret.clone());
+                    Value::String(format!("${{secret:{secret}}}"))
+                };
+                match value {
+                    Value::String(_) => {
+                        refs.insert(field.clone(), reference(format!("{key}_{field}")));
+                    }
+                    // Secret headers, say: a reference per entry.
+                    Value::Object(entries) => {
+                        let inner: Map<String, Value> = entries
+                            .iter()
+                            .filter(|(_, v)| v.is_string())
+                            .map(|(name, _)| (name.clone(), reference(format!("{key}_{field}_{name}"))))
+                            .collect();
+                        refs.insert(field.clone(), Value::Object(inner));
+                    }
+                    _ => notes.push(format!("connections.{key}: credentials.{field} is not text, which a blueprint cannot refer to: left out")),
+                }
             }
             Value::Object(refs)
         });
@@ -157,10 +189,9 @@ pub fn export(
             },
         );
     }
-    let mut rule_keys: HashSet<String> = managed.iter().filter(|m| m.kind == ManagedKind::Rule).map(|m| m.key.clone()).collect();
-    let mut out_rules = BTreeMap::new();
     let mut sorted: Vec<&Rule> = rules.iter().collect();
     sorted.sort_by_key(|r| r.created_at);
+    let mut exported = Vec::new();
     for r in sorted {
         if let Some(bound) = &r.bound_to {
             notes.push(format!(
@@ -169,13 +200,19 @@ pub fn export(
             ));
             continue;
         }
-        let Some(connection) = connection_keys.get(r.connection_id.as_str()) else { continue };
+        if connection_keys.contains_key(r.connection_id.as_str()) {
+            exported.push(r);
+        }
+    }
+    let rule_keys = keys_for(ManagedKind::Rule, &exported.iter().map(|r| (r.id.to_string(), r.name.clone())).collect::<Vec<_>>());
+    let mut out_rules = BTreeMap::new();
+    for r in exported {
         out_rules.insert(
-            managed_key(ManagedKind::Rule, r.id.as_str()).unwrap_or_else(|| key_for(&r.name, &mut rule_keys)),
+            rule_keys[r.id.as_str()].clone(),
             RuleSpec {
                 name: literal(&r.name),
                 event: r.event.clone(),
-                connection: connection.clone(),
+                connection: connection_keys[r.connection_id.as_str()].clone(),
                 action: Some(r.action.clone()),
                 action_config: Some(literals(&r.action_config)).filter(|v| v.as_object().is_none_or(|m| !m.is_empty())),
                 conditions: r.conditions.as_ref().map(literals),
@@ -189,8 +226,10 @@ pub fn export(
         .map(|t| {
             (
                 t.name.clone(),
+                // Event types are taken as written (references are read in connections and
+                // rules only): nothing to escape.
                 EventTypeSpec {
-                    description: t.description.as_deref().map(literal),
+                    description: t.description.clone(),
                     json_schema: parse_json(&t.json_schema),
                     example: parse_json(&t.example),
                 },
@@ -202,7 +241,7 @@ pub fn export(
     let blueprint = Blueprint {
         version: 1,
         name: name.to_owned(),
-        description: Some(literal(&format!("Exported from the workspace {:?} ({})", ws.name, ws.id))),
+        description: Some(format!("Exported from the workspace {:?} ({})", ws.name, ws.id)),
         targets: Default::default(),
         variables: BTreeMap::new(),
         values: Vec::new(),

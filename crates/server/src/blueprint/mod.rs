@@ -150,7 +150,7 @@ pub struct ConnectionSpec {
     #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub config: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    #[schemars(with = "Option<BTreeMap<String, CredentialValue>>")]
     pub credentials: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetrySpec>,
@@ -162,6 +162,15 @@ pub struct ConnectionSpec {
     pub rate_limit_per_minute: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<BreakerSpec>,
+}
+
+/// A credential: text holding a `${secret:NAME}`, or (secret headers, say) a map of them.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum CredentialValue {
+    Text(String),
+    Map(BTreeMap<String, String>),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -579,9 +588,10 @@ pub fn pieces(s: &str) -> Result<Vec<Result<String, Reference>>, String> {
     Ok(out)
 }
 
-/// Fills in every `${env:NAME}` from `env`, as the CLI does before it sends a blueprint (the
-/// server has no environment to take them from). The value is put in as text (a `${` in it stays
-/// text); the other references are left as they are. Each variable that is not set is a problem.
+/// Fills in every `${env:NAME}` of the connections and rules (where references are read) from
+/// `env`, as the CLI does before it sends a blueprint (the server has no environment to take them
+/// from). The value is put in as text (a `${` in it stays text); the other references are left as
+/// they are. Each variable that is not set is a problem.
 pub fn fill_env(b: &Blueprint, env: &dyn Fn(&str) -> Option<String>) -> Result<(Blueprint, bool), Vec<String>> {
     fn walk(v: &mut Value, env: &dyn Fn(&str) -> Option<String>, used: &mut bool, missing: &mut Vec<String>) {
         match v {
@@ -596,6 +606,10 @@ pub fn fill_env(b: &Blueprint, env: &dyn Fn(&str) -> Option<String>) -> Result<(
                     match part {
                         Ok(text) => out.push_str(&text.replace("${", "$${")),
                         Err(Reference::Env(name)) => match env(&name) {
+                            // A `$` at the end would join a `{` or reference after it.
+                            Some(value) if value.ends_with('$') => {
+                                missing.push(format!("{name} (its value ends with $, which cannot be written before what follows it)"))
+                            }
                             Some(value) => out.push_str(&value.replace("${", "$${")),
                             None => {
                                 if !missing.contains(&name) {
@@ -618,9 +632,22 @@ pub fn fill_env(b: &Blueprint, env: &dyn Fn(&str) -> Option<String>) -> Result<(
     }
     let mut value = serde_json::to_value(b).expect("a blueprint is JSON");
     let (mut used, mut missing) = (false, Vec::new());
-    walk(&mut value, env, &mut used, &mut missing);
+    for section in ["connections", "rules"] {
+        if let Some(v) = value.get_mut(section) {
+            walk(v, env, &mut used, &mut missing);
+        }
+    }
     if !missing.is_empty() {
-        return Err(missing.into_iter().map(|n| format!("the environment variable {n} (for ${{env:{n}}}) is not set")).collect());
+        return Err(missing
+            .into_iter()
+            .map(|n| {
+                if n.contains(' ') {
+                    format!("the environment variable {n}")
+                } else {
+                    format!("the environment variable {n} (for ${{env:{n}}}) is not set")
+                }
+            })
+            .collect());
     }
     let filled = serde_json::from_value(value).map_err(|e| vec![e.to_string()])?;
     Ok((filled, used))

@@ -169,9 +169,15 @@ fn path_segments(path: &str) -> Option<Vec<String>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// Whether `path` names something a workspace may override for `kind`.
+/// The fields whose parts (`config.url`) may be overridden; the others only whole.
+fn has_parts(field: &str) -> bool {
+    matches!(field, "config" | "retry_policy" | "circuit_breaker" | "action_config" | "conditions" | "json_schema" | "example")
+}
+
+/// Whether `path` names something a workspace may override for `kind`: a field the blueprint can
+/// own, or a part of one that is an object.
 pub fn valid_override(kind: ManagedKind, path: &str) -> bool {
-    path_segments(path).is_some_and(|s| owned_fields(kind).contains(&s[0].as_str()))
+    path_segments(path).is_some_and(|s| owned_fields(kind).contains(&s[0].as_str()) && (s.len() == 1 || has_parts(&s[0])))
 }
 
 fn get_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
@@ -180,6 +186,10 @@ fn get_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
 
 fn set_path(v: &mut Value, path: &[String], to: Option<Value>) {
     let Some((last, parents)) = path.split_last() else { return };
+    if to.is_none() && get_path(v, parents).is_none_or(|p| !p.is_object()) {
+        // Nothing there to remove.
+        return;
+    }
     let mut at = v;
     for k in parents {
         if !at.is_object() {
@@ -262,14 +272,43 @@ fn event_type_view(d: &EventTypeDeclaration) -> Value {
 /// Gathers the problems of one workspace's plan.
 struct Problems(Vec<PlanProblem>);
 
+/// What a problem with credentials says: the integration's own message could quote the value,
+/// which came from the workspace's secrets.
+const CREDENTIALS_REFUSED: &str =
+    "is refused by the integration once the workspace's secrets are put in (the value is not shown: check the secrets it uses)";
+
 impl Problems {
     fn api(&mut self, at: &str, e: ApiError) {
         if e.details.is_empty() {
             self.0.push(PlanProblem { field: at.to_owned(), message: e.message });
         }
         for d in e.details {
-            self.0.push(PlanProblem { field: format!("{at}.{}", d.field), message: d.message });
+            let message =
+                if d.field == "credentials" || d.field.starts_with("credentials.") { CREDENTIALS_REFUSED.to_owned() } else { d.message };
+            self.0.push(PlanProblem { field: format!("{at}.{}", d.field), message });
         }
+    }
+
+    /// The problems, with any secret's value taken out of them (whatever its case), should a
+    /// message quote one anyway.
+    fn scrubbed(self, secrets: &HashMap<String, String>) -> Vec<PlanProblem> {
+        let values: Vec<String> = secrets.values().filter(|v| v.len() >= 4).map(|v| v.to_lowercase()).collect();
+        self.0
+            .into_iter()
+            .map(|mut p| {
+                for v in &values {
+                    while let Some(at) = p.message.to_lowercase().find(v.as_str()) {
+                        // Lowercasing can change lengths outside ASCII: then the whole message goes.
+                        if p.message.to_lowercase().len() != p.message.len() {
+                            p.message = "(a message that quoted a secret)".into();
+                            break;
+                        }
+                        p.message.replace_range(at..at + v.len(), "(secret)");
+                    }
+                }
+                p
+            })
+            .collect()
     }
 
     fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
@@ -331,7 +370,7 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
     let (mine, others): (Vec<ManagedResource>, Vec<ManagedResource>) =
         all_marks.into_iter().partition(|m| m.blueprint_id == target.blueprint_id);
     let applied_version =
-        state.store.blueprint_applications(target.blueprint_id).await?.into_iter().find(|a| a.workspace_id == ws.id).map(|a| a.version);
+        state.store.blueprint_applications(target.blueprint_id, Some(&ws.id)).await?.into_iter().next().map(|a| a.version);
     let mark = |kind: ManagedKind, key: &str| mine.iter().find(|m| m.kind == kind && m.key == key);
     let mut plan = WorkspacePlan {
         workspace_id: ws.id.to_string(),
@@ -376,6 +415,7 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
         blueprint_id: target.blueprint_id.to_owned(),
         version: target.version,
         expected: mine.clone(),
+        read_at: Vec::new(),
         resources: Vec::new(),
         create_connections: Vec::new(),
         update_connections: Vec::new(),
@@ -452,6 +492,7 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
                 match updated_connection(state, &current, input, overrides, now) {
                     Ok(None) => {}
                     Ok(Some((conn, fields))) => {
+                        apply.read_at.push((current.id.to_string(), current.updated_at));
                         changes.push(ResourceChange { resource: at, action: "update", id: Some(conn.id.to_string()), fields, note: None });
                         apply.update_connections.push(conn);
                     }
@@ -504,6 +545,15 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
         };
         // Made again, a resource has nothing of the workspace's to keep: the blueprint's values.
         let merged = merge(&base, &desired, if current.is_some() { overrides } else { &[] });
+        // An overridden connection is the one the workspace chose, whose type the action is for.
+        let kind = match merged["connection"].as_str() {
+            Some(c) if !connection_ids.contains_key(c) => match ConnectionId::parse(c) {
+                Some(id) => state.store.get_connection(&scope, &id).await?.map(|c| c.kind),
+                None => None,
+            }
+            .unwrap_or(kind),
+            _ => kind,
+        };
         let checked = match checked_rule_view(state, &kind, merged).await {
             Ok(v) => v,
             Err(e) => {
@@ -535,6 +585,7 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
                     let mut rule =
                         rule_from_view(r.id.clone(), ws.id.clone(), &checked, &connection_ids, &connection_id, r.created_at, now);
                     rule.bound_to = r.bound_to.clone();
+                    apply.read_at.push((r.id.to_string(), r.updated_at));
                     changes.push(ResourceChange { resource: at, action: "update", id: Some(r.id.to_string()), fields, note: None });
                     apply.update_rules.push(rule);
                 }
@@ -671,7 +722,7 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
     }
 
     plan.changes = changes;
-    plan.problems = problems.0;
+    plan.problems = problems.scrubbed(&secrets);
     if !plan.problems.is_empty() {
         return Ok(Prepared { plan, apply: None, writes: false });
     }
@@ -718,6 +769,22 @@ fn updated_connection(
     let connector = connector(state, &current.kind)?;
     let (mut config, mut credentials) = (input.config, input.credentials);
     split_secrets(&*connector, &mut config, &mut credentials);
+    // The blueprint's credentials go only where the blueprint says: never to an address the
+    // workspace chose (stored credentials never follow a connection to a new address).
+    let address_overridden = overrides.iter().any(|o| {
+        o == "config"
+            || DESTINATION_KEYS
+                .iter()
+                .any(|k| o.strip_prefix("config.").is_some_and(|rest| rest == *k || rest.starts_with(&format!("{k}."))))
+    });
+    if credentials.is_some() && address_overridden && !is_overridden(overrides, "credentials") {
+        return Err(ApiError::invalid(
+            "credentials",
+            "the workspace owns this connection's address (an override), so the blueprint cannot send its credentials there: \
+             override the credentials too, or give the address back to the blueprint",
+        ));
+    }
+    crate::api::common::check_name(&input.name, "name")?;
     let mut desired = Map::new();
     desired.insert("name".into(), Value::String(input.name));
     desired.insert("config".into(), connector.validate_config(&config, &validation_context(state))?);
@@ -779,6 +846,7 @@ fn updated_connection(
     }
     let mut conn = current.clone();
     conn.name = merged["name"].as_str().unwrap_or_default().to_owned();
+    crate::api::common::check_name(&conn.name, "name")?;
     conn.config = merged["config"].clone();
     let parse = |field: &str| -> ApiResult<Value> { Ok(merged.get(field).cloned().unwrap_or(Value::Null)) };
     conn.retry_policy = serde_json::from_value::<RetryPolicyInput>(parse("retry_policy")?)

@@ -105,10 +105,12 @@ async fn a_blueprint_is_planned_and_applied_to_three_workspaces_each_with_its_va
     // The secrets were sealed into the credentials, never written out.
     assert!(!database_contents(&app).await.contains("xoxb-dev-token"));
 
-    // Applying again changes nothing; nor does planning show anything.
+    // Applying again changes nothing (not even an updated_at); nor does planning show anything.
+    let (rules_before, connections_before) = (by_name(&app, &prod, "rules").await, by_name(&app, &prod, "connections").await);
     let again = app.ok(Method::POST, "/blueprints/alerts-and-signups/apply?workspaces=", None, 200).await;
     assert_eq!((again["applied"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(3)), "{again}");
-    let before = by_name(&app, &prod, "rules").await;
+    assert_eq!(by_name(&app, &prod, "connections").await, connections_before);
+    let before = rules_before;
     let plan = app.ok(Method::POST, &format!("/blueprints/alerts-and-signups/plan?workspaces={dev},{staging},{prod}"), None, 200).await;
     assert_eq!(plan["changes"], 0, "{plan}");
     assert_eq!(by_name(&app, &prod, "rules").await, before, "not even updated_at moves");
@@ -424,7 +426,7 @@ async fn a_workspace_exported_and_applied_to_an_empty_one_is_reproduced_exactly(
         .webhook(
             &a,
             &receiver.url(),
-            json!({"name": "Orders hook", "credentials": {"bearer_token": "tok-a"}, "retry_policy": {"max_attempts": 3, "initial_delay_ms": 100, "max_delay_ms": 1000},
+            json!({"name": "Orders hook", "credentials": {"bearer_token": "tok-a", "headers": {"X-Api-Key": "hdr-a"}}, "retry_policy": {"max_attempts": 3, "initial_delay_ms": 100, "max_delay_ms": 1000},
                    "timeout_ms": 3000, "max_in_flight": 2, "circuit_breaker": {"min_requests": 7}}),
         )
         .await;
@@ -454,13 +456,17 @@ async fn a_workspace_exported_and_applied_to_an_empty_one_is_reproduced_exactly(
     app.ok(
         Method::PUT,
         &format!("/workspaces/{}/event-types/order.created", a.id),
-        Some(json!({"description": "An order", "json_schema": {"type": "object"}, "example": {"total": 120}})),
+        Some(json!({"description": "An order (costs ${price})", "json_schema": {"type": "object"}, "example": {"total": 120, "note": "${x}"}})),
         200,
     )
     .await;
 
     let exported = app.ok(Method::GET, &format!("/workspaces/{}/blueprint?name=orders", a.id), None, 200).await;
-    assert_eq!(exported["secrets"], json!(["orders_hook_bearer_token", "team_slack_access_token"]), "{exported}");
+    assert_eq!(
+        exported["secrets"],
+        json!(["orders_hook_bearer_token", "orders_hook_headers_x-api-key", "team_slack_access_token"]),
+        "{exported}"
+    );
     let yaml = exported["yaml"].as_str().unwrap();
     assert!(!yaml.contains("tok-a") && !yaml.contains("xoxb-a"), "credentials are references: {yaml}");
     assert!(yaml.contains("${secret:orders_hook_bearer_token}") && yaml.starts_with("version: 1"), "{yaml}");
@@ -471,7 +477,7 @@ async fn a_workspace_exported_and_applied_to_an_empty_one_is_reproduced_exactly(
         .ok(
             Method::POST,
             "/workspaces",
-            Some(json!({"name": "Copy", "secrets": {"orders_hook_bearer_token": "tok-a", "team_slack_access_token": "xoxb-a"}})),
+            Some(json!({"name": "Copy", "secrets": {"orders_hook_bearer_token": "tok-a", "orders_hook_headers_x-api-key": "hdr-a", "team_slack_access_token": "xoxb-a"}})),
             201,
         )
         .await;
@@ -492,6 +498,7 @@ async fn a_workspace_exported_and_applied_to_an_empty_one_is_reproduced_exactly(
     app.ok(Method::POST, &format!("/workspaces/{b}/events"), Some(json!({"event": "order.created", "payload": {"total": 500}})), 202).await;
     let got = receiver.wait_for(1).await;
     assert_eq!(got[0].headers.get("authorization").and_then(|h| h.to_str().ok()), Some("Bearer tok-a"));
+    assert_eq!(got[0].headers.get("x-api-key").and_then(|h| h.to_str().ok()), Some("hdr-a"));
 }
 
 #[tokio::test]
@@ -506,6 +513,7 @@ async fn a_workspace_past_its_limits_is_left_as_it_was_and_the_others_are_applie
     let failed = plan_of(&applied, &dev);
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["problems"][0]["field"], "connections", "{failed}");
+    assert!(failed["problems"][0]["message"].as_str().unwrap().contains("limit of 1 connection"), "{failed}");
     assert!(by_name(&app, &dev, "connections").await.is_empty(), "all of a workspace's changes or none");
     assert!(by_name(&app, &dev, "rules").await.is_empty());
     let declared = app.ok(Method::GET, &format!("/workspaces/{dev}/event-types?limit=100"), None, 200).await;
@@ -513,4 +521,33 @@ async fn a_workspace_past_its_limits_is_left_as_it_was_and_the_others_are_applie
     assert_eq!(by_name(&app, &prod, "connections").await.len(), 2);
     let drift = app.ok(Method::GET, "/blueprints/alerts-and-signups/drift", None, 200).await;
     assert_eq!(drift["workspaces"].as_array().unwrap().len(), 1, "applied to prod only: {drift}");
+}
+
+#[tokio::test]
+async fn a_plan_never_quotes_a_secret_even_where_an_integration_refuses_it() {
+    // No private addresses: the integration names the address it refuses.
+    let app = TestApp::spawn_with(|c| c.allow_private_destinations = false).await;
+    let ws = app.workspace("acme").await;
+    app.ok(Method::PUT, &format!("/workspaces/{}/secrets/token", ws.id), Some(json!({"value": "Xoxb-Secret-Value-1234"})), 201).await;
+    // Secrets are write-only even for an admin key: a document planned must not be a way to read them.
+    let doc = format!(
+        "version: 1\nname: probe\ntargets: {{workspaces: [{}]}}\nconnections:\n  d:\n    type: discord\n    name: D\n    credentials: {{webhook_url: \"http://${{secret:token}}.localhost/\"}}\n",
+        ws.id
+    );
+    let res = app
+        .client
+        .post(format!("{}/api/v1/blueprints/plan", app.base))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/yaml")
+        .body(doc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let plan = res.text().await.unwrap();
+    assert!(!plan.to_lowercase().contains("secret-value"), "{plan}");
+    let plan: Value = serde_json::from_str(&plan).unwrap();
+    let problem = &plan["workspaces"][0]["problems"][0];
+    assert_eq!(problem["field"], "connections.d.credentials.webhook_url", "{plan}");
+    assert!(problem["message"].as_str().unwrap().contains("not shown"), "{plan}");
 }

@@ -123,11 +123,13 @@ macro_rules! impl_blueprint_store {
                 rows.into_iter().map(Self::managed_resource).collect()
             }
 
-            async fn blueprint_applications(&self, blueprint_id: &str) -> Result<Vec<crate::BlueprintApplication>> {
+            async fn blueprint_applications(&self, blueprint_id: &str, ws: Option<&WorkspaceId>) -> Result<Vec<crate::BlueprintApplication>> {
                 let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-                    "SELECT workspace_id, blueprint_id, version, applied_at FROM blueprint_applications WHERE blueprint_id = $1 ORDER BY workspace_id",
+                    "SELECT workspace_id, blueprint_id, version, applied_at FROM blueprint_applications
+                     WHERE blueprint_id = $1 AND (CAST($2 AS TEXT) IS NULL OR workspace_id = $2) ORDER BY workspace_id",
                 )
                 .bind(blueprint_id)
+                .bind(ws.map(WorkspaceId::as_str))
                 .fetch_all(self.reader())
                 .await?;
                 Ok(rows
@@ -144,8 +146,9 @@ macro_rules! impl_blueprint_store {
             async fn apply_blueprint(&self, a: &crate::BlueprintApply, now: Millis) -> Result<()> {
                 let ws = a.workspace_id.as_str();
                 let mut tx = self.writer().begin().await?;
-                // One apply to a workspace at a time; the second sees what the first did.
-                Self::lock_for_limits(&mut tx, &format!("blueprint-apply/{ws}")).await?;
+                // One apply to a workspace at a time, the second seeing what the first did; and the
+                // lock a connection or rule made by hand takes, so that the caps hold across both.
+                Self::lock_for_limits(&mut tx, ws).await?;
                 let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
                     "SELECT blueprint_id, kind, key, resource_id, overrides FROM blueprint_resources
                      WHERE workspace_id = $1 AND blueprint_id = $2 ORDER BY blueprint_id, kind, key",
@@ -160,6 +163,19 @@ macro_rules! impl_blueprint_store {
                 expected.sort_by(|x, y| (x.kind, &x.key).cmp(&(y.kind, &y.key)));
                 if current != expected {
                     return Err(crate::StoreError::Conflict("the workspace changed while the plan was made".into()));
+                }
+                for (id, read_at) in &a.read_at {
+                    let now_at: Option<i64> = sqlx::query_scalar(
+                        "SELECT updated_at FROM connections WHERE id = $1 AND workspace_id = $2
+                         UNION ALL SELECT updated_at FROM rules WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+                    )
+                    .bind(id)
+                    .bind(ws)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if now_at != Some(*read_at) {
+                        return Err(crate::StoreError::Conflict("the workspace changed while the plan was made".into()));
+                    }
                 }
                 for id in &a.delete_rules {
                     sqlx::query("UPDATE rules SET deleted_at = $1, active = FALSE WHERE id = $2 AND workspace_id = $3 AND deleted_at IS NULL")
@@ -199,19 +215,27 @@ macro_rules! impl_blueprint_store {
                         return Err(crate::StoreError::Limit { limit: "event_types", max: crate::MAX_EVENT_TYPES as u64 });
                     }
                 }
-                // The caps, once everything is in: a plan that frees room and takes it is fine.
+                // The caps, once everything is in (so a plan that frees room and takes it is fine):
+                // past `max` is `max + 1` rows, reported as the cap it is.
+                let cap = |e: crate::StoreError| match e {
+                    crate::StoreError::Limit { limit, max } => crate::StoreError::Limit { limit, max: max - 1 },
+                    other => other,
+                };
                 if !a.create_connections.is_empty() {
                     Self::check_limit(&mut tx, "connections", a.max_connections.map(|m| m + 1), "SELECT COUNT(*) FROM connections WHERE workspace_id = $1", &[ws])
-                        .await?;
+                        .await
+                        .map_err(cap)?;
                 }
                 if !a.create_rules.is_empty() {
                     let live = "SELECT COUNT(*) FROM rules WHERE workspace_id = $1 AND deleted_at IS NULL";
-                    Self::check_limit(&mut tx, "rules_per_workspace", a.rule_caps.per_workspace.map(|m| m + 1), live, &[ws]).await?;
+                    Self::check_limit(&mut tx, "rules_per_workspace", a.rule_caps.per_workspace.map(|m| m + 1), live, &[ws]).await.map_err(cap)?;
                 }
                 if !a.create_rules.is_empty() || !a.update_rules.is_empty() {
                     let same = "SELECT COUNT(*) FROM rules WHERE workspace_id = $1 AND deleted_at IS NULL AND event = $2";
                     for r in a.create_rules.iter().chain(&a.update_rules) {
-                        Self::check_limit(&mut tx, "rules_per_event_type", a.rule_caps.per_event_type.map(|m| m + 1), same, &[ws, &r.event]).await?;
+                        Self::check_limit(&mut tx, "rules_per_event_type", a.rule_caps.per_event_type.map(|m| m + 1), same, &[ws, &r.event])
+                            .await
+                            .map_err(cap)?;
                     }
                 }
                 sqlx::query("DELETE FROM blueprint_resources WHERE workspace_id = $1 AND blueprint_id = $2")
@@ -262,7 +286,7 @@ macro_rules! impl_blueprint_store {
                 overrides: &[(crate::ManagedKind, String, Vec<String>)],
             ) -> Result<bool> {
                 let mut tx = self.writer().begin().await?;
-                Self::lock_for_limits(&mut tx, &format!("blueprint-apply/{}", ws.as_str())).await?;
+                Self::lock_for_limits(&mut tx, ws.as_str()).await?;
                 let applied: Option<i64> =
                     sqlx::query_scalar("SELECT version FROM blueprint_applications WHERE workspace_id = $1 AND blueprint_id = $2")
                         .bind(ws.as_str())

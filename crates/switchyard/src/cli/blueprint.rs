@@ -118,7 +118,9 @@ fn prepared(file: &str) -> Result<(String, &'static str, String), Failure> {
         }
         Failure { code: exit::INVALID, message: format!("{file} is not a valid blueprint") }
     })?;
-    let (filled, used) = blueprint::fill_env(&b, &|name| std::env::var(name).ok()).map_err(|missing| Failure::usage(missing.join("; ")))?;
+    // Exit 5, like any problem of the document's: not 2, which a pipeline reads as "has changes".
+    let (filled, used) = blueprint::fill_env(&b, &|name| std::env::var(name).ok())
+        .map_err(|missing| Failure { code: exit::INVALID, message: format!("{file}: {}", missing.join("; ")) })?;
     if used {
         Ok((serde_json::to_string(&filled).expect("a blueprint is JSON"), "application/json", filled.name))
     } else {
