@@ -400,7 +400,9 @@ pub trait WorkspaceStore: Send + Sync {
     /// The workspaces holding every label of `selector` (all of them when it is empty), newest first.
     async fn labelled_workspaces(&self, selector: &std::collections::BTreeMap<String, String>, page: &Page) -> Result<Vec<Workspace>>;
     async fn get_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<Option<Workspace>>;
-    async fn update_workspace(&self, ws: &Workspace) -> Result<()>;
+    /// Writes a workspace read with `updated_at == read_at`; false (nothing written) when it
+    /// changed since, so that a concurrent change is never undone: read it again.
+    async fn update_workspace(&self, ws: &Workspace, read_at: Millis) -> Result<bool>;
     /// Deletes the workspace and everything in it. False when it did not exist.
     async fn delete_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<bool>;
     async fn create_publishable_key(&self, key: &PublishableKey, key_hash: &str) -> Result<()>;

@@ -298,7 +298,7 @@ async fn get_workspace(State(state): State<AppState>, principal: Principal, Path
 }
 
 #[utoipa::path(patch, path = "/workspaces/{id}", tag = "workspaces", params(("id" = String, Path)), request_body(content = UpdateWorkspace, example = json!({"name": "acme-production"})),
-    responses((status = 200, body = WorkspaceOut), (status = 404, body = ErrorBody)), security(("api_key" = ["admin"])))]
+    responses((status = 200, body = WorkspaceOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("api_key" = ["admin"])))]
 async fn update_workspace(
     State(state): State<AppState>,
     principal: Principal,
@@ -324,28 +324,52 @@ async fn update_workspace(
             .installation(Access::Write)
             .map_err(|_| ApiError::forbidden("only an installation-wide key may change a workspace's plan, limits or labels"))?;
     }
-    if let Some(name) = body.name {
-        check_name(&name, "name")?;
-        ws.name = name;
+    // Everything checked first; then the changes are laid over the workspace as it is, and
+    // written only if nobody changed it meanwhile (else read again): a rename by the workspace's
+    // admin never undoes an installation's label change made at the same time, nor the reverse.
+    if let Some(name) = &body.name {
+        check_name(name, "name")?;
     }
-    if let Some(description) = body.description {
-        ws.description = description;
+    let plan = match &body.plan {
+        Some(Some(name)) => Some(Some(existing_plan(&state, name, "plan").await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let limits = body.limits.as_ref().map(overrides).transpose()?;
+    if let Some(labels) = &body.labels {
+        check_labels(labels)?;
     }
-    if let Some(plan) = body.plan {
-        ws.plan = match plan {
-            Some(name) => Some(existing_plan(&state, &name, "plan").await?),
-            None => None,
-        };
+    let mut attempts: u64 = 0;
+    loop {
+        attempts += 1;
+        let read_at = ws.updated_at;
+        if let Some(name) = &body.name {
+            ws.name = name.clone();
+        }
+        if let Some(description) = &body.description {
+            ws.description = description.clone();
+        }
+        if let Some(plan) = &plan {
+            ws.plan = plan.clone();
+        }
+        if let Some(limits) = &limits {
+            ws.limit_overrides = limits.clone();
+        }
+        if let Some(labels) = &body.labels {
+            ws.labels = labels.clone();
+        }
+        // Always later than what was read, even within one millisecond.
+        ws.updated_at = switchyard_core::now_millis().max(read_at + 1);
+        if state.store.update_workspace(&ws, read_at).await? {
+            break;
+        }
+        if attempts == 32 {
+            return Err(ApiError::conflict("the workspace is being changed by others; try again"));
+        }
+        // A few milliseconds apart, so that writers racing each other do not race again.
+        tokio::time::sleep(std::time::Duration::from_millis(attempts + (ulid::Ulid::new().random() % 4) as u64)).await;
+        ws = visible_workspace(&state, &principal, &id, Access::Manage).await?.1;
     }
-    if let Some(limits) = &body.limits {
-        ws.limit_overrides = overrides(limits)?;
-    }
-    if let Some(labels) = body.labels {
-        check_labels(&labels)?;
-        ws.labels = labels;
-    }
-    ws.updated_at = switchyard_core::now_millis();
-    state.store.update_workspace(&ws).await?;
     state.config_changed();
     let change =
         Change::new("workspace.update", "workspace", &ws.id).in_workspace(&ws.id).summary(json!({"name": ws.name, "fields": changed}));

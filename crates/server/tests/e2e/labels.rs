@@ -129,3 +129,26 @@ async fn only_installation_keys_change_labels_and_a_selection_never_crosses_a_ke
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(names(&list), ["renamed"]);
 }
+
+#[tokio::test]
+async fn concurrent_changes_to_a_workspace_never_undo_each_other() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace("acme").await;
+    let path = format!("/api/v1/workspaces/{}", ws.id);
+    for round in 0..10 {
+        // Each request changes one field; whatever their order, every one of them is kept.
+        let label = app.call(Method::PATCH, &path, Some(ADMIN_KEY), Some(json!({"labels": {"round": format!("r{round}")}})));
+        let limits = app.call(Method::PATCH, &path, Some(ADMIN_KEY), Some(json!({"limits": {"connections": 10 + round}})));
+        let description = app.call(Method::PATCH, &path, Some(ADMIN_KEY), Some(json!({"description": format!("d{round}")})));
+        let names = (0..4).map(|i| app.call(Method::PATCH, &path, Some(ADMIN_KEY), Some(json!({"name": format!("acme-{round}-{i}")}))));
+        let (l, m, d, n) = tokio::join!(label, limits, description, futures::future::join_all(names));
+        for (status, body) in [l, m, d].iter().chain(n.iter()) {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+        }
+        let now = app.ok(Method::GET, &format!("/workspaces/{}", ws.id), None, 200).await;
+        assert_eq!(now["labels"]["round"], format!("r{round}"), "round {round}: {now}");
+        assert_eq!(now["limits"]["connections"], 10 + round, "round {round}: {now}");
+        assert_eq!(now["description"], format!("d{round}"), "round {round}: {now}");
+        assert!(now["name"].as_str().unwrap().starts_with(&format!("acme-{round}-")), "round {round}: {now}");
+    }
+}

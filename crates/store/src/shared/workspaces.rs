@@ -80,9 +80,12 @@ macro_rules! impl_workspace_store {
                 row.as_ref().map(rows::workspace).transpose()
             }
 
-            async fn update_workspace(&self, ws: &Workspace) -> Result<()> {
+            async fn update_workspace(&self, ws: &Workspace, read_at: Millis) -> Result<bool> {
                 let mut tx = self.writer().begin().await?;
-                sqlx::query("UPDATE workspaces SET name = $1, description = $2, plan = $3, limit_overrides = $4, labels = $5, updated_at = $6 WHERE id = $7")
+                let done = sqlx::query(
+                    "UPDATE workspaces SET name = $1, description = $2, plan = $3, limit_overrides = $4, labels = $5, updated_at = $6
+                     WHERE id = $7 AND updated_at = $8",
+                )
                     .bind(&ws.name)
                     .bind(&ws.description)
                     .bind(&ws.plan)
@@ -90,14 +93,18 @@ macro_rules! impl_workspace_store {
                     .bind(serde_json::to_string(&ws.labels).expect("labels are JSON"))
                     .bind(ws.updated_at)
                     .bind(ws.id.as_str())
+                    .bind(read_at)
                     .execute(&mut *tx)
                     .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
                 sqlx::query("DELETE FROM workspace_labels WHERE workspace_id = $1").bind(ws.id.as_str()).execute(&mut *tx).await?;
                 Self::write_labels(&mut tx, ws).await?;
                 // Limits are cached beside keys and rules: the plan may have changed.
                 Self::bump_config_version(&mut tx).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn delete_workspace(&self, scope: &Scope, id: &WorkspaceId) -> Result<bool> {
