@@ -704,17 +704,7 @@ async fn export_workspace(
     crate::blueprint::valid_name(&name).map_err(|m| ApiError::invalid("name", m))?;
     let connections = plan::all_connections(&state, &ws.id).await?;
     let rules = plan::all_rules(&state, &ws.id).await?;
-    let mut event_types = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let batch = state.store.list_event_types(&ws.id, after.as_deref(), 200).await?;
-        let done = batch.len() < 200;
-        after = batch.last().map(|t| t.name.clone());
-        event_types.extend(batch);
-        if done {
-            break;
-        }
-    }
+    let event_types = plan::all_event_types(&state, &ws.id).await?;
     let managed = state.store.managed_resources(&ws.id).await?;
     let (blueprint, secrets, notes) = crate::blueprint::export::export(&state, &ws, &name, &connections, &rules, &event_types, &managed);
     let document = serde_json::to_value(&blueprint).map_err(|_| ApiError::internal("the blueprint could not be written"))?;

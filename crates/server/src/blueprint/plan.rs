@@ -345,6 +345,35 @@ pub async fn all_rules(state: &AppState, ws: &WorkspaceId) -> ApiResult<Vec<Rule
     }
 }
 
+/// Every event type of a workspace (learned and declared), page by page.
+pub async fn all_event_types(state: &AppState, ws: &WorkspaceId) -> ApiResult<Vec<switchyard_core::model::EventType>> {
+    let mut out = Vec::new();
+    loop {
+        let batch = state.store.list_event_types(ws, out.last().map(|t: &switchyard_core::model::EventType| t.name.as_str()), 200).await?;
+        let done = batch.len() < 200;
+        out.extend(batch);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// The connection a mark names, if it is still there.
+async fn marked_connection(state: &AppState, scope: &Scope, m: Option<&ManagedResource>) -> ApiResult<Option<Connection>> {
+    match m.and_then(|m| ConnectionId::parse(&m.resource_id)) {
+        Some(id) => Ok(state.store.get_connection(scope, &id).await?),
+        None => Ok(None),
+    }
+}
+
+/// The rule a mark names, if it is still there.
+async fn marked_rule(state: &AppState, scope: &Scope, m: Option<&ManagedResource>) -> ApiResult<Option<Rule>> {
+    match m.and_then(|m| RuleId::parse(&m.resource_id)) {
+        Some(id) => Ok(state.store.get_rule(scope, &id).await?),
+        None => Ok(None),
+    }
+}
+
 /// Opens the workspace's secrets the blueprint refers to; a missing one is a problem.
 async fn open_secrets(state: &AppState, ws: &WorkspaceId, names: &[String], problems: &mut Problems) -> ApiResult<HashMap<String, String>> {
     let mut out = HashMap::new();
@@ -437,13 +466,7 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
     for (key, body) in &resolved.connections {
         let at = resource_name(ManagedKind::Connection, key);
         let marked = mark(ManagedKind::Connection, key);
-        let current = match marked {
-            Some(m) => match ConnectionId::parse(&m.resource_id) {
-                Some(id) => state.store.get_connection(&scope, &id).await?,
-                None => None,
-            },
-            None => None,
-        };
+        let current = marked_connection(state, &scope, marked).await?;
         let overrides = marked.map(|m| m.overrides.as_slice()).unwrap_or_default();
         let input: CreateConnection = match serde_json::from_value(body.clone()) {
             Ok(input) => input,
@@ -502,10 +525,7 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
         }
     }
     for m in mine.iter().filter(|m| m.kind == ManagedKind::Connection && !resolved.connections.contains_key(&m.key)) {
-        let exists = match ConnectionId::parse(&m.resource_id) {
-            Some(id) => state.store.get_connection(&scope, &id).await?.map(|c| c.id),
-            None => None,
-        };
+        let exists = marked_connection(state, &scope, Some(m)).await?.map(|c| c.id);
         if let Some(id) = exists {
             changes.push(delete(ManagedKind::Connection, &m.key, id.as_str(), None));
             apply.delete_connections.push(id);
@@ -516,13 +536,7 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
     for (key, (connection_key, body)) in &resolved.rules {
         let at = resource_name(ManagedKind::Rule, key);
         let marked = mark(ManagedKind::Rule, key);
-        let current = match marked {
-            Some(m) => match RuleId::parse(&m.resource_id) {
-                Some(id) => state.store.get_rule(&scope, &id).await?,
-                None => None,
-            },
-            None => None,
-        };
+        let current = marked_rule(state, &scope, marked).await?;
         let overrides = marked.map(|m| m.overrides.as_slice()).unwrap_or_default();
         let Some((connection_id, kind)) = connection_ids.get(connection_key).cloned() else {
             // The connection had a problem of its own (reported above).
@@ -600,10 +614,7 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
         });
     }
     for m in mine.iter().filter(|m| m.kind == ManagedKind::Rule && !resolved.rules.contains_key(&m.key)) {
-        let exists = match RuleId::parse(&m.resource_id) {
-            Some(id) => state.store.get_rule(&scope, &id).await?.map(|r| r.id),
-            None => None,
-        };
+        let exists = marked_rule(state, &scope, Some(m)).await?.map(|r| r.id);
         if let Some(id) = exists {
             // A rule whose connection goes too goes with it; listed all the same.
             changes.push(delete(ManagedKind::Rule, &m.key, id.as_str(), None));
@@ -703,20 +714,11 @@ pub async fn prepare(state: &AppState, ws: &Workspace, target: &Target<'_>) -> A
                 apply.delete_rules.push(r.id);
             }
         }
-        let mut after = None;
-        loop {
-            let batch = state.store.list_event_types(&ws.id, after.as_deref(), 200).await?;
-            let done = batch.len() < 200;
-            after = batch.last().map(|t| t.name.clone());
-            for t in batch {
-                let declared_here = resolved.event_types.contains_key(&t.name);
-                if t.declared_at.is_some() && !declared_here && !managed.contains(&(ManagedKind::EventType, t.name.as_str())) {
-                    changes.push(unmanaged_delete(ManagedKind::EventType, &t.name, note.clone()));
-                    apply.undeclare_event_types.push(t.name);
-                }
-            }
-            if done {
-                break;
+        for t in all_event_types(state, &ws.id).await? {
+            let declared_here = resolved.event_types.contains_key(&t.name);
+            if t.declared_at.is_some() && !declared_here && !managed.contains(&(ManagedKind::EventType, t.name.as_str())) {
+                changes.push(unmanaged_delete(ManagedKind::EventType, &t.name, note.clone()));
+                apply.undeclare_event_types.push(t.name);
             }
         }
     }
@@ -848,12 +850,12 @@ fn updated_connection(
     conn.name = merged["name"].as_str().unwrap_or_default().to_owned();
     crate::api::common::check_name(&conn.name, "name")?;
     conn.config = merged["config"].clone();
-    let parse = |field: &str| -> ApiResult<Value> { Ok(merged.get(field).cloned().unwrap_or(Value::Null)) };
-    conn.retry_policy = serde_json::from_value::<RetryPolicyInput>(parse("retry_policy")?)
+    let parse = |field: &str| merged.get(field).cloned().unwrap_or(Value::Null);
+    conn.retry_policy = serde_json::from_value::<RetryPolicyInput>(parse("retry_policy"))
         .map_err(|e| ApiError::invalid("retry_policy", e.to_string()))?
         .resolve(current.retry_policy)
         .map_err(|(f, m)| ApiError::invalid(f, m))?;
-    conn.breaker = serde_json::from_value::<BreakerSettingsInput>(parse("circuit_breaker")?)
+    conn.breaker = serde_json::from_value::<BreakerSettingsInput>(parse("circuit_breaker"))
         .map_err(|e| ApiError::invalid("circuit_breaker", e.to_string()))?
         .resolve(current.breaker)
         .map_err(|(f, m)| ApiError::invalid(f, m))?;

@@ -24,12 +24,8 @@ pub enum BlueprintCmd {
     /// has problems.
     Plan {
         file: String,
-        /// Only these workspaces (ws_...,ws_...); default: every one the blueprint targets.
-        #[arg(long, value_delimiter = ',')]
-        workspaces: Vec<String>,
-        /// Also remove what no blueprint manages (connections and rules made by hand).
-        #[arg(long)]
-        prune: bool,
+        #[command(flatten)]
+        scope: Scope,
         #[command(flatten)]
         target: Target,
     },
@@ -38,12 +34,8 @@ pub enum BlueprintCmd {
     /// could not be applied.
     Apply {
         file: String,
-        /// Only these workspaces (ws_...,ws_...); default: every one the blueprint targets.
-        #[arg(long, value_delimiter = ',')]
-        workspaces: Vec<String>,
-        /// Also remove what no blueprint manages (connections and rules made by hand).
-        #[arg(long)]
-        prune: bool,
+        #[command(flatten)]
+        scope: Scope,
         #[command(flatten)]
         target: Target,
     },
@@ -89,6 +81,17 @@ pub enum BlueprintCmd {
     },
 }
 
+/// Which workspaces `plan` and `apply` work on, and whether they prune.
+#[derive(clap::Args)]
+pub struct Scope {
+    /// Only these workspaces (ws_...,ws_...); default: every one the blueprint targets.
+    #[arg(long, value_delimiter = ',')]
+    workspaces: Vec<String>,
+    /// Also remove what no blueprint manages (connections and rules made by hand).
+    #[arg(long)]
+    prune: bool,
+}
+
 pub fn run(command: BlueprintCmd, runtime: &tokio::runtime::Runtime) -> Outcome {
     match command {
         BlueprintCmd::Validate { files } => validate(&files),
@@ -96,8 +99,8 @@ pub fn run(command: BlueprintCmd, runtime: &tokio::runtime::Runtime) -> Outcome 
             println!("{}", serde_json::to_string_pretty(&blueprint::json_schema()).expect("a schema is JSON"));
             Ok(())
         }
-        BlueprintCmd::Plan { file, workspaces, prune, target } => runtime.block_on(plan(&file, &workspaces, prune, &target)),
-        BlueprintCmd::Apply { file, workspaces, prune, target } => runtime.block_on(apply(&file, &workspaces, prune, &target)),
+        BlueprintCmd::Plan { file, scope, target } => runtime.block_on(plan(&file, &scope.workspaces, scope.prune, &target)),
+        BlueprintCmd::Apply { file, scope, target } => runtime.block_on(apply(&file, &scope.workspaces, scope.prune, &target)),
         BlueprintCmd::Drift { name, workspaces, target } => runtime.block_on(drift(&name, &workspaces, &target)),
         BlueprintCmd::Accept { name, resource, fields, clear, target } => {
             runtime.block_on(accept(&name, &resource, fields, clear, &target))
