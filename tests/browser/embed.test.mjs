@@ -546,7 +546,8 @@ describe("expiry and refresh", () => {
     await frame.getByRole("link", { name: "Events", exact: true }).click();
     await waitFor(async () => (await page.evaluate(() => window.messages.some((m) => m.data.type === "switchyard:token-expired"))), "token-expired");
     await frame.getByRole("heading", { level: 1, name: "Events" }).waitFor();
-    assert.ok((await page.evaluate(() => window.refreshes)) > refreshesBefore);
+    // Waited for, not read at once: one CI run saw the page shown before the count had risen.
+    await waitFor(async () => (await page.evaluate(() => window.refreshes)) > refreshesBefore, "a refresh after the 401");
     await context.close();
   });
 });
